@@ -1,0 +1,5 @@
+"""`python -m plx` is the `plx` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,380 @@
+"""The `plx` command: typer wiring only; the work is in commands.py, the printing in report.py."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, List, Optional, TypeVar
+
+import typer
+
+from . import __version__
+from .errors import PlxError, ValidationError
+
+app = typer.Typer(
+    name="plx",
+    help="Reproducible data-science experiments: YAML graphs of operations, run in parallel, cached, recorded.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+cache_app = typer.Typer(help="Inspect and maintain the artifact store and cache.", no_args_is_help=True, add_completion=False)
+app.add_typer(cache_app, name="cache")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def handle_errors(fn: F) -> F:
+    """A user's mistake prints `plx: error: ...` and exits with its code; a plx bug keeps its traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValidationError as exc:
+            for d in sorted(exc.diagnostics, key=lambda d: (d.file, d.line or 0, d.col or 0)):
+                err(f"plx: error: {d}")
+            raise typer.Exit(exc.exit_code) from None
+        except PlxError as exc:
+            err(f"plx: error: {exc}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err("plx: interrupted")
+            raise typer.Exit(130) from None
+        except BrokenPipeError:
+            raise typer.Exit(0) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"plx {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+    """plx runs experiment graphs written in YAML."""
+
+
+# ---- files ----------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def init() -> None:
+    """Make the current folder a plx project, with a runnable example."""
+    from .commands import init as do_init
+
+    # Always the current folder: the one the user is looking at, even inside another project.
+    for rel, what in do_init(Path.cwd()):
+        err(f"{what:<30} {rel}")
+    err("next: plx validate && plx run graphs/example.yaml")
+
+
+@app.command()
+@handle_errors
+def validate(paths: List[str] = typer.Argument(None, help="Files or folders (default: every operation and graph of the project).")) -> None:
+    """Validate operation and graph files; report every error with file:line:col."""
+    from .commands import open_project
+    from .commands import validate as do_validate
+
+    project, lib = open_project()
+    files, diags = do_validate(project, lib, paths or [])
+    diags.sort(key=lambda d: (d.file, d.line or 0, d.col or 0))
+    for d in diags:
+        err(f"plx: error: {d}")
+    bad = len({d.file for d in diags})
+    if diags:
+        err(f"{len(diags)} error{'s' if len(diags) != 1 else ''} in {bad} file{'s' if bad != 1 else ''} ({len(files)} checked)")
+        raise typer.Exit(1)
+    err(f"{len(files)} file{'s' if len(files) != 1 else ''} valid")
+
+
+class SchemaKind(str, Enum):
+    operation = "operation"
+    graph = "graph"
+
+
+@app.command()
+@handle_errors
+def schema(kind: SchemaKind = typer.Argument(..., help="operation or graph")) -> None:
+    """Print the JSON Schema of a file kind (for editors' YAML plugins and CI)."""
+    from .schema import SCHEMAS
+
+    print(json.dumps(SCHEMAS[kind.value], indent=2))
+
+
+class GraphFormat(str, Enum):
+    text = "text"
+    dot = "dot"
+    mermaid = "mermaid"
+
+
+@app.command("graph")
+@handle_errors
+def graph_cmd(graph: str = typer.Argument(..., help="A graph file."),
+              fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, dot or mermaid.")) -> None:
+    """Print the DAG of a graph (sub-graphs expanded as parent/child)."""
+    from .commands import graph_path, load_graph, open_project, render_graph
+
+    project, lib = open_project()
+    g = load_graph(lib, graph_path(project, graph))
+    print(render_graph(lib, g, fmt.value))
+
+
+@app.command()
+@handle_errors
+def ops(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the operations of the project: name, runner, inputs, params, outputs, title."""
+    from .commands import open_project
+    from .commands import ops as do_ops
+    from .report import dump_json, table
+
+    _, lib = open_project()
+    rows = do_ops(lib)
+    if as_json:
+        dump_json(rows)
+        return
+    if not rows:
+        err("no operations found; `plx init` creates an example")
+        return
+    print(table([[r["name"], r["runner"], ", ".join(r["inputs"]), ", ".join(r["params"]), ", ".join(r["outputs"]), r["title"]] for r in rows],
+                ["name", "runner", "inputs", "params", "outputs", "title"]))
+
+
+# ---- running --------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def run(
+    graph: str = typer.Argument(..., help="The graph file to run."),
+    nodes: List[str] = typer.Argument(None, help="Run only these nodes and what they need."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Nodes run at once (default: plx.yaml jobs, else CPUs)."),
+    param: List[str] = typer.Option([], "--param", "-p", help="NODE.PARAM=VALUE or NAME=VALUE (graph param); repeatable."),
+    input_: List[str] = typer.Option([], "--input", "-i", help="NAME=PATH for a graph input; repeatable."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run everything and refresh the cache."),
+    keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Keep launching independent nodes after a failure."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the plan: what would run, what is cached, and why."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout."),
+) -> None:
+    """Validate, plan and run a graph, or only the named nodes and their upstream."""
+    from . import commands
+    from .report import dump_json, reporter_for, table
+
+    project, lib = commands.open_project()
+    path = commands.graph_path(project, graph)
+    if dry_run:
+        rows = commands.dry_run(project, lib, path, targets=nodes or [], params=param, inputs=input_)
+        if as_json:
+            dump_json(rows)
+            return
+        print(table([[r["node"], r["action"], "; ".join(r["why"])] for r in rows], ["node", "action", "why"]))
+        n_run = sum(1 for r in rows if r["action"] == "run")
+        err(f"{n_run} would run, {len(rows) - n_run} cached")
+        return
+    record = commands.run(project, lib, path, targets=nodes or [], params=param, inputs=input_, jobs=jobs,
+                          no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:])
+    if as_json:
+        dump_json(public_run(record))
+    if record["status"] != "success":
+        raise typer.Exit(1)
+
+
+def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
+    """A run as SPEC §5's JSON."""
+    from .report import counts
+
+    out = {k: data.get(k) for k in ("id", "graph", "status", "started", "finished", "duration", "git")}
+    out["counts"] = counts(data.get("nodes", {}))
+    if with_nodes:
+        out["params"] = data.get("params", {})
+        out["inputs"] = data.get("inputs", {})
+        out["rerun_of"] = data.get("rerun_of")
+        out["nodes"] = {
+            n: {"state": d.get("state"), "exit_code": d.get("exit_code"), "duration": d.get("duration"), "cache_key": d.get("cache_key"),
+                "outputs": {k: {"hash": v["hash"], "size": v["size"], "type": v["type"]} for k, v in (d.get("outputs") or {}).items()},
+                **({"reason": d["reason"]} if d.get("reason") else {})}
+            for n, d in data.get("nodes", {}).items()
+        }
+    return out
+
+
+@app.command()
+@handle_errors
+def preview(graph: str = typer.Argument(..., help="A graph file."), node: str = typer.Argument(..., help="The node id (parent/child inside sub-graphs)."),
+            param: List[str] = typer.Option([], "--param", "-p", help="Overrides, as for plx run.")) -> None:
+    """Print the script NODE would run, placeholders filled."""
+    from . import commands
+
+    project, lib = commands.open_project()
+    print(commands.preview(project, lib, commands.graph_path(project, graph), node, param))
+
+
+# ---- history --------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def log(
+    run_ref: Optional[str] = typer.Argument(None, metavar="[RUN]", help="A run id, a unique prefix, or 'last'."),
+    node: Optional[str] = typer.Argument(None, help="Show this node's stdout (or --stderr / --worker)."),
+    stderr: bool = typer.Option(False, "--stderr", help="The node's stderr."),
+    worker: bool = typer.Option(False, "--worker", help="The node's worker log (what plx did)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the node ends."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    limit: int = typer.Option(20, "--limit", "-n", help="How many runs to list."),
+    graph: Optional[str] = typer.Option(None, "--graph", help="Only runs of this graph."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
+) -> None:
+    """List runs; show one run's nodes; or print a node's logs."""
+    from .commands import open_project
+    from .history import History
+    from .report import dump_json, table
+
+    project, _ = open_project()
+    history = History(project.store)
+    if run_ref is None:
+        runs = []
+        for rid in history.ids():
+            data = history.load(rid)
+            if (graph and data.get("graph") != graph) or (status and data.get("status") != status):
+                continue
+            runs.append(data)
+            if len(runs) >= limit:
+                break
+        if as_json:
+            dump_json([public_run(r, with_nodes=False) for r in runs])
+            return
+        if not runs:
+            err("no runs yet" if not (graph or status) else "no runs match")
+            return
+        rows = []
+        for r in runs:
+            c = public_run(r, False)["counts"]
+            git = r.get("git") or {}
+            commit = (git.get("commit") or "")[:8] + ("*" if git.get("dirty") else "")
+            rows.append([r["id"], r["graph"], r["status"], (r.get("started") or "")[:19].replace("T", " "),
+                         f"{r['duration']:.1f}s" if r.get("duration") is not None else "",
+                         c.get("success", 0), c.get("cached", 0), c.get("failed", 0) + c.get("timeout", 0), commit])
+        print(table(rows, ["id", "graph", "status", "started", "duration", "ran", "cached", "failed", "commit"]))
+        return
+    rid = history.resolve(run_ref)
+    data = history.load(rid)
+    if node is None:
+        if as_json:
+            dump_json(public_run(data))
+            return
+        rows = [[n, d.get("state"), f"{d['duration']:.2f}s" if d.get("duration") is not None else "", "yes" if d.get("state") == "cached" else "",
+                 "" if d.get("exit_code") is None else d["exit_code"], d.get("reason", "")] for n, d in data["nodes"].items()]
+        print(f"run {rid}  graph {data['graph']}  {data['status']}  started {data.get('started')}")
+        print(table(rows, ["node", "state", "duration", "cached", "exit", "reason"]))
+        return
+    if node not in data["nodes"]:
+        from .errors import RunError, did_you_mean
+
+        hint = did_you_mean(node, list(data["nodes"]))
+        raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
+    stream = "worker" if worker else "stderr" if stderr else "stdout"
+    path = history.log_path(rid, node, stream)
+    _print_log(history, rid, node, path, follow)
+
+
+def _print_log(history: Any, rid: str, node: str, path: Path, follow: bool) -> None:
+    from .history import FINAL_NODE_STATES
+
+    out = sys.stdout.buffer
+    pos = 0
+    while True:
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+                pos += len(chunk)
+                out.write(chunk)
+                out.flush()
+        if not follow:
+            return
+        state = history.load(rid)["nodes"].get(node, {}).get("state")
+        if state in FINAL_NODE_STATES or history.load(rid)["status"] != "running":
+            with open(path, "rb") if path.exists() else open("/dev/null", "rb") as f:
+                f.seek(pos)
+                out.write(f.read())
+            out.flush()
+            return
+        time.sleep(0.2)
+
+
+@app.command()
+@handle_errors
+def get(run_ref: str = typer.Argument(..., metavar="RUN", help="A run id, a unique prefix, or 'last'."),
+        output: str = typer.Argument(..., metavar="NODE.OUTPUT", help="A node's output, or a graph output by name."),
+        dest: Optional[str] = typer.Option(None, "-o", "--output", help="Where to write (default ./<filename>; '-' for stdout)."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing DEST.")) -> None:
+    """Copy an output artifact out of the store."""
+    from .commands import get_output, open_project
+
+    project, _ = open_project()
+    where = get_output(project, run_ref, output, dest, force)
+    if where != "-":
+        err(f"wrote {where}")
+
+
+# ---- cache ----------------------------------------------------------------------
+
+
+@cache_app.command("verify")
+@handle_errors
+def cache_verify() -> None:
+    """Re-hash every stored artifact; report damage (exit 1)."""
+    from .cache_admin import verify
+    from .commands import open_project
+
+    project, _ = open_project()
+    checked, damaged = verify(project)
+    for h, why in damaged:
+        err(f"damaged: {h} ({why})")
+    err(f"{checked} objects checked, {len(damaged)} damaged")
+    if damaged:
+        err("damaged objects are never served: the nodes that made them run again on the next `plx run`")
+        raise typer.Exit(1)
+
+
+@cache_app.command("gc")
+@handle_errors
+def cache_gc(keep_last: Optional[int] = typer.Option(None, "--keep-last", min=0, help="First forget all but the last N runs.")) -> None:
+    """Remove what no run in the history and no cache entry references."""
+    from .cache_admin import gc
+    from .commands import open_project
+
+    project, _ = open_project()
+    r = gc(project, keep_last)
+    err(f"removed {r['runs']} runs, {r['entries']} cache entries, {r['objects']} objects ({r['bytes']:,} bytes freed)")
+
+
+@cache_app.command("stats")
+@handle_errors
+def cache_stats() -> None:
+    """Print the number of objects, bytes and cache entries."""
+    from .cache_admin import stats
+    from .commands import open_project
+
+    project, _ = open_project()
+    s = stats(project)
+    print(f"objects: {s['objects']}\nbytes:   {s['bytes']:,}\nentries: {s['entries']}\nruns:    {s['runs']}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,380 @@
+"""One plain function per command: takes arguments, returns data; the CLI only prints it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import Diagnostic, PlxError, RunError, UsageError, ValidationError, did_you_mean
+from .loader import Library
+from .model import Graph, Operation, ParamSpec, parse_param_text
+from .project import Project, load_project
+
+
+def open_project(start: Path | None = None) -> tuple[Project, Library]:
+    project = load_project(start)
+    return project, Library(project)
+
+
+def graph_path(project: Project, path: str) -> Path:
+    """A GRAPH argument: relative to the current directory (or the project root as a fallback)."""
+    p = Path(path).expanduser()
+    for candidate in (p, project.root / p):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise UsageError(f"{path}: no such file")
+
+
+# ---- validate ------------------------------------------------------------------
+
+
+def validate(project: Project, lib: Library, paths: list[str]) -> tuple[list[Path], list[Diagnostic]]:
+    """Check the given files (default: every operation and graph of the project)."""
+    files: list[Path] = []
+    if paths:
+        for p in paths:
+            path = Path(p)
+            if path.is_dir():
+                files.extend(sorted(q for q in path.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file()))
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise UsageError(f"{p}: no such file or directory")
+    else:
+        files = lib.operation_files() + [g for g in lib.graph_files() if g not in lib.operation_files()]
+        if not paths and not files:
+            raise UsageError(f"no operation or graph files found under {', '.join(project.operation_dirs + project.graph_dirs)}/ "
+                             f"in {project.root}; give files to validate or run `plx init`")
+    for f in files:
+        lib.check(f)
+    diags = lib.all_diagnostics()
+    if not paths:
+        diags.extend(_duplicate_names(lib))
+    return files, diags
+
+
+def _duplicate_names(lib: Library) -> list[Diagnostic]:
+    out = []
+    for name, paths in lib.names().items():
+        if len(paths) > 1:
+            first = lib.display(paths[0])
+            for p in paths[1:]:
+                loaded = lib.load(p)
+                assert loaded.doc is not None
+                out.append(loaded.doc.diag(("name",), f"the operation name '{name}' is also used by {first}", "names must be unique in the project"))
+    return out
+
+
+# ---- overrides -----------------------------------------------------------------
+
+
+def _split_assignment(text: str, flag: str) -> tuple[str, str]:
+    name, eq, value = text.partition("=")
+    if not eq or not name:
+        raise UsageError(f"{flag} {text!r}: write NAME=VALUE")
+    return name.strip(), value
+
+
+def param_spec_for(lib: Library, graph: Graph, name: str) -> tuple[str | None, ParamSpec]:
+    """The spec behind `-p NAME` or `-p NODE.PARAM` (NODE may be `parent/child`)."""
+    if "." not in name:
+        spec = graph.param(name)
+        if spec is None:
+            choices = [p.name for p in graph.params]
+            raise RunError(f"-p {name}: the graph '{graph.name}' has no param '{name}'"
+                           + (f" ({did_you_mean(name, choices)})" if did_you_mean(name, choices) else "")
+                           + (f"; its params: {', '.join(choices)}" if choices else "; use NODE.PARAM for a node's param"))
+        return None, spec
+    node_path, _, pname = name.rpartition(".")
+    current: Graph | Operation = graph
+    for part in node_path.split("/"):
+        if not isinstance(current, Graph) or part not in current.nodes:
+            choices = list(current.nodes) if isinstance(current, Graph) else []
+            hint = did_you_mean(part, choices)
+            raise RunError(f"-p {name}: there is no node '{part}'" + (f" ({hint})" if hint else ""))
+        target = lib.resolve_node(current, current.nodes[part])
+        assert target is not None
+        current = target
+    spec = current.param(pname)
+    if spec is None:
+        choices = [p.name for p in current.params]
+        hint = did_you_mean(pname, choices)
+        raise RunError(f"-p {name}: node '{node_path}' has no param '{pname}'" + (f" ({hint})" if hint else "")
+                       + (f"; its params: {', '.join(choices)}" if choices else ""))
+    return node_path, spec
+
+
+def parse_overrides(lib: Library, graph: Graph, items: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
+    """-p values parsed by type -> (graph params, node params by node id, the record's flat view)."""
+    gparams: dict[str, Any] = {}
+    nparams: dict[str, dict[str, Any]] = {}
+    flat: dict[str, Any] = {}
+    for item in items:
+        name, text = _split_assignment(item, "-p")
+        node, spec = param_spec_for(lib, graph, name)
+        try:
+            value = parse_param_text(spec, text)
+        except ValueError as exc:
+            raise RunError(f"-p {name}: {exc}") from None
+        flat[name] = value
+        if node is None:
+            gparams[spec.name] = value
+        else:
+            nparams.setdefault(node, {})[spec.name] = value
+    return gparams, nparams, flat
+
+
+def parse_inputs(project: Project, graph: Graph, items: list[str]) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for item in items:
+        name, value = _split_assignment(item, "-i")
+        spec = graph.input(name)
+        if spec is None:
+            choices = [i.name for i in graph.inputs]
+            hint = did_you_mean(name, choices)
+            raise RunError(f"-i {name}: the graph has no input '{name}'" + (f" ({hint})" if hint else "")
+                           + (f"; its inputs: {', '.join(choices)}" if choices else ""))
+        path = Path(value).expanduser()
+        if not path.exists():
+            raise UsageError(f"-i {name}={value}: no such file")
+        out.setdefault(name, []).append(path.resolve())
+    return out
+
+
+# ---- run -----------------------------------------------------------------------
+
+
+def load_graph(lib: Library, path: Path) -> Graph:
+    obj = lib.runnable(path)
+    if not isinstance(obj, Graph):
+        raise UsageError(f"{lib.display(path)} is an operation, not a graph; `plx run` takes a graph file")
+    return obj
+
+
+def run(project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str],
+        jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str]) -> dict[str, Any]:
+    from .engine import Engine, RunOptions
+    from .planner import plan as make_plan
+
+    graph = load_graph(lib, graph_file)
+    gparams, nparams, flat = parse_overrides(lib, graph, params)
+    files = parse_inputs(project, graph, inputs)
+    the_plan = make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files, targets=targets)
+    opts = RunOptions(jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat)
+    return Engine(project, the_plan, opts, reporter, lib).run()
+
+
+def dry_run(project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str]) -> list[dict[str, Any]]:
+    from .engine import explain_plan
+    from .planner import plan as make_plan
+
+    graph = load_graph(lib, graph_file)
+    gparams, nparams, _ = parse_overrides(lib, graph, params)
+    files = parse_inputs(project, graph, inputs)
+    return explain_plan(project, make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files, targets=targets))
+
+
+def preview(project: Project, lib: Library, graph_file: Path, node: str, params: list[str]) -> str:
+    from .planner import plan as make_plan
+    from .runners import prepare
+
+    graph = load_graph(lib, graph_file)
+    gparams, nparams, _ = parse_overrides(lib, graph, params)
+    the_plan = make_plan(lib, graph, params=gparams, node_params=nparams)
+    task = the_plan.tasks.get(node)
+    if task is None:
+        hint = did_you_mean(node, list(the_plan.tasks))
+        raise UsageError(f"no node '{node}' in {lib.display(graph_file)}" + (f" ({hint})" if hint else ""))
+    ins = {}
+    for name, sources in task.inputs.items():
+        ins[name] = [str(s.path) if s.path else f"<{s.task}.{s.output}>" for s in sources]
+    outs = {o.name: f"<workdir>/{o.file_name}" for o in task.op.outputs}
+    prepared = prepare(task.op, task.params, ins, outs, None)
+    env = "\n".join(f"# {k}={v}" for k, v in sorted(prepared.env.items()))
+    return f"# node {node}: operation {task.op.name}, runner {task.op.runner}\n{env}\n{prepared.script}"
+
+
+# ---- graph / ops / init --------------------------------------------------------
+
+
+def graph_edges(lib: Library, graph: Graph) -> tuple[list[str], list[tuple[str, str, str]]]:
+    from .planner import plan as make_plan
+
+    the_plan = make_plan_no_inputs(lib, graph, make_plan)
+    edges = []
+    for t in the_plan.tasks.values():
+        for name, sources in t.inputs.items():
+            for s in sources:
+                if s.task:
+                    edges.append((s.task, t.id, f"{s.output} → {name}"))
+    return list(the_plan.tasks), edges
+
+
+def make_plan_no_inputs(lib: Library, graph: Graph, make_plan: Any) -> Any:
+    """A plan for display only: graph input files need not exist."""
+    fake = {i.name: [Path(str(i.default or f"<{i.name}>"))] for i in graph.inputs}
+    return make_plan(lib, graph, inputs=fake)
+
+
+def render_graph(lib: Library, graph: Graph, fmt: str) -> str:
+    nodes, edges = graph_edges(lib, graph)
+    if fmt == "dot":
+        lines = [f'digraph "{graph.name}" {{', "  rankdir=LR;"]
+        lines += [f'  "{n}";' for n in nodes]
+        lines += [f'  "{a}" -> "{b}" [label="{label}"];' for a, b, label in edges]
+        return "\n".join(lines + ["}"])
+    if fmt == "mermaid":
+        ids = {n: f"n{i}" for i, n in enumerate(nodes)}
+        lines = ["graph LR"] + [f'  {ids[n]}["{n}"]' for n in nodes]
+        lines += [f"  {ids[a]} -->|{label}| {ids[b]}" for a, b, label in edges]
+        return "\n".join(lines)
+    ups: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b, label in edges:
+        ups[b].append(f"{a} ({label})")
+    return "\n".join(f"{n}" + (f"  <- {', '.join(ups[n])}" if ups[n] else "") for n in nodes)
+
+
+def ops(lib: Library) -> list[dict[str, Any]]:
+    rows = []
+    for path in lib.operation_files():
+        loaded = lib.load(path)
+        obj = loaded.obj
+        if isinstance(obj, Operation):
+            rows.append({"name": obj.name, "runner": obj.runner, "inputs": [i.name + ("[]" if i.is_list else "") + ("?" if i.optional else "") for i in obj.inputs],
+                         "params": [p.name for p in obj.params], "outputs": [o.name for o in obj.outputs],
+                         "title": obj.title or "", "file": lib.display(path)})
+        elif isinstance(obj, Graph):
+            rows.append({"name": obj.name, "runner": "graph", "inputs": [i.name for i in obj.inputs], "params": [p.name for p in obj.params],
+                         "outputs": list(obj.outputs), "title": obj.title or "", "file": lib.display(path)})
+    return sorted(rows, key=lambda r: r["name"])
+
+
+INIT_FILES = {
+    "plx.yaml": "# plx project settings (all optional)\noperations: [operations]\ngraphs: [graphs]\n# jobs: 4\n",
+    "operations/word_count.yaml": """\
+kind: operation
+name: word_count
+title: Count words
+description: Counts the words of a text file and writes the count as JSON.
+runner: bash_jinja2
+inputs:
+  - name: text
+    type: text
+params:
+  - name: min_length
+    type: int
+    default: 1
+outputs:
+  - name: counts
+    type: json
+    filename: counts.json
+cmd: |
+  words=$(tr -s '[:space:]' '\\n' < {{ input.text | q }} | awk -v m={{ param.min_length }} 'length($0) >= m' | wc -l)
+  echo "{\\"words\\": $words}" > {{ output.counts | q }}
+""",
+    "graphs/example.yaml": """\
+kind: graph
+name: example
+description: Counts the words of a bundled text file.
+inputs:
+  - name: text
+    type: text
+    default: data/example.txt
+nodes:
+  count:
+    operation: word_count
+    inputs: {text: inputs.text}
+    params: {min_length: 3}
+outputs:
+  counts: count.counts
+""",
+    "data/example.txt": "plx runs experiments written as YAML graphs, caches what did not change,\nand records every run so that you can compare them later.\n",
+}
+
+
+def init(root: Path) -> list[tuple[str, str]]:
+    """Create the project skeleton; existing files are kept. Returns (path, what happened)."""
+    done = []
+    for rel, text in INIT_FILES.items():
+        p = root / rel
+        if p.exists():
+            done.append((rel, "kept (exists)"))
+            continue
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+        done.append((rel, "created"))
+    gi = root / ".gitignore"
+    lines = gi.read_text(encoding="utf-8").splitlines() if gi.exists() else []
+    if not any(line.strip().rstrip("/") in (".plx", "/.plx") for line in lines):
+        with open(gi, "a", encoding="utf-8") as f:
+            if lines and lines[-1] != "":
+                f.write("\n")
+            f.write(".plx/\n")
+        done.append((".gitignore", "added .plx/"))
+    else:
+        done.append((".gitignore", "kept (.plx/ already ignored)"))
+    return done
+
+
+# ---- log / get -----------------------------------------------------------------
+
+
+def get_output(project: Project, run_id: str, spec: str, dest: str | None, force: bool) -> str:
+    """Copy NODE.OUTPUT (or a graph output name) of a run out of the store; returns where it went."""
+    from .history import History
+    from .store import Artifact, Store
+
+    history = History(project.store)
+    rid = history.resolve(run_id)
+    data = history.load(rid)
+    nodes = data["nodes"]
+    if "." in spec:
+        node, _, out = spec.rpartition(".")
+    elif spec in data.get("outputs", {}):
+        ref = data["outputs"][spec]
+        if "node" not in ref:
+            raise RunError(f"graph output '{spec}' is an input file of the graph: {ref.get('path')}")
+        node, out = ref["node"], ref["output"]
+    else:
+        raise UsageError(f"'{spec}': write NODE.OUTPUT, or the name of a graph output ({', '.join(data.get('outputs', {})) or 'none'})")
+    if node not in nodes:
+        hint = did_you_mean(node, list(nodes))
+        raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
+    outs = nodes[node].get("outputs") or {}
+    if out not in outs:
+        state = nodes[node].get("state")
+        if not outs:
+            raise RunError(f"node '{node}' of run {rid} has no stored outputs (it is {state})")
+        raise RunError(f"node '{node}' has no output '{out}' (its outputs: {', '.join(outs)})")
+    art = Artifact.from_json(outs[out])
+    store = Store(project.store)
+    try:
+        if not store.intact(art):
+            raise RunError(f"the stored artifact of {node}.{out} is missing or damaged; run the graph again to rebuild it")
+        if dest == "-":
+            if art.type == "directory":
+                raise UsageError("a directory output cannot be written to stdout; give -o DEST")
+            with open(store.object_path(art.hash), "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.flush()
+            return "-"
+        target = Path(dest) if dest else Path.cwd() / art.filename
+        if target.exists() or target.is_symlink():
+            if not force:
+                raise RunError(f"{target} exists; give --force to replace it, or -o DEST")
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        tmp = target.parent / f".{target.name}.plx-tmp-{os.getpid()}"
+        store.materialize(art, tmp)
+        os.replace(tmp, target)
+        return str(target)
+    finally:
+        store.close()
+
+
+__all__ = ["PlxError", "ValidationError"]

@@ -1,0 +1,533 @@
+"""Runs a plan: schedules ready tasks on an executor, serves the cache, stores outputs, records history.
+
+The engine never prints: it reports events to a Reporter (see report.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import __version__
+from .errors import Interrupted
+from .executors.local import Finished, Job, LocalExecutor
+from .hashing import explain, key_of, task_recipe
+from .history import History, RunRecord, git_facts, new_run_id, now_iso
+from .planner import Plan, Task
+from .project import Project
+from .runners import child_env, prepare
+from .store import TREE_TYPE, Artifact, KeyLock, Store
+
+FAILED_STATES = {"failed", "timeout"}
+DONE_OK = {"success", "cached"}
+
+
+class Reporter(Protocol):
+    def run_started(self, run_id: str, plan: Plan, jobs: int) -> None: ...
+    def node_state(self, node: str, state: str, info: dict[str, Any]) -> None: ...
+    def run_finished(self, record: dict[str, Any]) -> None: ...
+
+
+class NullReporter:
+    def run_started(self, run_id: str, plan: Plan, jobs: int) -> None:
+        pass
+
+    def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
+        pass
+
+    def run_finished(self, record: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class RunOptions:
+    jobs: int
+    no_cache: bool = False
+    keep_going: bool = False
+    argv: list[str] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)  # as given with -p, typed
+    rerun_of: str | None = None
+    rev: str | None = None
+    snapshot: dict[str, Any] | None = None
+
+
+@dataclass
+class _Retry:
+    """A task whose key another plx process was computing: look at the cache again."""
+
+    id: str
+
+
+@dataclass
+class Avail:
+    """An artifact a task can read: stored (path None) or a user's file read in place."""
+
+    art: Artifact
+    path: Path | None = None
+
+
+def snapshot(plan: Plan, lib: Any) -> dict[str, Any]:
+    """The graph and every operation (and sub-graph) file exactly as run, keyed by project path."""
+    files: dict[str, Any] = {}
+    for loaded in lib.files.values():
+        if loaded.obj is not None and loaded.doc is not None:
+            files[loaded.doc.file] = loaded.doc.data
+    return {"graph": plan.graph.file, "files": files}
+
+
+class Engine:
+    def __init__(self, project: Project, plan: Plan, opts: RunOptions, reporter: Reporter, lib: Any = None):
+        self.project = project
+        self.plan = plan
+        self.opts = opts
+        self.reporter = reporter
+        self.store = Store(project.store)
+        self.history = History(project.store)
+        self.lib = lib
+        self.events: queue.Queue[Finished | _Retry] = queue.Queue()
+        self.executor = LocalExecutor(self.events)
+        self.state: dict[str, str] = {t: "pending" for t in plan.tasks}
+        self.results: dict[str, dict[str, Avail]] = {}
+        self.keys: dict[str, str] = {}
+        self.recipes: dict[str, dict[str, Any]] = {}
+        self.locks: dict[str, KeyLock] = {}
+        self.inflight: dict[str, str] = {}  # key -> the task computing it in this run
+        self.waiting: dict[str, list[str]] = {}  # key -> tasks of this run waiting on it
+        self.workdirs: dict[str, Path] = {}
+        self.down = plan.downstream()
+        self.remaining_deps = {t.id: set(t.deps) for t in plan.tasks.values()}
+        self.stopping = False
+        self.failed = False
+
+    # ---- the run ----------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        plan = self.plan
+        input_arts = {name: [Avail(self.store.hash_input(p, plan.graph.input(name).type), p) for p in paths]  # type: ignore[union-attr]
+                      for name, paths in plan.inputs.items()}
+        self.input_arts = input_arts
+        data: dict[str, Any] = {
+            "id": new_run_id(), "graph": plan.graph.name, "graph_file": plan.graph.file, "status": "running",
+            "started": now_iso(), "finished": None, "duration": None,
+            "git": git_facts(self.project.root), "plx_version": __version__, "argv": self.opts.argv,
+            "cwd": self.project.rel(Path.cwd()), "rerun_of": self.opts.rerun_of, "rev": self.opts.rev,
+            "params": self.opts.overrides, "graph_params": plan.params,
+            "inputs": {n: _input_json(plan.graph.input(n), arts) for n, arts in input_arts.items()},  # type: ignore[arg-type]
+            "outputs": {name: {"node": s.task, "output": s.output} if s.task else {"path": str(s.path)}
+                        for name, s in plan.outputs.items()},
+            "snapshot": self.opts.snapshot or (snapshot(plan, self.lib) if self.lib else {}),
+            "nodes": {t: {"state": "pending"} for t in plan.tasks},
+        }
+        self.record = RunRecord(self.history.dir, data)
+        self.reporter.run_started(self.record.id, plan, self.opts.jobs)
+        previous = _install_sigterm()
+        try:
+            try:
+                self._loop()
+            except KeyboardInterrupt:
+                self._interrupt()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            for lock in self.locks.values():
+                lock.release()
+            self.store.close()
+        status = self._final_status()
+        self.record.finish(status)
+        self.reporter.run_finished(data)
+        if status == "canceled":
+            raise Interrupted(f"run {data['id']} canceled")
+        return data
+
+    def _loop(self) -> None:
+        ready = [t for t, deps in self.remaining_deps.items() if not deps]
+        running = 0
+        jobs = max(1, self.opts.jobs)
+        while True:
+            while ready and running < jobs and not self.stopping:
+                tid = ready.pop(0)
+                if self._start(tid):
+                    running += 1
+                else:
+                    ready.extend(self._settled(tid))
+            if running == 0:
+                if self.stopping or not ready:
+                    break
+                continue
+            event = self.events.get()
+            if isinstance(event, _Retry):
+                running -= 1
+                ready.insert(0, event.id)
+                continue
+            running -= 1
+            ready.extend(self._finish(event))
+
+    # ---- starting a task ----
+
+    def _inputs_of(self, task: Task) -> dict[str, list[Avail]]:
+        out: dict[str, list[Avail]] = {}
+        for name, sources in task.inputs.items():
+            items: list[Avail] = []
+            for s in sources:
+                if s.task:
+                    items.append(self.results[s.task][s.output])  # type: ignore[index]
+                else:
+                    items.extend(a for a in self._graph_input_avail(s.path))  # type: ignore[arg-type]
+            out[name] = items
+        return out
+
+    def _graph_input_avail(self, path: Path) -> list[Avail]:
+        for arts in self.input_arts.values():
+            for a in arts:
+                if a.path == path:
+                    return [a]
+        return []  # pragma: no cover - every source path comes from plan.inputs
+
+    def _start(self, tid: str) -> bool:
+        """Serve tid from the cache, or launch it. True if a process (or a wait) now occupies a slot."""
+        task = self.plan.tasks[tid]
+        ins = self._inputs_of(task)
+        recipe = task_recipe(task.op, task.params, {n: [{"hash": a.art.hash, "name": a.art.filename} for a in v] for n, v in ins.items()})
+        key = key_of(recipe)
+        self.keys[tid], self.recipes[tid] = key, recipe
+        use_cache = task.cacheable and not self.opts.no_cache
+        if use_cache:
+            if key in self.inflight:
+                self.waiting.setdefault(key, []).append(tid)
+                self._set(tid, "pending", waiting_for=self.inflight[key])
+                return False  # settled later, when the first one finishes
+            hit = self.store.lookup(key)
+            if hit is not None:
+                self._serve(tid, hit)
+                return False
+            lock = KeyLock(self.store, key)
+            if not lock.try_acquire():
+                # Another plx process is computing this key: wait for it off the main thread.
+                def wait_other(lock: KeyLock = lock) -> None:
+                    lock.wait()
+                    lock.release()
+                    self.events.put(_Retry(tid))
+                self._set(tid, "pending", waiting_for="another plx process")
+                threading.Thread(target=wait_other, daemon=True).start()
+                self.inflight[key] = tid
+                return True
+            hit = self.store.lookup(key)  # it may have finished between our look and the lock
+            if hit is not None:
+                lock.release()
+                self._serve(tid, hit)
+                return False
+            self.locks[tid] = lock
+        if task.cacheable:
+            self.inflight[key] = tid
+        return self._launch(task, ins, key)
+
+    def _launch(self, task: Task, ins: dict[str, list[Avail]], key: str) -> bool:
+        tid = task.id
+        logs = self.record.log_dir(tid)
+        base = self.store.tmp / self.record.id / tid
+        work, indir, scratch = base / "work", base / "in", base / "plx"
+        for d in (work, indir, scratch):
+            d.mkdir(parents=True, exist_ok=True)
+        self.workdirs[tid] = base
+        worker = open(logs / "worker", "a", encoding="utf-8")
+
+        def wlog(msg: str) -> None:
+            worker.write(f"{now_iso()} {msg}\n")
+            worker.flush()
+
+        wlog(f"node {tid}: operation {task.op.name} ({task.op.file}), runner {task.op.runner}")
+        wlog(f"cache key {key}" + ("" if task.cacheable else " (not cacheable: always runs)")
+             + (" (--no-cache)" if self.opts.no_cache else ""))
+        paths: dict[str, list[str]] = {}
+        for name, items in ins.items():
+            spec = task.op.input(name)
+            placed = []
+            for i, a in enumerate(items):
+                dst = (indir / name / str(i) / a.art.filename) if spec and spec.is_list else (indir / name / a.art.filename)
+                if a.path is not None:
+                    _copy_user_input(a.path, dst, a.art.type)
+                else:
+                    self.store.materialize(a.art, dst)
+                placed.append(str(dst))
+                wlog(f"input {name}: {dst} <- {a.path or 'store ' + a.art.hash[:16]} ({a.art.type}, {a.art.size} bytes)")
+            paths[name] = placed
+        outputs = {o.name: str(work / o.file_name) for o in task.op.outputs}
+        for o in task.op.outputs:
+            if o.type == "directory":
+                (work / o.file_name).mkdir(parents=True, exist_ok=True)
+        try:
+            prepared = prepare(task.op, task.params, paths, outputs, scratch)
+        except Exception as exc:  # a template error at run time (e.g. a value jinja cannot render)
+            wlog(f"failed: cannot render the command: {exc}")
+            worker.close()
+            self._fail_now(tid, f"cannot render the command: {exc}")
+            return False
+        wlog("command:\n" + prepared.script.rstrip("\n"))
+        env = child_env(prepared.env)
+        env["PLX_RUN_ID"], env["PLX_NODE"] = self.record.id, tid
+        timeout = task.timeout * 60 if task.timeout else None
+        job = Job(tid, prepared.argv, env, work, logs / "stdout", logs / "stderr", timeout)
+        try:
+            self.executor.submit(job)
+        except OSError as exc:
+            wlog(f"failed: cannot start the process: {exc}")
+            worker.close()
+            self._fail_now(tid, f"cannot start {prepared.argv[0]}: {exc.strerror}")
+            return False
+        worker.close()
+        self._set(tid, "running", started=now_iso(), cache_key=key)
+        return True
+
+    def _fail_now(self, tid: str, reason: str) -> None:
+        self._set(tid, "failed", reason=reason, exit_code=None, cache_key=self.keys.get(tid))
+        self._release(tid)
+        self._after_failure(tid)
+
+    # ---- finishing a task ----
+
+    def _finish(self, ev: Finished) -> list[str]:
+        tid = ev.id
+        task = self.plan.tasks[tid]
+        logs = self.record.log_dir(tid)
+        duration = round(ev.ended - ev.started, 3)
+        with open(logs / "worker", "a", encoding="utf-8") as worker:
+            def wlog(msg: str) -> None:
+                worker.write(f"{now_iso()} {msg}\n")
+            wlog(f"exit code {ev.exit_code}, {duration:.3f} s" + (" (killed: timeout)" if ev.timed_out else ""))
+            common = {"exit_code": ev.exit_code, "duration": duration, "finished": now_iso(), "cache_key": self.keys[tid]}
+            if self.stopping and not ev.timed_out and ev.exit_code != 0:
+                self._set(tid, "canceled", **common)
+                self._release(tid)
+                return []
+            if ev.timed_out:
+                reason = f"timed out after {task.timeout} min; the process group was killed"
+                wlog(f"failed: {reason}")
+                self._set(tid, "timeout", reason=reason, **common)
+                self._release(tid)
+                self._after_failure(tid)
+                return []
+            if ev.exit_code != 0:
+                reason = f"exit code {ev.exit_code}" + (f" (killed by signal {-(ev.exit_code or 0)})" if (ev.exit_code or 0) < 0 else "")
+                wlog(f"failed: {reason}")
+                self._set(tid, "failed", reason=reason, **common)
+                self._release(tid)
+                self._after_failure(tid)
+                return []
+            work = self.workdirs[tid] / "work"
+            problem = _check_outputs(task, work)
+            if problem:
+                wlog(f"failed: {problem}")
+                self._set(tid, "failed", reason=problem, **common)
+                self._release(tid)
+                self._after_failure(tid)
+                return []
+            stored: dict[str, Artifact] = {}
+            for o in task.op.outputs:
+                p = work / o.file_name
+                art = self.store.put_tree(p, o.file_name) if o.type == TREE_TYPE else self.store.put_file(p, o.type, o.file_name)
+                stored[o.name] = art
+                wlog(f"output {o.name}: stored {art.hash} ({art.type}, {art.size} bytes)")
+            if task.cacheable:
+                self.store.record(self.keys[tid], stored, self.record.id)
+                wlog("cache entry written")
+        self._release(tid)
+        shutil.rmtree(self.workdirs.pop(tid), ignore_errors=True)
+        self.results[tid] = {n: Avail(a) for n, a in stored.items()}
+        self._set(tid, "success", outputs={n: a.to_json() for n, a in stored.items()}, **common)
+        released = self._settled(tid)
+        for other in self.waiting.pop(self.keys[tid], []):
+            self._serve(other, stored)
+            released.extend(self._settled(other))
+        return released
+
+    def _serve(self, tid: str, outputs: dict[str, Artifact]) -> None:
+        self.results[tid] = {n: Avail(a) for n, a in outputs.items()}
+        with open(self.record.log_dir(tid) / "worker", "a", encoding="utf-8") as w:
+            w.write(f"{now_iso()} cache hit {self.keys[tid]}: not executed\n")
+            for n, a in outputs.items():
+                w.write(f"{now_iso()} output {n}: {a.hash} ({a.type}, {a.size} bytes) from the store\n")
+        self._set(tid, "cached", cache_key=self.keys[tid], exit_code=None, duration=0.0,
+                  outputs={n: a.to_json() for n, a in outputs.items()})
+
+    def _settled(self, tid: str) -> list[str]:
+        """Tasks that became ready because tid is done (success or cached)."""
+        if self.state[tid] not in DONE_OK:
+            return []
+        ready = []
+        for d in sorted(self.down[tid]):
+            self.remaining_deps[d].discard(tid)
+            if not self.remaining_deps[d] and self.state[d] == "pending":
+                ready.append(d)
+        return ready
+
+    def _release(self, tid: str) -> None:
+        lock = self.locks.pop(tid, None)
+        if lock:
+            lock.release()
+        key = self.keys.get(tid)
+        if key and self.inflight.get(key) == tid:
+            del self.inflight[key]
+            if self.state[tid] not in DONE_OK:
+                # The first one failed: the waiters compute it themselves, when their turn comes.
+                for other in self.waiting.pop(key, []):
+                    self.events.put(_Retry(other))
+
+    def _after_failure(self, tid: str) -> None:
+        self.failed = True
+        if not self.opts.keep_going:
+            self.stopping = True
+
+    def _set(self, tid: str, state: str, **info: Any) -> None:
+        self.state[tid] = state
+        if "outputs" in info or state in DONE_OK:
+            info["recipe"] = self.recipes.get(tid)
+        self.record.node_event(tid, state=state, **info)
+        self.reporter.node_state(tid, state, info)
+
+    def _interrupt(self) -> None:
+        self.stopping = True
+        self.reporter.node_state("", "interrupt", {})
+        try:
+            self.executor.cancel_all()
+        except KeyboardInterrupt:
+            self.executor.cancel_all(hard=True)  # a second Ctrl-C: kill at once
+        while self.executor.running:
+            try:
+                ev = self.events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            except KeyboardInterrupt:
+                self.executor.cancel_all(hard=True)
+                continue
+            if isinstance(ev, Finished):
+                self._set(ev.id, "canceled", exit_code=ev.exit_code, duration=round(ev.ended - ev.started, 3),
+                          finished=now_iso(), cache_key=self.keys.get(ev.id))
+                self._release(ev.id)
+        self.interrupted = True
+
+    def _final_status(self) -> str:
+        interrupted = getattr(self, "interrupted", False)
+        for tid, st in self.state.items():
+            if st in ("pending", "running"):
+                self._set(tid, "canceled" if interrupted else "skipped")
+        if interrupted:
+            return "canceled"
+        return "failed" if self.failed else "success"
+
+
+def _input_json(spec: Any, arts: list[Avail]) -> Any:
+    items = [{"path": str(a.path), "hash": a.art.hash} for a in arts]
+    return items if spec is not None and spec.is_list else (items[0] if items else None)
+
+
+def _copy_user_input(src: Path, dst: Path, type_: str) -> None:
+    from .store import reflink_or_copy
+
+    if src.is_dir():
+        shutil.copytree(src, dst, symlinks=False, dirs_exist_ok=True)
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    reflink_or_copy(src, dst)
+    os.chmod(dst, 0o755 if type_ == "executable" or os.access(src, os.X_OK) and type_ == "executable" else 0o644)
+
+
+def _check_outputs(task: Task, work: Path) -> str | None:
+    """Why the outputs of a finished node are unacceptable, or None."""
+    for o in task.op.outputs:
+        p = work / o.file_name
+        if p.is_symlink():
+            return f"output '{o.name}' ({o.file_name}) is a symbolic link; write a real file inside the working directory"
+        if not p.exists():
+            return f"output '{o.name}' was not written: expected {o.file_name} in the working directory"
+        if o.type == "directory":
+            if not p.is_dir():
+                return f"output '{o.name}' must be a directory, but {o.file_name} is a file"
+            root = work.resolve()
+            for dirpath, dirnames, filenames in os.walk(p):
+                for name in dirnames + filenames:
+                    q = Path(dirpath) / name
+                    if q.is_symlink():
+                        target = q.resolve()
+                        if not (target == root or root in target.parents) or target.is_dir():
+                            return f"output '{o.name}' holds a link {q.relative_to(work)} pointing outside the working directory"
+            continue
+        if p.is_dir():
+            return f"output '{o.name}' must be a file, but {o.file_name} is a directory"
+        if o.type == "json":
+            try:
+                json.loads(p.read_bytes())
+            except ValueError as exc:
+                return f"output '{o.name}' is not valid JSON: {exc}"
+        elif o.type in ("text", "csv"):
+            try:
+                p.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"output '{o.name}' is not UTF-8 text (byte {exc.start})"
+    return None
+
+
+def _install_sigterm() -> Any:
+    """SIGTERM stops a run like Ctrl-C does (only possible from the main thread)."""
+    def raise_interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+    if threading.current_thread() is threading.main_thread():
+        return signal.signal(signal.SIGTERM, raise_interrupt)
+    return signal.getsignal(signal.SIGTERM)
+
+
+def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
+    """For --dry-run: per task, whether it would come from cache or run, and why."""
+    store = Store(project.store)
+    history = History(project.store)
+    last = _last_recipes(history, plan.graph.name, set(plan.tasks))
+    known: dict[str, dict[str, Artifact] | None] = {}
+    rows = []
+    for tid, task in plan.tasks.items():
+        unknown = [s.task for ss in task.inputs.values() for s in ss if s.task and known.get(s.task) is None]
+        if unknown:
+            known[tid] = None
+            rows.append({"node": tid, "action": "run", "why": [f"after upstream {', '.join(sorted(set(unknown)))} runs"]})
+            continue
+        ins: dict[str, list[dict[str, str]]] = {}
+        for name, sources in task.inputs.items():
+            items = []
+            for s in sources:
+                art = known[s.task][s.output] if s.task else store.hash_input(s.path, task.op.input(name).type)  # type: ignore[index,arg-type,union-attr]
+                items.append({"hash": art.hash, "name": art.filename})
+            ins[name] = items
+        recipe = task_recipe(task.op, task.params, ins)
+        key = key_of(recipe)
+        hit = store.lookup(key) if task.cacheable else None
+        known[tid] = hit
+        if hit is not None:
+            rows.append({"node": tid, "action": "cached", "why": [], "cache_key": key})
+        elif not task.cacheable:
+            rows.append({"node": tid, "action": "run", "why": ["not cacheable"], "cache_key": key})
+        else:
+            rows.append({"node": tid, "action": "run", "why": explain(last.get(tid), recipe), "cache_key": key})
+    store.close()
+    return rows
+
+
+def _last_recipes(history: History, graph: str, wanted: set[str], scan: int = 50) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for run_id in history.ids()[:scan]:
+        try:
+            data = history.load(run_id)
+        except (OSError, ValueError):
+            continue
+        if data.get("graph") != graph:
+            continue
+        for tid, node in data.get("nodes", {}).items():
+            if tid in wanted and tid not in found and node.get("recipe"):
+                found[tid] = node["recipe"]
+        if len(found) == len(wanted):
+            break
+    return found
+

@@ -1,0 +1,1 @@
+"""Where node processes run: the local process pool (and, later, a Dask cluster)."""

@@ -1,0 +1,109 @@
+"""The local executor: each node a subprocess in its own process group, with timeouts and kills."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GRACE_SECONDS = float(os.environ.get("PLX_KILL_GRACE", "2"))
+
+
+@dataclass
+class Job:
+    id: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    stdout: Path
+    stderr: Path
+    timeout: float | None  # seconds
+
+
+@dataclass
+class Finished:
+    id: str
+    exit_code: int | None
+    timed_out: bool
+    started: float
+    ended: float
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def stop_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
+    """TERM the whole group, then KILL whatever is left after the grace period."""
+    _kill_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.02)
+    _kill_group(pgid, signal.SIGKILL)
+
+
+class LocalExecutor:
+    """Runs jobs as subprocesses; one waiter thread per running job reports back on a queue."""
+
+    def __init__(self, results: queue.Queue[Any]) -> None:
+        self.results = results
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, job: Job) -> None:
+        with open(job.stdout, "wb") as out, open(job.stderr, "wb") as err:
+            started = time.time()
+            # A new session makes the node a process-group leader: killing the group reaches
+            # every grandchild it spawns, and a Ctrl-C on plx's terminal does not reach it directly.
+            proc = subprocess.Popen(job.argv, cwd=job.cwd, env=job.env, stdout=out, stderr=err,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        with self._lock:
+            self.running[job.id] = proc
+        threading.Thread(target=self._wait, args=(job, proc, started), daemon=True).start()
+
+    def _wait(self, job: Job, proc: subprocess.Popen[bytes], started: float) -> None:
+        timed_out = False
+        try:
+            proc.wait(timeout=job.timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            stop_group(proc.pid)
+            proc.wait()
+        # The leader is gone; make sure nothing it left behind in its group outlives the node.
+        _kill_group(proc.pid, signal.SIGKILL)
+        with self._lock:
+            self.running.pop(job.id, None)
+        self.results.put(Finished(job.id, proc.returncode, timed_out, started, time.time()))
+
+    def cancel_all(self, hard: bool = False) -> None:
+        """Stop every running job's whole process group (TERM, then KILL; KILL at once if hard)."""
+        with self._lock:
+            procs = list(self.running.values())
+        if hard:
+            for p in procs:
+                _kill_group(p.pid, signal.SIGKILL)
+            return
+        threads = [threading.Thread(target=stop_group, args=(p.pid,)) for p in procs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()

@@ -1,0 +1,87 @@
+"""Content hashes (BLAKE3) and cache keys built from readable, versioned recipes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from blake3 import blake3
+
+# Bump when the recipe's shape or meaning changes: old entries then simply never match.
+KEY_FORMAT = "plx-key-1"
+_MMAP_FROM = 4 * 1024 * 1024  # below this, a plain read beats mmap + threads
+
+
+def hash_bytes(data: bytes) -> str:
+    return blake3(data).hexdigest()
+
+
+def hash_file(path: Path | str) -> str:
+    """BLAKE3 of a file's bytes; large files are memory-mapped and hashed on all cores."""
+    size = os.stat(path).st_size
+    if size >= _MMAP_FROM:
+        h = blake3(max_threads=blake3.AUTO)
+        h.update_mmap(path)
+        return h.hexdigest()
+    with open(path, "rb") as f:
+        return blake3(f.read()).hexdigest()
+
+
+def canonical(obj: Any) -> str:
+    """One spelling for equal data: sorted keys, no spaces, so hashes never depend on dict order."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def operation_recipe(op: Any) -> dict[str, Any]:
+    """The parts of an operation that decide what it computes (not its title, timeout, ...)."""
+    return {
+        "runner": op.runner,
+        "cmd": op.cmd,
+        "env": dict(sorted(op.env.items())),
+        "python": op.python,
+        "inputs": [{"name": i.name, "type": i.type, "min": i.min, "max": i.max} for i in op.inputs],
+        "outputs": [{"name": o.name, "type": o.type, "filename": o.file_name} for o in op.outputs],
+    }
+
+
+def task_recipe(op: Any, params: dict[str, Any], inputs: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+    """The recipe of one node: operation, params (defaults filled), input contents and names."""
+    return {"format": KEY_FORMAT, "operation": operation_recipe(op), "params": params, "inputs": inputs}
+
+
+def key_of(recipe: dict[str, Any]) -> str:
+    return hash_bytes(canonical(recipe).encode())
+
+
+def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """What differs between two recipes, in words: `param lr 0.1 → 0.01`."""
+    if old is None:
+        return ["no cache entry yet"]
+    if old.get("format") != new.get("format"):
+        return ["cache key format changed"]
+    out: list[str] = []
+    op_old, op_new = old.get("operation", {}), new.get("operation", {})
+    for field in sorted(set(op_old) | set(op_new)):
+        if op_old.get(field) != op_new.get(field):
+            out.append(f"operation {field} changed")
+    p_old, p_new = old.get("params", {}), new.get("params", {})
+    for name in sorted(set(p_old) | set(p_new)):
+        if p_old.get(name) != p_new.get(name):
+            out.append(f"param {name} {_show(p_old.get(name))} → {_show(p_new.get(name))}")
+    i_old, i_new = old.get("inputs", {}), new.get("inputs", {})
+    for name in sorted(set(i_old) | set(i_new)):
+        if i_old.get(name) != i_new.get(name):
+            out.append(f"input {name} changed ({_short(i_old.get(name))} → {_short(i_new.get(name))})")
+    return out or ["the cache entry or its artifacts are missing"]
+
+
+def _show(v: Any) -> str:
+    return "(none)" if v is None else json.dumps(v) if not isinstance(v, str) else v
+
+
+def _short(items: list[dict[str, str]] | None) -> str:
+    if not items:
+        return "none"
+    return ",".join(i.get("hash", "?")[:8] for i in items)

@@ -1,0 +1,95 @@
+"""Where the project is and what its plx.yaml says (SPEC §1)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import Diagnostic, ValidationError
+
+_SETTINGS = {"operations", "graphs", "jobs", "store"}
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest ancestor holding plx.yaml; else the git work-tree root; else start."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "plx.yaml").is_file():
+            return d
+    for d in (here, *here.parents):
+        if (d / ".git").exists():
+            return d
+    return here
+
+
+@dataclass
+class Project:
+    root: Path
+    operation_dirs: list[str] = field(default_factory=lambda: ["operations"])
+    graph_dirs: list[str] = field(default_factory=lambda: ["graphs"])
+    jobs: int | None = None
+    store_dir: str = ".plx"
+
+    @property
+    def store(self) -> Path:
+        return self.root / self.store_dir
+
+    def default_jobs(self) -> int:
+        return self.jobs or os.cpu_count() or 1
+
+    def rel(self, path: Path | str) -> str:
+        """A path as shown to the user: relative to the project root when inside it."""
+        p = Path(path)
+        try:
+            return str(p.resolve().relative_to(self.root))
+        except ValueError:
+            return str(p)
+
+    def path(self, written: str) -> Path:
+        """A path written in a YAML file or given as an input: relative to the project root."""
+        p = Path(written).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+
+def load_project(start: Path | None = None) -> Project:
+    """Discover the project and read its plx.yaml, reporting every bad setting."""
+    root = find_root(start)
+    project = Project(root)
+    cfg = root / "plx.yaml"
+    if not cfg.is_file():
+        return project
+    from .errors import did_you_mean
+    from .yamldoc import load_file
+
+    doc = load_file(cfg, "plx.yaml")
+    data = doc.data
+    if data is None:
+        return project
+    if not isinstance(data, dict):
+        raise ValidationError([doc.diag((), "plx.yaml must be a mapping of settings")])
+    errors: list[Diagnostic] = []
+    for key, value in data.items():
+        if key not in _SETTINGS:
+            errors.append(doc.diag((key,), f"unknown setting '{key}'",
+                                   did_you_mean(str(key), _SETTINGS) or f"settings: {', '.join(sorted(_SETTINGS))}", key=True))
+        elif key in ("operations", "graphs"):
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                errors.append(doc.diag((key,), f"'{key}' must be a list of folders"))
+            else:
+                setattr(project, "operation_dirs" if key == "operations" else "graph_dirs", value)
+        elif key == "jobs":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                errors.append(doc.diag((key,), "'jobs' must be a positive integer"))
+            else:
+                project.jobs = value
+        elif key == "store":
+            if not isinstance(value, str) or not value:
+                errors.append(doc.diag((key,), "'store' must be a folder path"))
+            else:
+                project.store_dir = value
+    if errors:
+        raise ValidationError(errors)
+    return project

@@ -1,0 +1,145 @@
+"""Everything plx shows on a terminal: live progress, plain progress lines, tables, JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from .planner import Plan
+
+STATE_ORDER = ["pending", "running", "success", "cached", "failed", "timeout", "skipped", "canceled"]
+COLORS = {"success": "green", "cached": "cyan", "failed": "red", "timeout": "red", "skipped": "yellow",
+          "canceled": "yellow", "running": "blue", "interrupted": "red"}
+
+
+def table(rows: list[list[Any]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
+    return str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+
+
+def dump_json(data: Any, out: IO[str] | None = None) -> None:
+    (out or sys.stdout).write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def counts(nodes: dict[str, dict[str, Any]]) -> dict[str, int]:
+    c: dict[str, int] = {}
+    for n in nodes.values():
+        c[n.get("state", "pending")] = c.get(n.get("state", "pending"), 0) + 1
+    return c
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    c = counts(record["nodes"])
+    parts = [f"{c.get('success', 0)} run", f"{c.get('cached', 0)} cached", f"{c.get('failed', 0) + c.get('timeout', 0)} failed",
+             f"{c.get('skipped', 0)} skipped"]
+    if c.get("canceled"):
+        parts.append(f"{c['canceled']} canceled")
+    return f"run {record['id']} {record['status']}: " + ", ".join(parts) + f" in {record.get('duration') or 0:.2f} s"
+
+
+class PlainReporter:
+    """One line per node state change, for CI logs and pipes."""
+
+    def __init__(self, out: IO[str] | None = None, quiet: bool = False):
+        self.out = out or sys.stderr
+        self.quiet = quiet
+        self.t0 = time.monotonic()
+        self.lock = threading.Lock()
+
+    def run_started(self, run_id: str, plan: Plan, jobs: int) -> None:
+        self.t0 = time.monotonic()
+        if not self.quiet:
+            self._line(f"run {run_id}: graph {plan.graph.name}, {len(plan.tasks)} nodes, -j {jobs}")
+
+    def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
+        if self.quiet or state == "pending":
+            return
+        if state == "interrupt":
+            self._line("interrupted: stopping running nodes (Ctrl-C again to kill at once)")
+            return
+        extra = ""
+        if info.get("reason"):
+            extra = f" ({info['reason']})"
+        elif info.get("duration") and state not in ("cached", "running"):
+            extra = f" ({info['duration']:.2f} s)"
+        self._line(f"{state:<8} {node}{extra}")
+
+    def _line(self, text: str) -> None:
+        with self.lock:
+            self.out.write(f"[{time.monotonic() - self.t0:7.2f}s] {text}\n")
+            self.out.flush()
+
+    def run_finished(self, record: dict[str, Any]) -> None:
+        failed = [(n, d) for n, d in record["nodes"].items() if d.get("state") in ("failed", "timeout")]
+        for n, d in failed:
+            self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id'][:15]} {n} --stderr`\n")
+        self.out.write(summary_line(record) + "\n")
+        self.out.flush()
+
+
+class LiveReporter:
+    """A rich live display: running nodes with elapsed time and counts by state."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=True)
+        self.live = Live(console=self.console, refresh_per_second=8, transient=True,
+                         get_renderable=self._render)
+        self.states: dict[str, str] = {}
+        self.started: dict[str, float] = {}
+        self.run_id = ""
+        self.graph = ""
+        self.lock = threading.Lock()
+
+    def run_started(self, run_id: str, plan: Plan, jobs: int) -> None:
+        self.run_id, self.graph = run_id, plan.graph.name
+        self.states = {t: "pending" for t in plan.tasks}
+        self.live.start()
+
+    def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
+        if state == "interrupt":
+            self.console.print("[yellow]interrupted: stopping running nodes (Ctrl-C again to kill at once)[/]")
+            return
+        with self.lock:
+            self.states[node] = state
+            if state == "running":
+                self.started[node] = time.monotonic()
+        if state in ("success", "failed", "timeout"):
+            color = COLORS.get(state, "white")
+            extra = f" ({info['reason']})" if info.get("reason") else (f" {info['duration']:.2f} s" if info.get("duration") else "")
+            self.console.print(f"[{color}]{state:<8}[/] {node}{extra}")
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        with self.lock:
+            c: dict[str, int] = {}
+            for s in self.states.values():
+                c[s] = c.get(s, 0) + 1
+            running = [n for n, s in self.states.items() if s == "running"]
+        t = Table.grid(padding=(0, 2))
+        now = time.monotonic()
+        for n in running[:12]:
+            t.add_row("[blue]running[/]", n, f"{now - self.started.get(n, now):6.1f}s")
+        if len(running) > 12:
+            t.add_row("", f"... and {len(running) - 12} more", "")
+        totals = "  ".join(f"[{COLORS.get(s, 'white')}]{s} {c[s]}[/]" for s in STATE_ORDER if c.get(s))
+        t.add_row("", f"{self.graph} {self.run_id}: {totals}", "")
+        return t
+
+    def run_finished(self, record: dict[str, Any]) -> None:
+        self.live.stop()
+        PlainReporter(out=self.console.file).run_finished(record)
+
+
+def reporter_for(json_mode: bool) -> Any:
+    """Live progress on a terminal; plain lines otherwise (CI, pipes)."""
+    if sys.stderr.isatty() and not json_mode:
+        return LiveReporter()
+    return PlainReporter()

@@ -1,0 +1,110 @@
+"""How one node becomes a process: the script, argv and environment of each runner (SPEC §2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .model import Operation
+
+# The python runner's bootstrap: values arrive as JSON data, the user's source from a file,
+# so a param's value can never become code.
+_PY_BOOT = """\
+import json, sys
+_v = json.load(open(sys.argv[1], encoding="utf-8"))
+_src = open(sys.argv[2], encoding="utf-8").read()
+sys.argv = [sys.argv[2]]
+_g = {"__name__": "__main__", "__builtins__": __builtins__}
+_g["param"] = _g["params"] = _v["param"]
+_g["input"] = _g["inputs"] = _v["input"]
+_g["output"] = _g["outputs"] = _v["output"]
+del _v
+exec(compile(_src, sys.argv[0], "exec"), _g)
+"""
+
+
+@dataclass
+class Prepared:
+    argv: list[str]
+    env: dict[str, str]  # only what plx adds; the process also inherits plx's environment
+    script: str  # what `plx preview` shows and the worker log records
+
+
+def env_value(value: Any) -> str:
+    """A value as an environment variable: bools true/false, lists and dicts as JSON."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _values(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]], outputs: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """param/input/output as a node sees them: lists for list inputs, None for an unwired optional one."""
+    ins: dict[str, Any] = {}
+    for spec in op.inputs:
+        paths = inputs.get(spec.name, [])
+        ins[spec.name] = paths if spec.is_list else (paths[0] if paths else None)
+    return {"param": dict(params), "input": ins, "output": dict(outputs)}
+
+
+def _cloud_refs(op: Operation, ins: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for spec in op.inputs:
+        if spec.type != "cloud":
+            continue
+        def ref(p: str | None) -> str | None:
+            if not p:
+                return None
+            try:
+                return str(json.loads(Path(p).read_text()).get("path", ""))
+            except (OSError, ValueError, AttributeError):
+                return None
+        v = ins[spec.name]
+        out[spec.name] = [ref(x) for x in v] if isinstance(v, list) else ref(v)
+    return out
+
+
+def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]], outputs: dict[str, str],
+            scratch: Path | None) -> Prepared:
+    """Build what to execute; writes helper files into scratch when given (None: preview only)."""
+    v = _values(op, params, inputs, outputs)
+    env = dict(op.env)
+    for kind, values in v.items():
+        for name, value in values.items():
+            if kind == "input" and isinstance(value, list):
+                env[f"INPUT_{name.upper()}"] = "\n".join(value)
+            else:
+                env[f"{kind.upper()}_{name.upper()}"] = env_value(value)
+    if op.runner == "python":
+        interpreter = op.python or sys.executable
+        script = op.cmd
+        if scratch is not None:
+            (scratch / "values.json").write_text(json.dumps(v), encoding="utf-8")
+            (scratch / "script.py").write_text(op.cmd, encoding="utf-8")
+        argv = [interpreter, "-c", _PY_BOOT, str((scratch or Path(".")) / "values.json"), str((scratch or Path(".")) / "script.py")]
+        return Prepared(argv, env, "# python: param/input/output are predefined\n"
+                        + "\n".join(f"{k} = {json.dumps(val)}" for k, val in v.items()) + "\n" + script)
+    if op.runner == "bash_jinja2":
+        from . import templates
+
+        script = templates.render(op.cmd, {**v, "cloud_input": _cloud_refs(op, v["input"])})
+    else:
+        script = op.cmd
+    if scratch is not None:
+        (scratch / "script.sh").write_text(script, encoding="utf-8")
+    return Prepared(["bash", "-e", "-o", "pipefail", str((scratch or Path(".")) / "script.sh")], env, script)
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env

@@ -1,0 +1,325 @@
+"""The content-addressed artifact store, the cache index and the stat cache.
+
+Layout under the store folder (default `.plx/`):
+  objects/ab/cdef...   one read-only plain file per distinct content (BLAKE3 name)
+  index/               cache entries: key -> JSON outputs (diskcache, JSON only)
+  stats/               (path, size, mtime, inode, ctime) -> hash, so unchanged files are not re-read
+  locks/               one lock file per cache key being computed (flock: released when a holder dies)
+  tmp/                 work folders and half-written objects, on the same filesystem as objects/
+Directories are stored as trees: a JSON manifest object listing (path, hash, mode) of every file.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .hashing import canonical, hash_bytes, hash_file
+
+TREE_TYPE = "directory"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A stored output: its content hash (a tree manifest's hash for directories)."""
+
+    hash: str
+    size: int
+    type: str
+    filename: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hash": self.hash, "size": self.size, "type": self.type, "filename": self.filename}
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> Artifact:
+        return Artifact(str(d["hash"]), int(d["size"]), str(d["type"]), str(d["filename"]))
+
+
+def _json_only_disk() -> Any:
+    """A diskcache Disk that stores text only and refuses to unpickle anything it reads."""
+    import diskcache
+    from diskcache.core import MODE_PICKLE
+
+    class JsonOnlyDisk(diskcache.Disk):  # type: ignore[misc]
+        # A tampered index row marked as a pickle must never reach pickle.load.
+        def get(self, key: Any, raw: bool) -> Any:
+            if not raw:
+                raise ValueError("the plx index holds only text keys")
+            return super().get(key, raw)
+
+        def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> Any:
+            if mode == MODE_PICKLE:
+                raise ValueError("the plx index holds only text values")
+            return super().fetch(mode, filename, value, read)
+
+    return JsonOnlyDisk
+
+
+def reflink_or_copy(src: Path, dst: Path) -> None:
+    """Clone src to dst sharing blocks where the filesystem can (btrfs, XFS), else copy."""
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), 0x40049409, fin.fileno())  # FICLONE
+            return
+        except OSError:
+            pass
+        shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+class Store:
+    """Artifacts by content hash plus the cache index; safe for concurrent plx processes."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.objects = root / "objects"
+        self.tmp = root / "tmp"
+        self.locks = root / "locks"
+        for d in (self.objects, self.tmp, self.locks):
+            d.mkdir(parents=True, exist_ok=True)
+        self._index: Any = None
+        self._stats: Any = None
+
+    # ---- index and stat cache (opened lazily: dry runs and logs rarely need both) ----
+
+    @property
+    def index(self) -> Any:
+        if self._index is None:
+            import diskcache
+
+            self._index = diskcache.Cache(str(self.root / "index"), disk=_json_only_disk(), eviction_policy="none")
+        return self._index
+
+    @property
+    def stats(self) -> Any:
+        if self._stats is None:
+            import diskcache
+
+            self._stats = diskcache.Cache(str(self.root / "stats"), disk=_json_only_disk(), eviction_policy="none")
+        return self._stats
+
+    def close(self) -> None:
+        for c in (self._index, self._stats):
+            if c is not None:
+                c.close()
+
+    # ---- hashing with the stat cache ----
+
+    @staticmethod
+    def _stat_key(path: Path, st: os.stat_result) -> str:
+        return f"{path}\x00{st.st_size}\x00{st.st_mtime_ns}\x00{st.st_ino}\x00{st.st_ctime_ns}"
+
+    def hash_path(self, path: Path) -> str:
+        """The content hash of a file, re-read only when its stat signature changed."""
+        path = path.resolve()
+        st = path.stat()
+        key = self._stat_key(path, st)
+        cached = self.stats.get(key)
+        if cached is not None:
+            return str(cached)
+        h = hash_file(path)
+        self.stats.set(key, h)
+        return h
+
+    def hash_input(self, path: Path, type_: str) -> Artifact:
+        """An artifact record for a graph input file or folder (not copied into the store)."""
+        if path.is_dir():
+            manifest = self._manifest(path, self.hash_path)
+            return Artifact(hash_bytes(canonical(manifest).encode()), sum(e["size"] for e in manifest), type_, path.name)
+        return Artifact(self.hash_path(path), path.stat().st_size, type_, path.name)
+
+    # ---- objects ----
+
+    def object_path(self, h: str) -> Path:
+        return self.objects / h[:2] / h[2:]
+
+    def _place(self, src: Path, h: str, move: bool) -> None:
+        """Put src's bytes at object h atomically: temp file + rename on the same filesystem."""
+        dst = self.object_path(h)
+        if dst.exists():
+            return
+        dst.parent.mkdir(exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="obj-")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            if move:
+                os.replace(src, tmp)
+            else:
+                reflink_or_copy(src, tmp)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dst)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        self.stats.set(self._stat_key(dst, dst.stat()), h)
+
+    def put_bytes(self, data: bytes) -> str:
+        h = hash_bytes(data)
+        if not self.object_path(h).exists():
+            fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="obj-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self._place(Path(tmp_name), h, move=True)
+        return h
+
+    def put_file(self, path: Path, type_: str, filename: str, move: bool = True) -> Artifact:
+        h = hash_file(path)
+        size = path.stat().st_size
+        self._place(path, h, move)
+        return Artifact(h, size, type_, filename)
+
+    def put_tree(self, path: Path, filename: str) -> Artifact:
+        """Store every file of a folder and a manifest naming them; the manifest's hash names the tree."""
+        manifest = self._manifest(path, hash_file)
+        for entry in manifest:
+            self._place(path / entry["path"], entry["hash"], move=True)
+        h = self.put_bytes(canonical(manifest).encode())
+        return Artifact(h, sum(e["size"] for e in manifest), TREE_TYPE, filename)
+
+    @staticmethod
+    def _manifest(path: Path, hasher: Any) -> list[dict[str, Any]]:
+        out = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames.sort()
+            for name in sorted(filenames):
+                p = Path(dirpath) / name
+                st = p.stat()
+                out.append({"path": str(p.relative_to(path)), "hash": hasher(p), "size": st.st_size,
+                            "exec": bool(st.st_mode & stat.S_IXUSR)})
+            for name in dirnames:
+                d = Path(dirpath) / name
+                if not any(d.iterdir()):
+                    out.append({"path": str(d.relative_to(path)) + "/", "hash": "", "size": 0, "exec": False})
+        return out
+
+    def tree(self, h: str) -> list[dict[str, Any]]:
+        return list(json.loads(self.object_path(h).read_bytes()))
+
+    def intact(self, art: Artifact) -> bool:
+        """Whether every object of the artifact exists with its bytes matching its hash."""
+        hashes = [art.hash]
+        if art.type == TREE_TYPE:
+            if not self._object_ok(art.hash):
+                return False
+            try:
+                hashes = [e["hash"] for e in self.tree(art.hash) if e["hash"]]
+            except (OSError, ValueError):
+                return False
+        return all(self._object_ok(h) for h in hashes)
+
+    def _object_ok(self, h: str) -> bool:
+        p = self.object_path(h)
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            return False
+        # Any write to the object changes its ctime, so a matching signature means unchanged bytes.
+        if self.stats.get(self._stat_key(p, st)) == h:
+            return True
+        ok = hash_file(p) == h
+        if ok:
+            self.stats.set(self._stat_key(p, st), h)
+        return ok
+
+    def drop_object(self, h: str) -> None:
+        p = self.object_path(h)
+        try:
+            os.chmod(p, 0o644)
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+    def materialize(self, art: Artifact, dst: Path) -> None:
+        """A private, writable copy (or reflink) of an artifact at dst: nodes cannot reach the store."""
+        if art.type == TREE_TYPE:
+            dst.mkdir(parents=True, exist_ok=True)
+            for e in self.tree(art.hash):
+                target = dst / e["path"]
+                if e["path"].endswith("/"):
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                reflink_or_copy(self.object_path(e["hash"]), target)
+                os.chmod(target, 0o755 if e["exec"] else 0o644)
+            return
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        reflink_or_copy(self.object_path(art.hash), dst)
+        os.chmod(dst, 0o755 if art.type == "executable" else 0o644)
+
+    def iter_objects(self) -> Iterator[tuple[str, Path]]:
+        if not self.objects.is_dir():
+            return
+        for sub in sorted(self.objects.iterdir()):
+            if sub.is_dir():
+                for p in sorted(sub.iterdir()):
+                    yield sub.name + p.name, p
+
+    # ---- cache entries ----
+
+    def lookup(self, key: str) -> dict[str, Artifact] | None:
+        """The outputs of a cache entry, only if every one of its artifacts is intact."""
+        raw = self.index.get(key)
+        if raw is None:
+            return None
+        try:
+            outputs = {k: Artifact.from_json(v) for k, v in json.loads(raw)["outputs"].items()}
+        except (ValueError, KeyError, TypeError):
+            return None
+        for art in outputs.values():
+            if not self.intact(art):
+                return None
+        return outputs
+
+    def record(self, key: str, outputs: dict[str, Artifact], run_id: str) -> None:
+        self.index.set(key, json.dumps({"outputs": {k: a.to_json() for k, a in outputs.items()}, "run": run_id}))
+
+    def entries(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for key in list(self.index.iterkeys()):
+            raw = self.index.get(key)
+            if raw is None:
+                continue
+            try:
+                yield key, json.loads(raw)
+            except ValueError:
+                continue
+
+
+class KeyLock:
+    """An exclusive OS lock on one cache key: the kernel releases it if its holder dies."""
+
+    def __init__(self, store: Store, key: str):
+        self.path = store.locks / f"{key}.lock"
+        self.fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        self.fd = fd
+        return True
+
+    def wait(self) -> None:
+        """Block until the current holder is done (then hold it until release)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,111 @@
+"""Jinja2 for bash_jinja2 commands: a sandbox, the `q` filter, and static name checks."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from functools import lru_cache
+from typing import Any
+
+ROOTS = ("param", "input", "output", "cloud_input")
+
+
+def _text(value: Any) -> str:
+    """How a value appears in a rendered script: bools as true/false, None as nothing."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def shell_quote(value: Any) -> str:
+    """The `q` filter: quote for bash; a list becomes its quoted items joined by spaces."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(shell_quote(v) for v in value)
+    return shlex.quote(_text(value))
+
+
+class Namespace:
+    """`param`, `input`, ... in a template: item and attribute access both work."""
+
+    def __init__(self, kind: str, values: dict[str, Any]):
+        self._kind = kind
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"{self._kind} has no '{name}'") from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+
+@lru_cache(maxsize=1)
+def environment() -> Any:
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, finalize=_text, keep_trailing_newline=True, autoescape=False
+    )
+    env.filters["q"] = shell_quote
+    return env
+
+
+def check(cmd: str, declared: dict[str, set[str]]) -> list[tuple[int, str, str | None]]:
+    """Static problems of a template as (line within cmd, message, hint)."""
+    from jinja2 import TemplateSyntaxError, meta, nodes
+
+    from .errors import did_you_mean
+
+    env = environment()
+    try:
+        ast = env.parse(cmd)
+    except TemplateSyntaxError as exc:
+        return [(exc.lineno or 1, f"template syntax error: {exc.message}", None)]
+    problems: list[tuple[int, str, str | None]] = []
+    known = set(ROOTS) | set(env.globals)
+    for name in sorted(meta.find_undeclared_variables(ast) - known):
+        line = next((n.lineno for n in ast.find_all(nodes.Name) if n.name == name), 1)
+        problems.append((line, f"the template uses '{name}', which is not defined",
+                         did_you_mean(name, list(ROOTS)) or "use param.NAME, input.NAME, output.NAME or cloud_input.NAME"))
+    assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        base = node.node
+        if not isinstance(base, nodes.Name) or base.name not in ROOTS or base.name in assigned:
+            continue
+        if isinstance(node, nodes.Getattr):
+            attr = node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            attr = node.arg.value
+        else:
+            continue
+        names = declared.get(base.name, set())
+        if attr not in names:
+            kind = {"param": "param", "input": "input", "output": "output", "cloud_input": "cloud input"}[base.name]
+            hint = did_you_mean(attr, names) or (f"declared: {', '.join(sorted(names))}" if names else f"the operation declares no {kind}s")
+            problems.append((node.lineno, f"the template uses {base.name}.{attr}, but the operation declares no {kind} '{attr}'", hint))
+    return problems
+
+
+def render(cmd: str, context: dict[str, dict[str, Any]]) -> str:
+    """Render cmd with param/input/output/cloud_input; raises jinja2 errors on mistakes."""
+    env = environment()
+    ns = {k: Namespace(k, v) for k, v in context.items()}
+    return str(env.from_string(cmd).render(**ns))

@@ -1,0 +1,191 @@
+"""Safe YAML reading that keeps the line and column of every key and value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Diagnostic, ValidationError
+
+try:  # the C parser is several times faster on large graphs
+    _BaseLoader: type = yaml.CSafeLoader  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - pure-Python PyYAML
+    _BaseLoader = yaml.SafeLoader
+
+# A document may reuse anchors, but expanding them must stay proportional to the
+# file: this bounds the "billion laughs" attack long before memory or time runs out.
+MAX_EXPANDED_NODES = 2_000_000
+MAX_ALIAS_EXPANSION = 50_000
+
+Path_ = tuple[Any, ...]
+
+
+@dataclass
+class Doc:
+    """A parsed YAML file: plain Python data plus where each part came from."""
+
+    file: str
+    data: Any
+    marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    block_scalars: set[Path_] = field(default_factory=set)  # `|` and `>` values: text starts a line below
+    source: dict[Path_, str] = field(default_factory=dict)  # how non-string scalars were written (0123)
+
+    def where(self, path: Path_, key: bool = False) -> tuple[int | None, int | None]:
+        """Line and column (1-based) of the value (or key) at path, or its nearest ancestor."""
+        p = tuple(path)
+        if key and p in self.key_marks:
+            return self.key_marks[p]
+        while True:
+            if p in self.marks:
+                return self.marks[p]
+            if not p:
+                return None, None
+            p = p[:-1]
+
+    def diag(self, path: Path_, message: str, hint: str | None = None, key: bool = False) -> Diagnostic:
+        line, col = self.where(path, key)
+        return Diagnostic(self.file, line, col, message, hint)
+
+
+def _fail(file: str, line: int | None, col: int | None, message: str, hint: str | None = None) -> ValidationError:
+    return ValidationError([Diagnostic(file, line, col, message, hint)])
+
+
+def _yaml_error(file: str, exc: yaml.YAMLError, text: str = "") -> ValidationError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    col = mark.column + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None and 0 <= mark.index < len(text) and text[mark.index] == "\t":
+        return _fail(file, line, col, "a tab character is used for indentation", "YAML indents with spaces only")
+    context = getattr(exc, "context", None)
+    message = f"malformed YAML: {problem}" + (f" ({context})" if context else "")
+    return _fail(file, line, col, message)
+
+
+def load_text(text: str, file: str) -> Doc:
+    """Parse YAML text into a Doc, rejecting anything but plain data."""
+    loader = _BaseLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            raise _yaml_error(file, exc, text) from None
+        if root is None:
+            raise _fail(file, 1, 1, "the file is empty", "an operation starts with 'kind: operation', a graph with 'kind: graph'")
+        doc = Doc(file, None)
+        builder = _Builder(doc, loader)
+        doc.data = builder.build(root, ())
+        return doc
+    finally:
+        loader.dispose()
+
+
+def load_file(path: Path, display: str | None = None) -> Doc:
+    """Read and parse one YAML file; every problem becomes a ValidationError naming it."""
+    file = display or str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise _fail(file, None, None, "no such file") from None
+    except IsADirectoryError:
+        raise _fail(file, None, None, "is a directory, not a YAML file") from None
+    except OSError as exc:
+        raise _fail(file, None, None, f"cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _fail(file, line, col, "the file is not UTF-8 text", "is it a binary file? save YAML as UTF-8") from None
+    if "\x00" in text:
+        raise _fail(file, 1, 1, "the file holds NUL bytes: it is binary, not YAML")
+    return load_text(text, file)
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+class _Builder:
+    """Turns a composed node tree into plain data, recording marks on the way."""
+
+    def __init__(self, doc: Doc, loader: Any):
+        self.doc = doc
+        self.loader = loader
+        self.count = 0
+        self.alias_uses = 0
+        self.seen: set[int] = set()
+
+    def _check_budget(self, node: yaml.Node) -> None:
+        self.count += 1
+        if id(node) in self.seen and isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            self.alias_uses += 1
+        else:
+            self.seen.add(id(node))
+        if self.count > MAX_EXPANDED_NODES or self.alias_uses > MAX_ALIAS_EXPANSION:
+            m = node.start_mark
+            raise _fail(
+                self.doc.file, m.line + 1, m.column + 1,
+                "YAML aliases expand to far too much data (an alias bomb?)",
+                "write the values out instead of nesting anchors",
+            )
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self._check_budget(node)
+        m = node.start_mark
+        self.doc.marks[path] = (m.line + 1, m.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag not in ("tag:yaml.org,2002:seq",):
+                raise self._bad_tag(node)
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        if getattr(node, "style", None) in ("|", ">"):
+            self.doc.block_scalars.add(path)
+        value = self._scalar(node)
+        if not isinstance(value, str):
+            self.doc.source[path] = node.value
+        return value
+
+    def _bad_tag(self, node: yaml.Node) -> ValidationError:
+        m = node.start_mark
+        return _fail(self.doc.file, m.line + 1, m.column + 1, f"the YAML tag {_short_tag(node.tag)} is not allowed",
+                     "plx files hold plain data: strings, numbers, booleans, lists and mappings")
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        if not node.tag.startswith("tag:yaml.org,2002:") or node.tag.endswith((":binary", ":set", ":omap", ":pairs")):
+            raise self._bad_tag(node)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise _yaml_error(self.doc.file, exc) from None
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
+        if node.tag != "tag:yaml.org,2002:map":
+            raise self._bad_tag(node)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                m = key_node.start_mark
+                raise _fail(self.doc.file, m.line + 1, m.column + 1, "YAML merge keys ('<<') are not supported",
+                            "write the keys out")
+            if not isinstance(key_node, yaml.ScalarNode):
+                m = key_node.start_mark
+                raise _fail(self.doc.file, m.line + 1, m.column + 1, "a mapping key must be a plain scalar")
+            key = self._scalar(key_node)
+            if isinstance(key, (int, float, bool)) and not isinstance(key, str):
+                key = key_node.value  # node ids like `1` or `yes` are names, not numbers
+            km = key_node.start_mark
+            if key in out:
+                first = self.doc.key_marks.get(path + (key,))
+                at = f" (first defined on line {first[0]})" if first else ""
+                raise _fail(self.doc.file, km.line + 1, km.column + 1, f"duplicate key '{key}'{at}",
+                            "each key may appear once in a mapping")
+            self.doc.key_marks[path + (key,)] = (km.line + 1, km.column + 1)
+            out[key] = self.build(value_node, path + (key,))
+        return out

@@ -1,0 +1,118 @@
+"""Shared fixtures: the installed `plx` command and temp git projects to run it in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "tests" / "data"
+
+
+def plx_executable() -> str:
+    """The console script installed next to this interpreter (what a user runs)."""
+    candidate = Path(sys.executable).parent / "plx"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("plx")
+    if not found:
+        raise RuntimeError("the plx command is not installed: pip install -e .[test]")
+    return found
+
+
+PLX = plx_executable()
+
+
+class Result:
+    def __init__(self, proc: subprocess.CompletedProcess[str]):
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def __repr__(self) -> str:
+        return f"<exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}>"
+
+
+class Project:
+    """A temporary git repository to run plx in."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def write(self, rel: str, text: str) -> Path:
+        p = self.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text))
+        return p
+
+    def plx(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
+        proc = subprocess.run([PLX, *args], cwd=cwd or self.root, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "PLX_KILL_GRACE": "1", **(env or {})}, stdin=subprocess.DEVNULL)
+        return Result(proc)
+
+    def popen(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen([PLX, *args], cwd=self.root, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "PLX_KILL_GRACE": "1"}, **kw)
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True, text=True).stdout
+
+    def last_run(self) -> Any:
+        return self.plx("log", "last", "--json").json()
+
+    def counter(self, name: str) -> int:
+        """How many times a node ran: operations in these tests append a line per execution."""
+        p = self.root / "counts" / name
+        return len(p.read_text().splitlines()) if p.exists() else 0
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    root = tmp_path / "proj"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run(["git", "config", "user.email", "t@example.com"], cwd=root, check=True)
+    subprocess.run(["git", "config", "user.name", "Test"], cwd=root, check=True)
+    (root / ".gitignore").write_text(".plx/\ncounts/\n")
+    return Project(root)
+
+
+# An operation that counts its executions in counts/<tag>, so cache tests can prove what ran.
+COUNTING_OP = """\
+kind: operation
+name: step
+runner: bash_jinja2
+inputs:
+  - name: src
+    type: text
+    min: 0
+params:
+  - name: tag
+    type: str
+  - name: value
+    type: str
+    default: x
+outputs:
+  - name: out
+    type: text
+    filename: out.txt
+cmd: |
+  mkdir -p {{ (env_root ~ '/counts') | q }}
+  echo run >> {{ (env_root ~ '/counts/' ~ param.tag) | q }}
+  { {% if input.src %}cat {{ input.src | q }}; {% endif %}echo {{ param.value | q }}; } > {{ output.out | q }}
+"""
+
+
+def counting_op(root: Path) -> str:
+    return COUNTING_OP.replace("env_root", repr(str(root)))
