@@ -60,9 +60,10 @@ class RunOptions:
 
 @dataclass
 class _Retry:
-    """A task whose key another plx process was computing: look at the cache again."""
+    """Look at the cache again for a task: another plx process, or the first of a duplicate, is done."""
 
     id: str
+    held_slot: bool  # True when the wait occupied a -j slot (waiting on another process)
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Engine:
         self.remaining_deps = {t.id: set(t.deps) for t in plan.tasks.values()}
         self.stopping = False
         self.failed = False
+        self.retries = 0  # _Retry events queued for tasks that hold no slot
 
     # ---- the run ----------------------------------------------------------------
 
@@ -155,15 +157,20 @@ class Engine:
                 if self._start(tid):
                     running += 1
                 else:
-                    ready.extend(self._settled(tid))
-            if running == 0:
+                    for done in [tid, *self._serve_waiters(tid)]:
+                        ready.extend(self._settled(done))
+            if running == 0 and self.retries == 0:
                 if self.stopping or not ready:
                     break
                 continue
             event = self.events.get()
             if isinstance(event, _Retry):
-                running -= 1
-                ready.insert(0, event.id)
+                if event.held_slot:
+                    running -= 1
+                else:
+                    self.retries -= 1
+                if self.state[event.id] == "pending":
+                    ready.insert(0, event.id)
                 continue
             running -= 1
             ready.extend(self._finish(event))
@@ -198,7 +205,7 @@ class Engine:
         self.keys[tid], self.recipes[tid] = key, recipe
         use_cache = task.cacheable and not self.opts.no_cache
         if use_cache:
-            if key in self.inflight:
+            if self.inflight.get(key) not in (None, tid):
                 self.waiting.setdefault(key, []).append(tid)
                 self._set(tid, "pending", waiting_for=self.inflight[key])
                 return False  # settled later, when the first one finishes
@@ -212,7 +219,7 @@ class Engine:
                 def wait_other(lock: KeyLock = lock) -> None:
                     lock.wait()
                     lock.release()
-                    self.events.put(_Retry(tid))
+                    self.events.put(_Retry(tid, held_slot=True))
                 self._set(tid, "pending", waiting_for="another plx process")
                 threading.Thread(target=wait_other, daemon=True).start()
                 self.inflight[key] = tid
@@ -336,15 +343,27 @@ class Engine:
             if task.cacheable:
                 self.store.record(self.keys[tid], stored, self.record.id)
                 wlog("cache entry written")
-        self._release(tid)
         shutil.rmtree(self.workdirs.pop(tid), ignore_errors=True)
         self.results[tid] = {n: Avail(a) for n, a in stored.items()}
         self._set(tid, "success", outputs={n: a.to_json() for n, a in stored.items()}, **common)
+        self._release(tid)
         released = self._settled(tid)
-        for other in self.waiting.pop(self.keys[tid], []):
-            self._serve(other, stored)
+        for other in self._serve_waiters(tid):
             released.extend(self._settled(other))
         return released
+
+    def _serve_waiters(self, tid: str) -> list[str]:
+        """Once tid is done, the tasks of this run that wait on the same key get its outputs."""
+        key = self.keys.get(tid)
+        if self.state[tid] not in DONE_OK or key is None:
+            return []
+        if self.inflight.get(key) == tid:
+            del self.inflight[key]
+        waiters = self.waiting.pop(key, [])
+        outputs = {n: a.art for n, a in self.results[tid].items()}
+        for other in waiters:
+            self._serve(other, outputs)
+        return waiters
 
     def _serve(self, tid: str, outputs: dict[str, Artifact]) -> None:
         self.results[tid] = {n: Avail(a) for n, a in outputs.items()}
@@ -376,7 +395,8 @@ class Engine:
             if self.state[tid] not in DONE_OK:
                 # The first one failed: the waiters compute it themselves, when their turn comes.
                 for other in self.waiting.pop(key, []):
-                    self.events.put(_Retry(other))
+                    self.retries += 1
+                    self.events.put(_Retry(other, held_slot=False))
 
     def _after_failure(self, tid: str) -> None:
         self.failed = True

@@ -145,7 +145,9 @@ class Store:
         """Put src's bytes at object h atomically: temp file + rename on the same filesystem."""
         dst = self.object_path(h)
         if dst.exists():
-            return
+            if self._object_ok(h):
+                return
+            self.drop_object(h)  # damaged: replace it with these good bytes
         dst.parent.mkdir(exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="obj-")
         os.close(fd)
@@ -164,7 +166,7 @@ class Store:
 
     def put_bytes(self, data: bytes) -> str:
         h = hash_bytes(data)
-        if not self.object_path(h).exists():
+        if not (self.object_path(h).exists() and self._object_ok(h)):
             fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="obj-")
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -267,7 +269,10 @@ class Store:
 
     def lookup(self, key: str) -> dict[str, Artifact] | None:
         """The outputs of a cache entry, only if every one of its artifacts is intact."""
-        raw = self.index.get(key)
+        try:
+            raw = self.index.get(key)
+        except ValueError:
+            return None  # a row that is not plain text (tampered or foreign): a miss, never unpickled
         if raw is None:
             return None
         try:
@@ -284,11 +289,10 @@ class Store:
 
     def entries(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for key in list(self.index.iterkeys()):
-            raw = self.index.get(key)
-            if raw is None:
-                continue
             try:
-                yield key, json.loads(raw)
+                raw = self.index.get(key)
+                if raw is not None:
+                    yield key, json.loads(raw)
             except ValueError:
                 continue
 

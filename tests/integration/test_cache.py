@@ -1,0 +1,235 @@
+"""The cache, proven by counting executions (redun's pattern): hits, misses, dedup, integrity, gc."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from tests.conftest import Project, counting_op
+
+CHAIN = """\
+kind: graph
+name: chain
+inputs:
+  - {name: seed, type: text, default: data/seed.txt}
+params:
+  - {name: v, type: str, default: one}
+nodes:
+  a: {operation: step, inputs: {src: inputs.seed}, params: {tag: a}}
+  b: {operation: step, inputs: {src: a.out}, params: {tag: b, value: "${v}"}}
+  c: {operation: step, inputs: {src: b.out}, params: {tag: c}}
+  d: {operation: step, params: {tag: d}}
+outputs: {final: c.out}
+"""
+
+
+def setup(project: Project, graph: str = CHAIN) -> str:
+    project.write("operations/step.yaml", counting_op(project.root))
+    project.write("data/seed.txt", "seed\n")
+    project.write("graphs/chain.yaml", graph)
+    return "graphs/chain.yaml"
+
+
+def counts(project: Project) -> dict[str, int]:
+    return {t: project.counter(t) for t in "abcd"}
+
+
+def test_rerun_is_all_cached(project: Project) -> None:
+    g = setup(project)
+    assert project.plx("run", g).code == 0
+    assert counts(project) == {"a": 1, "b": 1, "c": 1, "d": 1}
+    r = project.plx("run", g, "--json")
+    assert r.code == 0
+    assert counts(project) == {"a": 1, "b": 1, "c": 1, "d": 1}
+    assert {n["state"] for n in r.json()["nodes"].values()} == {"cached"}
+
+
+def test_renaming_a_node_keeps_its_cache(project: Project) -> None:
+    g = setup(project)
+    project.plx("run", g)
+    project.write("graphs/chain.yaml", CHAIN.replace("  d: {", "  renamed: {"))
+    r = project.plx("run", g, "--json")
+    assert r.json()["nodes"]["renamed"]["state"] == "cached"
+    assert counts(project)["d"] == 1
+
+
+def test_param_change_reruns_that_node_and_downstream_only(project: Project) -> None:
+    g = setup(project)
+    project.plx("run", g)
+    r = project.plx("run", g, "-p", "v=two", "--json")
+    assert r.code == 0
+    assert counts(project) == {"a": 1, "b": 2, "c": 2, "d": 1}
+    assert r.json()["params"] == {"v": "two"}
+
+
+def test_input_content_change_versus_touch(project: Project) -> None:
+    g = setup(project)
+    project.plx("run", g)
+    seed = project.root / "data/seed.txt"
+    os.utime(seed, (time.time() + 5, time.time() + 5))
+    project.plx("run", g)
+    assert counts(project) == {"a": 1, "b": 1, "c": 1, "d": 1}
+    seed.write_text("seed\n")  # rewritten, same bytes
+    project.plx("run", g)
+    assert counts(project)["a"] == 1
+    seed.write_text("seeD\n")
+    project.plx("run", g)
+    assert counts(project) == {"a": 2, "b": 2, "c": 2, "d": 1}
+
+
+def test_identical_bytes_from_a_rerun_upstream_keep_downstream_cached(project: Project) -> None:
+    g = setup(project)
+    project.plx("run", g)
+    # Change a's recipe (its operation gains an env var) without changing what it writes.
+    op = project.root / "operations/step.yaml"
+    project.write("operations/other.yaml", op.read_text().replace("name: step", "name: step2").replace("runner:", "env: {UNUSED: x}\nrunner:"))
+    project.write("graphs/chain.yaml", CHAIN.replace("a: {operation: step,", "a: {operation: step2,"))
+    r = project.plx("run", g, "--json")
+    nodes = r.json()["nodes"]
+    assert nodes["a"]["state"] == "success" and nodes["b"]["state"] == "cached" and nodes["c"]["state"] == "cached"
+    assert counts(project) == {"a": 2, "b": 1, "c": 1, "d": 1}
+
+
+def test_identical_nodes_in_one_run_execute_once(project: Project) -> None:
+    g = setup(project, """\
+        kind: graph
+        name: dup
+        nodes:
+          x1: {operation: step, params: {tag: a}}
+          x2: {operation: step, params: {tag: a}}
+          x3: {operation: step, params: {tag: a}}
+        """)
+    r = project.plx("run", g, "-j", "3", "--json")
+    assert r.code == 0, r
+    assert project.counter("a") == 1
+    assert sorted(n["state"] for n in r.json()["nodes"].values()) == ["cached", "cached", "success"]
+
+
+SLOW = """\
+kind: operation
+name: slow
+runner: bash_jinja2
+params: [{{name: tag, type: str}}]
+outputs: [{{name: out}}]
+cmd: |
+  mkdir -p {root}/counts && echo run >> {root}/counts/{{{{ param.tag }}}}
+  sleep 1.5
+  echo done > {{{{ output.out }}}}
+"""
+
+
+def test_concurrent_runs_share_the_work(project: Project) -> None:
+    project.write("operations/slow.yaml", SLOW.format(root=project.root))
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  s: {operation: slow, params: {tag: s}}\n  t: {operation: slow, params: {tag: t}}\n")
+    procs = [project.popen("run", "graphs/g.yaml", "-j", "2") for _ in range(3)]
+    codes = [p.wait(timeout=60) for p in procs]
+    assert codes == [0, 0, 0]
+    assert project.counter("s") == 1 and project.counter("t") == 1
+    runs = project.plx("log", "--json").json()
+    assert len(runs) == 3 and all(r["status"] == "success" for r in runs)
+
+
+def _object_of(project: Project, node: str) -> Path:
+    h = project.last_run()["nodes"][node]["outputs"]["out"]["hash"]
+    return project.root / ".plx/objects" / h[:2] / h[2:]
+
+
+def test_corrupted_object_is_reported_and_never_served(project: Project) -> None:
+    g = setup(project)
+    project.plx("run", g)
+    obj = _object_of(project, "a")
+    os.chmod(obj, 0o644)
+    data = bytearray(obj.read_bytes())
+    data[0] ^= 0xFF
+    obj.write_bytes(bytes(data))
+    r = project.plx("cache", "verify")
+    assert r.code == 1 and "damaged" in r.err and obj.parent.name + obj.name in r.err
+    r = project.plx("run", g, "--json")
+    assert r.code == 0
+    assert r.json()["nodes"]["a"]["state"] == "success" and counts(project)["a"] == 2
+    assert project.plx("cache", "verify").code == 0
+    assert project.plx("get", "last", "a.out", "-o", "-").out == "seed\nx\n"
+
+
+def test_missing_object_reruns_the_node(project: Project) -> None:
+    g = setup(project)
+    project.plx("run", g)
+    _object_of(project, "c").unlink()
+    r = project.plx("run", g, "--json")
+    assert r.json()["nodes"]["c"]["state"] == "success" and counts(project)["c"] == 2
+
+
+def test_failed_node_is_not_cached(project: Project) -> None:
+    project.write("operations/flaky.yaml", f"""\
+        kind: operation
+        name: flaky
+        runner: command
+        outputs: [{{name: out}}]
+        cmd: |
+          mkdir -p {project.root}/counts; echo run >> {project.root}/counts/a
+          test -e {project.root}/ok
+          echo fine > $OUTPUT_OUT
+        """)
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  f: {operation: flaky}\n")
+    assert project.plx("run", "graphs/g.yaml").code == 1
+    assert project.plx("run", "graphs/g.yaml").code == 1
+    (project.root / "ok").touch()
+    assert project.plx("run", "graphs/g.yaml").code == 0
+    assert project.plx("run", "graphs/g.yaml").code == 0
+    assert project.counter("a") == 3
+    assert not list((project.root / ".plx/tmp").glob("obj-*"))
+
+
+def test_not_cacheable_and_no_cache(project: Project) -> None:
+    g = setup(project, CHAIN.replace("d: {operation: step, params: {tag: d}}", "d: {operation: step, params: {tag: d}, cacheable: false}"))
+    project.plx("run", g)
+    project.plx("run", g)
+    assert counts(project) == {"a": 1, "b": 1, "c": 1, "d": 2}
+    project.plx("run", g, "--no-cache")
+    assert counts(project) == {"a": 2, "b": 2, "c": 2, "d": 3}
+    project.plx("run", g)
+    assert counts(project) == {"a": 2, "b": 2, "c": 2, "d": 4}
+
+
+def test_gc_keeps_what_kept_runs_need(project: Project) -> None:
+    g = setup(project)
+    project.plx("run", g)
+    project.plx("run", g, "-p", "v=two")
+    project.plx("run", g, "-p", "v=three")
+    before = project.plx("cache", "stats").out
+    r = project.plx("cache", "gc")
+    assert r.code == 0 and "0 objects" in r.err  # everything is still referenced
+    r = project.plx("cache", "gc", "--keep-last", "1")
+    assert r.code == 0, r
+    assert "removed 2 runs" in r.err
+    assert project.plx("cache", "stats").out != before
+    assert project.plx("cache", "verify").code == 0
+    r = project.plx("run", g, "-p", "v=three", "--json")
+    assert {n["state"] for n in r.json()["nodes"].values()} == {"cached"}
+    assert project.plx("get", "last", "final", "-o", "-").out == "seed\nx\nthree\nx\n"
+    r = project.plx("run", g, "-p", "v=two", "--json")
+    assert r.json()["nodes"]["b"]["state"] == "success"
+
+
+def test_tampered_index_cannot_run_code(project: Project) -> None:
+    import sqlite3
+
+    g = setup(project)
+    project.plx("run", g)
+    marker = project.root / "pwned"
+    db = sqlite3.connect(project.root / ".plx/index/cache.db")
+    import pickle
+
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return (os.system, (f"touch {marker}",))
+
+    db.execute("UPDATE Cache SET mode = 4, value = ?", (pickle.dumps(Evil()),))
+    db.commit()
+    db.close()
+    r = project.plx("run", g, "--json")
+    assert not marker.exists()
+    assert r.code == 0, r
+    assert {n["state"] for n in r.json()["nodes"].values()} == {"success"}  # unreadable entries are misses
+    assert counts(project) == {"a": 2, "b": 2, "c": 2, "d": 2}

@@ -1,0 +1,383 @@
+"""`plx run`, the runners, output checks, failures, logs and `get`, with the installed command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project
+
+
+def graph(project: Project, name: str, body: str) -> str:
+    project.write(f"graphs/{name}.yaml", body)
+    return f"graphs/{name}.yaml"
+
+
+def test_three_runners_see_params_inputs_outputs(project: Project) -> None:
+    project.write("data/in.txt", "hello\n")
+    project.write("operations/tpl.yaml", """\
+        kind: operation
+        name: tpl
+        runner: bash_jinja2
+        inputs: [{name: src, type: text}]
+        params:
+          - {name: title, type: str}
+          - {name: flag, type: bool, default: true}
+          - {name: sizes, type: list_int, default: [1, 2]}
+        outputs: [{name: out, type: text, filename: out.txt}]
+        cmd: |
+          echo {{ param.title | q }} {{ param.flag }} {{ param["sizes"] | q }} > {{ output.out | q }}
+          echo "$PARAM_TITLE|$PARAM_FLAG|$PARAM_SIZES" >> {{ output.out | q }}
+          cat {{ input.src | q }} >> {{ output.out | q }}
+        """)
+    project.write("operations/cmd.yaml", """\
+        kind: operation
+        name: cmd
+        runner: command
+        inputs: [{name: src, type: text}]
+        params: [{name: opts, type: dict, default: {a: 1}}]
+        outputs: [{name: out, type: text}]
+        env: {GREETING: hi}
+        cmd: |
+          printf '%s|%s|%s\\n' "$GREETING" "$PARAM_OPTS" "$(basename "$INPUT_SRC")" > "$OUTPUT_OUT"
+          cat "$INPUT_SRC" >> "$OUTPUT_OUT"
+        """)
+    project.write("operations/py.yaml", """\
+        kind: operation
+        name: py
+        runner: python
+        inputs: [{name: src, type: text}]
+        params: [{name: code, type: str}]
+        outputs: [{name: out, type: json, filename: out.json}]
+        cmd: |
+          import json, os
+          assert params is param and inputs is input and outputs is output
+          data = {"code": param["code"], "src": open(input["src"]).read(), "env": os.environ["PARAM_CODE"],
+                  "abs": os.path.isabs(output["out"])}
+          json.dump(data, open(output["out"], "w"))
+        """)
+    g = graph(project, "g", """\
+        kind: graph
+        name: g
+        inputs: [{name: data, type: text, default: data/in.txt}]
+        nodes:
+          a: {operation: tpl, inputs: {src: inputs.data}, params: {title: "it's $HOME; rm -rf /"}}
+          b: {operation: cmd, inputs: {src: a.out}}
+          c: {operation: py, inputs: {src: b.out}, params: {code: "\\"); import os; os._exit(3) #"}}
+        outputs: {result: c.out}
+        """)
+    r = project.plx("run", g)
+    assert r.code == 0, r
+    got = json.loads(project.plx("get", "last", "result", "-o", "-").out)
+    assert got["code"] == "\"); import os; os._exit(3) #"
+    assert got["env"] == got["code"] and got["abs"] is True
+    lines = got["src"].splitlines()
+    assert lines[0] == "hi|{\"a\": 1}|out.txt"
+    assert lines[1] == "it's $HOME; rm -rf / true 1 2"
+    assert lines[2] == "it's $HOME; rm -rf /|true|[1, 2]"
+    assert lines[3] == "hello"
+
+
+def test_list_and_optional_inputs(project: Project) -> None:
+    for name in "abc":
+        project.write(f"data/{name}.txt", name + "\n")
+    project.write("operations/gather.yaml", """\
+        kind: operation
+        name: gather
+        runner: python
+        inputs:
+          - {name: parts, type: text, max: -1}
+          - {name: extra, type: text, min: 0}
+          - {name: more, type: text, min: 0, max: -1}
+        outputs: [{name: out, type: json}]
+        cmd: |
+          import json, os
+          json.dump({"parts": [open(p).read().strip() for p in input["parts"]], "names": [os.path.basename(p) for p in input["parts"]],
+                     "extra": input["extra"], "more": input["more"], "env_extra": os.environ["INPUT_EXTRA"],
+                     "env_parts": os.environ["INPUT_PARTS"].count("\\n")}, open(output["out"], "w"))
+        """)
+    project.write("operations/tplopt.yaml", """\
+        kind: operation
+        name: tplopt
+        runner: bash_jinja2
+        inputs: [{name: extra, type: text, min: 0}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          echo "[{{ input.extra }}]" > {{ output.out }}
+        """)
+    g = graph(project, "g", """\
+        kind: graph
+        name: g
+        inputs:
+          - {name: files, type: text, max: -1, default: "data/*.txt"}
+          - {name: one, type: text, default: data/b.txt}
+        nodes:
+          g1: {operation: gather, inputs: {parts: [inputs.one, inputs.files]}}
+          t: {operation: tplopt}
+        outputs: {out: g1.out}
+        """)
+    r = project.plx("run", g)
+    assert r.code == 0, r
+    got = json.loads(project.plx("get", "last", "out", "-o", "-").out)
+    assert got["parts"] == ["b", "a", "b", "c"]
+    assert got["names"] == ["b.txt", "a.txt", "b.txt", "c.txt"]
+    assert got["extra"] is None and got["more"] == [] and got["env_extra"] == "" and got["env_parts"] == 3
+    assert project.plx("get", "last", "t.out", "-o", "-").out == "[]\n"
+
+
+BAD_OUTPUTS = {
+    "missing": ("text", "echo nothing", "output 'out' was not written"),
+    "badjson": ("json", "echo '{oops' > out", "output 'out' is not valid JSON"),
+    "dirfile": ("directory", "rmdir out; echo x > out", "must be a directory"),
+    "symlink": ("file", "ln -s /etc/hostname out", "is a symbolic link"),
+    "linkout": ("directory", "ln -s /etc out/etc", "pointing outside the working directory"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_OUTPUTS))
+def test_output_checks_fail_the_node(project: Project, case: str) -> None:
+    otype, cmd, message = BAD_OUTPUTS[case]
+    project.write("operations/bad.yaml", f"""\
+        kind: operation
+        name: bad
+        runner: command
+        outputs: [{{name: out, type: {otype}}}]
+        cmd: {cmd}
+        """)
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  n: {operation: bad}\n")
+    r = project.plx("run", g)
+    assert r.code == 1, r
+    assert message in r.err
+    run = project.last_run()
+    assert run["nodes"]["n"]["state"] == "failed" and message in run["nodes"]["n"]["reason"]
+    assert message in project.plx("log", "last", "n", "--worker").out
+
+
+def test_directory_and_executable_outputs_and_get(project: Project) -> None:
+    project.write("operations/mk.yaml", """\
+        kind: operation
+        name: mk
+        runner: command
+        outputs:
+          - {name: tree, type: directory}
+          - {name: tool, type: executable, filename: tool.sh}
+        cmd: |
+          mkdir -p "$OUTPUT_TREE/sub/empty" && echo one > "$OUTPUT_TREE/a.txt" && echo two > "$OUTPUT_TREE/sub/b.txt"
+          printf '#!/bin/sh\\necho tool-ran\\n' > "$OUTPUT_TOOL"; chmod +x "$OUTPUT_TOOL"
+        """)
+    project.write("operations/use.yaml", """\
+        kind: operation
+        name: use
+        runner: command
+        inputs: [{name: tree, type: directory}, {name: tool, type: executable}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          "$INPUT_TOOL" > "$OUTPUT_OUT"; cat "$INPUT_TREE/sub/b.txt" >> "$OUTPUT_OUT"
+          echo scribble > "$INPUT_TREE/a.txt"   # writing into an input must not reach the store
+        """)
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  mk: {operation: mk}\n  use: {operation: use, inputs: {tree: mk.tree, tool: mk.tool}}\n")
+    r = project.plx("run", g)
+    assert r.code == 0, r
+    assert project.plx("get", "last", "use.out", "-o", "-").out == "tool-ran\ntwo\n"
+    dest = project.root / "copy"
+    r = project.plx("get", "last", "mk.tree", "-o", str(dest))
+    assert r.code == 0, r
+    assert (dest / "a.txt").read_text() == "one\n" and (dest / "sub/b.txt").read_text() == "two\n" and (dest / "sub/empty").is_dir()
+    assert project.plx("get", "last", "mk.tree", "-o", str(dest)).code == 1  # kept unless --force
+    assert project.plx("get", "last", "mk.tree", "-o", str(dest), "--force").code == 0
+    r = project.plx("get", "last", "mk.tool")
+    assert r.code == 0 and os.access(project.root / "tool.sh", os.X_OK)
+    assert project.plx("cache", "verify").code == 0
+
+
+def test_failure_skips_downstream_and_stops_launching(project: Project) -> None:
+    project.write("operations/sh.yaml", """\
+        kind: operation
+        name: sh
+        runner: bash_jinja2
+        inputs: [{name: src, min: 0}]
+        params: [{name: script, type: str}]
+        outputs: [{name: out}]
+        cmd: |
+          {{ param.script }}
+          touch {{ output.out }}
+        """)
+    g = graph(project, "g", """\
+        kind: graph
+        name: g
+        nodes:
+          bad: {operation: sh, params: {script: "echo failing >&2; exit 3"}}
+          after: {operation: sh, inputs: {src: bad.out}, params: {script: "true"}}
+          slow: {operation: sh, params: {script: "sleep 1"}}
+          later: {operation: sh, inputs: {src: slow.out}, params: {script: "true"}}
+        """)
+    r = project.plx("run", g, "-j", "2")
+    assert r.code == 1, r
+    nodes = project.last_run()["nodes"]
+    assert nodes["bad"]["state"] == "failed" and nodes["bad"]["exit_code"] == 3
+    assert nodes["after"]["state"] == "skipped"
+    assert nodes["slow"]["state"] == "success"  # already running: it finishes
+    assert nodes["later"]["state"] == "skipped"  # never launched after the failure
+    assert project.plx("log", "last", "bad", "--stderr").out == "failing\n"
+    r = project.plx("run", g, "-j", "2", "--keep-going")
+    nodes = project.last_run()["nodes"]
+    assert r.code == 1 and nodes["later"]["state"] in ("success", "cached") and nodes["after"]["state"] == "skipped"
+
+
+def _pids_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat.split(")")[1].split()[0] != "Z":
+                alive.append(pid)
+        except (ProcessLookupError, FileNotFoundError):
+            pass
+    return alive
+
+
+SPAWNER = """\
+kind: operation
+name: spawner
+runner: bash_jinja2
+params: [{{name: tag, type: str}}]
+outputs: [{{name: out}}]
+timeout: {timeout}
+cmd: |
+  ( sleep 300 & echo $! >> {{{{ ("{pids}/" ~ param.tag) | q }}}}; wait ) &
+  echo $! >> {{{{ ("{pids}/" ~ param.tag) | q }}}}
+  echo $$ >> {{{{ ("{pids}/" ~ param.tag) | q }}}}
+  sleep 300
+  touch {{{{ output.out }}}}
+"""
+
+
+def test_timeout_kills_grandchildren(project: Project) -> None:
+    pids = project.root / "pids"
+    pids.mkdir()
+    project.write("operations/spawner.yaml", SPAWNER.format(timeout=0.02, pids=pids))
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  t: {operation: spawner, params: {tag: t}}\n")
+    t0 = time.monotonic()
+    r = project.plx("run", g)
+    assert r.code == 1, r
+    assert time.monotonic() - t0 < 30
+    assert project.last_run()["nodes"]["t"]["state"] == "timeout"
+    recorded = [int(x) for x in (pids / "t").read_text().split()]
+    assert len(recorded) == 3
+    deadline = time.monotonic() + 5
+    while _pids_alive(recorded) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _pids_alive(recorded) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_cancels_and_kills_grandchildren(project: Project, sig: int) -> None:
+    pids = project.root / "pids"
+    pids.mkdir()
+    project.write("operations/spawner.yaml", SPAWNER.format(timeout=10, pids=pids))
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  a: {operation: spawner, params: {tag: a}}\n  b: {operation: spawner, params: {tag: b}}\n")
+    proc = project.popen("run", g, "-j", "2")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not all((pids / t).exists() and len((pids / t).read_text().split()) == 3 for t in "ab"):
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    recorded = [int(x) for t in "ab" for x in (pids / t).read_text().split()]
+    deadline = time.monotonic() + 5
+    while _pids_alive(recorded) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _pids_alive(recorded) == []
+    run = project.last_run()
+    assert run["status"] == "canceled"
+    assert {n["state"] for n in run["nodes"].values()} == {"canceled"}
+
+
+def test_sigkilled_plx_leaves_an_interrupted_run(project: Project) -> None:
+    project.write("operations/sleepy.yaml", "kind: operation\nname: sleepy\nrunner: command\noutputs: [{name: out}]\ncmd: sleep 30; touch $OUTPUT_OUT\n")
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  s: {operation: sleepy}\n")
+    proc = project.popen("run", g)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = project.plx("log", "--json")
+        if r.code == 0 and r.json() and r.json()[0]["counts"].get("running"):
+            break
+        time.sleep(0.1)
+    assert project.plx("log", "--json").json()[0]["status"] == "running"
+    proc.kill()
+    proc.wait()
+    run = project.last_run()
+    assert run["status"] == "interrupted"
+    assert run["nodes"]["s"]["state"] == "canceled"
+    # And the next run is not blocked by anything the dead one held.
+    project.write("operations/sleepy.yaml", "kind: operation\nname: sleepy\nrunner: command\noutputs: [{name: out}]\ncmd: touch $OUTPUT_OUT\n")
+    assert project.plx("run", g).code == 0
+
+
+def test_log_follow_streams_until_the_node_ends(project: Project) -> None:
+    project.write("operations/ticker.yaml", """\
+        kind: operation
+        name: ticker
+        runner: command
+        outputs: [{name: out}]
+        cmd: for i in 1 2 3 4 5; do echo tick $i; sleep 0.3; done; touch $OUTPUT_OUT
+        """)
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  t: {operation: ticker}\n")
+    proc = project.popen("run", g)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = project.plx("log", "--json")
+        if r.code == 0 and r.json() and r.json()[0]["counts"].get("running"):
+            break
+        time.sleep(0.05)
+    follow = project.plx("log", "last", "t", "-f", timeout=30)
+    proc.wait(timeout=30)
+    assert follow.code == 0
+    assert follow.out == "".join(f"tick {i}\n" for i in range(1, 6))
+
+
+def test_run_selected_nodes_and_exit_codes(project: Project) -> None:
+    project.write("operations/w.yaml", "kind: operation\nname: w\nrunner: command\ninputs: [{name: src, min: 0}]\noutputs: [{name: out}]\ncmd: echo x > $OUTPUT_OUT\n")
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  a: {operation: w}\n  b: {operation: w, inputs: {src: a.out}}\n  c: {operation: w}\n")
+    r = project.plx("run", g, "b", "--json")
+    assert r.code == 0, r
+    assert set(r.json()["nodes"]) == {"a", "b"}
+    assert project.plx("run", g, "nope").code == 2
+    assert project.plx("run", "graphs/missing.yaml").code == 2
+    assert project.plx("run", g, "-i", "x=nofile").code == 1  # no such graph input
+    assert project.plx("run", "operations/w.yaml").code == 2
+    project.write("graphs/bad.yaml", "kind: graph\nname: bad\ninputs: [{name: d, default: data/none.csv}]\nnodes:\n  a: {operation: w, inputs: {src: inputs.d}}\n")
+    r = project.plx("run", "graphs/bad.yaml")
+    assert r.code == 1 and "data/none.csv' does not exist" in r.err and "Traceback" not in r.err
+    assert project.plx("log", "zzz").code == 1
+
+
+def test_preview_and_dry_run(project: Project) -> None:
+    project.write("operations/p.yaml", "kind: operation\nname: p\nrunner: bash_jinja2\nparams: [{name: n, type: int, default: 1}]\noutputs: [{name: out}]\ncmd: seq {{ param.n }} > {{ output.out }}\n")
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  a: {operation: p, params: {n: 4}}\n")
+    r = project.plx("preview", g, "a")
+    assert r.code == 0 and "seq 4 > <workdir>/out" in r.out
+    r = project.plx("run", g, "--dry-run")
+    assert "no cache entry yet" in r.out
+    project.plx("run", g)
+    r = project.plx("run", g, "--dry-run", "-p", "a.n=7")
+    assert "param n 4 → 7" in r.out
+    r = project.plx("run", g, "--dry-run")
+    assert "cached" in r.out and project.plx("log", "--json").json()[0]["counts"] == {"success": 1}
+
+
+def test_plain_progress_lines_and_summary(project: Project) -> None:
+    project.write("operations/w.yaml", "kind: operation\nname: w\nrunner: command\noutputs: [{name: out}]\ncmd: echo x > $OUTPUT_OUT\n")
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  a: {operation: w}\n")
+    r = project.plx("run", g)
+    assert "running  a" in r.err and "success  a" in r.err
+    run_id = project.last_run()["id"]
+    assert f"run {run_id} success: 1 run, 0 cached, 0 failed, 0 skipped" in r.err
+    assert r.out == ""
