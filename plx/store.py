@@ -183,7 +183,8 @@ class Store:
         """Store every file of a folder and a manifest naming them; the manifest's hash names the tree."""
         manifest = self._manifest(path, hash_file)
         for entry in manifest:
-            self._place(path / entry["path"], entry["hash"], move=True)
+            if entry["hash"]:  # empty folders are listed with no content
+                self._place(path / entry["path"], entry["hash"], move=True)
         h = self.put_bytes(canonical(manifest).encode())
         return Artifact(h, sum(e["size"] for e in manifest), TREE_TYPE, filename)
 

@@ -107,6 +107,9 @@ def load_file(path: Path, display: str | None = None) -> Doc:
     return load_text(text, file)
 
 
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}
+
+
 def _short_tag(tag: str) -> str:
     return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
 
@@ -158,7 +161,9 @@ class _Builder:
                      "plx files hold plain data: strings, numbers, booleans, lists and mappings")
 
     def _scalar(self, node: yaml.Node) -> Any:
-        if not node.tag.startswith("tag:yaml.org,2002:") or node.tag.endswith((":binary", ":set", ":omap", ":pairs")):
+        if node.tag == "tag:yaml.org,2002:timestamp":
+            return node.value  # a date written unquoted stays the text the user wrote
+        if node.tag not in _PLAIN_TAGS:
             raise self._bad_tag(node)
         try:
             return self.loader.construct_object(node, deep=True)
