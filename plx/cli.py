@@ -13,7 +13,7 @@ from typing import Any, Callable, List, Optional, TypeVar
 import typer
 
 from . import __version__
-from .errors import PlxError, ValidationError
+from .errors import PlxError, UsageError, ValidationError
 
 app = typer.Typer(
     name="plx",
@@ -168,6 +168,7 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Run everything and refresh the cache."),
     keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Keep launching independent nodes after a failure."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the plan: what would run, what is cached, and why."),
+    rev: Optional[str] = typer.Option(None, "--rev", help="Take the graph, operation and tracked data files from this git revision."),
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout."),
 ) -> None:
     """Validate, plan and run a graph, or only the named nodes and their upstream."""
@@ -177,6 +178,8 @@ def run(
     project, lib = commands.open_project()
     path = commands.graph_path(project, graph)
     if dry_run:
+        if rev:
+            project, lib, path, _ = commands.at_revision(project, path, rev)
         rows = commands.dry_run(project, lib, path, targets=nodes or [], params=param, inputs=input_)
         if as_json:
             dump_json(rows)
@@ -186,11 +189,69 @@ def run(
         err(f"{n_run} would run, {len(rows) - n_run} cached")
         return
     record = commands.run(project, lib, path, targets=nodes or [], params=param, inputs=input_, jobs=jobs,
-                          no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:])
+                          no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], rev=rev)
     if as_json:
         dump_json(public_run(record))
     if record["status"] != "success":
         raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def rerun(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="A run id, a unique prefix, or 'last'."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Nodes run at once."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run everything and refresh the cache."),
+    keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Keep launching independent nodes after a failure."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout."),
+) -> None:
+    """Run again the graph, operations and overrides recorded in RUN."""
+    from . import commands
+    from .report import dump_json, reporter_for
+
+    project, _ = commands.open_project()
+    record, notes = commands.rerun(project, run_ref, jobs=jobs, no_cache=no_cache, keep_going=keep_going,
+                                   reporter=reporter_for(as_json), argv=sys.argv[1:])
+    for note in notes:
+        err(f"plx: note: {note}")
+    if as_json:
+        dump_json(public_run(record))
+    if record["status"] != "success":
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def compare(
+    runs: List[str] = typer.Argument(..., metavar="RUN RUN...", help="Two or more runs (ids, prefixes or 'last')."),
+    show_all: bool = typer.Option(False, "--all", help="Include values that are equal in every run."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Params, inputs and numeric json outputs of runs, side by side."""
+    from . import commands
+    from .report import dump_json, table
+
+    if len(runs) < 2:
+        raise UsageError("compare needs at least two runs")
+    project, _ = commands.open_project()
+    result = commands.compare(project, runs, show_all)
+    if as_json:
+        dump_json(result)
+        return
+    if not result["rows"]:
+        err("no differences" + ("" if show_all else " (--all shows every value)"))
+        return
+    rows = []
+    for r in result["rows"]:
+        cells = []
+        for i, v in enumerate(r["values"]):
+            text = "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+            d = (r.get("deltas") or [None] * len(r["values"]))[i]
+            if i and d:
+                text += f" ({d:+.4g})"
+            cells.append(text)
+        rows.append([r["name"], *cells])
+    print(table(rows, ["", *(rid for rid in result["runs"])]))
 
 
 def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
@@ -247,23 +308,16 @@ def log(
     project, _ = open_project()
     history = History(project.store)
     if run_ref is None:
-        runs = []
-        for rid in history.ids():
-            data = history.load(rid)
-            if (graph and data.get("graph") != graph) or (status and data.get("status") != status):
-                continue
-            runs.append(data)
-            if len(runs) >= limit:
-                break
+        runs = history.summaries(graph=graph, status=status, limit=limit)
         if as_json:
-            dump_json([public_run(r, with_nodes=False) for r in runs])
+            dump_json(runs)
             return
         if not runs:
             err("no runs yet" if not (graph or status) else "no runs match")
             return
         rows = []
         for r in runs:
-            c = public_run(r, False)["counts"]
+            c = r["counts"]
             git = r.get("git") or {}
             commit = (git.get("commit") or "")[:8] + ("*" if git.get("dirty") else "")
             rows.append([r["id"], r["graph"], r["status"], (r.get("started") or "")[:19].replace("T", " "),

@@ -154,17 +154,167 @@ def load_graph(lib: Library, path: Path) -> Graph:
     return obj
 
 
+def at_revision(project: Project, graph_file: Path, rev: str) -> tuple[Project, Library, Path, dict[str, str]]:
+    """The project as git revision rev has it (same store); untracked files still come from the work tree."""
+    from .history import export_revision
+    from .project import project_at
+
+    try:
+        rel = graph_file.resolve().relative_to(project.root)
+    except ValueError:
+        raise UsageError(f"{graph_file} is outside the project {project.root}; --rev needs a graph tracked in it") from None
+    commit, root = export_revision(project.root, rev, project.store / "tmp")
+    at_rev = project_at(root)
+    at_rev.store_dir = str(project.store)
+    at_rev.fallback_root = project.root
+    graph_at_rev = root / rel
+    if not graph_at_rev.is_file():
+        raise UsageError(f"{rel} does not exist at revision {rev} ({commit[:10]})")
+    return at_rev, Library(at_rev), graph_at_rev, {"rev": rev, "commit": commit}
+
+
 def run(project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str],
-        jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str]) -> dict[str, Any]:
+        jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], rev: str | None = None) -> dict[str, Any]:
     from .engine import Engine, RunOptions
     from .planner import plan as make_plan
 
+    rev_info = None
+    if rev:
+        project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
     graph = load_graph(lib, graph_file)
     gparams, nparams, flat = parse_overrides(lib, graph, params)
     files = parse_inputs(project, graph, inputs)
     the_plan = make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files, targets=targets)
-    opts = RunOptions(jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat)
+    opts = RunOptions(jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info)
     return Engine(project, the_plan, opts, reporter, lib).run()
+
+
+def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any,
+          argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Run again the graph, operations and overrides recorded in a run; returns (record, notes)."""
+    import json
+
+    from .engine import Engine, RunOptions
+    from .history import History
+    from .planner import plan as make_plan
+    from .project import Project as P
+
+    history = History(project.store)
+    rid = history.resolve(run_ref)
+    data = history.load(rid)
+    snap = data.get("snapshot") or {}
+    if not snap.get("files") or not snap.get("graph"):
+        raise RunError(f"run {rid} has no snapshot of its files to rerun")
+    root = project.store / "tmp" / f"rerun-{rid}-{os.getpid()}"
+    try:
+        for rel, content in snap["files"].items():
+            if Path(rel).is_absolute():
+                continue
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(content, indent=1), encoding="utf-8")  # JSON is YAML
+        settings = snap.get("settings", {})
+        replay = P(root, operation_dirs=settings.get("operations", project.operation_dirs), store_dir=str(project.store), fallback_root=project.root)
+        lib = Library(replay)
+        graph = load_graph(lib, root / snap["graph"])
+        notes: list[str] = []
+        files: dict[str, list[Path]] = {}
+        missing: list[str] = []
+        from .store import Store
+
+        store = Store(project.store)
+        for name, rec in (data.get("inputs") or {}).items():
+            items = rec if isinstance(rec, list) else ([rec] if rec else [])
+            for item in items:
+                p = Path(item["path"])
+                if not p.exists():
+                    missing.append(f"{name}: {item['path']}")
+                    continue
+                files.setdefault(name, []).append(p)
+                if store.hash_input(p, "file").hash != item["hash"]:
+                    notes.append(f"input {name} changed since run {rid}: {item['path']}")
+        store.close()
+        if missing:
+            raise RunError(f"run {rid} read input files that no longer exist: {'; '.join(missing)}")
+        gparams: dict[str, Any] = {}
+        nparams: dict[str, dict[str, Any]] = {}
+        for key, value in (data.get("params") or {}).items():
+            if "." in key:
+                node, _, pname = key.rpartition(".")
+                nparams.setdefault(node, {})[pname] = value
+            else:
+                gparams[key] = value
+        the_plan = make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files)
+        opts = RunOptions(jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv,
+                          overrides=data.get("params") or {}, rerun_of=rid, snapshot=snap)
+        record = Engine(replay, the_plan, opts, reporter, lib).run()
+        return record, notes
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _numeric_leaves(value: Any, prefix: str, out: dict[str, float]) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        out[prefix] = value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _numeric_leaves(v, f"{prefix}.{k}" if not prefix.endswith(":") else f"{prefix}{k}", out)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _numeric_leaves(v, f"{prefix}.{i}" if not prefix.endswith(":") else f"{prefix}{i}", out)
+
+
+def run_values(project: Project, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What `compare` lines up: params, input hashes, numeric leaves of json outputs."""
+    import json
+
+    from .store import Store
+
+    params = {f"param {k}": v for k, v in (data.get("graph_params") or {}).items()}
+    for node, info in data.get("nodes", {}).items():  # effective values, defaults filled
+        for k, v in ((info.get("recipe") or {}).get("params") or {}).items():
+            params[f"param {node}.{k}"] = v
+    inputs: dict[str, Any] = {}
+    for name, rec in (data.get("inputs") or {}).items():
+        items = rec if isinstance(rec, list) else ([rec] if rec else [])
+        inputs[f"input {name}"] = ",".join(i["hash"][:12] for i in items)
+    metrics: dict[str, float] = {}
+    store = Store(project.store)
+    for node, info in data.get("nodes", {}).items():
+        for out, art in (info.get("outputs") or {}).items():
+            if art.get("type") != "json":
+                continue
+            try:
+                value = json.loads(store.object_path(art["hash"]).read_bytes())
+            except (OSError, ValueError):
+                continue
+            _numeric_leaves(value, f"{node}.{out}:", metrics)
+    store.close()
+    return {"params": params, "inputs": inputs, "metrics": metrics}
+
+
+def compare(project: Project, refs: list[str], show_all: bool) -> dict[str, Any]:
+    from .history import History
+
+    history = History(project.store)
+    ids = [history.resolve(r) for r in refs]
+    values = [run_values(project, history.load(i)) for i in ids]
+    rows = []
+    for kind in ("params", "inputs", "metrics"):
+        keys: list[str] = []
+        for v in values:
+            keys += [k for k in v[kind] if k not in keys]
+        for key in keys:
+            cells = [v[kind].get(key) for v in values]
+            if not show_all and all(c == cells[0] for c in cells):
+                continue
+            row: dict[str, Any] = {"name": key, "kind": kind.rstrip("s"), "values": cells}
+            if kind == "metrics" and isinstance(cells[0], (int, float)):
+                row["deltas"] = [None if not isinstance(c, (int, float)) else round(c - cells[0], 12) for c in cells]
+            rows.append(row)
+    return {"runs": ids, "rows": rows}
 
 
 def dry_run(project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str]) -> list[dict[str, Any]]:

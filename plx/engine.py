@@ -54,7 +54,7 @@ class RunOptions:
     argv: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)  # as given with -p, typed
     rerun_of: str | None = None
-    rev: str | None = None
+    rev: dict[str, str] | None = None
     snapshot: dict[str, Any] | None = None
 
 
@@ -80,7 +80,7 @@ def snapshot(plan: Plan, lib: Any) -> dict[str, Any]:
     for loaded in lib.files.values():
         if loaded.obj is not None and loaded.doc is not None:
             files[loaded.doc.file] = loaded.doc.data
-    return {"graph": plan.graph.file, "files": files}
+    return {"graph": plan.graph.file, "files": files, "settings": {"operations": lib.project.operation_dirs}}
 
 
 class Engine:
@@ -118,7 +118,7 @@ class Engine:
         data: dict[str, Any] = {
             "id": new_run_id(), "graph": plan.graph.name, "graph_file": plan.graph.file, "status": "running",
             "started": now_iso(), "finished": None, "duration": None,
-            "git": git_facts(self.project.root), "plx_version": __version__, "argv": self.opts.argv,
+            "git": self._git(), "plx_version": __version__, "argv": self.opts.argv,
             "cwd": self.project.rel(Path.cwd()), "rerun_of": self.opts.rerun_of, "rev": self.opts.rev,
             "params": self.opts.overrides, "graph_params": plan.params,
             "inputs": {n: _input_json(plan.graph.input(n), arts) for n, arts in input_arts.items()},  # type: ignore[arg-type]
@@ -174,6 +174,11 @@ class Engine:
                 continue
             running -= 1
             ready.extend(self._finish(event))
+
+    def _git(self) -> dict[str, Any]:
+        if self.opts.rev:  # the files come from that commit, exactly
+            return {"commit": self.opts.rev["commit"], "branch": None, "dirty": False}
+        return git_facts(self.project.root)
 
     # ---- starting a task ----
 

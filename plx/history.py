@@ -5,6 +5,7 @@
   runs/<id>/lock          flock held by the live plx process: a free lock on a `running`
                           run means that process died, so the run is `interrupted`
   runs/<id>/logs/<node>/{stdout,stderr,worker}
+  runs/index.sqlite       one summary row per run, so `plx log` never reads thousands of records
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import fcntl
 import json
 import os
 import secrets
+import sqlite3
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -75,6 +77,98 @@ def git_facts(root: Path) -> dict[str, Any]:
     return facts
 
 
+def summary(data: dict[str, Any]) -> dict[str, Any]:
+    """What `plx log` lists about a run."""
+    c: dict[str, int] = {}
+    for n in data.get("nodes", {}).values():
+        s = n.get("state", "pending")
+        c[s] = c.get(s, 0) + 1
+    return {"id": data["id"], "graph": data.get("graph"), "status": data.get("status"), "started": data.get("started"),
+            "finished": data.get("finished"), "duration": data.get("duration"), "git": data.get("git"), "counts": c}
+
+
+class Index:
+    """runs/index.sqlite: run summaries; rebuilt from the records whenever it misses one."""
+
+    def __init__(self, runs_dir: Path):
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(runs_dir / "index.sqlite", timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)")
+
+    def put(self, data: dict[str, Any]) -> None:
+        s = summary(data)
+        self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", (s["id"], s["graph"], s["status"], json.dumps(s)))
+
+    def ids(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT id FROM runs")}
+
+    def delete(self, ids: list[str]) -> None:
+        self.db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+
+    def query(self, graph: str | None, status: str | None, limit: int | None) -> list[dict[str, Any]]:
+        sql, args = "SELECT summary FROM runs WHERE 1=1", []
+        if graph:
+            sql += " AND graph = ?"
+            args.append(graph)
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        sql += " ORDER BY id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [json.loads(row[0]) for row in self.db.execute(sql, args)]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def export_revision(root: Path, rev: str, dest_parent: Path) -> tuple[str, Path]:
+    """Write the files tracked at git revision rev under dest_parent/<commit>; returns (commit, folder)."""
+    import stat as stat_mod
+
+    try:
+        import git
+
+        repo = git.Repo(root, search_parent_directories=True)
+    except Exception:
+        raise RunError(f"--rev {rev}: {root} is not inside a git repository") from None
+    try:
+        try:
+            commit = repo.commit(rev)
+        except Exception:
+            raise RunError(f"--rev {rev}: no such git revision") from None
+        top = Path(repo.working_tree_dir or root).resolve()
+        dest = dest_parent / f"rev-{commit.hexsha}"
+        if not (dest / ".plx-complete").exists():
+            tmp = dest_parent / f".rev-{commit.hexsha}-{os.getpid()}"
+            for item in commit.tree.traverse():
+                blob: Any = item
+                if getattr(blob, "type", None) != "blob":
+                    continue
+                target = tmp / blob.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if blob.mode == 0o120000:  # a symbolic link: keep it as one
+                    os.symlink(blob.data_stream.read().decode(), target)
+                    continue
+                with open(target, "wb") as f:
+                    blob.stream_data(f)
+                if blob.mode & stat_mod.S_IXUSR:
+                    os.chmod(target, 0o755)
+            (tmp / ".plx-complete").parent.mkdir(parents=True, exist_ok=True)
+            (tmp / ".plx-complete").touch()
+            try:
+                os.replace(tmp, dest)
+            except OSError:  # another plx exported the same commit meanwhile
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+        sub_root = dest / root.resolve().relative_to(top) if root.resolve() != top else dest
+        return commit.hexsha, sub_root
+    finally:
+        repo.close()
+
+
 class RunRecord:
     """The live record of one run, written by the plx process that runs it."""
 
@@ -87,6 +181,10 @@ class RunRecord:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         write_json_atomic(self.dir / "run.json", data)
         self._events = open(self.dir / "events.jsonl", "a", encoding="utf-8")
+        self._index_dir = runs_dir
+        index = Index(runs_dir)
+        index.put(data)
+        index.close()
 
     @property
     def id(self) -> str:
@@ -109,6 +207,9 @@ class RunRecord:
         self.data["duration"] = round(time.time() - self._t0, 3)
         write_json_atomic(self.dir / "run.json", self.data)
         self._events.close()
+        index = Index(self._index_dir)
+        index.put(self.data)
+        index.close()
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         os.close(self._lock_fd)
 
@@ -128,8 +229,12 @@ class History:
         ids = self.ids()
         if not ids:
             raise RunError("there are no runs yet; start one with `plx run GRAPH`")
-        if ref == "last":
-            return ids[0]
+        if ref == "last" or ref.startswith("last~"):
+            back = ref.partition("~")[2]
+            n = int(back) if back.isdigit() else 0 if not back else -1
+            if n < 0 or n >= len(ids):
+                raise RunError(f"'{ref}': there are {len(ids)} runs; last~N counts back from the newest (last~0)")
+            return ids[n]
         if ref in ids:
             return ref
         matches = [i for i in ids if i.startswith(ref)]
@@ -170,14 +275,47 @@ class History:
             os.close(fd)
         return False
 
-    @staticmethod
-    def _mark_interrupted(d: Path, data: dict[str, Any]) -> None:
+    def _mark_interrupted(self, d: Path, data: dict[str, Any]) -> None:
         data["status"] = "interrupted"
         for node in data["nodes"].values():
             if node.get("state") not in FINAL_NODE_STATES:
                 node["state"] = "canceled"
         data.setdefault("finished", None)
         write_json_atomic(d / "run.json", data)
+        index = Index(self.dir)
+        index.put(data)
+        index.close()
+
+    def summaries(self, graph: str | None = None, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Run summaries, newest first, from the index (brought up to date with the records first)."""
+        on_disk = self.ids()
+        if not on_disk:
+            return []
+        index = Index(self.dir)
+        try:
+            known = index.ids()
+            missing = [i for i in on_disk if i not in known]
+            for rid in missing:  # records written by an older plx, or an index lost or deleted
+                try:
+                    index.put(self.load(rid))
+                except (OSError, ValueError, KeyError):
+                    continue
+            gone = list(known - set(on_disk))
+            if gone:
+                index.delete(gone)
+            rows = index.query(graph, status if status != "interrupted" else None, None if status == "interrupted" else limit)
+        finally:
+            index.close()
+        out = []
+        for row in rows:
+            if row["status"] == "running":
+                row = summary(self.load(row["id"]))  # live counts, or found dead: `interrupted`
+            if status and row["status"] != status:
+                continue
+            out.append(row)
+            if limit and len(out) >= limit:
+                break
+        return out
 
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         out = []

@@ -30,6 +30,7 @@ class Project:
     graph_dirs: list[str] = field(default_factory=lambda: ["graphs"])
     jobs: int | None = None
     store_dir: str = ".plx"
+    fallback_root: Path | None = None  # with --rev: files git does not track come from the work tree
 
     @property
     def store(self) -> Path:
@@ -49,12 +50,20 @@ class Project:
     def path(self, written: str) -> Path:
         """A path written in a YAML file or given as an input: relative to the project root."""
         p = Path(written).expanduser()
-        return p if p.is_absolute() else self.root / p
+        if p.is_absolute():
+            return p
+        if self.fallback_root is not None and not (self.root / p).exists() and (self.fallback_root / p).exists():
+            return self.fallback_root / p
+        return self.root / p
 
 
 def load_project(start: Path | None = None) -> Project:
     """Discover the project and read its plx.yaml, reporting every bad setting."""
-    root = find_root(start)
+    return project_at(find_root(start))
+
+
+def project_at(root: Path) -> Project:
+    """The project rooted exactly at root, with its plx.yaml if it has one."""
     project = Project(root)
     cfg = root / "plx.yaml"
     if not cfg.is_file():
