@@ -165,6 +165,7 @@ def run(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Nodes run at once (default: plx.yaml jobs, else CPUs)."),
     param: List[str] = typer.Option([], "--param", "-p", help="NODE.PARAM=VALUE or NAME=VALUE (graph param); repeatable."),
     input_: List[str] = typer.Option([], "--input", "-i", help="NAME=PATH for a graph input; repeatable."),
+    sweep: List[str] = typer.Option([], "--sweep", help="NAME=V1,V2,... or 'NAME=[JSON list]'; repeatable: every combination, one DAG."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run everything and refresh the cache."),
     keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Keep launching independent nodes after a failure."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the plan: what would run, what is cached, and why."),
@@ -187,6 +188,25 @@ def run(
         print(table([[r["node"], r["action"], "; ".join(r["why"])] for r in rows], ["node", "action", "why"]))
         n_run = sum(1 for r in rows if r["action"] == "run")
         err(f"{n_run} would run, {len(rows) - n_run} cached")
+        return
+    if sweep:
+        if rev or dry_run:
+            raise UsageError("--sweep cannot be combined with --rev or --dry-run")
+        records = commands.sweep(project, lib, path, sweeps=sweep, params=param, inputs=input_, jobs=jobs, no_cache=no_cache,
+                                 keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], targets=nodes or [])
+        if as_json:
+            dump_json([public_run(r) for r in records])
+        else:
+            metrics = [commands.output_metrics(project, r) for r in records]
+            keys: list[str] = []
+            for m in metrics:
+                keys += [k for k in m if k not in keys]
+            if len(metrics) > 1:  # the values that differ between combinations tell the story
+                keys = [k for k in keys if len({m.get(k) for m in metrics}) > 1]
+            sweep_rows = [[r["sweep"], r["id"], r["status"], *(("" if k not in m else f"{m[k]:.6g}") for k in keys)] for r, m in zip(records, metrics, strict=True)]
+            print(table(sweep_rows, ["sweep", "run", "status", *keys]))
+        if any(r["status"] != "success" for r in records):
+            raise typer.Exit(1)
         return
     record = commands.run(project, lib, path, targets=nodes or [], params=param, inputs=input_, jobs=jobs,
                           no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], rev=rev)

@@ -94,7 +94,7 @@ def param_spec_for(lib: Library, graph: Graph, name: str) -> tuple[str | None, P
         if not isinstance(current, Graph) or part not in current.nodes:
             choices = list(current.nodes) if isinstance(current, Graph) else []
             hint = did_you_mean(part, choices)
-            raise RunError(f"-p {name}: there is no node '{part}'" + (f" ({hint})" if hint else ""))
+            raise RunError(f"-p {name}: there is no node '{part}'" + (f" ({hint})" if hint else f"; nodes: {', '.join(choices)}"))
         target = lib.resolve_node(current, current.nodes[part])
         assert target is not None
         current = target
@@ -187,6 +187,78 @@ def run(project: Project, lib: Library, graph_file: Path, *, targets: list[str],
     the_plan = make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files, targets=targets)
     opts = RunOptions(jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info)
     return Engine(project, the_plan, opts, reporter, lib).run()
+
+
+def _sweep_values(lib: Library, graph: Graph, item: str) -> tuple[str, list[Any]]:
+    """`NAME=V1,V2` or `NAME=[JSON list]` -> (NAME, typed values)."""
+    import json
+
+    name, text = _split_assignment(item, "--sweep")
+    _, spec = param_spec_for(lib, graph, name)
+    values: list[Any] = []
+    if text.strip().startswith("["):
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise RunError(f"--sweep {name}: not a JSON list: {exc}") from None
+        for v in raw:
+            if isinstance(v, str) and spec.type not in ("str", "code", "enum"):
+                v = _parse_one(spec, name, v)
+            from .model import check_param_value
+
+            problem = check_param_value(spec, v)
+            if problem:
+                raise RunError(f"--sweep {name}: {problem[0]}")
+            values.append(v)
+    else:
+        values = [_parse_one(spec, name, v.strip()) for v in text.split(",")]
+    if not values:
+        raise RunError(f"--sweep {name}: give at least one value")
+    return name, values
+
+
+def _parse_one(spec: ParamSpec, name: str, text: str) -> Any:
+    try:
+        return parse_param_text(spec, text)
+    except ValueError as exc:
+        raise RunError(f"--sweep {name}: {exc}") from None
+
+
+def sweep(project: Project, lib: Library, graph_file: Path, *, sweeps: list[str], params: list[str], inputs: list[str], jobs: int | None,
+          no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], targets: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every combination of the swept values as one DAG on one pool; one recorded run each."""
+    import itertools
+
+    from .engine import Engine, Member, RunOptions
+    from .planner import plan as make_plan
+
+    graph = load_graph(lib, graph_file)
+    axes = [_sweep_values(lib, graph, s) for s in sweeps]
+    names = [a[0] for a in axes]
+    if len(set(names)) != len(names):
+        raise UsageError("each --sweep must name a different param")
+    files = parse_inputs(project, graph, inputs)
+    members = []
+    for combo in itertools.product(*(a[1] for a in axes)):
+        items = params + []
+        gparams, nparams, flat = parse_overrides(lib, graph, items)
+        for name, value in zip(names, combo, strict=True):
+            node, spec = param_spec_for(lib, graph, name)
+            flat[name] = value
+            if node is None:
+                gparams[spec.name] = value
+            else:
+                nparams.setdefault(node, {})[spec.name] = value
+        label = ",".join(f"{n}={_show(v)}" for n, v in zip(names, combo, strict=True))
+        members.append(Member(make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files, targets=targets), flat, label))
+    opts = RunOptions(jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv)
+    return Engine(project, members, opts, reporter, lib).run_all()
+
+
+def _show(v: Any) -> str:
+    import json
+
+    return v if isinstance(v, str) else json.dumps(v)
 
 
 def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any,
@@ -293,6 +365,31 @@ def run_values(project: Project, data: dict[str, Any]) -> dict[str, dict[str, An
             _numeric_leaves(value, f"{node}.{out}:", metrics)
     store.close()
     return {"params": params, "inputs": inputs, "metrics": metrics}
+
+
+def output_metrics(project: Project, data: dict[str, Any]) -> dict[str, float]:
+    """Numeric leaves of a run's json graph outputs: {"metrics.accuracy": 0.96, ...}."""
+    import json
+
+    from .store import Store
+
+    out: dict[str, float] = {}
+    store = Store(project.store)
+    try:
+        for name, ref in (data.get("outputs") or {}).items():
+            art = ((data["nodes"].get(ref.get("node"), {}).get("outputs") or {}).get(ref.get("output"))) if "node" in ref else None
+            if not art or art.get("type") != "json":
+                continue
+            try:
+                value = json.loads(store.object_path(art["hash"]).read_bytes())
+            except (OSError, ValueError):
+                continue
+            leaves: dict[str, float] = {}
+            _numeric_leaves(value, f"{name}:", leaves)
+            out.update({k.replace(":", ".", 1) if not k.endswith(":") else k[:-1]: v for k, v in leaves.items()})
+    finally:
+        store.close()
+    return out
 
 
 def compare(project: Project, refs: list[str], show_all: bool) -> dict[str, Any]:

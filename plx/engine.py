@@ -20,7 +20,7 @@ from .errors import Interrupted
 from .executors.local import Finished, Job, LocalExecutor
 from .hashing import explain, key_of, task_recipe
 from .history import History, RunRecord, git_facts, new_run_id, now_iso
-from .planner import Plan, Task
+from .planner import Plan, Source, Task
 from .project import Project
 from .runners import child_env, prepare
 from .store import TREE_TYPE, Artifact, KeyLock, Store
@@ -30,19 +30,19 @@ DONE_OK = {"success", "cached"}
 
 
 class Reporter(Protocol):
-    def run_started(self, run_id: str, plan: Plan, jobs: int) -> None: ...
+    def run_started(self, title: str, nodes: list[str], jobs: int) -> None: ...
     def node_state(self, node: str, state: str, info: dict[str, Any]) -> None: ...
-    def run_finished(self, record: dict[str, Any]) -> None: ...
+    def run_finished(self, records: list[dict[str, Any]]) -> None: ...
 
 
 class NullReporter:
-    def run_started(self, run_id: str, plan: Plan, jobs: int) -> None:
+    def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
         pass
 
     def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
         pass
 
-    def run_finished(self, record: dict[str, Any]) -> None:
+    def run_finished(self, records: list[dict[str, Any]]) -> None:
         pass
 
 
@@ -83,10 +83,24 @@ def snapshot(plan: Plan, lib: Any) -> dict[str, Any]:
     return {"graph": plan.graph.file, "files": files, "settings": {"operations": lib.project.operation_dirs}}
 
 
+@dataclass
+class Member:
+    """One run of an engine: a sweep plans several, each recorded as its own run."""
+
+    plan: Plan
+    overrides: dict[str, Any]
+    label: str = ""
+
+
+SEP = "\x1f"  # joins a member's index and a task id inside a multi-run engine
+
+
 class Engine:
-    def __init__(self, project: Project, plan: Plan, opts: RunOptions, reporter: Reporter, lib: Any = None):
+    """Runs one or more plans as one DAG on one pool; identical work across them executes once."""
+
+    def __init__(self, project: Project, plan: Plan | list[Member], opts: RunOptions, reporter: Reporter, lib: Any = None):
         self.project = project
-        self.plan = plan
+        self.members = plan if isinstance(plan, list) else [Member(plan, opts.overrides)]
         self.opts = opts
         self.reporter = reporter
         self.store = Store(project.store)
@@ -94,7 +108,18 @@ class Engine:
         self.lib = lib
         self.events: queue.Queue[Finished | _Retry] = queue.Queue()
         self.executor = LocalExecutor(self.events)
-        self.state: dict[str, str] = {t: "pending" for t in plan.tasks}
+        self.tasks: dict[str, Task] = {}
+        self.member: dict[str, int] = {}
+        self.local: dict[str, str] = {}
+        multi = len(self.members) > 1
+        for m, member in enumerate(self.members):
+            prefix = f"{m}{SEP}" if multi else ""
+            for tid, t in member.plan.tasks.items():
+                iid = prefix + tid
+                inputs = {n: [Source(task=prefix + x.task, output=x.output) if x.task else x for x in xs] for n, xs in t.inputs.items()}
+                self.tasks[iid] = Task(iid, t.op, t.params, inputs, t.timeout, t.cacheable, {prefix + d for d in t.deps})
+                self.member[iid], self.local[iid] = m, tid
+        self.state: dict[str, str] = {t: "pending" for t in self.tasks}
         self.results: dict[str, dict[str, Avail]] = {}
         self.keys: dict[str, str] = {}
         self.recipes: dict[str, dict[str, Any]] = {}
@@ -102,33 +127,58 @@ class Engine:
         self.inflight: dict[str, str] = {}  # key -> the task computing it in this run
         self.waiting: dict[str, list[str]] = {}  # key -> tasks of this run waiting on it
         self.workdirs: dict[str, Path] = {}
-        self.down = plan.downstream()
-        self.remaining_deps = {t.id: set(t.deps) for t in plan.tasks.values()}
+        self.down: dict[str, set[str]] = {t: set() for t in self.tasks}
+        for t in self.tasks.values():
+            for d in t.deps:
+                self.down[d].add(t.id)
+        self.remaining_deps = {t.id: set(t.deps) for t in self.tasks.values()}
         self.stopping = False
-        self.failed = False
+        self.failed: set[int] = set()  # members with a failed node
         self.retries = 0  # _Retry events queued for tasks that hold no slot
+        self.interrupted = False
+        self.input_arts: dict[Path, Avail] = {}
+        self.records: list[RunRecord] = []
+
+    def display(self, iid: str) -> str:
+        label = self.members[self.member[iid]].label
+        return f"{self.local[iid]} [{label}]" if label else self.local[iid]
+
+    def rec(self, iid: str) -> RunRecord:
+        return self.records[self.member[iid]]
 
     # ---- the run ----------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        plan = self.plan
-        input_arts = {name: [Avail(self.store.hash_input(p, plan.graph.input(name).type), p) for p in paths]  # type: ignore[union-attr]
-                      for name, paths in plan.inputs.items()}
-        self.input_arts = input_arts
-        data: dict[str, Any] = {
-            "id": new_run_id(), "graph": plan.graph.name, "graph_file": plan.graph.file, "status": "running",
-            "started": now_iso(), "finished": None, "duration": None,
-            "git": self._git(), "plx_version": __version__, "argv": self.opts.argv,
-            "cwd": self.project.rel(Path.cwd()), "rerun_of": self.opts.rerun_of, "rev": self.opts.rev,
-            "params": self.opts.overrides, "graph_params": plan.params,
-            "inputs": {n: _input_json(plan.graph.input(n), arts) for n, arts in input_arts.items()},  # type: ignore[arg-type]
-            "outputs": {name: {"node": s.task, "output": s.output} if s.task else {"path": str(s.path)}
-                        for name, s in plan.outputs.items()},
-            "snapshot": self.opts.snapshot or (snapshot(plan, self.lib) if self.lib else {}),
-            "nodes": {t: {"state": "pending"} for t in plan.tasks},
-        }
-        self.record = RunRecord(self.history.dir, data)
-        self.reporter.run_started(self.record.id, plan, self.opts.jobs)
+        """Run a single plan; returns its record."""
+        return self.run_all()[0]
+
+    def run_all(self) -> list[dict[str, Any]]:
+        for member in self.members:
+            plan = member.plan
+            arts = {}
+            for name, paths in plan.inputs.items():
+                spec = plan.graph.input(name)
+                arts[name] = [self.input_arts.setdefault(p, Avail(self.store.hash_input(p, spec.type if spec else "file"), p)) for p in paths]
+            data: dict[str, Any] = {
+                "id": new_run_id(), "graph": plan.graph.name, "graph_file": plan.graph.file, "status": "running",
+                "started": now_iso(), "finished": None, "duration": None,
+                "git": self._git(), "plx_version": __version__, "argv": self.opts.argv,
+                "cwd": self.project.rel(Path.cwd()), "rerun_of": self.opts.rerun_of, "rev": self.opts.rev,
+                "params": member.overrides, "graph_params": plan.params, "sweep": member.label or None,
+                "inputs": {n: _input_json(plan.graph.input(n), a) for n, a in arts.items()},
+                "outputs": {name: {"node": s.task, "output": s.output} if s.task else {"path": str(s.path)}
+                            for name, s in plan.outputs.items()},
+                "snapshot": self.opts.snapshot or (snapshot(plan, self.lib) if self.lib else {}),
+                "nodes": {t: {"state": "pending"} for t in plan.tasks},
+            }
+            while True:
+                try:
+                    self.records.append(RunRecord(self.history.dir, data))
+                    break
+                except FileExistsError:  # two runs started in the same millisecond
+                    data["id"] = new_run_id()
+        title = ", ".join(r.id for r in self.records) if len(self.records) < 4 else f"{len(self.records)} runs"
+        self.reporter.run_started(f"{self.members[0].plan.graph.name} {title}", [self.display(t) for t in self.tasks], self.opts.jobs)
         previous = _install_sigterm()
         try:
             try:
@@ -140,12 +190,18 @@ class Engine:
             for lock in self.locks.values():
                 lock.release()
             self.store.close()
-        status = self._final_status()
-        self.record.finish(status)
-        self.reporter.run_finished(data)
-        if status == "canceled":
-            raise Interrupted(f"run {data['id']} canceled")
-        return data
+        for t, st in self.state.items():
+            if st in ("pending", "running"):
+                self._set(t, "canceled" if self.interrupted else "skipped")
+        out = []
+        for m, record in enumerate(self.records):
+            status = "canceled" if self.interrupted else "failed" if m in self.failed else "success"
+            record.finish(status)
+            out.append(record.data)
+        self.reporter.run_finished(out)
+        if self.interrupted:
+            raise Interrupted(f"run {', '.join(r['id'] for r in out)} canceled")
+        return out
 
     def _loop(self) -> None:
         ready = [t for t, deps in self.remaining_deps.items() if not deps]
@@ -190,20 +246,13 @@ class Engine:
                 if s.task:
                     items.append(self.results[s.task][s.output])  # type: ignore[index]
                 else:
-                    items.extend(a for a in self._graph_input_avail(s.path))  # type: ignore[arg-type]
+                    items.append(self.input_arts[s.path])  # type: ignore[index]
             out[name] = items
         return out
 
-    def _graph_input_avail(self, path: Path) -> list[Avail]:
-        for arts in self.input_arts.values():
-            for a in arts:
-                if a.path == path:
-                    return [a]
-        return []  # pragma: no cover - every source path comes from plan.inputs
-
     def _start(self, tid: str) -> bool:
         """Serve tid from the cache, or launch it. True if a process (or a wait) now occupies a slot."""
-        task = self.plan.tasks[tid]
+        task = self.tasks[tid]
         ins = self._inputs_of(task)
         recipe = task_recipe(task.op, task.params, {n: [{"hash": a.art.hash, "name": a.art.filename} for a in v] for n, v in ins.items()})
         key = key_of(recipe)
@@ -241,8 +290,9 @@ class Engine:
 
     def _launch(self, task: Task, ins: dict[str, list[Avail]], key: str) -> bool:
         tid = task.id
-        logs = self.record.log_dir(tid)
-        base = self.store.tmp / self.record.id / tid
+        record = self.rec(tid)
+        logs = record.log_dir(self.local[tid])
+        base = self.store.tmp / record.id / self.local[tid]
         work, indir, scratch = base / "work", base / "in", base / "plx"
         for d in (work, indir, scratch):
             d.mkdir(parents=True, exist_ok=True)
@@ -253,7 +303,7 @@ class Engine:
             worker.write(f"{now_iso()} {msg}\n")
             worker.flush()
 
-        wlog(f"node {tid}: operation {task.op.name} ({task.op.file}), runner {task.op.runner}")
+        wlog(f"node {self.local[tid]}: operation {task.op.name} ({task.op.file}), runner {task.op.runner}")
         wlog(f"cache key {key}" + ("" if task.cacheable else " (not cacheable: always runs)")
              + (" (--no-cache)" if self.opts.no_cache else ""))
         paths: dict[str, list[str]] = {}
@@ -282,7 +332,7 @@ class Engine:
             return False
         wlog("command:\n" + prepared.script.rstrip("\n"))
         env = child_env(prepared.env)
-        env["PLX_RUN_ID"], env["PLX_NODE"] = self.record.id, tid
+        env["PLX_RUN_ID"], env["PLX_NODE"] = record.id, self.local[tid]
         timeout = task.timeout * 60 if task.timeout else None
         job = Job(tid, prepared.argv, env, work, logs / "stdout", logs / "stderr", timeout)
         try:
@@ -305,8 +355,8 @@ class Engine:
 
     def _finish(self, ev: Finished) -> list[str]:
         tid = ev.id
-        task = self.plan.tasks[tid]
-        logs = self.record.log_dir(tid)
+        task = self.tasks[tid]
+        logs = self.rec(tid).log_dir(self.local[tid])
         duration = round(ev.ended - ev.started, 3)
         with open(logs / "worker", "a", encoding="utf-8") as worker:
             def wlog(msg: str) -> None:
@@ -346,7 +396,7 @@ class Engine:
                 stored[o.name] = art
                 wlog(f"output {o.name}: stored {art.hash} ({art.type}, {art.size} bytes)")
             if task.cacheable:
-                self.store.record(self.keys[tid], stored, self.record.id)
+                self.store.record(self.keys[tid], stored, self.rec(tid).id)
                 wlog("cache entry written")
         shutil.rmtree(self.workdirs.pop(tid), ignore_errors=True)
         self.results[tid] = {n: Avail(a) for n, a in stored.items()}
@@ -372,7 +422,7 @@ class Engine:
 
     def _serve(self, tid: str, outputs: dict[str, Artifact]) -> None:
         self.results[tid] = {n: Avail(a) for n, a in outputs.items()}
-        with open(self.record.log_dir(tid) / "worker", "a", encoding="utf-8") as w:
+        with open(self.rec(tid).log_dir(self.local[tid]) / "worker", "a", encoding="utf-8") as w:
             w.write(f"{now_iso()} cache hit {self.keys[tid]}: not executed\n")
             for n, a in outputs.items():
                 w.write(f"{now_iso()} output {n}: {a.hash} ({a.type}, {a.size} bytes) from the store\n")
@@ -404,7 +454,7 @@ class Engine:
                     self.events.put(_Retry(other, held_slot=False))
 
     def _after_failure(self, tid: str) -> None:
-        self.failed = True
+        self.failed.add(self.member[tid])
         if not self.opts.keep_going:
             self.stopping = True
 
@@ -412,8 +462,8 @@ class Engine:
         self.state[tid] = state
         if "outputs" in info or state in DONE_OK:
             info["recipe"] = self.recipes.get(tid)
-        self.record.node_event(tid, state=state, **info)
-        self.reporter.node_state(tid, state, info)
+        self.rec(tid).node_event(self.local[tid], state=state, **info)
+        self.reporter.node_state(self.display(tid), state, info)
 
     def _interrupt(self) -> None:
         self.stopping = True
@@ -435,15 +485,6 @@ class Engine:
                           finished=now_iso(), cache_key=self.keys.get(ev.id))
                 self._release(ev.id)
         self.interrupted = True
-
-    def _final_status(self) -> str:
-        interrupted = getattr(self, "interrupted", False)
-        for tid, st in self.state.items():
-            if st in ("pending", "running"):
-                self._set(tid, "canceled" if interrupted else "skipped")
-        if interrupted:
-            return "canceled"
-        return "failed" if self.failed else "success"
 
 
 def _input_json(spec: Any, arts: list[Avail]) -> Any:

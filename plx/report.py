@@ -8,8 +8,6 @@ import threading
 import time
 from typing import IO, Any
 
-from .planner import Plan
-
 STATE_ORDER = ["pending", "running", "success", "cached", "failed", "timeout", "skipped", "canceled"]
 COLORS = {"success": "green", "cached": "cyan", "failed": "red", "timeout": "red", "skipped": "yellow",
           "canceled": "yellow", "running": "blue", "interrupted": "red"}
@@ -50,10 +48,10 @@ class PlainReporter:
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
 
-    def run_started(self, run_id: str, plan: Plan, jobs: int) -> None:
+    def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
         self.t0 = time.monotonic()
         if not self.quiet:
-            self._line(f"run {run_id}: graph {plan.graph.name}, {len(plan.tasks)} nodes, -j {jobs}")
+            self._line(f"run {title}: {len(nodes)} nodes, -j {jobs}")
 
     def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
         if self.quiet or state == "pending":
@@ -73,11 +71,12 @@ class PlainReporter:
             self.out.write(f"[{time.monotonic() - self.t0:7.2f}s] {text}\n")
             self.out.flush()
 
-    def run_finished(self, record: dict[str, Any]) -> None:
-        failed = [(n, d) for n, d in record["nodes"].items() if d.get("state") in ("failed", "timeout")]
-        for n, d in failed:
-            self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id'][:15]} {n} --stderr`\n")
-        self.out.write(summary_line(record) + "\n")
+    def run_finished(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            failed = [(n, d) for n, d in record["nodes"].items() if d.get("state") in ("failed", "timeout")]
+            for n, d in failed:
+                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {n} --stderr`\n")
+            self.out.write(summary_line(record) + (f" [{record['sweep']}]" if record.get("sweep") else "") + "\n")
         self.out.flush()
 
 
@@ -97,9 +96,9 @@ class LiveReporter:
         self.graph = ""
         self.lock = threading.Lock()
 
-    def run_started(self, run_id: str, plan: Plan, jobs: int) -> None:
-        self.run_id, self.graph = run_id, plan.graph.name
-        self.states = {t: "pending" for t in plan.tasks}
+    def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
+        self.run_id, self.graph = title, ""
+        self.states = dict.fromkeys(nodes, "pending")
         self.live.start()
 
     def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
@@ -130,12 +129,12 @@ class LiveReporter:
         if len(running) > 12:
             t.add_row("", f"... and {len(running) - 12} more", "")
         totals = "  ".join(f"[{COLORS.get(s, 'white')}]{s} {c[s]}[/]" for s in STATE_ORDER if c.get(s))
-        t.add_row("", f"{self.graph} {self.run_id}: {totals}", "")
+        t.add_row("", f"{self.run_id}: {totals}", "")
         return t
 
-    def run_finished(self, record: dict[str, Any]) -> None:
+    def run_finished(self, records: list[dict[str, Any]]) -> None:
         self.live.stop()
-        PlainReporter(out=self.console.file).run_finished(record)
+        PlainReporter(out=self.console.file).run_finished(records)
 
 
 def reporter_for(json_mode: bool) -> Any:
