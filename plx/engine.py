@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from . import __version__
 from .errors import Interrupted
 from .executors.local import Finished, Job, LocalExecutor
-from .hashing import explain, key_of, task_recipe
+from .hashing import compact, expand, explain, key_of, operation_recipe, task_recipe
 from .history import History, RunRecord, git_facts, new_run_id, now_iso
 from .planner import Plan, Source, Task
 from .project import Project
@@ -123,6 +123,7 @@ class Engine:
         self.results: dict[str, dict[str, Avail]] = {}
         self.keys: dict[str, str] = {}
         self.recipes: dict[str, dict[str, Any]] = {}
+        self.op_recipes: dict[str, Any] = {}  # operation recipe hash -> recipe, kept once per run
         self.locks: dict[str, KeyLock] = {}
         self.inflight: dict[str, str] = {}  # key -> the task computing it in this run
         self.waiting: dict[str, list[str]] = {}  # key -> tasks of this run waiting on it
@@ -153,6 +154,12 @@ class Engine:
         return self.run_all()[0]
 
     def run_all(self) -> list[dict[str, Any]]:
+        seen_ops: set[int] = set()
+        for task in self.tasks.values():  # recorded up front, so even an interrupted run can explain itself
+            if id(task.op) not in seen_ops:
+                seen_ops.add(id(task.op))
+                r = operation_recipe(task.op)
+                self.op_recipes.setdefault(key_of(r), r)
         for member in self.members:
             plan = member.plan
             arts = {}
@@ -170,6 +177,7 @@ class Engine:
                             for name, s in plan.outputs.items()},
                 "snapshot": self.opts.snapshot or (snapshot(plan, self.lib) if self.lib else {}),
                 "nodes": {t: {"state": "pending"} for t in plan.tasks},
+                "op_recipes": self.op_recipes,
             }
             while True:
                 try:
@@ -271,9 +279,10 @@ class Engine:
             if not lock.try_acquire():
                 # Another plx process is computing this key: wait for it off the main thread.
                 def wait_other(lock: KeyLock = lock) -> None:
-                    lock.wait()
-                    lock.release()
-                    self.events.put(_Retry(tid, held_slot=True))
+                    try:
+                        lock.wait()
+                    finally:  # whatever happened, the task looks at the cache again
+                        self.events.put(_Retry(tid, held_slot=True))
                 self._set(tid, "pending", waiting_for="another plx process")
                 threading.Thread(target=wait_other, daemon=True).start()
                 self.inflight[key] = tid
@@ -293,15 +302,13 @@ class Engine:
         record = self.rec(tid)
         logs = record.log_dir(self.local[tid])
         base = self.store.tmp / record.id / self.local[tid]
-        work, indir, scratch = base / "work", base / "in", base / "plx"
-        for d in (work, indir, scratch):
-            d.mkdir(parents=True, exist_ok=True)
+        work, indir, scratch = base / "work", base / "in", base
+        os.makedirs(work)
         self.workdirs[tid] = base
-        worker = open(logs / "worker", "a", encoding="utf-8")
+        lines: list[str] = []
 
         def wlog(msg: str) -> None:
-            worker.write(f"{now_iso()} {msg}\n")
-            worker.flush()
+            lines.append(f"{now_iso()} {msg}\n")
 
         wlog(f"node {self.local[tid]}: operation {task.op.name} ({task.op.file}), runner {task.op.runner}")
         wlog(f"cache key {key}" + ("" if task.cacheable else " (not cacheable: always runs)")
@@ -327,7 +334,7 @@ class Engine:
             prepared = prepare(task.op, task.params, paths, outputs, scratch)
         except Exception as exc:  # a template error at run time (e.g. a value jinja cannot render)
             wlog(f"failed: cannot render the command: {exc}")
-            worker.close()
+            _append(logs / "worker", lines)
             self._fail_now(tid, f"cannot render the command: {exc}")
             return False
         wlog("command:\n" + prepared.script.rstrip("\n"))
@@ -339,10 +346,10 @@ class Engine:
             self.executor.submit(job)
         except OSError as exc:
             wlog(f"failed: cannot start the process: {exc}")
-            worker.close()
+            _append(logs / "worker", lines)
             self._fail_now(tid, f"cannot start {prepared.argv[0]}: {exc.strerror}")
             return False
-        worker.close()
+        _append(logs / "worker", lines)
         self._set(tid, "running", started=now_iso(), cache_key=key)
         return True
 
@@ -358,9 +365,10 @@ class Engine:
         task = self.tasks[tid]
         logs = self.rec(tid).log_dir(self.local[tid])
         duration = round(ev.ended - ev.started, 3)
-        with open(logs / "worker", "a", encoding="utf-8") as worker:
+        lines: list[str] = []
+        try:
             def wlog(msg: str) -> None:
-                worker.write(f"{now_iso()} {msg}\n")
+                lines.append(f"{now_iso()} {msg}\n")
             wlog(f"exit code {ev.exit_code}, {duration:.3f} s" + (" (killed: timeout)" if ev.timed_out else ""))
             common = {"exit_code": ev.exit_code, "duration": duration, "finished": now_iso(), "cache_key": self.keys[tid]}
             if self.stopping and not ev.timed_out and ev.exit_code != 0:
@@ -398,7 +406,9 @@ class Engine:
             if task.cacheable:
                 self.store.record(self.keys[tid], stored, self.rec(tid).id)
                 wlog("cache entry written")
-        shutil.rmtree(self.workdirs.pop(tid), ignore_errors=True)
+        finally:
+            _append(logs / "worker", lines)
+        _remove_workdir(self.workdirs.pop(tid))
         self.results[tid] = {n: Avail(a) for n, a in stored.items()}
         self._set(tid, "success", outputs={n: a.to_json() for n, a in stored.items()}, **common)
         self._release(tid)
@@ -422,10 +432,10 @@ class Engine:
 
     def _serve(self, tid: str, outputs: dict[str, Artifact]) -> None:
         self.results[tid] = {n: Avail(a) for n, a in outputs.items()}
-        with open(self.rec(tid).log_dir(self.local[tid]) / "worker", "a", encoding="utf-8") as w:
-            w.write(f"{now_iso()} cache hit {self.keys[tid]}: not executed\n")
-            for n, a in outputs.items():
-                w.write(f"{now_iso()} output {n}: {a.hash} ({a.type}, {a.size} bytes) from the store\n")
+        now = now_iso()
+        _append(self.rec(tid).log_dir(self.local[tid]) / "worker",
+                [f"{now} cache hit {self.keys[tid]}: not executed\n"]
+                + [f"{now} output {n}: {a.hash} ({a.type}, {a.size} bytes) from the store\n" for n, a in outputs.items()])
         self._set(tid, "cached", cache_key=self.keys[tid], exit_code=None, duration=0.0,
                   outputs={n: a.to_json() for n, a in outputs.items()})
 
@@ -461,7 +471,7 @@ class Engine:
     def _set(self, tid: str, state: str, **info: Any) -> None:
         self.state[tid] = state
         if "outputs" in info or state in DONE_OK:
-            info["recipe"] = self.recipes.get(tid)
+            info["recipe"] = compact(self.recipes.get(tid))
         self.rec(tid).node_event(self.local[tid], state=state, **info)
         self.reporter.node_state(self.display(tid), state, info)
 
@@ -485,6 +495,21 @@ class Engine:
                           finished=now_iso(), cache_key=self.keys.get(ev.id))
                 self._release(ev.id)
         self.interrupted = True
+
+
+def _append(path: Path, lines: list[str]) -> None:
+    """Add lines to a log in one write (one open per node event keeps the scheduler cheap)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(lines))
+
+
+def _remove_workdir(base: Path) -> None:
+    """Remove a finished node's folder: usually empty once outputs moved, so rmdir is enough."""
+    try:
+        os.rmdir(base / "work")
+        os.rmdir(base)
+    except OSError:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _input_json(spec: Any, arts: list[Avail]) -> Any:
@@ -552,6 +577,7 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
     store = Store(project.store)
     history = History(project.store)
     last = _last_recipes(history, plan.graph.name, set(plan.tasks))
+    op_recipes: dict[str, Any] = {}
     known: dict[str, dict[str, Artifact] | None] = {}
     rows = []
     for tid, task in plan.tasks.items():
@@ -567,7 +593,7 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
                 art = known[s.task][s.output] if s.task else store.hash_input(s.path, task.op.input(name).type)  # type: ignore[index,arg-type,union-attr]
                 items.append({"hash": art.hash, "name": art.filename})
             ins[name] = items
-        recipe = task_recipe(task.op, task.params, ins)
+        recipe = task_recipe(task.op, task.params, ins, op_recipes)
         key = key_of(recipe)
         hit = store.lookup(key) if task.cacheable else None
         known[tid] = hit
@@ -592,7 +618,7 @@ def _last_recipes(history: History, graph: str, wanted: set[str], scan: int = 50
             continue
         for tid, node in data.get("nodes", {}).items():
             if tid in wanted and tid not in found and node.get("recipe"):
-                found[tid] = node["recipe"]
+                found[tid] = expand(node["recipe"], data.get("op_recipes") or {})
         if len(found) == len(wanted):
             break
     return found

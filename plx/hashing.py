@@ -46,9 +46,30 @@ def operation_recipe(op: Any) -> dict[str, Any]:
     }
 
 
-def task_recipe(op: Any, params: dict[str, Any], inputs: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
-    """The recipe of one node: operation, params (defaults filled), input contents and names."""
-    return {"format": KEY_FORMAT, "operation": operation_recipe(op), "params": params, "inputs": inputs}
+def task_recipe(op: Any, params: dict[str, Any], inputs: dict[str, list[dict[str, str]]],
+                ops_seen: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The recipe of one node: operation, params (defaults filled), input contents and names.
+
+    ops_seen collects each distinct operation recipe by its hash, so a run records it once."""
+    op_recipe = operation_recipe(op)
+    if ops_seen is not None:
+        ops_seen.setdefault(key_of(op_recipe), op_recipe)
+    return {"format": KEY_FORMAT, "operation": op_recipe, "params": params, "inputs": inputs}
+
+
+def compact(recipe: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A recipe as a run record keeps it: the operation by the hash of its recipe."""
+    if recipe is None:
+        return None
+    return {**recipe, "operation": key_of(recipe["operation"])}
+
+
+def expand(recipe: dict[str, Any], op_recipes: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of compact, given the run's operation recipes."""
+    op = recipe.get("operation")
+    if isinstance(op, str):
+        return {**recipe, "operation": op_recipes.get(op, {"unknown": op})}
+    return recipe
 
 
 def key_of(recipe: dict[str, Any]) -> str:

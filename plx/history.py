@@ -176,6 +176,7 @@ class RunRecord:
         self.dir = runs_dir / data["id"]
         self.dir.mkdir(parents=True, exist_ok=False)
         self.data = data
+        self._log_dirs: set[str] = set()
         self._t0 = time.time()
         self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
@@ -192,7 +193,9 @@ class RunRecord:
 
     def log_dir(self, node: str) -> Path:
         d = self.dir / "logs" / node
-        d.mkdir(parents=True, exist_ok=True)
+        if node not in self._log_dirs:
+            d.mkdir(parents=True, exist_ok=True)
+            self._log_dirs.add(node)
         return d
 
     def node_event(self, node: str, **fields: Any) -> None:

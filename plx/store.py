@@ -4,7 +4,7 @@ Layout under the store folder (default `.plx/`):
   objects/ab/cdef...   one read-only plain file per distinct content (BLAKE3 name)
   index/               cache entries: key -> JSON outputs (diskcache, JSON only)
   stats/               (path, size, mtime, inode, ctime) -> hash, so unchanged files are not re-read
-  locks/               one lock file per cache key being computed (flock: released when a holder dies)
+  locks                one file; a byte-range lock per cache key being computed (released if a holder dies)
   tmp/                 work folders and half-written objects, on the same filesystem as objects/
 Directories are stored as trees: a JSON manifest object listing (path, hash, mode) of every file.
 """
@@ -83,10 +83,13 @@ class Store:
         self.objects = root / "objects"
         self.tmp = root / "tmp"
         self.locks = root / "locks"
-        for d in (self.objects, self.tmp, self.locks):
+        for d in (self.objects, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         self._index: Any = None
         self._stats: Any = None
+        self._new_stats: dict[str, str] = {}  # written in one transaction, not one per object
+        self._lock_fd: int | None = None
+        self._prefixes: set[str] = set()  # objects/xx folders known to exist
 
     # ---- index and stat cache (opened lazily: dry runs and logs rarely need both) ----
 
@@ -107,9 +110,40 @@ class Store:
         return self._stats
 
     def close(self) -> None:
+        self.flush()
         for c in (self._index, self._stats):
             if c is not None:
                 c.close()
+        self._index = self._stats = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def flush(self) -> None:
+        if self._new_stats:
+            with self.stats.transact():
+                for k, v in self._new_stats.items():
+                    self.stats.set(k, v)
+            self._new_stats.clear()
+
+    def _remember(self, key: str, h: str) -> None:
+        self._new_stats[key] = h
+        if len(self._new_stats) >= 512:
+            self.flush()
+
+    def _known(self, key: str) -> str | None:
+        h = self._new_stats.get(key)
+        if h is None:
+            try:
+                h = self.stats.get(key)
+            except ValueError:  # a row that is not text: ignore it
+                return None
+        return None if h is None else str(h)
+
+    def lock_fd(self) -> int:
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.locks, os.O_RDWR | os.O_CREAT, 0o644)
+        return self._lock_fd
 
     # ---- hashing with the stat cache ----
 
@@ -122,11 +156,11 @@ class Store:
         path = path.resolve()
         st = path.stat()
         key = self._stat_key(path, st)
-        cached = self.stats.get(key)
+        cached = self._known(key)
         if cached is not None:
-            return str(cached)
+            return cached
         h = hash_file(path)
-        self.stats.set(key, h)
+        self._remember(key, h)
         return h
 
     def hash_input(self, path: Path, type_: str) -> Artifact:
@@ -148,21 +182,25 @@ class Store:
             if self._object_ok(h):
                 return
             self.drop_object(h)  # damaged: replace it with these good bytes
-        dst.parent.mkdir(exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="obj-")
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            if move:
-                os.replace(src, tmp)
-            else:
+        if dst.parent.name not in self._prefixes:
+            dst.parent.mkdir(exist_ok=True)
+            self._prefixes.add(dst.parent.name)
+        if move:
+            # src is plx's own file (a node's output, already checked): rename it straight in.
+            os.chmod(src, 0o444)
+            os.replace(src, dst)
+        else:
+            fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="obj-")
+            os.close(fd)
+            tmp = Path(tmp_name)
+            try:
                 reflink_or_copy(src, tmp)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, dst)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        self.stats.set(self._stat_key(dst, dst.stat()), h)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, dst)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+        self._remember(self._stat_key(dst, dst.stat()), h)
 
     def put_bytes(self, data: bytes) -> str:
         h = hash_bytes(data)
@@ -226,11 +264,11 @@ class Store:
         except FileNotFoundError:
             return False
         # Any write to the object changes its ctime, so a matching signature means unchanged bytes.
-        if self.stats.get(self._stat_key(p, st)) == h:
+        if self._known(self._stat_key(p, st)) == h:
             return True
         ok = hash_file(p) == h
         if ok:
-            self.stats.set(self._stat_key(p, st), h)
+            self._remember(self._stat_key(p, st), h)
         return ok
 
     def drop_object(self, h: str) -> None:
@@ -299,32 +337,50 @@ class Store:
 
 
 class KeyLock:
-    """An exclusive OS lock on one cache key: the kernel releases it if its holder dies."""
+    """An exclusive OS lock on one cache key, shared by all plx processes of a store.
+
+    A byte-range lock (fcntl) on one `locks` file, at an offset derived from the key: no file per
+    key, and the kernel releases it when its holder dies, so a SIGKILLed plx never blocks the next.
+    Locks are per process, so each plx coordinates its own tasks in memory (Engine.inflight).
+    """
 
     def __init__(self, store: Store, key: str):
-        self.path = store.locks / f"{key}.lock"
-        self.fd: int | None = None
+        self.store = store
+        self.offset = int(key[:15], 16)
+        self.held = False
 
     def try_acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(self.store.lock_fd(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.offset)
         except OSError as exc:
-            os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 return False
             raise
-        self.fd = fd
+        self.held = True
         return True
 
-    def wait(self) -> None:
-        """Block until the current holder is done (then hold it until release)."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        self.fd = fd
+    def wait(self, poll: float = 0.05) -> None:
+        """Return once the other process is done (called from a thread).
+
+        Polls instead of blocking: the kernel's deadlock detection sees two plx processes each
+        waiting for a key the other holds as a cycle (EDEADLK), though each will finish its own.
+        The one shared descriptor is used on purpose: closing any descriptor of the file would
+        drop all of this process's locks."""
+        import time
+
+        fd = self.store.lock_fd()
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EDEADLK):
+                    raise
+                time.sleep(poll)
+                continue
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, self.offset)
+            return
 
     def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+        if self.held:
+            fcntl.lockf(self.store.lock_fd(), fcntl.LOCK_UN, 1, self.offset)
+            self.held = False

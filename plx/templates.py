@@ -104,8 +104,12 @@ def check(cmd: str, declared: dict[str, set[str]]) -> list[tuple[int, str, str |
     return problems
 
 
+@lru_cache(maxsize=256)
+def _compiled(cmd: str) -> Any:
+    return environment().from_string(cmd)
+
+
 def render(cmd: str, context: dict[str, dict[str, Any]]) -> str:
     """Render cmd with param/input/output/cloud_input; raises jinja2 errors on mistakes."""
-    env = environment()
     ns = {k: Namespace(k, v) for k, v in context.items()}
-    return str(env.from_string(cmd).render(**ns))
+    return str(_compiled(cmd).render(**ns))

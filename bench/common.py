@@ -1,0 +1,40 @@
+"""Helpers shared by the benchmark scripts: timing commands, temp projects, printing tables."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PLX = str(Path(sys.executable).parent / "plx") if (Path(sys.executable).parent / "plx").exists() else (shutil.which("plx") or "plx")
+
+
+def timed(cmd: list[str] | str, cwd: Path, repeat: int = 1, env: dict[str, str] | None = None, check: bool = True) -> float:
+    """Median wall time of a command, in seconds."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=cwd, shell=isinstance(cmd, str), capture_output=True, env={**os.environ, **(env or {})})
+        times.append(time.perf_counter() - t0)
+        if check and proc.returncode != 0:
+            raise SystemExit(f"failed: {cmd}\n{proc.stderr.decode()[-2000:]}")
+    return statistics.median(times)
+
+
+def temp_project() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="plx-bench-"))
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    (root / ".gitignore").write_text(".plx/\n")
+    return root
+
+
+def print_table(title: str, rows: list[list[object]], headers: list[str]) -> None:
+    from tabulate import tabulate
+
+    print(f"\n## {title}\n")
+    print(tabulate(rows, headers=headers, tablefmt="github", floatfmt=".3f"))
