@@ -25,7 +25,7 @@ def plx_project(root: Path, n: int) -> None:
         "cmd: echo {{ param.i }} > {{ output.out }}\n")
     (root / "operations/cat_all.yaml").write_text(
         "kind: operation\nname: cat_all\nrunner: command\ninputs: [{name: parts, type: text, max: -1}]\noutputs: [{name: all, type: text}]\n"
-        "cmd: while IFS= read -r f; do cat \"$f\"; done <<< \"$INPUT_PARTS\" > \"$OUTPUT_ALL\"\n")
+        "cmd: printf '%s\\n' \"$INPUT_PARTS\" | tr '\\n' '\\0' | xargs -0 cat > \"$OUTPUT_ALL\"\n")
     lines = ["kind: graph", "name: wide", "nodes:"]
     for i in range(n):
         lines.append(f"  n{i}: {{operation: emit, params: {{i: {i}}}}}")
@@ -71,6 +71,8 @@ def main() -> None:
         dodo(root, N)
     rows = []
     plx_cold = timed([PLX, "run", "graphs/wide.yaml", "-j", "2"], root)
+    check = subprocess.run([PLX, "get", "last", "all.all", "-o", "-"], cwd=root, capture_output=True, text=True).stdout.split()
+    assert check == [str(i) for i in range(N)], "the concatenation is wrong"
     plx_noop = timed([PLX, "run", "graphs/wide.yaml", "-j", "2"], root, repeat=3)
     make_cold = timed(["make", "-j2", "-s"], root)
     make_noop = timed(["make", "-j2", "-s"], root, repeat=3)

@@ -176,11 +176,14 @@ def at_revision(project: Project, graph_file: Path, rev: str) -> tuple[Project, 
 def run(project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str],
         jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], rev: str | None = None) -> dict[str, Any]:
     from .engine import Engine, RunOptions
+    from .history import prefetch_git_facts
     from .planner import plan as make_plan
 
     rev_info = None
     if rev:
         project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
+    else:
+        prefetch_git_facts(project.root)
     graph = load_graph(lib, graph_file)
     gparams, nparams, flat = parse_overrides(lib, graph, params)
     files = parse_inputs(project, graph, inputs)

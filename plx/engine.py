@@ -128,6 +128,8 @@ class Engine:
         self.inflight: dict[str, str] = {}  # key -> the task computing it in this run
         self.waiting: dict[str, list[str]] = {}  # key -> tasks of this run waiting on it
         self.workdirs: dict[str, Path] = {}
+        self._run_tmp: dict[str, bool] = {}
+        self._git_facts: dict[str, Any] | None = None
         self.down: dict[str, set[str]] = {t: set() for t in self.tasks}
         for t in self.tasks.values():
             for d in t.deps:
@@ -242,7 +244,9 @@ class Engine:
     def _git(self) -> dict[str, Any]:
         if self.opts.rev:  # the files come from that commit, exactly
             return {"commit": self.opts.rev["commit"], "branch": None, "dirty": False}
-        return git_facts(self.project.root)
+        if self._git_facts is None:  # once per engine: a sweep's runs share them
+            self._git_facts = git_facts(self.project.root)
+        return dict(self._git_facts)
 
     # ---- starting a task ----
 
@@ -301,10 +305,16 @@ class Engine:
         tid = task.id
         record = self.rec(tid)
         logs = record.log_dir(self.local[tid])
-        base = self.store.tmp / record.id / self.local[tid]
-        work, indir, scratch = base / "work", base / "in", base
-        os.makedirs(work)
-        self.workdirs[tid] = base
+        # Folders cost real time on some disks, so a node gets one (`work`), plus `.in` for its inputs.
+        work = self.store.tmp / record.id / self.local[tid]
+        indir, scratch = work.with_name(work.name + ".in"), work.with_name(work.name + ".in")
+        if "/" in self.local[tid] or not self._run_tmp.get(record.id):
+            work.parent.mkdir(parents=True, exist_ok=True)
+            self._run_tmp[record.id] = True
+        work.mkdir()
+        if ins or task.op.runner == "python":
+            indir.mkdir()
+        self.workdirs[tid] = work
         lines: list[str] = []
 
         def wlog(msg: str) -> None:
@@ -389,8 +399,9 @@ class Engine:
                 self._release(tid)
                 self._after_failure(tid)
                 return []
-            work = self.workdirs[tid] / "work"
-            problem = _check_outputs(task, work)
+            work = self.workdirs[tid]
+            read: dict[str, bytes] = {}
+            problem = _check_outputs(task, work, read)
             if problem:
                 wlog(f"failed: {problem}")
                 self._set(tid, "failed", reason=problem, **common)
@@ -400,7 +411,7 @@ class Engine:
             stored: dict[str, Artifact] = {}
             for o in task.op.outputs:
                 p = work / o.file_name
-                art = self.store.put_tree(p, o.file_name) if o.type == TREE_TYPE else self.store.put_file(p, o.type, o.file_name)
+                art = self.store.put_tree(p, o.file_name) if o.type == TREE_TYPE else self.store.put_file(p, o.type, o.file_name, data=read.get(o.name))
                 stored[o.name] = art
                 wlog(f"output {o.name}: stored {art.hash} ({art.type}, {art.size} bytes)")
             if task.cacheable:
@@ -503,13 +514,15 @@ def _append(path: Path, lines: list[str]) -> None:
         f.write("".join(lines))
 
 
-def _remove_workdir(base: Path) -> None:
-    """Remove a finished node's folder: usually empty once outputs moved, so rmdir is enough."""
-    try:
-        os.rmdir(base / "work")
-        os.rmdir(base)
-    except OSError:
-        shutil.rmtree(base, ignore_errors=True)
+def _remove_workdir(work: Path) -> None:
+    """Remove a finished node's folders: usually empty once outputs moved, so rmdir is enough."""
+    for d in (work, work.with_name(work.name + ".in")):
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _input_json(spec: Any, arts: list[Avail]) -> Any:
@@ -528,8 +541,8 @@ def _copy_user_input(src: Path, dst: Path, type_: str) -> None:
     os.chmod(dst, 0o755 if type_ == "executable" or os.access(src, os.X_OK) and type_ == "executable" else 0o644)
 
 
-def _check_outputs(task: Task, work: Path) -> str | None:
-    """Why the outputs of a finished node are unacceptable, or None."""
+def _check_outputs(task: Task, work: Path, read: dict[str, bytes]) -> str | None:
+    """Why the outputs of a finished node are unacceptable, or None; keeps the bytes it had to read."""
     for o in task.op.outputs:
         p = work / o.file_name
         if p.is_symlink():
@@ -550,16 +563,17 @@ def _check_outputs(task: Task, work: Path) -> str | None:
             continue
         if p.is_dir():
             return f"output '{o.name}' must be a file, but {o.file_name} is a directory"
-        if o.type == "json":
+        if o.type in ("json", "text", "csv"):
+            data = read[o.name] = p.read_bytes()
             try:
-                json.loads(p.read_bytes())
-            except ValueError as exc:
-                return f"output '{o.name}' is not valid JSON: {exc}"
-        elif o.type in ("text", "csv"):
-            try:
-                p.read_bytes().decode("utf-8")
+                if o.type == "json":
+                    json.loads(data)
+                else:
+                    data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 return f"output '{o.name}' is not UTF-8 text (byte {exc.start})"
+            except ValueError as exc:
+                return f"output '{o.name}' is not valid JSON: {exc}"
     return None
 
 

@@ -51,8 +51,30 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+_prefetched: dict[Path, Any] = {}
+
+
+def prefetch_git_facts(root: Path) -> None:
+    """Start reading git facts in the background: asking git takes as long as planning a run."""
+    import threading
+
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(_read_git_facts(root)), daemon=True)
+    thread.start()
+    _prefetched[root] = (thread, result)
+
+
 def git_facts(root: Path) -> dict[str, Any]:
     """Commit, branch and dirty flag (tracked files changed, staged or not; untracked files don't count)."""
+    if root in _prefetched:
+        thread, result = _prefetched.pop(root)
+        thread.join()
+        if result:
+            return dict(result)
+    return _read_git_facts(root)
+
+
+def _read_git_facts(root: Path) -> dict[str, Any]:
     facts: dict[str, Any] = {"commit": None, "branch": None, "dirty": None}
     try:
         import git

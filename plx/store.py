@@ -211,9 +211,10 @@ class Store:
             self._place(Path(tmp_name), h, move=True)
         return h
 
-    def put_file(self, path: Path, type_: str, filename: str, move: bool = True) -> Artifact:
-        h = hash_file(path)
-        size = path.stat().st_size
+    def put_file(self, path: Path, type_: str, filename: str, move: bool = True, data: bytes | None = None) -> Artifact:
+        """Store a file; `data`, when the caller already read the bytes, saves reading them again."""
+        h = hash_bytes(data) if data is not None else hash_file(path)
+        size = len(data) if data is not None else path.stat().st_size
         self._place(path, h, move)
         return Artifact(h, size, type_, filename)
 

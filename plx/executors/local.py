@@ -66,8 +66,15 @@ class LocalExecutor:
 
     def __init__(self, results: queue.Queue[Any]) -> None:
         self.results = results
+        self._null: int | None = None
         self.running: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
+
+    def _devnull(self) -> int:
+        # One descriptor for every node's stdin, instead of opening /dev/null per node.
+        if self._null is None:
+            self._null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        return self._null
 
     def submit(self, job: Job) -> None:
         with open(job.stdout, "wb") as out, open(job.stderr, "wb") as err:
@@ -75,7 +82,7 @@ class LocalExecutor:
             # A new session makes the node a process-group leader: killing the group reaches
             # every grandchild it spawns, and a Ctrl-C on plx's terminal does not reach it directly.
             proc = subprocess.Popen(job.argv, cwd=job.cwd, env=job.env, stdout=out, stderr=err,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=self._devnull(), start_new_session=True)
         with self._lock:
             self.running[job.id] = proc
         threading.Thread(target=self._wait, args=(job, proc, started), daemon=True).start()
