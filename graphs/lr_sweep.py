@@ -8,9 +8,9 @@ The split node is shared by every model, so it executes once (and comes from the
 
 from plx import Graph, Operation, run
 
-split = Operation.load("operations/split_csv.yaml")
-train = Operation.load("operations/train_logreg.yaml")
-evaluate = Operation.load("operations/evaluate_classifier.yaml")
+split = Operation.load("operations/tables/split_csv.yaml")
+train = Operation.load("operations/ml/train_logreg.yaml")
+evaluate = Operation.load("operations/ml/evaluate_classifier.yaml")
 
 g = Graph("lr_sweep", description="Logistic regression at several learning rates on the same split")
 data = g.input("data", type="csv", default="data/flowers.csv")

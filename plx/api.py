@@ -115,10 +115,11 @@ class Graph:
             raise UsageError(f"save graph '{op.name}' before using it as a sub-graph")
         proj = self._proj()
         if isinstance(op, Operation):
-            for d in proj.operation_dirs:
-                folder = proj.path(d).resolve()
-                if folder in path.parents and (folder / f"{op.name}.yaml") == path:
-                    return op.name  # found by name, as a person would write it
+            from .loader import Library
+
+            found = Library(proj).find(op.name)
+            if isinstance(found, Path) and found.resolve() == path.resolve():
+                return op.name  # found by its name, as a person would write it
         try:
             return str(path.resolve().relative_to(proj.root))
         except ValueError:

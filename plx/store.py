@@ -4,7 +4,7 @@ Layout under the store folder (default `.plx/`):
   objects/ab/cdef...   one read-only plain file per distinct content (BLAKE3 name)
   index/               cache entries: key -> JSON outputs (diskcache, JSON only)
   stats/               (path, size, mtime, inode, ctime) -> hash, so unchanged files are not re-read
-  locks                one file; a byte-range lock per cache key being computed (released if a holder dies)
+  key-locks            one file; a byte-range lock per cache key being computed (released if a holder dies)
   tmp/                 work folders and half-written objects, on the same filesystem as objects/
 Directories are stored as trees: a JSON manifest object listing (path, hash, mode) of every file.
 """
@@ -82,7 +82,7 @@ class Store:
         self.root = root
         self.objects = root / "objects"
         self.tmp = root / "tmp"
-        self.locks = root / "locks"
+        self.locks = root / "key-locks"
         for d in (self.objects, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         self._index: Any = None
