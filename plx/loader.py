@@ -52,6 +52,8 @@ class Library:
         self.project = project
         self.files: dict[Path, Loaded] = {}
         self._by_name: dict[str, list[Path]] | None = None
+        self._found: dict[str, Path | list[str]] = {}  # `operation:` value -> file: graphs reuse a few many times
+        self._resolved: dict[Path, Path] = {}
 
     # ---- finding files ------------------------------------------------------
 
@@ -86,7 +88,15 @@ class Library:
         return self._by_name
 
     def find(self, ref: str) -> Path | list[str]:
-        """The file a node's `operation:` names, or candidate names for a hint."""
+        """The file a node's `operation:` names (resolved), or candidate names for a hint."""
+        found = self._found.get(ref)
+        if found is None:
+            found = self._found[ref] = self._find(ref)
+            if isinstance(found, Path):
+                found = self._found[ref] = found.resolve()
+        return found
+
+    def _find(self, ref: str) -> Path | list[str]:
         if "/" in ref or ref.endswith((".yaml", ".yml")):
             p = self.project.path(ref)
             return p if p.is_file() else []
@@ -106,7 +116,12 @@ class Library:
     # ---- loading ------------------------------------------------------------
 
     def load(self, path: Path) -> Loaded:
-        path = path.resolve()
+        if path in self.files:
+            return self.files[path]
+        resolved = self._resolved.get(path)
+        if resolved is None:
+            resolved = self._resolved[path] = path.resolve()
+        path = resolved
         if path in self.files:
             return self.files[path]
         try:
@@ -337,8 +352,8 @@ def _check_graph(lib: Library, g: Graph, doc: Doc, errors: list[Diagnostic], sta
                                    hint or ("it is looked up by path from the project root" if what == "file"
                                             else f"operations are looked up in {', '.join(lib.project.operation_dirs)}/")))
             continue
-        if found.resolve() in stack:
-            chain = " -> ".join(lib.display(p) for p in stack[stack.index(found.resolve()):] + (found.resolve(),))
+        if found in stack:
+            chain = " -> ".join(lib.display(p) for p in stack[stack.index(found):] + (found,))
             errors.append(doc.diag(("nodes", nid, "operation"), f"graph includes itself: {chain}", "a sub-graph cannot contain its parent"))
             continue
         loaded = lib.check(found, stack)

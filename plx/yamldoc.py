@@ -18,7 +18,7 @@ except AttributeError:  # pragma: no cover - pure-Python PyYAML
 # A document may reuse anchors, but expanding them must stay proportional to the
 # file: this bounds the "billion laughs" attack long before memory or time runs out.
 MAX_EXPANDED_NODES = 2_000_000
-MAX_ALIAS_EXPANSION = 50_000
+MAX_ALIAS_EXPANSION = 5_000
 
 Path_ = tuple[Any, ...]
 
