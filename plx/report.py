@@ -87,14 +87,14 @@ class LiveReporter:
         from rich.console import Console
         from rich.live import Live
 
-        self.console = Console(stderr=True)
-        self.live = Live(console=self.console, refresh_per_second=8, transient=True,
-                         get_renderable=self._render)
         self.states: dict[str, str] = {}
         self.started: dict[str, float] = {}
         self.run_id = ""
         self.graph = ""
         self.lock = threading.Lock()
+        self.console = Console(stderr=True)
+        self.live = Live(console=self.console, refresh_per_second=8, transient=True,
+                         get_renderable=self._render)
 
     def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
         self.run_id, self.graph = title, ""

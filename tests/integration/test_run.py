@@ -381,3 +381,32 @@ def test_plain_progress_lines_and_summary(project: Project) -> None:
     run_id = project.last_run()["id"]
     assert f"run {run_id} success: 1 run, 0 cached, 0 failed, 0 skipped" in r.err
     assert r.out == ""
+
+
+def test_live_progress_on_a_terminal(project: Project) -> None:
+    import pty
+    import select
+
+    project.write("operations/w.yaml", "kind: operation\nname: w\nrunner: command\noutputs: [{name: out}]\ncmd: sleep 0.5; echo x > $OUTPUT_OUT\n")
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  a: {operation: w}\n  b: {operation: w}\n")
+    leader, follower = pty.openpty()
+    from tests.conftest import PLX
+
+    proc = subprocess.Popen([PLX, "run", g], cwd=project.root, stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "TERM": "xterm"})
+    os.close(follower)
+    out = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 30)
+        if not ready:
+            break
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(timeout=30) == 0
+    text = out.decode(errors="replace")
+    assert "running" in text and "success" in text
+    assert "2 run, 0 cached, 0 failed, 0 skipped" in text
