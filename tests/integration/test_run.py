@@ -409,4 +409,4 @@ def test_live_progress_on_a_terminal(project: Project) -> None:
     assert proc.wait(timeout=30) == 0
     text = out.decode(errors="replace")
     assert "running" in text and "success" in text
-    assert "2 run, 0 cached, 0 failed, 0 skipped" in text
+    assert "1 run, 1 cached, 0 failed, 0 skipped" in text  # a and b are the same work: it ran once
