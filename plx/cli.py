@@ -210,6 +210,13 @@ def run(
         return
     record = commands.run(project, lib, path, targets=nodes or [], params=param, inputs=input_, jobs=jobs,
                           no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], rev=rev)
+    _finish(record, as_json)
+
+
+def _finish(record: dict[str, Any], as_json: bool) -> None:
+    """Print a finished run as JSON if asked, and exit 1 unless it succeeded."""
+    from .report import dump_json
+
     if as_json:
         dump_json(public_run(record))
     if record["status"] != "success":
@@ -227,17 +234,14 @@ def rerun(
 ) -> None:
     """Run again the graph, operations and overrides recorded in RUN."""
     from . import commands
-    from .report import dump_json, reporter_for
+    from .report import reporter_for
 
     project, _ = commands.open_project()
     record, notes = commands.rerun(project, run_ref, jobs=jobs, no_cache=no_cache, keep_going=keep_going,
                                    reporter=reporter_for(as_json), argv=sys.argv[1:])
     for note in notes:
         err(f"plx: note: {note}")
-    if as_json:
-        dump_json(public_run(record))
-    if record["status"] != "success":
-        raise typer.Exit(1)
+    _finish(record, as_json)
 
 
 @app.command()

@@ -61,16 +61,14 @@ class Library:
         return self.project.rel(path)
 
     def operation_files(self) -> list[Path]:
-        out: list[Path] = []
-        for d in self.project.operation_dirs:
-            base = self.project.path(d)
-            if base.is_dir():
-                out.extend(sorted(p for p in base.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
-        return out
+        return self._yaml_files(self.project.operation_dirs)
 
     def graph_files(self) -> list[Path]:
+        return self._yaml_files(self.project.graph_dirs)
+
+    def _yaml_files(self, folders: list[str]) -> list[Path]:
         out: list[Path] = []
-        for d in self.project.graph_dirs:
+        for d in folders:
             base = self.project.path(d)
             if base.is_dir():
                 out.extend(sorted(p for p in base.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))

@@ -410,3 +410,44 @@ def test_live_progress_on_a_terminal(project: Project) -> None:
     text = out.decode(errors="replace")
     assert "running" in text and "success" in text
     assert "1 run, 1 cached, 0 failed, 0 skipped" in text  # a and b are the same work: it ran once
+
+
+def _wait_running(project: Project, n: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = project.plx("log", "--json")
+        if r.code == 0 and sum(run["counts"].get("running", 0) for run in r.json()) >= n:
+            return
+        time.sleep(0.1)
+    raise AssertionError("nodes never started")
+
+
+def test_second_ctrl_c_kills_at_once(project: Project) -> None:
+    # The node ignores TERM, so only the second Ctrl-C (KILL at once) can stop it before the grace ends.
+    project.write("operations/stubborn.yaml", "kind: operation\nname: stubborn\nrunner: command\noutputs: [{name: out}]\n"
+                  "cmd: trap '' TERM; sleep 60 & wait; touch $OUTPUT_OUT\n")
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  s: {operation: stubborn}\n")
+    proc = subprocess.Popen([__import__("tests.conftest", fromlist=["PLX"]).PLX, "run", g], cwd=project.root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PLX_KILL_GRACE": "30"})
+    _wait_running(project, 1)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 10
+    assert project.last_run()["status"] == "canceled"
+
+
+def test_ctrl_c_cancels_a_whole_sweep(project: Project) -> None:
+    project.write("operations/nap.yaml", "kind: operation\nname: nap\nrunner: command\nparams: [{name: t, type: int}]\n"
+                  "outputs: [{name: out}]\ncmd: sleep 30; touch $OUTPUT_OUT\n")
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  n: {operation: nap, params: {t: 1}}\n")
+    proc = project.popen("run", g, "--sweep", "n.t=1,2,3", "-j", "2")
+    _wait_running(project, 2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    runs = project.plx("log", "--json").json()
+    assert len(runs) == 3 and {r["status"] for r in runs} == {"canceled"}
