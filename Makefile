@@ -16,7 +16,7 @@ demo: $(BIN)/python
 	@echo "Next: . $(BIN)/activate; plx log; plx log last; plx get last metrics -o -"
 
 test: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,dask]'
 	$(BIN)/ruff check plx
 	$(BIN)/mypy plx
 	$(BIN)/python -m pytest -q -p no:cacheprovider

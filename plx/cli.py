@@ -170,6 +170,8 @@ def run(
     keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Keep launching independent nodes after a failure."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the plan: what would run, what is cached, and why."),
     rev: Optional[str] = typer.Option(None, "--rev", help="Take the graph, operation and tracked data files from this git revision."),
+    executor: str = typer.Option("local", "--executor", help="local (a process pool here) or dask (a Dask cluster)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="The Dask scheduler, tcp://HOST:8786 (with --executor dask)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout."),
 ) -> None:
     """Validate, plan and run a graph, or only the named nodes and their upstream."""
@@ -189,9 +191,11 @@ def run(
         n_run = sum(1 for r in rows if r["action"] == "run")
         err(f"{n_run} would run, {len(rows) - n_run} cached")
         return
+    if executor not in ("local", "dask"):
+        raise UsageError(f"--executor {executor}: choose local or dask")
     if sweep:
-        if rev or dry_run:
-            raise UsageError("--sweep cannot be combined with --rev or --dry-run")
+        if rev or dry_run or executor != "local":
+            raise UsageError("--sweep cannot be combined with --rev, --dry-run or --executor dask (yet)")
         records = commands.sweep(project, lib, path, sweeps=sweep, params=param, inputs=input_, jobs=jobs, no_cache=no_cache,
                                  keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], targets=nodes or [])
         if as_json:
@@ -209,7 +213,8 @@ def run(
             raise typer.Exit(1)
         return
     record = commands.run(project, lib, path, targets=nodes or [], params=param, inputs=input_, jobs=jobs,
-                          no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], rev=rev)
+                          no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], rev=rev,
+                          executor=executor, scheduler=scheduler)
     _finish(record, as_json)
 
 

@@ -174,7 +174,8 @@ def at_revision(project: Project, graph_file: Path, rev: str) -> tuple[Project, 
 
 
 def run(project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str],
-        jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], rev: str | None = None) -> dict[str, Any]:
+        jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], rev: str | None = None,
+        executor: str = "local", scheduler: str | None = None) -> dict[str, Any]:
     from .engine import Engine, RunOptions
     from .history import prefetch_git_facts
     from .planner import plan as make_plan
@@ -188,7 +189,8 @@ def run(project: Project, lib: Library, graph_file: Path, *, targets: list[str],
     gparams, nparams, flat = parse_overrides(lib, graph, params)
     files = parse_inputs(project, graph, inputs)
     the_plan = make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files, targets=targets)
-    opts = RunOptions(jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info)
+    opts = RunOptions(jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info,
+                      executor=executor, scheduler=scheduler)
     return Engine(project, the_plan, opts, reporter, lib).run()
 
 

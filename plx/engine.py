@@ -17,12 +17,13 @@ from typing import Any, Protocol
 
 from . import __version__
 from .errors import Interrupted
-from .executors.local import Finished, Job, LocalExecutor
+from .executors import make_executor
+from .executors.local import Finished, Job
 from .hashing import compact, expand, explain, key_of, operation_recipe, task_recipe
 from .history import History, RunRecord, git_facts, new_run_id, now_iso
 from .planner import Plan, Source, Task
 from .project import Project
-from .runners import child_env, prepare
+from .runners import prepare
 from .store import TREE_TYPE, Artifact, KeyLock, Store
 
 FAILED_STATES = {"failed", "timeout"}
@@ -54,6 +55,8 @@ class RunOptions:
     argv: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)  # as given with -p, typed
     rerun_of: str | None = None
+    executor: str = "local"  # or "dask"
+    scheduler: str | None = None  # the Dask scheduler's address
     rev: dict[str, str] | None = None
     snapshot: dict[str, Any] | None = None
 
@@ -107,7 +110,7 @@ class Engine:
         self.history = History(project.store)
         self.lib = lib
         self.events: queue.Queue[Finished | _Retry] = queue.Queue()
-        self.executor = LocalExecutor(self.events)
+        self.executor = make_executor(opts, self.events)
         self.tasks: dict[str, Task] = {}
         self.member: dict[str, int] = {}
         self.local: dict[str, str] = {}
@@ -200,6 +203,7 @@ class Engine:
             for lock in self.locks.values():
                 lock.release()
             self.store.close()
+            self.executor.close()
         for t, st in self.state.items():
             if st in ("pending", "running"):
                 self._set(t, "canceled" if self.interrupted else "skipped")
@@ -348,7 +352,7 @@ class Engine:
             self._fail_now(tid, f"cannot render the command: {exc}")
             return False
         wlog("command:\n" + prepared.script.rstrip("\n"))
-        env = child_env(prepared.env)
+        env = dict(prepared.env)  # the executor adds these to the environment where the node runs
         env["PLX_RUN_ID"], env["PLX_NODE"] = record.id, self.local[tid]
         timeout = task.timeout * 60 if task.timeout else None
         job = Job(tid, prepared.argv, env, work, logs / "stdout", logs / "stderr", timeout)

@@ -19,7 +19,7 @@ GRACE_SECONDS = float(os.environ.get("PLX_KILL_GRACE", "2"))
 class Job:
     id: str
     argv: list[str]
-    env: dict[str, str]
+    env: dict[str, str]  # added to the environment of the process that runs the node
     cwd: Path
     stdout: Path
     stderr: Path
@@ -81,7 +81,7 @@ class LocalExecutor:
             started = time.time()
             # A new session makes the node a process-group leader: killing the group reaches
             # every grandchild it spawns, and a Ctrl-C on plx's terminal does not reach it directly.
-            proc = subprocess.Popen(job.argv, cwd=job.cwd, env=job.env, stdout=out, stderr=err,
+            proc = subprocess.Popen(job.argv, cwd=job.cwd, env={**os.environ, **job.env}, stdout=out, stderr=err,
                                     stdin=self._devnull(), start_new_session=True)
         with self._lock:
             self.running[job.id] = proc
@@ -100,6 +100,11 @@ class LocalExecutor:
         with self._lock:
             self.running.pop(job.id, None)
         self.results.put(Finished(job.id, proc.returncode, timed_out, started, time.time()))
+
+    def close(self) -> None:
+        if self._null is not None:
+            os.close(self._null)
+            self._null = None
 
     def cancel_all(self, hard: bool = False) -> None:
         """Stop every running job's whole process group (TERM, then KILL; KILL at once if hard)."""

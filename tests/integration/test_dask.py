@@ -1,0 +1,144 @@
+"""The Dask executor against a real scheduler and two workers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project
+
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    try:
+        from distributed import Client
+
+        deadline = time.monotonic() + 60
+        client = None
+        while client is None:
+            try:
+                client = Client(address, timeout=2, set_as_default=False)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        procs.append(subprocess.Popen([DASK, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        client.wait_for_workers(2, timeout=60)
+        client.close()
+        yield address
+    finally:
+        for p in reversed(procs):
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def _setup(project: Project) -> None:
+    project.write("operations/w.yaml", """\
+        kind: operation
+        name: w
+        runner: python
+        inputs: [{name: src, type: text, min: 0}]
+        params: [{name: v, type: str}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          import os
+          prev = open(input["src"]).read() if input["src"] else ""
+          open(output["out"], "w").write(prev + param["v"] + "\\n")
+          print("ran on pid", os.getpid(), "node", os.environ["PLX_NODE"])
+        """)
+    project.write("graphs/g.yaml", """\
+        kind: graph
+        name: g
+        nodes:
+          a: {operation: w, params: {v: a}}
+          b: {operation: w, params: {v: b}}
+          c: {operation: w, inputs: {src: a.out}, params: {v: c}}
+        outputs: {c: c.out}
+        """)
+
+
+def test_graph_runs_on_dask_and_shares_the_cache(project: Project, scheduler: str) -> None:
+    _setup(project)
+    r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", scheduler, "--json")
+    assert r.code == 0, r
+    assert {n["state"] for n in r.json()["nodes"].values()} == {"success"}
+    assert project.plx("get", "last", "c", "-o", "-").out == "a\nc\n"
+    assert "node c" in project.plx("log", "last", "c").out
+    local = project.plx("run", "graphs/g.yaml", "--json")
+    assert {n["state"] for n in local.json()["nodes"].values()} == {"cached"}
+    local = project.plx("run", "graphs/g.yaml", "--no-cache", "--json")
+    assert local.json()["nodes"]["c"]["outputs"] == r.json()["nodes"]["c"]["outputs"]
+
+
+def test_failure_and_timeout_on_dask(project: Project, scheduler: str) -> None:
+    pids = project.root / "pids"
+    pids.mkdir()
+    project.write("operations/bad.yaml", "kind: operation\nname: bad\nrunner: command\noutputs: [{name: out}]\ncmd: echo oops >&2; exit 4\n")
+    project.write("operations/slow.yaml", f"kind: operation\nname: slow\nrunner: command\noutputs: [{{name: out}}]\ntimeout: 0.02\n"
+                  f"cmd: (sleep 300 & echo $! > {pids}/child; wait) & sleep 300\n")
+    project.write("graphs/f.yaml", "kind: graph\nname: f\nnodes:\n  bad: {operation: bad}\n  slow: {operation: slow}\n")
+    r = project.plx("run", "graphs/f.yaml", "--keep-going", "--executor", "dask", "--scheduler", scheduler, "--json")
+    assert r.code == 1
+    nodes = r.json()["nodes"]
+    assert nodes["bad"]["state"] == "failed" and nodes["bad"]["exit_code"] == 4
+    assert nodes["slow"]["state"] == "timeout"
+    assert project.plx("log", "last", "bad", "--stderr").out == "oops\n"
+    child = int((pids / "child").read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split(")")[1].split()[0]
+
+
+def test_ctrl_c_stops_remote_nodes(project: Project, scheduler: str) -> None:
+    pids = project.root / "pids"
+    pids.mkdir()
+    project.write("operations/nap.yaml", f"kind: operation\nname: nap\nrunner: command\nparams: [{{name: t, type: int}}]\n"
+                  f"outputs: [{{name: out}}]\ncmd: echo $$ > {pids}/$PARAM_T; sleep 300\n")
+    project.write("graphs/n.yaml", "kind: graph\nname: n\nnodes:\n  x: {operation: nap, params: {t: 1}}\n  y: {operation: nap, params: {t: 2}}\n")
+    proc = project.popen("run", "graphs/n.yaml", "--executor", "dask", "--scheduler", scheduler)
+    deadline = time.monotonic() + 30
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    for f in pids.iterdir():
+        pid = int(f.read_text())
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists()
+    assert project.last_run()["status"] == "canceled"
+
+
+def test_unreachable_scheduler_is_a_clear_error(project: Project) -> None:
+    _setup(project)
+    r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{_free_port()}")
+    assert r.code == 1 and "cannot reach the Dask scheduler" in r.err and "Traceback" not in r.err
+    assert project.plx("run", "graphs/g.yaml", "--executor", "dask").code == 2
