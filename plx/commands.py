@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import Diagnostic, PlxError, RunError, UsageError, ValidationError, did_you_mean
+from .errors import Diagnostic, RunError, UsageError, did_you_mean
 from .loader import Library
 from .model import Graph, Operation, ParamSpec, parse_param_text
 from .project import Project, load_project
@@ -628,5 +628,3 @@ def get_output(project: Project, run_id: str, spec: str, dest: str | None, force
     finally:
         store.close()
 
-
-__all__ = ["PlxError", "ValidationError"]

@@ -542,7 +542,7 @@ def _copy_user_input(src: Path, dst: Path, type_: str) -> None:
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
     reflink_or_copy(src, dst)
-    os.chmod(dst, 0o755 if type_ == "executable" or os.access(src, os.X_OK) and type_ == "executable" else 0o644)
+    os.chmod(dst, 0o755 if type_ == "executable" else 0o644)
 
 
 def _check_outputs(task: Task, work: Path, read: dict[str, bytes]) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,10 @@ def topological(nodes: dict[str, Any], upstream: dict[str, set[str]]) -> list[st
         for u in ups:
             if u in down:
                 down[u].append(n)
-    ready = [n for n in nodes if indeg[n] == 0]
+    ready = deque(n for n in nodes if indeg[n] == 0)
     out: list[str] = []
     while ready:
-        n = ready.pop(0) if len(ready) < 64 else ready.pop()
+        n = ready.popleft()
         out.append(n)
         for d in down[n]:
             indeg[d] -= 1

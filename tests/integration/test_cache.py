@@ -233,3 +233,37 @@ def test_tampered_index_cannot_run_code(project: Project) -> None:
     assert r.code == 0, r
     assert {n["state"] for n in r.json()["nodes"].values()} == {"success"}  # unreadable entries are misses
     assert counts(project) == {"a": 2, "b": 2, "c": 2, "d": 2}
+
+
+def test_gc_never_removes_what_a_running_plx_is_writing(project: Project) -> None:
+    project.write("operations/two.yaml", """\
+        kind: operation
+        name: two
+        runner: command
+        params: [{name: t, type: str}]
+        outputs: [{name: out}]
+        cmd: echo "$PARAM_T" > $OUTPUT_OUT
+        """)
+    project.write("operations/wait.yaml", f"""\
+        kind: operation
+        name: wait
+        runner: command
+        inputs: [{{name: src}}]
+        outputs: [{{name: out}}]
+        cmd: while [ ! -e {project.root}/go ]; do sleep 0.05; done; cat $INPUT_SRC > $OUTPUT_OUT
+        """)
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  first: {operation: two, params: {t: hi}}\n"
+                  "  second: {operation: wait, inputs: {src: first.out}}\n")
+    proc = project.popen("run", "graphs/g.yaml")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = project.plx("log", "--json")
+        if r.code == 0 and r.json() and r.json()[0]["counts"].get("running"):
+            break
+        time.sleep(0.05)
+    r = project.plx("cache", "gc", "--keep-last", "0")
+    assert r.code == 0 and "removed 0 runs" in r.err and "0 objects" in r.err, r
+    (project.root / "go").touch()
+    assert proc.wait(timeout=30) == 0
+    assert project.plx("get", "last", "second.out", "-o", "-").out == "hi\n"
+    assert project.plx("cache", "verify").code == 0
