@@ -26,7 +26,6 @@ from .project import Project
 from .runners import prepare
 from .store import TREE_TYPE, Artifact, KeyLock, Store
 
-FAILED_STATES = {"failed", "timeout"}
 DONE_OK = {"success", "cached"}
 
 

@@ -342,14 +342,5 @@ class History:
                 break
         return out
 
-    def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
-        out = []
-        for run_id in self.ids()[: limit or None]:
-            try:
-                out.append(self.load(run_id))
-            except (OSError, ValueError):
-                continue  # a damaged record is skipped, not fatal
-        return out
-
     def log_path(self, run_id: str, node: str, stream: str) -> Path:
         return self.dir / run_id / "logs" / node / stream

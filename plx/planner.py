@@ -43,12 +43,6 @@ class Plan:
     inputs: dict[str, list[Path]]  # the graph's input files as resolved
     params: dict[str, Any]  # the graph params' values
 
-    def downstream(self) -> dict[str, set[str]]:
-        down: dict[str, set[str]] = {t: set() for t in self.tasks}
-        for t in self.tasks.values():
-            for d in t.deps:
-                down[d].add(t.id)
-        return down
 
 
 def find_cycle(adjacency: dict[str, list[str]]) -> list[str] | None:

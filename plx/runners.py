@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,8 +108,3 @@ def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]],
 
 _INLINE_LIMIT = 64 * 1024  # well under Linux's 128 KiB limit on one argument
 
-
-def child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(extra)
-    return env
