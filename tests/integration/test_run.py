@@ -451,3 +451,52 @@ def test_ctrl_c_cancels_a_whole_sweep(project: Project) -> None:
     assert proc.returncode == 130, err
     runs = project.plx("log", "--json").json()
     assert len(runs) == 3 and {r["status"] for r in runs} == {"canceled"}
+
+
+def test_cloud_inputs_and_another_interpreter(project: Project) -> None:
+    project.write("data/ref.json", '{"path": "s3://bucket/key.csv"}')
+    project.write("operations/where.yaml", """\
+        kind: operation
+        name: where
+        runner: bash_jinja2
+        inputs: [{name: remote, type: cloud}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          echo {{ cloud_input.remote | q }} > {{ output.out | q }}
+        """)
+    project.write("operations/py.yaml", """\
+        kind: operation
+        name: py
+        runner: python
+        python: python3
+        inputs: [{name: src, type: text}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          import sys
+          open(output["out"], "w").write(open(input["src"]).read().strip() + " " + sys.executable.split("/")[-1])
+        """)
+    g = graph(project, "g", """\
+        kind: graph
+        name: g
+        inputs: [{name: ref, type: cloud, default: data/ref.json}]
+        nodes:
+          w: {operation: where, inputs: {remote: inputs.ref}}
+          p: {operation: py, inputs: {src: w.out}}
+        """)
+    r = project.plx("run", g)
+    assert r.code == 0, r
+    assert project.plx("get", "last", "p.out", "-o", "-").out.startswith("s3://bucket/key.csv python3")
+
+
+def test_a_template_error_at_run_time_fails_the_node(project: Project) -> None:
+    project.write("operations/t.yaml", """\
+        kind: operation
+        name: t
+        runner: bash_jinja2
+        params: [{name: d, type: dict, default: {}}]
+        outputs: [{name: out}]
+        cmd: echo {{ param.d.missing }} > {{ output.out }}
+        """)
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  n: {operation: t}\n")
+    r = project.plx("run", g)
+    assert r.code == 1 and "cannot render the command" in r.err and "Traceback" not in r.err
