@@ -173,7 +173,7 @@ class Engine:
             data: dict[str, Any] = {
                 "id": new_run_id(), "graph": plan.graph.name, "graph_file": plan.graph.file, "status": "running",
                 "started": now_iso(), "finished": None, "duration": None,
-                "git": self._git(), "plx_version": __version__, "argv": self.opts.argv,
+                "git": self._git(wait=False), "plx_version": __version__, "argv": self.opts.argv,
                 "cwd": self.project.rel(Path.cwd()), "rerun_of": self.opts.rerun_of, "rev": self.opts.rev,
                 "params": member.overrides, "graph_params": plan.params, "sweep": member.label or None,
                 "inputs": {n: _input_json(plan.graph.input(n), a) for n, a in arts.items()},
@@ -197,6 +197,7 @@ class Engine:
                 self._loop()
             except KeyboardInterrupt:
                 self._interrupt()
+            self._record_git()
         finally:
             signal.signal(signal.SIGTERM, previous)
             for lock in self.locks.values():
@@ -220,6 +221,7 @@ class Engine:
         ready = [t for t, deps in self.remaining_deps.items() if not deps]
         running = 0
         jobs = max(1, self.opts.jobs)
+        git_recorded = False
         while True:
             while ready and running < jobs and not self.stopping:
                 tid = ready.pop(0)
@@ -232,6 +234,9 @@ class Engine:
                 if self.stopping or not ready:
                     break
                 continue
+            if not git_recorded:  # the first nodes are running: now there is time to ask git
+                self._record_git()
+                git_recorded = True
             event = self.events.get()
             if isinstance(event, _Retry):
                 if event.held_slot:
@@ -244,12 +249,24 @@ class Engine:
             running -= 1
             ready.extend(self._finish(event))
 
-    def _git(self) -> dict[str, Any]:
+    def _git(self, wait: bool = True) -> dict[str, Any] | None:
+        """Git facts, read once per engine (a sweep's runs share them); None if not ready and not waiting."""
         if self.opts.rev:  # the files come from that commit, exactly
             return {"commit": self.opts.rev["commit"], "branch": None, "dirty": False}
-        if self._git_facts is None:  # once per engine: a sweep's runs share them
-            self._git_facts = git_facts(self.project.root)
+        if self._git_facts is None:
+            facts = git_facts(self.project.root, wait=wait)
+            if facts is None:
+                return None
+            self._git_facts = facts
         return dict(self._git_facts)
+
+    def _record_git(self) -> None:
+        """Fill in git facts the records were started without (asking git must not delay the first node)."""
+        if any(r.data.get("git") is None for r in self.records):
+            facts = self._git()
+            for r in self.records:
+                if r.data.get("git") is None:
+                    r.run_event(git=facts)
 
     # ---- starting a task ----
 

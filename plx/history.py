@@ -64,10 +64,15 @@ def prefetch_git_facts(root: Path) -> None:
     _prefetched[root] = (thread, result)
 
 
-def git_facts(root: Path) -> dict[str, Any]:
-    """Commit, branch and dirty flag (tracked files changed, staged or not; untracked files don't count)."""
+def git_facts(root: Path, wait: bool = True) -> Any:
+    """Commit, branch and dirty flag (tracked files changed, staged or not; untracked files don't count).
+
+    With wait=False, None while a prefetch is still asking git."""
     if root in _prefetched:
-        thread, result = _prefetched.pop(root)
+        thread, result = _prefetched[root]
+        if not wait and thread.is_alive():
+            return None
+        del _prefetched[root]
         thread.join()
         if result:
             return dict(result)
@@ -226,6 +231,12 @@ class RunRecord:
         self._events.write(json.dumps({"node": node, **fields}, default=str) + "\n")
         self._events.flush()
 
+    def run_event(self, **fields: Any) -> None:
+        """Record run-level facts learnt after the start (the git facts), appended like node events."""
+        self.data.update(fields)
+        self._events.write(json.dumps({"run": fields}, default=str) + "\n")
+        self._events.flush()
+
     def finish(self, status: str) -> None:
         self.data["status"] = status
         self.data["finished"] = now_iso()
@@ -281,7 +292,10 @@ class History:
                         ev = json.loads(line)
                     except ValueError:
                         continue  # a line cut short by a crash
-                    data["nodes"].setdefault(ev.pop("node"), {}).update(ev)
+                    if "node" in ev:
+                        data["nodes"].setdefault(ev.pop("node"), {}).update(ev)
+                    else:
+                        data.update(ev.get("run", {}))  # run-level facts learnt after the start
             if not self._alive(d):
                 self._mark_interrupted(d, data)
         return data
