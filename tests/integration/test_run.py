@@ -316,6 +316,7 @@ def test_sigkilled_plx_leaves_an_interrupted_run(project: Project) -> None:
     run = project.last_run()
     assert run["status"] == "interrupted"
     assert run["nodes"]["s"]["state"] == "canceled"
+    assert run["git"]["branch"] == "main"  # learnt after the start, recorded before the crash
     # And the next run is not blocked by anything the dead one held.
     project.write("operations/sleepy.yaml", "kind: operation\nname: sleepy\nrunner: command\noutputs: [{name: out}]\ncmd: touch $OUTPUT_OUT\n")
     assert project.plx("run", g).code == 0
