@@ -131,6 +131,7 @@ class Engine:
         self.waiting: dict[str, list[str]] = {}  # key -> tasks of this run waiting on it
         self.workdirs: dict[str, Path] = {}
         self._run_tmp: dict[str, bool] = {}
+        self.with_indir: set[str] = set()  # tasks that got a `.in` folder (to remove it, and only it)
         self._git_facts: dict[str, Any] | None = None
         self.down: dict[str, set[str]] = {t: set() for t in self.tasks}
         for t in self.tasks.values():
@@ -324,7 +325,7 @@ class Engine:
     def _launch(self, task: Task, ins: dict[str, list[Avail]], key: str) -> bool:
         tid = task.id
         record = self.rec(tid)
-        logs = record.log_dir(self.local[tid])
+        node = self.local[tid]
         # Folders cost real time on some disks, so a node gets one (`work`), plus `.in` for its inputs.
         work = self.store.tmp / record.id / self.local[tid]
         indir, scratch = work.with_name(work.name + ".in"), work.with_name(work.name + ".in")
@@ -334,6 +335,7 @@ class Engine:
         work.mkdir()
         if ins or task.op.runner == "python":
             indir.mkdir()
+            self.with_indir.add(tid)
         self.workdirs[tid] = work
         lines: list[str] = []
 
@@ -364,22 +366,22 @@ class Engine:
             prepared = prepare(task.op, task.params, paths, outputs, scratch)
         except Exception as exc:  # a template error at run time (e.g. a value jinja cannot render)
             wlog(f"failed: cannot render the command: {exc}")
-            _append(logs / "worker", lines)
+            _append(record.log(node, "worker"), lines)
             self._fail_now(tid, f"cannot render the command: {exc}")
             return False
         wlog("command:\n" + prepared.script.rstrip("\n"))
         env = dict(prepared.env)  # the executor adds these to the environment where the node runs
         env["PLX_RUN_ID"], env["PLX_NODE"] = record.id, self.local[tid]
         timeout = task.timeout * 60 if task.timeout else None
-        job = Job(tid, prepared.argv, env, work, logs / "stdout", logs / "stderr", timeout)
+        job = Job(tid, prepared.argv, env, work, record.log(node, "stdout"), record.log(node, "stderr"), timeout)
         try:
             self.executor.submit(job)
         except OSError as exc:
             wlog(f"failed: cannot start the process: {exc}")
-            _append(logs / "worker", lines)
+            _append(record.log(node, "worker"), lines)
             self._fail_now(tid, f"cannot start {prepared.argv[0]}: {exc.strerror}")
             return False
-        _append(logs / "worker", lines)
+        _append(record.log(node, "worker"), lines)
         self._set(tid, "running", started=now_iso(), cache_key=key)
         return True
 
@@ -393,7 +395,7 @@ class Engine:
     def _finish(self, ev: Finished) -> list[str]:
         tid = ev.id
         task = self.tasks[tid]
-        logs = self.rec(tid).log_dir(self.local[tid])
+        record, node = self.rec(tid), self.local[tid]
         duration = round(ev.ended - ev.started, 3)
         lines: list[str] = []
         try:
@@ -438,8 +440,8 @@ class Engine:
                 self.store.record(self.keys[tid], stored, self.rec(tid).id)
                 wlog("cache entry written")
         finally:
-            _append(logs / "worker", lines)
-        _remove_workdir(self.workdirs.pop(tid))
+            _append(record.log(node, "worker"), lines)
+        _remove_workdir(self.workdirs.pop(tid), tid in self.with_indir)
         self.results[tid] = {n: Avail(a) for n, a in stored.items()}
         self._set(tid, "success", outputs={n: a.to_json() for n, a in stored.items()}, **common)
         self._release(tid)
@@ -464,7 +466,7 @@ class Engine:
     def _serve(self, tid: str, outputs: dict[str, Artifact]) -> None:
         self.results[tid] = {n: Avail(a) for n, a in outputs.items()}
         now = now_iso()
-        _append(self.rec(tid).log_dir(self.local[tid]) / "worker",
+        _append(self.rec(tid).log(self.local[tid], "worker"),
                 [f"{now} cache hit {self.keys[tid]}: not executed\n"]
                 + [f"{now} output {n}: {a.hash} ({a.type}, {a.size} bytes) from the store\n" for n, a in outputs.items()])
         self._set(tid, "cached", cache_key=self.keys[tid], exit_code=None, duration=0.0,
@@ -534,9 +536,9 @@ def _append(path: Path, lines: list[str]) -> None:
         f.write("".join(lines))
 
 
-def _remove_workdir(work: Path) -> None:
+def _remove_workdir(work: Path, with_indir: bool) -> None:
     """Remove a finished node's folders: usually empty once outputs moved, so rmdir is enough."""
-    for d in (work, work.with_name(work.name + ".in")):
+    for d in (work, work.with_name(work.name + ".in")) if with_indir else (work,):
         try:
             os.rmdir(d)
         except FileNotFoundError:

@@ -4,7 +4,7 @@
   runs/<id>/events.jsonl  one line per node state change, appended (never rewritten)
   runs/<id>/lock          flock held by the live plx process: a free lock on a `running`
                           run means that process died, so the run is `interrupted`
-  runs/<id>/logs/<node>/{stdout,stderr,worker}
+  runs/<id>/logs/<node>.{stdout,stderr,worker}
   runs/index.sqlite       one summary row per run, so `plx log` never reads thousands of records
 """
 
@@ -218,12 +218,13 @@ class RunRecord:
     def id(self) -> str:
         return str(self.data["id"])
 
-    def log_dir(self, node: str) -> Path:
-        d = self.dir / "logs" / node
-        if node not in self._log_dirs:
-            d.mkdir(parents=True, exist_ok=True)
-            self._log_dirs.add(node)
-        return d
+    def log(self, node: str, stream: str) -> Path:
+        """logs/<node>.<stream>: files, not a folder per node (a folder per node costs time on some disks)."""
+        parent = node.rpartition("/")[0]  # a sub-graph's nodes share their parent's folder
+        if parent not in self._log_dirs:
+            (self.dir / "logs" / parent).mkdir(parents=True, exist_ok=True)
+            self._log_dirs.add(parent)
+        return self.dir / "logs" / f"{node}.{stream}"
 
     def node_event(self, node: str, **fields: Any) -> None:
         """Record a node's change: appended and flushed, so readers and `log -f` see it at once."""
@@ -357,4 +358,4 @@ class History:
         return out
 
     def log_path(self, run_id: str, node: str, stream: str) -> Path:
-        return self.dir / run_id / "logs" / node / stream
+        return self.dir / run_id / "logs" / f"{node}.{stream}"
