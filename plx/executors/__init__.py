@@ -13,7 +13,7 @@ def make_executor(opts: Any, results: queue.Queue[Any]) -> Any:
     if opts.executor == "local":
         from .local import LocalExecutor
 
-        return LocalExecutor(results)
+        return LocalExecutor(results, opts.jobs)
     if opts.executor == "dask":
         if not opts.scheduler:
             raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT")

@@ -62,10 +62,14 @@ def stop_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
 
 
 class LocalExecutor:
-    """Runs jobs as subprocesses; one waiter thread per running job reports back on a queue."""
+    """Runs jobs as subprocesses; a waiter thread per running job (from a pool of -j) reports back on a queue."""
 
-    def __init__(self, results: queue.Queue[Any]) -> None:
+    def __init__(self, results: queue.Queue[Any], jobs: int = 1) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.results = results
+        # Waiter threads are reused: starting a thread per node costs more than the rest of a launch.
+        self._waiters = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="plx-wait")
         self._null: int | None = None
         self.running: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
@@ -85,7 +89,7 @@ class LocalExecutor:
                                     stdin=self._devnull(), start_new_session=True)
         with self._lock:
             self.running[job.id] = proc
-        threading.Thread(target=self._wait, args=(job, proc, started), daemon=True).start()
+        self._waiters.submit(self._wait, job, proc, started)
 
     def _wait(self, job: Job, proc: subprocess.Popen[bytes], started: float) -> None:
         timed_out = False
@@ -102,6 +106,7 @@ class LocalExecutor:
         self.results.put(Finished(job.id, proc.returncode, timed_out, started, time.time()))
 
     def close(self) -> None:
+        self._waiters.shutdown(wait=False)
         if self._null is not None:
             os.close(self._null)
             self._null = None
