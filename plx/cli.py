@@ -205,8 +205,9 @@ def run(
             keys: list[str] = []
             for m in metrics:
                 keys += [k for k in m if k not in keys]
-            if len(metrics) > 1:  # the values that differ between combinations tell the story
+            if len(metrics) > 1 and len(keys) > 8:  # many values: those that differ between combinations tell the story
                 keys = [k for k in keys if len({m.get(k) for m in metrics}) > 1]
+                err(f"showing the {len(keys)} output values that differ between combinations (`plx compare` shows all)")
             sweep_rows = [[r["sweep"], r["id"], r["status"], *(("" if k not in m else f"{m[k]:.6g}") for k in keys)] for r, m in zip(records, metrics, strict=True)]
             print(table(sweep_rows, ["sweep", "run", "status", *keys]))
         if any(r["status"] != "success" for r in records):

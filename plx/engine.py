@@ -382,7 +382,8 @@ class Engine:
             self._fail_now(tid, f"cannot start {prepared.argv[0]}: {exc.strerror}")
             return False
         _append(record.log(node, "worker"), lines)
-        self._set(tid, "running", started=now_iso(), cache_key=key)
+        logs = {s: str(record.log(node, s).relative_to(self.project.store)) for s in ("stdout", "stderr", "worker")}
+        self._set(tid, "running", started=now_iso(), cache_key=key, logs=logs)
         return True
 
     def _fail_now(self, tid: str, reason: str) -> None:

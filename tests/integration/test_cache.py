@@ -267,3 +267,15 @@ def test_gc_never_removes_what_a_running_plx_is_writing(project: Project) -> Non
     assert proc.wait(timeout=30) == 0
     assert project.plx("get", "last", "second.out", "-o", "-").out == "hi\n"
     assert project.plx("cache", "verify").code == 0
+
+
+def test_moving_the_project_keeps_the_cache(project: Project, tmp_path: Path) -> None:
+    g = setup(project)
+    project.plx("run", g)
+    moved = Project(tmp_path / "elsewhere")
+    import shutil
+
+    shutil.copytree(project.root, moved.root, symlinks=True)
+    r = moved.plx("run", g, "--json")
+    assert r.code == 0, r
+    assert {n["state"] for n in r.json()["nodes"].values()} == {"cached"}

@@ -57,6 +57,9 @@ def test_record_holds_git_facts_and_snapshot(project: Project) -> None:
     record = json.loads((project.root / ".plx/runs" / runs[0]["id"] / "run.json").read_text())
     assert record["plx_version"] and record["argv"][:2] == ["run", g]
     assert "operations/score.yaml" in record["snapshot"]["files"]
+    node = record["nodes"]["s"]
+    assert node["logs"]["stderr"] == f"runs/{runs[0]['id']}/logs/s.stderr" and node["exit_code"] == 0
+    assert node["recipe"]["params"] == {"scale": 1.0, "label": "a"} and node["duration"] >= 0
 
 
 def test_log_filters_limit_and_prefixes(project: Project) -> None:
