@@ -18,6 +18,7 @@ demo: $(BIN)/python
 test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,dask]'
 	$(BIN)/ruff check plx
+	$(BIN)/ruff format --check plx
 	$(BIN)/mypy plx
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

@@ -21,7 +21,8 @@ def main() -> None:
     (root / "graphs").mkdir()
     (root / "operations/noop.yaml").write_text(
         "kind: operation\nname: noop\nrunner: bash_jinja2\ninputs: [{name: src, min: 0}]\nparams: [{name: i, type: int, default: 0}]\n"
-        "outputs: [{name: out}]\ncmd: echo {{ param.i }} > {{ output.out }}\n")
+        "outputs: [{name: out}]\ncmd: echo {{ param.i }} > {{ output.out }}\n"
+    )
     lines = ["kind: graph", "name: big", "nodes:"]
     for i in range(10_000):
         lines.append(f"  n{i}: {{operation: noop, params: {{i: {i}}}" + (f", inputs: {{src: n{i // 2}.out}}}}" if i else "}"))
@@ -37,8 +38,9 @@ def main() -> None:
         ["plx validate graphs/big.yaml (10,000 nodes)", timed([PLX, "validate", "graphs/big.yaml"], root, repeat=3), 2.0],
         ["plx validate bomb.yaml (alias bomb)", timed([PLX, "validate", "bomb.yaml"], root, repeat=3, check=False), 1.0],
     ]
-    print_table("start-up and validation (median wall seconds)", [[n, t, target, "ok" if t < target else "SLOW"] for n, t, target in rows],
-                ["command", "seconds", "target", ""])
+    print_table(
+        "start-up and validation (median wall seconds)", [[n, t, target, "ok" if t < target else "SLOW"] for n, t, target in rows], ["command", "seconds", "target", ""]
+    )
 
 
 if __name__ == "__main__":

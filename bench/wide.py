@@ -22,10 +22,12 @@ def plx_project(root: Path, n: int) -> None:
     (root / "graphs").mkdir()
     (root / "operations/emit.yaml").write_text(
         "kind: operation\nname: emit\nrunner: bash_jinja2\nparams: [{name: i, type: int}]\noutputs: [{name: out, type: text}]\n"
-        "cmd: echo {{ param.i }} > {{ output.out }}\n")
+        "cmd: echo {{ param.i }} > {{ output.out }}\n"
+    )
     (root / "operations/cat_all.yaml").write_text(
         "kind: operation\nname: cat_all\nrunner: command\ninputs: [{name: parts, type: text, max: -1}]\noutputs: [{name: all, type: text}]\n"
-        "cmd: printf '%s\\n' \"$INPUT_PARTS\" | tr '\\n' '\\0' | xargs -0 cat > \"$OUTPUT_ALL\"\n")
+        "cmd: printf '%s\\n' \"$INPUT_PARTS\" | tr '\\n' '\\0' | xargs -0 cat > \"$OUTPUT_ALL\"\n"
+    )
     lines = ["kind: graph", "name: wide", "nodes:"]
     for i in range(n):
         lines.append(f"  n{i}: {{operation: emit, params: {{i: {i}}}}}")
@@ -58,7 +60,8 @@ def task_all():
 def sleepers(root: Path) -> None:
     (root / "operations/nap.yaml").write_text(
         "kind: operation\nname: nap\nrunner: command\nparams: [{name: i, type: int}]\noutputs: [{name: out}]\ncacheable: false\n"
-        "cmd: sleep 0.5; echo $PARAM_I > $OUTPUT_OUT\n")
+        "cmd: sleep 0.5; echo $PARAM_I > $OUTPUT_OUT\n"
+    )
     (root / "graphs/naps.yaml").write_text("kind: graph\nname: naps\nnodes:\n" + "".join(f"  s{i}: {{operation: nap, params: {{i: {i}}}}}\n" for i in range(16)))
 
 

@@ -96,8 +96,15 @@ class Graph:
         self._params.append(entry)
         return "${" + name + "}"
 
-    def node(self, id: str, operation: OperationRef, inputs: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
-             timeout: float | None = None, cacheable: bool | None = None) -> NodeRef:
+    def node(
+        self,
+        id: str,
+        operation: OperationRef,
+        inputs: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        cacheable: bool | None = None,
+    ) -> NodeRef:
         """Add a node; returns a handle whose attributes are its output references (`node.model` -> 'train.model')."""
         if id in self._nodes:
             raise UsageError(f"graph '{self.name}' already has a node '{id}'")
@@ -268,9 +275,16 @@ class Run:
         return cls(record["id"], record["status"], {n: d.get("state", "") for n, d in record["nodes"].items()}, record, project)
 
 
-def run(graph: Graph | str | os.PathLike[str], jobs: int | None = None, params: dict[str, Any] | None = None,
-        inputs: dict[str, str] | None = None, no_cache: bool = False, keep_going: bool = False, progress: bool = False,
-        project: Project | None = None) -> Run:
+def run(
+    graph: Graph | str | os.PathLike[str],
+    jobs: int | None = None,
+    params: dict[str, Any] | None = None,
+    inputs: dict[str, str] | None = None,
+    no_cache: bool = False,
+    keep_going: bool = False,
+    progress: bool = False,
+    project: Project | None = None,
+) -> Run:
     """Run a graph (a Graph or a path) and return its Run; a failed node gives status 'failed', not an exception."""
     from . import commands
     from .engine import NullReporter
@@ -290,9 +304,19 @@ def run(graph: Graph | str | os.PathLike[str], jobs: int | None = None, params: 
 
     lib = Library(proj)
     items = [f"{k}={_text(v)}" for k, v in (params or {}).items()]
-    record = commands.run(proj, lib, path, targets=[], params=items, inputs=[f"{k}={v}" for k, v in (inputs or {}).items()],
-                          jobs=jobs, no_cache=no_cache, keep_going=keep_going,
-                          reporter=PlainReporter() if progress else NullReporter(), argv=["<python api>"])
+    record = commands.run(
+        proj,
+        lib,
+        path,
+        targets=[],
+        params=items,
+        inputs=[f"{k}={v}" for k, v in (inputs or {}).items()],
+        jobs=jobs,
+        no_cache=no_cache,
+        keep_going=keep_going,
+        reporter=PlainReporter() if progress else NullReporter(),
+        argv=["<python api>"],
+    )
     return Run._from(record, proj)
 
 

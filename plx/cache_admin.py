@@ -123,6 +123,3 @@ def stats(project: Project) -> dict[str, int]:
     entries = len(store.index)
     store.close()
     return {"objects": n, "bytes": size, "entries": entries, "runs": len(History(project.store).ids())}
-
-
-

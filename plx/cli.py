@@ -124,8 +124,9 @@ class GraphFormat(str, Enum):
 
 @app.command("graph")
 @handle_errors
-def graph_cmd(graph: str = typer.Argument(..., help="A graph file."),
-              fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, dot or mermaid.")) -> None:
+def graph_cmd(
+    graph: str = typer.Argument(..., help="A graph file."), fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, dot or mermaid.")
+) -> None:
     """Print the DAG of a graph (sub-graphs expanded as parent/child)."""
     from .commands import graph_path, load_graph, open_project, render_graph
 
@@ -150,8 +151,12 @@ def ops(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
     if not rows:
         err("no operations found; `plx init` creates an example")
         return
-    print(table([[r["name"], r["runner"], ", ".join(r["inputs"]), ", ".join(r["params"]), ", ".join(r["outputs"]), r["title"]] for r in rows],
-                ["name", "runner", "inputs", "params", "outputs", "title"]))
+    print(
+        table(
+            [[r["name"], r["runner"], ", ".join(r["inputs"]), ", ".join(r["params"]), ", ".join(r["outputs"]), r["title"]] for r in rows],
+            ["name", "runner", "inputs", "params", "outputs", "title"],
+        )
+    )
 
 
 # ---- running --------------------------------------------------------------------
@@ -196,8 +201,20 @@ def run(
     if sweep:
         if rev or dry_run or executor != "local":
             raise UsageError("--sweep cannot be combined with --rev, --dry-run or --executor dask (yet)")
-        records = commands.sweep(project, lib, path, sweeps=sweep, params=param, inputs=input_, jobs=jobs, no_cache=no_cache,
-                                 keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], targets=nodes or [])
+        records = commands.sweep(
+            project,
+            lib,
+            path,
+            sweeps=sweep,
+            params=param,
+            inputs=input_,
+            jobs=jobs,
+            no_cache=no_cache,
+            keep_going=keep_going,
+            reporter=reporter_for(as_json),
+            argv=sys.argv[1:],
+            targets=nodes or [],
+        )
         if as_json:
             dump_json([public_run(r) for r in records])
         else:
@@ -213,9 +230,22 @@ def run(
         if any(r["status"] != "success" for r in records):
             raise typer.Exit(1)
         return
-    record = commands.run(project, lib, path, targets=nodes or [], params=param, inputs=input_, jobs=jobs,
-                          no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], rev=rev,
-                          executor=executor, scheduler=scheduler)
+    record = commands.run(
+        project,
+        lib,
+        path,
+        targets=nodes or [],
+        params=param,
+        inputs=input_,
+        jobs=jobs,
+        no_cache=no_cache,
+        keep_going=keep_going,
+        reporter=reporter_for(as_json),
+        argv=sys.argv[1:],
+        rev=rev,
+        executor=executor,
+        scheduler=scheduler,
+    )
     _finish(record, as_json)
 
 
@@ -243,8 +273,7 @@ def rerun(
     from .report import reporter_for
 
     project, _ = commands.open_project()
-    record, notes = commands.rerun(project, run_ref, jobs=jobs, no_cache=no_cache, keep_going=keep_going,
-                                   reporter=reporter_for(as_json), argv=sys.argv[1:])
+    record, notes = commands.rerun(project, run_ref, jobs=jobs, no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:])
     for note in notes:
         err(f"plx: note: {note}")
     _finish(record, as_json)
@@ -295,9 +324,14 @@ def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
         out["inputs"] = data.get("inputs", {})
         out["rerun_of"] = data.get("rerun_of")
         out["nodes"] = {
-            n: {"state": d.get("state"), "exit_code": d.get("exit_code"), "duration": d.get("duration"), "cache_key": d.get("cache_key"),
+            n: {
+                "state": d.get("state"),
+                "exit_code": d.get("exit_code"),
+                "duration": d.get("duration"),
+                "cache_key": d.get("cache_key"),
                 "outputs": {k: {"hash": v["hash"], "size": v["size"], "type": v["type"]} for k, v in (d.get("outputs") or {}).items()},
-                **({"reason": d["reason"]} if d.get("reason") else {})}
+                **({"reason": d["reason"]} if d.get("reason") else {}),
+            }
             for n, d in data.get("nodes", {}).items()
         }
     return out
@@ -305,8 +339,11 @@ def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
 
 @app.command()
 @handle_errors
-def preview(graph: str = typer.Argument(..., help="A graph file."), node: str = typer.Argument(..., help="The node id (parent/child inside sub-graphs)."),
-            param: List[str] = typer.Option([], "--param", "-p", help="Overrides, as for plx run.")) -> None:
+def preview(
+    graph: str = typer.Argument(..., help="A graph file."),
+    node: str = typer.Argument(..., help="The node id (parent/child inside sub-graphs)."),
+    param: List[str] = typer.Option([], "--param", "-p", help="Overrides, as for plx run."),
+) -> None:
     """Print the script NODE would run, placeholders filled."""
     from . import commands
 
@@ -350,9 +387,19 @@ def log(
             c = r["counts"]
             git = r.get("git") or {}
             commit = (git.get("commit") or "")[:8] + ("*" if git.get("dirty") else "")
-            rows.append([r["id"], r["graph"], r["status"], (r.get("started") or "")[:19].replace("T", " "),
-                         f"{r['duration']:.1f}s" if r.get("duration") is not None else "",
-                         c.get("success", 0), c.get("cached", 0), c.get("failed", 0) + c.get("timeout", 0), commit])
+            rows.append(
+                [
+                    r["id"],
+                    r["graph"],
+                    r["status"],
+                    (r.get("started") or "")[:19].replace("T", " "),
+                    f"{r['duration']:.1f}s" if r.get("duration") is not None else "",
+                    c.get("success", 0),
+                    c.get("cached", 0),
+                    c.get("failed", 0) + c.get("timeout", 0),
+                    commit,
+                ]
+            )
         print(table(rows, ["id", "graph", "status", "started", "duration", "ran", "cached", "failed", "commit"]))
         return
     rid = history.resolve(run_ref)
@@ -361,8 +408,17 @@ def log(
         if as_json:
             dump_json(public_run(data))
             return
-        rows = [[n, d.get("state"), f"{d['duration']:.2f}s" if d.get("duration") is not None else "", "yes" if d.get("state") == "cached" else "",
-                 "" if d.get("exit_code") is None else d["exit_code"], d.get("reason", "")] for n, d in data["nodes"].items()]
+        rows = [
+            [
+                n,
+                d.get("state"),
+                f"{d['duration']:.2f}s" if d.get("duration") is not None else "",
+                "yes" if d.get("state") == "cached" else "",
+                "" if d.get("exit_code") is None else d["exit_code"],
+                d.get("reason", ""),
+            ]
+            for n, d in data["nodes"].items()
+        ]
         print(f"run {rid}  graph {data['graph']}  {data['status']}  started {data.get('started')}")
         print(table(rows, ["node", "state", "duration", "cached", "exit", "reason"]))
         return
@@ -403,10 +459,12 @@ def _print_log(history: Any, rid: str, node: str, path: Path, follow: bool) -> N
 
 @app.command()
 @handle_errors
-def get(run_ref: str = typer.Argument(..., metavar="RUN", help="A run id, a unique prefix, or 'last'."),
-        output: str = typer.Argument(..., metavar="NODE.OUTPUT", help="A node's output, or a graph output by name."),
-        dest: Optional[str] = typer.Option(None, "-o", "--output", help="Where to write (default ./<filename>; '-' for stdout)."),
-        force: bool = typer.Option(False, "--force", help="Replace an existing DEST.")) -> None:
+def get(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="A run id, a unique prefix, or 'last'."),
+    output: str = typer.Argument(..., metavar="NODE.OUTPUT", help="A node's output, or a graph output by name."),
+    dest: Optional[str] = typer.Option(None, "-o", "--output", help="Where to write (default ./<filename>; '-' for stdout)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing DEST."),
+) -> None:
     """Copy an output artifact out of the store."""
     from .commands import get_output, open_project
 

@@ -46,8 +46,10 @@ def validate(project: Project, lib: Library, paths: list[str]) -> tuple[list[Pat
     else:
         files = lib.operation_files() + [g for g in lib.graph_files() if g not in lib.operation_files()]
         if not paths and not files:
-            raise UsageError(f"no operation or graph files found under {', '.join(project.operation_dirs + project.graph_dirs)}/ "
-                             f"in {project.root}; give files to validate or run `plx init`")
+            raise UsageError(
+                f"no operation or graph files found under {', '.join(project.operation_dirs + project.graph_dirs)}/ "
+                f"in {project.root}; give files to validate or run `plx init`"
+            )
     for f in files:
         lib.check(f)
     diags = lib.all_diagnostics()
@@ -84,9 +86,11 @@ def param_spec_for(lib: Library, graph: Graph, name: str) -> tuple[str | None, P
         spec = graph.param(name)
         if spec is None:
             choices = [p.name for p in graph.params]
-            raise RunError(f"-p {name}: the graph '{graph.name}' has no param '{name}'"
-                           + (f" ({did_you_mean(name, choices)})" if did_you_mean(name, choices) else "")
-                           + (f"; its params: {', '.join(choices)}" if choices else "; use NODE.PARAM for a node's param"))
+            raise RunError(
+                f"-p {name}: the graph '{graph.name}' has no param '{name}'"
+                + (f" ({did_you_mean(name, choices)})" if did_you_mean(name, choices) else "")
+                + (f"; its params: {', '.join(choices)}" if choices else "; use NODE.PARAM for a node's param")
+            )
         return None, spec
     node_path, _, pname = name.rpartition(".")
     current: Graph | Operation = graph
@@ -102,8 +106,9 @@ def param_spec_for(lib: Library, graph: Graph, name: str) -> tuple[str | None, P
     if spec is None:
         choices = [p.name for p in current.params]
         hint = did_you_mean(pname, choices)
-        raise RunError(f"-p {name}: node '{node_path}' has no param '{pname}'" + (f" ({hint})" if hint else "")
-                       + (f"; its params: {', '.join(choices)}" if choices else ""))
+        raise RunError(
+            f"-p {name}: node '{node_path}' has no param '{pname}'" + (f" ({hint})" if hint else "") + (f"; its params: {', '.join(choices)}" if choices else "")
+        )
     return node_path, spec
 
 
@@ -135,8 +140,7 @@ def parse_inputs(project: Project, graph: Graph, items: list[str]) -> dict[str, 
         if spec is None:
             choices = [i.name for i in graph.inputs]
             hint = did_you_mean(name, choices)
-            raise RunError(f"-i {name}: the graph has no input '{name}'" + (f" ({hint})" if hint else "")
-                           + (f"; its inputs: {', '.join(choices)}" if choices else ""))
+            raise RunError(f"-i {name}: the graph has no input '{name}'" + (f" ({hint})" if hint else "") + (f"; its inputs: {', '.join(choices)}" if choices else ""))
         path = Path(value).expanduser()
         if not path.exists():
             raise UsageError(f"-i {name}={value}: no such file")
@@ -173,9 +177,23 @@ def at_revision(project: Project, graph_file: Path, rev: str) -> tuple[Project, 
     return at_rev, Library(at_rev), graph_at_rev, {"rev": rev, "commit": commit}
 
 
-def run(project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str],
-        jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], rev: str | None = None,
-        executor: str = "local", scheduler: str | None = None) -> dict[str, Any]:
+def run(
+    project: Project,
+    lib: Library,
+    graph_file: Path,
+    *,
+    targets: list[str],
+    params: list[str],
+    inputs: list[str],
+    jobs: int | None,
+    no_cache: bool,
+    keep_going: bool,
+    reporter: Any,
+    argv: list[str],
+    rev: str | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+) -> dict[str, Any]:
     from .engine import Engine, RunOptions
     from .history import prefetch_git_facts
     from .planner import plan as make_plan
@@ -189,8 +207,9 @@ def run(project: Project, lib: Library, graph_file: Path, *, targets: list[str],
     gparams, nparams, flat = parse_overrides(lib, graph, params)
     files = parse_inputs(project, graph, inputs)
     the_plan = make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files, targets=targets)
-    opts = RunOptions(jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info,
-                      executor=executor, scheduler=scheduler)
+    opts = RunOptions(
+        jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
+    )
     return Engine(project, the_plan, opts, reporter, lib).run()
 
 
@@ -229,8 +248,21 @@ def _parse_one(spec: ParamSpec, name: str, text: str) -> Any:
         raise RunError(f"--sweep {name}: {exc}") from None
 
 
-def sweep(project: Project, lib: Library, graph_file: Path, *, sweeps: list[str], params: list[str], inputs: list[str], jobs: int | None,
-          no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], targets: list[str] | None = None) -> list[dict[str, Any]]:
+def sweep(
+    project: Project,
+    lib: Library,
+    graph_file: Path,
+    *,
+    sweeps: list[str],
+    params: list[str],
+    inputs: list[str],
+    jobs: int | None,
+    no_cache: bool,
+    keep_going: bool,
+    reporter: Any,
+    argv: list[str],
+    targets: list[str] | None = None,
+) -> list[dict[str, Any]]:
     """Every combination of the swept values as one DAG on one pool; one recorded run each."""
     import itertools
 
@@ -266,8 +298,7 @@ def _show(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
-def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any,
-          argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Run again the graph, operations and overrides recorded in a run; returns (record, notes)."""
     import json
 
@@ -322,8 +353,9 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
             else:
                 gparams[key] = value
         the_plan = make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files)
-        opts = RunOptions(jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv,
-                          overrides=data.get("params") or {}, rerun_of=rid, snapshot=snap)
+        opts = RunOptions(
+            jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=data.get("params") or {}, rerun_of=rid, snapshot=snap
+        )
         record = Engine(replay, the_plan, opts, reporter, lib).run()
         return record, notes
     finally:
@@ -495,12 +527,29 @@ def ops(lib: Library) -> list[dict[str, Any]]:
         loaded = lib.load(path)
         obj = loaded.obj
         if isinstance(obj, Operation):
-            rows.append({"name": obj.name, "runner": obj.runner, "inputs": [i.name + ("[]" if i.is_list else "") + ("?" if i.optional else "") for i in obj.inputs],
-                         "params": [p.name for p in obj.params], "outputs": [o.name for o in obj.outputs],
-                         "title": obj.title or "", "file": lib.display(path)})
+            rows.append(
+                {
+                    "name": obj.name,
+                    "runner": obj.runner,
+                    "inputs": [i.name + ("[]" if i.is_list else "") + ("?" if i.optional else "") for i in obj.inputs],
+                    "params": [p.name for p in obj.params],
+                    "outputs": [o.name for o in obj.outputs],
+                    "title": obj.title or "",
+                    "file": lib.display(path),
+                }
+            )
         elif isinstance(obj, Graph):
-            rows.append({"name": obj.name, "runner": "graph", "inputs": [i.name for i in obj.inputs], "params": [p.name for p in obj.params],
-                         "outputs": list(obj.outputs), "title": obj.title or "", "file": lib.display(path)})
+            rows.append(
+                {
+                    "name": obj.name,
+                    "runner": "graph",
+                    "inputs": [i.name for i in obj.inputs],
+                    "params": [p.name for p in obj.params],
+                    "outputs": list(obj.outputs),
+                    "title": obj.title or "",
+                    "file": lib.display(path),
+                }
+            )
     return sorted(rows, key=lambda r: r["name"])
 
 
@@ -627,4 +676,3 @@ def get_output(project: Project, run_id: str, spec: str, dest: str | None, force
         return str(target)
     finally:
         store.close()
-

@@ -172,14 +172,24 @@ class Engine:
                 spec = plan.graph.input(name)
                 arts[name] = [self.input_arts.setdefault(p, Avail(self.store.hash_input(p, spec.type if spec else "file"), p)) for p in paths]
             data: dict[str, Any] = {
-                "id": new_run_id(), "graph": plan.graph.name, "graph_file": plan.graph.file, "status": "running",
-                "started": now_iso(), "finished": None, "duration": None,
-                "git": self._git(wait=False), "plx_version": __version__, "argv": self.opts.argv,
-                "cwd": self.project.rel(Path.cwd()), "rerun_of": self.opts.rerun_of, "rev": self.opts.rev,
-                "params": member.overrides, "graph_params": plan.params, "sweep": member.label or None,
+                "id": new_run_id(),
+                "graph": plan.graph.name,
+                "graph_file": plan.graph.file,
+                "status": "running",
+                "started": now_iso(),
+                "finished": None,
+                "duration": None,
+                "git": self._git(wait=False),
+                "plx_version": __version__,
+                "argv": self.opts.argv,
+                "cwd": self.project.rel(Path.cwd()),
+                "rerun_of": self.opts.rerun_of,
+                "rev": self.opts.rev,
+                "params": member.overrides,
+                "graph_params": plan.params,
+                "sweep": member.label or None,
                 "inputs": {n: _input_json(plan.graph.input(n), a) for n, a in arts.items()},
-                "outputs": {name: {"node": s.task, "output": s.output} if s.task else {"path": str(s.path)}
-                            for name, s in plan.outputs.items()},
+                "outputs": {name: {"node": s.task, "output": s.output} if s.task else {"path": str(s.path)} for name, s in plan.outputs.items()},
                 "snapshot": self.opts.snapshot or (snapshot(plan, self.lib) if self.lib else {}),
                 "nodes": {t: {"state": "pending"} for t in plan.tasks},
                 "op_recipes": self.op_recipes,
@@ -308,6 +318,7 @@ class Engine:
                         lock.wait()
                     finally:  # whatever happened, the task looks at the cache again
                         self.events.put(_Retry(tid, held_slot=True))
+
                 self._set(tid, "pending", waiting_for="another plx process")
                 threading.Thread(target=wait_other, daemon=True).start()
                 self.inflight[key] = tid
@@ -343,8 +354,7 @@ class Engine:
             lines.append(f"{now_iso()} {msg}\n")
 
         wlog(f"node {self.local[tid]}: operation {task.op.name} ({task.op.file}), runner {task.op.runner}")
-        wlog(f"cache key {key}" + ("" if task.cacheable else " (not cacheable: always runs)")
-             + (" (--no-cache)" if self.opts.no_cache else ""))
+        wlog(f"cache key {key}" + ("" if task.cacheable else " (not cacheable: always runs)") + (" (--no-cache)" if self.opts.no_cache else ""))
         paths: dict[str, list[str]] = {}
         for name, items in ins.items():
             spec = task.op.input(name)
@@ -400,8 +410,10 @@ class Engine:
         duration = round(ev.ended - ev.started, 3)
         lines: list[str] = []
         try:
+
             def wlog(msg: str) -> None:
                 lines.append(f"{now_iso()} {msg}\n")
+
             wlog(f"exit code {ev.exit_code}, {duration:.3f} s" + (" (killed: timeout)" if ev.timed_out else ""))
             common = {"exit_code": ev.exit_code, "duration": duration, "finished": now_iso(), "cache_key": self.keys[tid]}
             if self.stopping and not ev.timed_out and ev.exit_code != 0:
@@ -467,11 +479,12 @@ class Engine:
     def _serve(self, tid: str, outputs: dict[str, Artifact]) -> None:
         self.results[tid] = {n: Avail(a) for n, a in outputs.items()}
         now = now_iso()
-        _append(self.rec(tid).log(self.local[tid], "worker"),
-                [f"{now} cache hit {self.keys[tid]}: not executed\n"]
-                + [f"{now} output {n}: {a.hash} ({a.type}, {a.size} bytes) from the store\n" for n, a in outputs.items()])
-        self._set(tid, "cached", cache_key=self.keys[tid], exit_code=None, duration=0.0,
-                  outputs={n: a.to_json() for n, a in outputs.items()})
+        _append(
+            self.rec(tid).log(self.local[tid], "worker"),
+            [f"{now} cache hit {self.keys[tid]}: not executed\n"]
+            + [f"{now} output {n}: {a.hash} ({a.type}, {a.size} bytes) from the store\n" for n, a in outputs.items()],
+        )
+        self._set(tid, "cached", cache_key=self.keys[tid], exit_code=None, duration=0.0, outputs={n: a.to_json() for n, a in outputs.items()})
 
     def _settled(self, tid: str) -> list[str]:
         """Tasks that became ready because tid is done (success or cached)."""
@@ -525,8 +538,7 @@ class Engine:
                 self.executor.cancel_all(hard=True)
                 continue
             if isinstance(ev, Finished):
-                self._set(ev.id, "canceled", exit_code=ev.exit_code, duration=round(ev.ended - ev.started, 3),
-                          finished=now_iso(), cache_key=self.keys.get(ev.id))
+                self._set(ev.id, "canceled", exit_code=ev.exit_code, duration=round(ev.ended - ev.started, 3), finished=now_iso(), cache_key=self.keys.get(ev.id))
                 self._release(ev.id)
         self.interrupted = True
 
@@ -602,8 +614,10 @@ def _check_outputs(task: Task, work: Path, read: dict[str, bytes]) -> str | None
 
 def _install_sigterm() -> Any:
     """SIGTERM stops a run like Ctrl-C does (only possible from the main thread)."""
+
     def raise_interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
+
     if threading.current_thread() is threading.main_thread():
         return signal.signal(signal.SIGTERM, raise_interrupt)
     return signal.getsignal(signal.SIGTERM)
@@ -659,4 +673,3 @@ def _last_recipes(history: History, graph: str, wanted: set[str], scan: int = 50
         if len(found) == len(wanted):
             break
     return found
-

@@ -46,8 +46,7 @@ def operation_recipe(op: Any) -> dict[str, Any]:
     }
 
 
-def task_recipe(op: Any, params: dict[str, Any], inputs: dict[str, list[dict[str, str]]],
-                ops_seen: dict[str, Any] | None = None) -> dict[str, Any]:
+def task_recipe(op: Any, params: dict[str, Any], inputs: dict[str, list[dict[str, str]]], ops_seen: dict[str, Any] | None = None) -> dict[str, Any]:
     """The recipe of one node: operation, params (defaults filled), input contents and names.
 
     ops_seen collects each distinct operation recipe by its hash, so a run records it once."""

@@ -1,11 +1,11 @@
 """Run records under the store: one folder per run, JSON written atomically, git facts.
 
-  runs/<id>/run.json      the run as planned and, at the end, as finished (atomic rewrite)
-  runs/<id>/events.jsonl  one line per node state change, appended (never rewritten)
-  runs/<id>/lock          flock held by the live plx process: a free lock on a `running`
-                          run means that process died, so the run is `interrupted`
-  runs/<id>/logs/<node>.{stdout,stderr,worker}
-  runs/index.sqlite       one summary row per run, so `plx log` never reads thousands of records
+runs/<id>/run.json      the run as planned and, at the end, as finished (atomic rewrite)
+runs/<id>/events.jsonl  one line per node state change, appended (never rewritten)
+runs/<id>/lock          flock held by the live plx process: a free lock on a `running`
+                        run means that process died, so the run is `interrupted`
+runs/<id>/logs/<node>.{stdout,stderr,worker}
+runs/index.sqlite       one summary row per run, so `plx log` never reads thousands of records
 """
 
 from __future__ import annotations
@@ -110,8 +110,16 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
     for n in data.get("nodes", {}).values():
         s = n.get("state", "pending")
         c[s] = c.get(s, 0) + 1
-    return {"id": data["id"], "graph": data.get("graph"), "status": data.get("status"), "started": data.get("started"),
-            "finished": data.get("finished"), "duration": data.get("duration"), "git": data.get("git"), "counts": c}
+    return {
+        "id": data["id"],
+        "graph": data.get("graph"),
+        "status": data.get("status"),
+        "started": data.get("started"),
+        "finished": data.get("finished"),
+        "duration": data.get("duration"),
+        "git": data.get("git"),
+        "counts": c,
+    }
 
 
 class Index:

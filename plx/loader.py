@@ -143,8 +143,7 @@ class Library:
         elif kind is None:
             loaded.diagnostics.append(doc.diag((), "missing 'kind'", "start the file with 'kind: operation' or 'kind: graph'"))
         else:
-            loaded.diagnostics.append(doc.diag(("kind",), f"'kind' must be 'operation' or 'graph'; got {kind!r}",
-                                               did_you_mean(str(kind), ["operation", "graph"])))
+            loaded.diagnostics.append(doc.diag(("kind",), f"'kind' must be 'operation' or 'graph'; got {kind!r}", did_you_mean(str(kind), ["operation", "graph"])))
         return loaded
 
     def check(self, path: Path, stack: tuple[Path, ...] = ()) -> Loaded:
@@ -230,15 +229,13 @@ def _unique(doc: Doc, items: list[dict[str, Any]], base: tuple[Any, ...], what: 
     for i, item in enumerate(items):
         name = str(item.get("name"))
         if name in seen:
-            errors.append(doc.diag(base + (i, "name"), f"{what} '{name}' is declared twice (also as {seen[name]})",
-                                   "input, param and output names must all differ"))
+            errors.append(doc.diag(base + (i, "name"), f"{what} '{name}' is declared twice (also as {seen[name]})", "input, param and output names must all differ"))
         else:
             seen[name] = what
 
 
 def _input_specs(items: list[dict[str, Any]]) -> list[InputSpec]:
-    return [InputSpec(i["name"], i.get("type", "file"), i.get("min", 1), i.get("max", 1), i.get("default"),
-                      i.get("title"), i.get("description")) for i in items]
+    return [InputSpec(i["name"], i.get("type", "file"), i.get("min", 1), i.get("max", 1), i.get("default"), i.get("title"), i.get("description")) for i in items]
 
 
 def _check_input_bounds(doc: Doc, items: list[dict[str, Any]], base: tuple[Any, ...], errors: list[Diagnostic]) -> None:
@@ -266,15 +263,23 @@ def _operation(doc: Doc, errors: list[Diagnostic]) -> Operation | None:
     for i, o in enumerate(outputs):
         fname = o.get("filename", o["name"])
         if fname in files:
-            errors.append(doc.diag(("outputs", i), f"outputs '{files[fname]}' and '{o['name']}' would both be written to '{fname}'",
-                                   "give them different filenames"))
+            errors.append(doc.diag(("outputs", i), f"outputs '{files[fname]}' and '{o['name']}' would both be written to '{fname}'", "give them different filenames"))
         files[fname] = o["name"]
     op = Operation(
-        name=d["name"], runner=d["runner"], cmd=d["cmd"], inputs=_input_specs(inputs),
+        name=d["name"],
+        runner=d["runner"],
+        cmd=d["cmd"],
+        inputs=_input_specs(inputs),
         params=_param_specs(doc, params, ("params",), errors),
         outputs=[OutputSpec(o["name"], o.get("type", "file"), o.get("filename"), o.get("title"), o.get("description")) for o in outputs],
-        cacheable=d.get("cacheable", True), timeout=d.get("timeout"), env=dict(d.get("env", {})), python=d.get("python"),
-        title=d.get("title"), description=d.get("description"), file=doc.file, raw=d,
+        cacheable=d.get("cacheable", True),
+        timeout=d.get("timeout"),
+        env=dict(d.get("env", {})),
+        python=d.get("python"),
+        title=d.get("title"),
+        description=d.get("description"),
+        file=doc.file,
+        raw=d,
     )
     _check_cmd(doc, op, errors)
     return op
@@ -322,17 +327,26 @@ def _graph(doc: Doc, errors: list[Diagnostic]) -> Graph | None:
     for i, item in enumerate(inputs):
         default = item.get("default")
         if isinstance(default, list) and item.get("max", 1) == 1:
-            errors.append(doc.diag(("inputs", i, "default"), f"input '{item['name']}' takes one file, but its default is a list",
-                                   "set 'max: -1' to make it a list input"))
+            errors.append(
+                doc.diag(("inputs", i, "default"), f"input '{item['name']}' takes one file, but its default is a list", "set 'max: -1' to make it a list input")
+            )
     nodes = {}
     for nid, n in d["nodes"].items():
         if nid in RESERVED_NODE_IDS:
             errors.append(doc.diag(("nodes", nid), f"'{nid}' is reserved and cannot be a node id", "rename the node", key=True))
-        nodes[nid] = Node(nid, n["operation"], dict(n.get("inputs", {})), dict(n.get("params", {})), n.get("timeout"),
-                          n.get("cacheable"), n.get("title"), n.get("description"))
+        nodes[nid] = Node(
+            nid, n["operation"], dict(n.get("inputs", {})), dict(n.get("params", {})), n.get("timeout"), n.get("cacheable"), n.get("title"), n.get("description")
+        )
     return Graph(
-        name=d["name"], inputs=_input_specs(inputs), params=_param_specs(doc, params, ("params",), errors), nodes=nodes,
-        outputs=dict(d.get("outputs", {})), title=d.get("title"), description=d.get("description"), file=doc.file, raw=d,
+        name=d["name"],
+        inputs=_input_specs(inputs),
+        params=_param_specs(doc, params, ("params",), errors),
+        nodes=nodes,
+        outputs=dict(d.get("outputs", {})),
+        title=d.get("title"),
+        description=d.get("description"),
+        file=doc.file,
+        raw=d,
     )
 
 
@@ -346,12 +360,17 @@ def _check_graph(lib: Library, g: Graph, doc: Doc, errors: list[Diagnostic], sta
         if isinstance(found, list):
             what = "file" if "/" in node.operation or node.operation.endswith((".yaml", ".yml")) else "operation"
             hint = did_you_mean(node.operation, found) if found else None
-            errors.append(doc.diag(("nodes", nid, "operation"), f"node '{nid}' uses the {what} '{node.operation}', which does not exist",
-                                   hint or ("it is looked up by path from the project root" if what == "file"
-                                            else f"operations are looked up in {', '.join(lib.project.operation_dirs)}/")))
+            errors.append(
+                doc.diag(
+                    ("nodes", nid, "operation"),
+                    f"node '{nid}' uses the {what} '{node.operation}', which does not exist",
+                    hint
+                    or ("it is looked up by path from the project root" if what == "file" else f"operations are looked up in {', '.join(lib.project.operation_dirs)}/"),
+                )
+            )
             continue
         if found in stack:
-            chain = " -> ".join(lib.display(p) for p in stack[stack.index(found):] + (found,))
+            chain = " -> ".join(lib.display(p) for p in stack[stack.index(found) :] + (found,))
             errors.append(doc.diag(("nodes", nid, "operation"), f"graph includes itself: {chain}", "a sub-graph cannot contain its parent"))
             continue
         loaded = lib.check(found, stack)
@@ -386,8 +405,13 @@ def _check_node(lib: Library, g: Graph, doc: Doc, node: Node, target: Runnable, 
         refs = value if isinstance(value, list) else [value]
         if isinstance(value, list):
             if not spec.is_list:
-                errors.append(doc.diag(base + ("inputs", name), f"node '{node.id}': input '{name}' takes one file, but is given a list",
-                                       "give a single reference, or declare the input with max > 1"))
+                errors.append(
+                    doc.diag(
+                        base + ("inputs", name),
+                        f"node '{node.id}': input '{name}' takes one file, but is given a list",
+                        "give a single reference, or declare the input with max > 1",
+                    )
+                )
             elif spec.max != -1 and len(value) > spec.max:
                 errors.append(doc.diag(base + ("inputs", name), f"node '{node.id}': input '{name}' takes at most {spec.max} files, but is given {len(value)}"))
             elif len(value) < spec.min:
@@ -397,8 +421,7 @@ def _check_node(lib: Library, g: Graph, doc: Doc, node: Node, target: Runnable, 
             _check_ref(lib, g, doc, path, ref, targets, spec, f"node '{node.id}' input '{name}'", errors)
     for spec in in_specs:
         if spec.min >= 1 and spec.name not in node.inputs:
-            errors.append(doc.diag(base, f"node '{node.id}' is missing the required input '{spec.name}'",
-                                   f"wire it: inputs: {{{spec.name}: <node>.<output>}}"))
+            errors.append(doc.diag(base, f"node '{node.id}' is missing the required input '{spec.name}'", f"wire it: inputs: {{{spec.name}: <node>.<output>}}"))
     p_by_name = {p.name: p for p in param_specs}
     for name, value in node.params.items():
         spec_p = p_by_name.get(name)
@@ -410,8 +433,13 @@ def _check_node(lib: Library, g: Graph, doc: Doc, node: Node, target: Runnable, 
         if bound is not None:
             gp = g.param(bound)
             if gp is None:
-                errors.append(doc.diag(base + ("params", name), f"node '{node.id}': param '{name}' is bound to '${{{bound}}}', but the graph declares no param '{bound}'",
-                                       did_you_mean(bound, [p.name for p in g.params]) or "declare it under the graph's params"))
+                errors.append(
+                    doc.diag(
+                        base + ("params", name),
+                        f"node '{node.id}': param '{name}' is bound to '${{{bound}}}', but the graph declares no param '{bound}'",
+                        did_you_mean(bound, [p.name for p in g.params]) or "declare it under the graph's params",
+                    )
+                )
             elif gp.type != spec_p.type and not (spec_p.type == "float" and gp.type == "int"):
                 errors.append(doc.diag(base + ("params", name), f"node '{node.id}': param '{name}' is {spec_p.type}, but graph param '{bound}' is {gp.type}"))
             continue
@@ -420,12 +448,12 @@ def _check_node(lib: Library, g: Graph, doc: Doc, node: Node, target: Runnable, 
             errors.append(doc.diag(base + ("params", name), f"node '{node.id}': {problem[0]}", problem[1]))
     for spec_p in param_specs:
         if spec_p.required and spec_p.name not in node.params:
-            errors.append(doc.diag(base, f"node '{node.id}' is missing the required param '{spec_p.name}' ({spec_p.type})",
-                                   f"add params: {{{spec_p.name}: ...}}"))
+            errors.append(doc.diag(base, f"node '{node.id}' is missing the required param '{spec_p.name}' ({spec_p.type})", f"add params: {{{spec_p.name}: ...}}"))
 
 
-def _check_ref(lib: Library, g: Graph, doc: Doc, path: tuple[Any, ...], ref: str, targets: dict[str, Runnable],
-               spec: InputSpec | None, who: str, errors: list[Diagnostic]) -> None:
+def _check_ref(
+    lib: Library, g: Graph, doc: Doc, path: tuple[Any, ...], ref: str, targets: dict[str, Runnable], spec: InputSpec | None, who: str, errors: list[Diagnostic]
+) -> None:
     def errors_append(doc: Doc, path: tuple[Any, ...], message: str, hint: str | None = None) -> None:
         errors.append(doc.diag(path, message, hint))
 
@@ -437,8 +465,12 @@ def _check_ref(lib: Library, g: Graph, doc: Doc, path: tuple[Any, ...], ref: str
     if head == "inputs":
         gi = g.input(tail)
         if gi is None:
-            errors_append(doc, path, f"{who} reads 'inputs.{tail}', but the graph has no input '{tail}'",
-                          did_you_mean(tail, [i.name for i in g.inputs]) or "declare it under the graph's inputs")
+            errors_append(
+                doc,
+                path,
+                f"{who} reads 'inputs.{tail}', but the graph has no input '{tail}'",
+                did_you_mean(tail, [i.name for i in g.inputs]) or "declare it under the graph's inputs",
+            )
             return
         out_type = gi.type
     else:
@@ -449,13 +481,16 @@ def _check_ref(lib: Library, g: Graph, doc: Doc, path: tuple[Any, ...], ref: str
             return  # its operation is already reported
         outs = lib.outputs_of(targets[head])
         if tail not in outs:
-            errors_append(doc, path, f"{who} reads '{ref}', but node '{head}' has no output '{tail}'",
-                          did_you_mean(tail, list(outs)) or (f"its outputs: {', '.join(outs)}" if outs else "it has no outputs"))
+            errors_append(
+                doc,
+                path,
+                f"{who} reads '{ref}', but node '{head}' has no output '{tail}'",
+                did_you_mean(tail, list(outs)) or (f"its outputs: {', '.join(outs)}" if outs else "it has no outputs"),
+            )
             return
         out_type = outs[tail].type
     if spec is not None and not accepts(spec.type, out_type):
-        errors_append(doc, path, f"{who} is {spec.type}, but '{ref}' is {out_type}",
-                      "an input of type file takes any type but directory; text takes text, csv and json")
+        errors_append(doc, path, f"{who} is {spec.type}, but '{ref}' is {out_type}", "an input of type file takes any type but directory; text takes text, csv and json")
 
 
 def _check_cycles(g: Graph, doc: Doc, errors: list[Diagnostic]) -> None:
@@ -464,8 +499,7 @@ def _check_cycles(g: Graph, doc: Doc, errors: list[Diagnostic]) -> None:
     edges = {nid: sorted(_upstream(n)) for nid, n in g.nodes.items()}
     cycle = find_cycle({k: [u for u in v if u in g.nodes] for k, v in edges.items()})
     if cycle:
-        errors.append(doc.diag(("nodes", cycle[0]), "cycle: " + " -> ".join(cycle + [cycle[0]]),
-                               "a node cannot depend on its own output, directly or through others"))
+        errors.append(doc.diag(("nodes", cycle[0]), "cycle: " + " -> ".join(cycle + [cycle[0]]), "a node cannot depend on its own output, directly or through others"))
 
 
 def _upstream(node: Node) -> set[str]:

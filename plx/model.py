@@ -152,6 +152,7 @@ def binding(value: Any) -> str | None:
 
 # ---- parameter values -------------------------------------------------------
 
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -168,8 +169,7 @@ def check_param_value(spec: ParamSpec, value: Any, written: str | None = None) -
         ok = isinstance(value, str)
         if not ok and (_is_num(value) or isinstance(value, bool)):
             text = written if written is not None else str(value)
-            return (f"param '{spec.name}' is {t}, but YAML reads {text} as the {type(value).__name__} {value!r}",
-                    f"quote it to keep it text: '{text}'")
+            return (f"param '{spec.name}' is {t}, but YAML reads {text} as the {type(value).__name__} {value!r}", f"quote it to keep it text: '{text}'")
     elif t == "int":
         ok = _is_int(value)
     elif t == "float":

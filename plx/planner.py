@@ -44,7 +44,6 @@ class Plan:
     params: dict[str, Any]  # the graph params' values
 
 
-
 def find_cycle(adjacency: dict[str, list[str]]) -> list[str] | None:
     """Nodes on one cycle of a directed graph (edges node -> its upstream), or None."""
     WHITE, GREY, BLACK = 0, 1, 2
@@ -62,7 +61,7 @@ def find_cycle(adjacency: dict[str, list[str]]) -> list[str] | None:
                 stack[-1] = (node, i + 1)
                 nxt = nexts[i]
                 if color.get(nxt, BLACK) == GREY:
-                    cycle = path[path.index(nxt):]
+                    cycle = path[path.index(nxt) :]
                     return list(reversed(cycle)) if len(cycle) > 1 else cycle
                 if color.get(nxt) == WHITE:
                     color[nxt] = GREY
@@ -118,15 +117,23 @@ def resolve_graph_inputs(lib: Library, graph: Graph, given: dict[str, list[Path]
                 paths.extend(Path(m) for m in matches)
             else:
                 if not p.exists():
-                    raise RunError(f"graph input '{spec.name}': its default file '{item}' does not exist",)
+                    raise RunError(
+                        f"graph input '{spec.name}': its default file '{item}' does not exist",
+                    )
                 paths.append(p)
         out[spec.name] = paths
     return out
 
 
-def plan(lib: Library, graph: Graph, *, params: dict[str, Any] | None = None,
-         node_params: dict[str, dict[str, Any]] | None = None, inputs: dict[str, list[Path]] | None = None,
-         targets: list[str] | None = None) -> Plan:
+def plan(
+    lib: Library,
+    graph: Graph,
+    *,
+    params: dict[str, Any] | None = None,
+    node_params: dict[str, dict[str, Any]] | None = None,
+    inputs: dict[str, list[Path]] | None = None,
+    targets: list[str] | None = None,
+) -> Plan:
     """Flatten graph into tasks; `targets` keeps only those nodes and their upstream."""
     gparams = {p.name: p.default for p in graph.params}
     gparams.update(params or {})
@@ -139,8 +146,9 @@ def plan(lib: Library, graph: Graph, *, params: dict[str, Any] | None = None,
     return Plan(graph, tasks, {k: v[0] for k, v in exports.items() if v}, files, gparams)
 
 
-def _flatten(lib: Library, graph: Graph, prefix: str, gparams: dict[str, Any], gsources: dict[str, list[Source]],
-             overrides: dict[str, dict[str, Any]], tasks: dict[str, Task]) -> dict[str, list[Source]]:
+def _flatten(
+    lib: Library, graph: Graph, prefix: str, gparams: dict[str, Any], gsources: dict[str, list[Source]], overrides: dict[str, dict[str, Any]], tasks: dict[str, Task]
+) -> dict[str, list[Source]]:
     ups = {nid: upstream_of(n) for nid, n in graph.nodes.items()}
     outs: dict[str, dict[str, list[Source]]] = {}
 

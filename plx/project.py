@@ -80,8 +80,7 @@ def project_at(root: Path) -> Project:
     errors: list[Diagnostic] = []
     for key, value in data.items():
         if key not in _SETTINGS:
-            errors.append(doc.diag((key,), f"unknown setting '{key}'",
-                                   did_you_mean(str(key), _SETTINGS) or f"settings: {', '.join(sorted(_SETTINGS))}", key=True))
+            errors.append(doc.diag((key,), f"unknown setting '{key}'", did_you_mean(str(key), _SETTINGS) or f"settings: {', '.join(sorted(_SETTINGS))}", key=True))
         elif key in ("operations", "graphs"):
             if isinstance(value, str):
                 value = [value]

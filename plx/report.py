@@ -9,8 +9,7 @@ import time
 from typing import IO, Any
 
 STATE_ORDER = ["pending", "running", "success", "cached", "failed", "timeout", "skipped", "canceled"]
-COLORS = {"success": "green", "cached": "cyan", "failed": "red", "timeout": "red", "skipped": "yellow",
-          "canceled": "yellow", "running": "blue", "interrupted": "red"}
+COLORS = {"success": "green", "cached": "cyan", "failed": "red", "timeout": "red", "skipped": "yellow", "canceled": "yellow", "running": "blue", "interrupted": "red"}
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
@@ -32,8 +31,7 @@ def counts(nodes: dict[str, dict[str, Any]]) -> dict[str, int]:
 
 def summary_line(record: dict[str, Any]) -> str:
     c = counts(record["nodes"])
-    parts = [f"{c.get('success', 0)} run", f"{c.get('cached', 0)} cached", f"{c.get('failed', 0) + c.get('timeout', 0)} failed",
-             f"{c.get('skipped', 0)} skipped"]
+    parts = [f"{c.get('success', 0)} run", f"{c.get('cached', 0)} cached", f"{c.get('failed', 0) + c.get('timeout', 0)} failed", f"{c.get('skipped', 0)} skipped"]
     if c.get("canceled"):
         parts.append(f"{c['canceled']} canceled")
     return f"run {record['id']} {record['status']}: " + ", ".join(parts) + f" in {record.get('duration') or 0:.2f} s"
@@ -93,8 +91,7 @@ class LiveReporter:
         self.graph = ""
         self.lock = threading.Lock()
         self.console = Console(stderr=True)
-        self.live = Live(console=self.console, refresh_per_second=8, transient=True,
-                         get_renderable=self._render)
+        self.live = Live(console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render)
 
     def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
         self.run_id, self.graph = title, ""

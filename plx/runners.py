@@ -60,6 +60,7 @@ def _cloud_refs(op: Operation, ins: dict[str, Any]) -> dict[str, Any]:
     for spec in op.inputs:
         if spec.type != "cloud":
             continue
+
         def ref(p: str | None) -> str | None:
             if not p:
                 return None
@@ -67,13 +68,13 @@ def _cloud_refs(op: Operation, ins: dict[str, Any]) -> dict[str, Any]:
                 return str(json.loads(Path(p).read_text()).get("path", ""))
             except (OSError, ValueError, AttributeError):
                 return None
+
         v = ins[spec.name]
         out[spec.name] = [ref(x) for x in v] if isinstance(v, list) else ref(v)
     return out
 
 
-def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]], outputs: dict[str, str],
-            scratch: Path | None) -> Prepared:
+def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]], outputs: dict[str, str], scratch: Path | None) -> Prepared:
     """Build what to execute; writes helper files into scratch when given (None: preview only)."""
     v = _values(op, params, inputs, outputs)
     env = dict(op.env)
@@ -90,8 +91,7 @@ def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]],
             (scratch / "values.json").write_text(json.dumps(v), encoding="utf-8")
             (scratch / "script.py").write_text(op.cmd, encoding="utf-8")
         argv = [interpreter, "-c", _PY_BOOT, str((scratch or Path(".")) / "values.json"), str((scratch or Path(".")) / "script.py")]
-        return Prepared(argv, env, "# python: param/input/output are predefined\n"
-                        + "\n".join(f"{k} = {json.dumps(val)}" for k, val in v.items()) + "\n" + script)
+        return Prepared(argv, env, "# python: param/input/output are predefined\n" + "\n".join(f"{k} = {json.dumps(val)}" for k, val in v.items()) + "\n" + script)
     if op.runner == "bash_jinja2":
         from . import templates
 
@@ -107,4 +107,3 @@ def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]],
 
 
 _INLINE_LIMIT = 64 * 1024  # well under Linux's 128 KiB limit on one argument
-

@@ -235,8 +235,7 @@ class Store:
             for name in sorted(filenames):
                 p = Path(dirpath) / name
                 st = p.stat()
-                out.append({"path": str(p.relative_to(path)), "hash": hasher(p), "size": st.st_size,
-                            "exec": bool(st.st_mode & stat.S_IXUSR)})
+                out.append({"path": str(p.relative_to(path)), "hash": hasher(p), "size": st.st_size, "exec": bool(st.st_mode & stat.S_IXUSR)})
             for name in dirnames:
                 d = Path(dirpath) / name
                 if not any(d.iterdir()):

@@ -61,9 +61,7 @@ def environment() -> Any:
     from jinja2 import StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, finalize=_text, keep_trailing_newline=True, autoescape=False
-    )
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, finalize=_text, keep_trailing_newline=True, autoescape=False)
     env.filters["q"] = shell_quote
     return env
 
@@ -83,8 +81,9 @@ def check(cmd: str, declared: dict[str, set[str]]) -> list[tuple[int, str, str |
     known = set(ROOTS) | set(env.globals)
     for name in sorted(meta.find_undeclared_variables(ast) - known):
         line = next((n.lineno for n in ast.find_all(nodes.Name) if n.name == name), 1)
-        problems.append((line, f"the template uses '{name}', which is not defined",
-                         did_you_mean(name, list(ROOTS)) or "use param.NAME, input.NAME, output.NAME or cloud_input.NAME"))
+        problems.append(
+            (line, f"the template uses '{name}', which is not defined", did_you_mean(name, list(ROOTS)) or "use param.NAME, input.NAME, output.NAME or cloud_input.NAME")
+        )
     assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
         base = node.node

@@ -111,7 +111,7 @@ _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool",
 
 
 def _short_tag(tag: str) -> str:
-    return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+    return "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
 
 
 class _Builder:
@@ -133,7 +133,9 @@ class _Builder:
         if self.count > MAX_EXPANDED_NODES or self.alias_uses > MAX_ALIAS_EXPANSION:
             m = node.start_mark
             raise _fail(
-                self.doc.file, m.line + 1, m.column + 1,
+                self.doc.file,
+                m.line + 1,
+                m.column + 1,
                 "YAML aliases expand to far too much data (an alias bomb?)",
                 "write the values out instead of nesting anchors",
             )
@@ -157,8 +159,13 @@ class _Builder:
 
     def _bad_tag(self, node: yaml.Node) -> ValidationError:
         m = node.start_mark
-        return _fail(self.doc.file, m.line + 1, m.column + 1, f"the YAML tag {_short_tag(node.tag)} is not allowed",
-                     "plx files hold plain data: strings, numbers, booleans, lists and mappings")
+        return _fail(
+            self.doc.file,
+            m.line + 1,
+            m.column + 1,
+            f"the YAML tag {_short_tag(node.tag)} is not allowed",
+            "plx files hold plain data: strings, numbers, booleans, lists and mappings",
+        )
 
     def _scalar(self, node: yaml.Node) -> Any:
         if node.tag == "tag:yaml.org,2002:timestamp":
@@ -177,8 +184,7 @@ class _Builder:
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 m = key_node.start_mark
-                raise _fail(self.doc.file, m.line + 1, m.column + 1, "YAML merge keys ('<<') are not supported",
-                            "write the keys out")
+                raise _fail(self.doc.file, m.line + 1, m.column + 1, "YAML merge keys ('<<') are not supported", "write the keys out")
             if not isinstance(key_node, yaml.ScalarNode):
                 m = key_node.start_mark
                 raise _fail(self.doc.file, m.line + 1, m.column + 1, "a mapping key must be a plain scalar")
@@ -189,8 +195,7 @@ class _Builder:
             if key in out:
                 first = self.doc.key_marks.get(path + (key,))
                 at = f" (first defined on line {first[0]})" if first else ""
-                raise _fail(self.doc.file, km.line + 1, km.column + 1, f"duplicate key '{key}'{at}",
-                            "each key may appear once in a mapping")
+                raise _fail(self.doc.file, km.line + 1, km.column + 1, f"duplicate key '{key}'{at}", "each key may appear once in a mapping")
             self.doc.key_marks[path + (key,)] = (km.line + 1, km.column + 1)
             out[key] = self.build(value_node, path + (key,))
         return out

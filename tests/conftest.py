@@ -57,13 +57,19 @@ class Project:
         return p
 
     def plx(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
-        proc = subprocess.run([PLX, *args], cwd=cwd or self.root, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "PLX_KILL_GRACE": "1", **(env or {})}, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [PLX, *args],
+            cwd=cwd or self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "PLX_KILL_GRACE": "1", **(env or {})},
+            stdin=subprocess.DEVNULL,
+        )
         return Result(proc)
 
     def popen(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
-        return subprocess.Popen([PLX, *args], cwd=self.root, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env={**os.environ, "PLX_KILL_GRACE": "1"}, **kw)
+        return subprocess.Popen([PLX, *args], cwd=self.root, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PLX_KILL_GRACE": "1"}, **kw)
 
     def git(self, *args: str) -> str:
         return subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True, text=True).stdout

@@ -25,13 +25,13 @@ _RUNNING: dict[str, subprocess.Popen[bytes]] = {}
 _LOCK = threading.Lock()
 
 
-def run_on_worker(key: str, argv: list[str], extra_env: dict[str, str], cwd: str, stdout: str, stderr: str,
-                  timeout: float | None, grace: float) -> tuple[int | None, bool, float, float]:
+def run_on_worker(
+    key: str, argv: list[str], extra_env: dict[str, str], cwd: str, stdout: str, stderr: str, timeout: float | None, grace: float
+) -> tuple[int | None, bool, float, float]:
     """Runs on a Dask worker: one node's process; returns (exit code, timed out, start, end)."""
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         started = time.time()
-        proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **extra_env}, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **extra_env}, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
     with _LOCK:
         _RUNNING[key] = proc
     timed_out = False
@@ -86,8 +86,9 @@ class DaskExecutor:
 
     def submit(self, job: Job) -> None:
         key = f"plx-node-{uuid.uuid4().hex}"
-        future = self.client.submit(run_on_worker, key, job.argv, job.env, str(job.cwd), str(job.stdout), str(job.stderr),
-                                    job.timeout, GRACE_SECONDS, key=key, pure=False)
+        future = self.client.submit(
+            run_on_worker, key, job.argv, job.env, str(job.cwd), str(job.stdout), str(job.stderr), job.timeout, GRACE_SECONDS, key=key, pure=False
+        )
         with self._lock:
             self.running[job.id] = future
             self.keys[job.id] = key

@@ -85,8 +85,7 @@ class LocalExecutor:
             started = time.time()
             # A new session makes the node a process-group leader: killing the group reaches
             # every grandchild it spawns, and a Ctrl-C on plx's terminal does not reach it directly.
-            proc = subprocess.Popen(job.argv, cwd=job.cwd, env={**os.environ, **job.env}, stdout=out, stderr=err,
-                                    stdin=self._devnull(), start_new_session=True)
+            proc = subprocess.Popen(job.argv, cwd=job.cwd, env={**os.environ, **job.env}, stdout=out, stderr=err, stdin=self._devnull(), start_new_session=True)
         with self._lock:
             self.running[job.id] = proc
         self._waiters.submit(self._wait, job, proc, started)

@@ -92,14 +92,17 @@ def test_identical_bytes_from_a_rerun_upstream_keep_downstream_cached(project: P
 
 
 def test_identical_nodes_in_one_run_execute_once(project: Project) -> None:
-    g = setup(project, """\
+    g = setup(
+        project,
+        """\
         kind: graph
         name: dup
         nodes:
           x1: {operation: step, params: {tag: a}}
           x2: {operation: step, params: {tag: a}}
           x3: {operation: step, params: {tag: a}}
-        """)
+        """,
+    )
     r = project.plx("run", g, "-j", "3", "--json")
     assert r.code == 0, r
     assert project.counter("a") == 1
@@ -161,7 +164,9 @@ def test_missing_object_reruns_the_node(project: Project) -> None:
 
 
 def test_failed_node_is_not_cached(project: Project) -> None:
-    project.write("operations/flaky.yaml", f"""\
+    project.write(
+        "operations/flaky.yaml",
+        f"""\
         kind: operation
         name: flaky
         runner: command
@@ -170,7 +175,8 @@ def test_failed_node_is_not_cached(project: Project) -> None:
           mkdir -p {project.root}/counts; echo run >> {project.root}/counts/a
           test -e {project.root}/ok
           echo fine > $OUTPUT_OUT
-        """)
+        """,
+    )
     project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  f: {operation: flaky}\n")
     assert project.plx("run", "graphs/g.yaml").code == 1
     assert project.plx("run", "graphs/g.yaml").code == 1
@@ -236,24 +242,29 @@ def test_tampered_index_cannot_run_code(project: Project) -> None:
 
 
 def test_gc_never_removes_what_a_running_plx_is_writing(project: Project) -> None:
-    project.write("operations/two.yaml", """\
+    project.write(
+        "operations/two.yaml",
+        """\
         kind: operation
         name: two
         runner: command
         params: [{name: t, type: str}]
         outputs: [{name: out}]
         cmd: echo "$PARAM_T" > $OUTPUT_OUT
-        """)
-    project.write("operations/wait.yaml", f"""\
+        """,
+    )
+    project.write(
+        "operations/wait.yaml",
+        f"""\
         kind: operation
         name: wait
         runner: command
         inputs: [{{name: src}}]
         outputs: [{{name: out}}]
         cmd: while [ ! -e {project.root}/go ]; do sleep 0.05; done; cat $INPUT_SRC > $OUTPUT_OUT
-        """)
-    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  first: {operation: two, params: {t: hi}}\n"
-                  "  second: {operation: wait, inputs: {src: first.out}}\n")
+        """,
+    )
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  first: {operation: two, params: {t: hi}}\n  second: {operation: wait, inputs: {src: first.out}}\n")
     proc = project.popen("run", "graphs/g.yaml")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -28,8 +28,14 @@ def _free_port() -> int:
 def scheduler() -> Iterator[str]:
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    procs = [
+        subprocess.Popen(
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ]
     try:
         from distributed import Client
 
@@ -42,8 +48,14 @@ def scheduler() -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        procs.append(subprocess.Popen([DASK, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [DASK, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
         client.wait_for_workers(2, timeout=60)
         client.close()
         yield address
@@ -58,7 +70,9 @@ def scheduler() -> Iterator[str]:
 
 
 def _setup(project: Project) -> None:
-    project.write("operations/w.yaml", """\
+    project.write(
+        "operations/w.yaml",
+        """\
         kind: operation
         name: w
         runner: python
@@ -70,8 +84,11 @@ def _setup(project: Project) -> None:
           prev = open(input["src"]).read() if input["src"] else ""
           open(output["out"], "w").write(prev + param["v"] + "\\n")
           print("ran on pid", os.getpid(), "node", os.environ["PLX_NODE"])
-        """)
-    project.write("graphs/g.yaml", """\
+        """,
+    )
+    project.write(
+        "graphs/g.yaml",
+        """\
         kind: graph
         name: g
         nodes:
@@ -79,7 +96,8 @@ def _setup(project: Project) -> None:
           b: {operation: w, params: {v: b}}
           c: {operation: w, inputs: {src: a.out}, params: {v: c}}
         outputs: {c: c.out}
-        """)
+        """,
+    )
 
 
 def test_graph_runs_on_dask_and_shares_the_cache(project: Project, scheduler: str) -> None:
@@ -99,8 +117,10 @@ def test_failure_and_timeout_on_dask(project: Project, scheduler: str) -> None:
     pids = project.root / "pids"
     pids.mkdir()
     project.write("operations/bad.yaml", "kind: operation\nname: bad\nrunner: command\noutputs: [{name: out}]\ncmd: echo oops >&2; exit 4\n")
-    project.write("operations/slow.yaml", f"kind: operation\nname: slow\nrunner: command\noutputs: [{{name: out}}]\ntimeout: 0.02\n"
-                  f"cmd: (sleep 300 & echo $! > {pids}/child; wait) & sleep 300\n")
+    project.write(
+        "operations/slow.yaml",
+        f"kind: operation\nname: slow\nrunner: command\noutputs: [{{name: out}}]\ntimeout: 0.02\ncmd: (sleep 300 & echo $! > {pids}/child; wait) & sleep 300\n",
+    )
     project.write("graphs/f.yaml", "kind: graph\nname: f\nnodes:\n  bad: {operation: bad}\n  slow: {operation: slow}\n")
     r = project.plx("run", "graphs/f.yaml", "--keep-going", "--executor", "dask", "--scheduler", scheduler, "--json")
     assert r.code == 1
@@ -118,8 +138,10 @@ def test_failure_and_timeout_on_dask(project: Project, scheduler: str) -> None:
 def test_ctrl_c_stops_remote_nodes(project: Project, scheduler: str) -> None:
     pids = project.root / "pids"
     pids.mkdir()
-    project.write("operations/nap.yaml", f"kind: operation\nname: nap\nrunner: command\nparams: [{{name: t, type: int}}]\n"
-                  f"outputs: [{{name: out}}]\ncmd: echo $$ > {pids}/$PARAM_T; sleep 300\n")
+    project.write(
+        "operations/nap.yaml",
+        f"kind: operation\nname: nap\nrunner: command\nparams: [{{name: t, type: int}}]\noutputs: [{{name: out}}]\ncmd: echo $$ > {pids}/$PARAM_T; sleep 300\n",
+    )
     project.write("graphs/n.yaml", "kind: graph\nname: n\nnodes:\n  x: {operation: nap, params: {t: 1}}\n  y: {operation: nap, params: {t: 2}}\n")
     proc = project.popen("run", "graphs/n.yaml", "--executor", "dask", "--scheduler", scheduler)
     deadline = time.monotonic() + 30

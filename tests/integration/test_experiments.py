@@ -35,41 +35,69 @@ cmd: |
 
 def setup(project: Project) -> str:
     project.write("operations/echo_params.yaml", ECHO)
-    project.write("graphs/g.yaml", """\
+    project.write(
+        "graphs/g.yaml",
+        """\
         kind: graph
         name: g
         params: [{name: level, type: int, default: 3}]
         nodes:
           n: {operation: echo_params, params: {i: "${level}"}}
         outputs: {out: n.out}
-        """)
+        """,
+    )
     return "graphs/g.yaml"
 
 
 def test_overrides_of_every_type(project: Project) -> None:
     g = setup(project)
-    r = project.plx("run", g, "-p", "n.s=0123", "-p", "n.f=1e-3", "-p", "n.b=yes", "-p", "n.e=green", "-p", "n.ls=a,b",
-                    "-p", "n.li=[1, 2]", "-p", "n.lf=0.5,2", "-p", 'n.d={"k": [1]}', "-p", "n.c=print(1)\nprint(2)", "-p", "level=7", "--json")
+    r = project.plx(
+        "run",
+        g,
+        "-p",
+        "n.s=0123",
+        "-p",
+        "n.f=1e-3",
+        "-p",
+        "n.b=yes",
+        "-p",
+        "n.e=green",
+        "-p",
+        "n.ls=a,b",
+        "-p",
+        "n.li=[1, 2]",
+        "-p",
+        "n.lf=0.5,2",
+        "-p",
+        'n.d={"k": [1]}',
+        "-p",
+        "n.c=print(1)\nprint(2)",
+        "-p",
+        "level=7",
+        "--json",
+    )
     assert r.code == 0, r
     got = json.loads(project.plx("get", "last", "out", "-o", "-").out)
-    assert got == {"s": "0123", "i": 7, "f": 0.001, "b": True, "e": "green", "ls": ["a", "b"], "li": [1, 2], "lf": [0.5, 2.0],
-                   "d": {"k": [1]}, "c": "print(1)\nprint(2)"}
+    assert got == {"s": "0123", "i": 7, "f": 0.001, "b": True, "e": "green", "ls": ["a", "b"], "li": [1, 2], "lf": [0.5, 2.0], "d": {"k": [1]}, "c": "print(1)\nprint(2)"}
     assert r.json()["params"]["level"] == 7 and r.json()["params"]["n.b"] is True
     # A node param given directly wins over its graph-param binding.
     project.plx("run", g, "-p", "n.i=11")
     assert json.loads(project.plx("get", "last", "out", "-o", "-").out)["i"] == 11
 
 
-@pytest.mark.parametrize("arg,message", [
-    ("n.i=1.5", "bad value '1.5' for int param 'i'"),
-    ("n.b=maybe", "bad value 'maybe' for bool param 'b'"),
-    ("n.e=blue", "must be one of red, green"),
-    ("n.d=[1]", "bad value '[1]' for dict param 'd'"),
-    ("n.nope=1", "node 'n' has no param 'nope'"),
-    ("m.i=1", "there is no node 'm'; nodes: n"),
-    ("levl=1", "has no param 'levl' (did you mean 'level'?)"),
-    ("n.i", "write NAME=VALUE"),
-])
+@pytest.mark.parametrize(
+    "arg,message",
+    [
+        ("n.i=1.5", "bad value '1.5' for int param 'i'"),
+        ("n.b=maybe", "bad value 'maybe' for bool param 'b'"),
+        ("n.e=blue", "must be one of red, green"),
+        ("n.d=[1]", "bad value '[1]' for dict param 'd'"),
+        ("n.nope=1", "node 'n' has no param 'nope'"),
+        ("m.i=1", "there is no node 'm'; nodes: n"),
+        ("levl=1", "has no param 'levl' (did you mean 'level'?)"),
+        ("n.i", "write NAME=VALUE"),
+    ],
+)
 def test_bad_overrides_run_nothing(project: Project, arg: str, message: str) -> None:
     g = setup(project)
     r = project.plx("run", g, "-p", arg)
@@ -80,7 +108,9 @@ def test_bad_overrides_run_nothing(project: Project, arg: str, message: str) -> 
 
 def test_sweep_shares_upstream_and_records_each_combination(project: Project) -> None:
     project.write("operations/step.yaml", counting_op(project.root))
-    project.write("graphs/s.yaml", """\
+    project.write(
+        "graphs/s.yaml",
+        """\
         kind: graph
         name: s
         params: [{name: v, type: str, default: a}]
@@ -89,8 +119,11 @@ def test_sweep_shares_upstream_and_records_each_combination(project: Project) ->
           down: {operation: step, inputs: {src: up.out}, params: {tag: down, value: "${v}"}}
           score: {operation: score, inputs: {src: down.out}}
         outputs: {m: score.m}
-        """)
-    project.write("operations/score.yaml", """\
+        """,
+    )
+    project.write(
+        "operations/score.yaml",
+        """\
         kind: operation
         name: score
         runner: python
@@ -99,8 +132,9 @@ def test_sweep_shares_upstream_and_records_each_combination(project: Project) ->
         cmd: |
           import json
           json.dump({"len": len(open(input["src"]).read())}, open(output["m"], "w"))
-        """)
-    r = project.plx("run", "graphs/s.yaml", "--sweep", "v=a,bb,ccc", "--sweep", "up.value=[\"p\", \"q,r\"]", "-j", "4", "--json")
+        """,
+    )
+    r = project.plx("run", "graphs/s.yaml", "--sweep", "v=a,bb,ccc", "--sweep", 'up.value=["p", "q,r"]', "-j", "4", "--json")
     assert r.code == 0, r
     runs = r.json()
     assert len(runs) == 6
@@ -117,7 +151,9 @@ def test_sweep_shares_upstream_and_records_each_combination(project: Project) ->
 
 def test_subgraphs_nest_and_share_the_cache(project: Project) -> None:
     project.write("operations/step.yaml", counting_op(project.root))
-    project.write("graphs/inner.yaml", """\
+    project.write(
+        "graphs/inner.yaml",
+        """\
         kind: graph
         name: inner
         inputs: [{name: src, type: text, min: 0}]
@@ -125,23 +161,30 @@ def test_subgraphs_nest_and_share_the_cache(project: Project) -> None:
         nodes:
           a: {operation: step, inputs: {src: inputs.src}, params: {tag: a, value: "${word}"}}
         outputs: {out: a.out}
-        """)
-    project.write("graphs/middle.yaml", """\
+        """,
+    )
+    project.write(
+        "graphs/middle.yaml",
+        """\
         kind: graph
         name: middle
         nodes:
           first: {operation: graphs/inner.yaml, params: {word: one}}
           second: {operation: graphs/inner.yaml, inputs: {src: first.out}, params: {word: two}}
         outputs: {out: second.out}
-        """)
-    project.write("graphs/outer.yaml", """\
+        """,
+    )
+    project.write(
+        "graphs/outer.yaml",
+        """\
         kind: graph
         name: outer
         nodes:
           m: {operation: graphs/middle.yaml}
           last: {operation: step, inputs: {src: m.out}, params: {tag: last}}
         outputs: {final: last.out}
-        """)
+        """,
+    )
     r = project.plx("run", "graphs/outer.yaml", "--json")
     assert r.code == 0, r
     assert set(r.json()["nodes"]) == {"m/first/a", "m/second/a", "last"}

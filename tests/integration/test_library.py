@@ -27,8 +27,7 @@ def lib(project: Project) -> Project:
     return project
 
 
-def run_op(project: Project, op: str, params: dict[str, object] | None = None, inputs: dict[str, object] | None = None,
-           out: str = "out") -> tuple[int, str, str]:
+def run_op(project: Project, op: str, params: dict[str, object] | None = None, inputs: dict[str, object] | None = None, out: str = "out") -> tuple[int, str, str]:
     """Run one operation as a one-node graph; returns (exit code, output text, the node's stderr)."""
     graph = {"kind": "graph", "name": "t", "nodes": {"n": {"operation": op, "params": params or {}, "inputs": inputs or {}}}}
     import yaml
@@ -90,12 +89,15 @@ def test_join_inner_and_left(lib: Project) -> None:
 
 
 def test_aggregate_concat_describe(lib: Project) -> None:
-    code, text, _ = run_op(lib, "csv_aggregate", {"group_by": ["age"], "aggregations": ["count", "sum:score", "mean:score", "max:score"]},
-                           {"table": "data/people.csv"}, "aggregated")
+    code, text, _ = run_op(
+        lib, "csv_aggregate", {"group_by": ["age"], "aggregations": ["count", "sum:score", "mean:score", "max:score"]}, {"table": "data/people.csv"}, "aggregated"
+    )
     assert code == 0
-    assert rows(text) == [{"age": "25", "count": "2", "sum_score": "6", "mean_score": "6", "max_score": "6"},
-                          {"age": "31", "count": "1", "sum_score": "7.5", "mean_score": "7.5", "max_score": "7.5"},
-                          {"age": "40", "count": "1", "sum_score": "9", "mean_score": "9", "max_score": "9"}]
+    assert rows(text) == [
+        {"age": "25", "count": "2", "sum_score": "6", "mean_score": "6", "max_score": "6"},
+        {"age": "31", "count": "1", "sum_score": "7.5", "mean_score": "7.5", "max_score": "7.5"},
+        {"age": "40", "count": "1", "sum_score": "9", "mean_score": "9", "max_score": "9"},
+    ]
     code, text, _ = run_op(lib, "csv_concat", {}, {"tables": ["data/people.csv", "data/people.csv"]}, "table")
     assert code == 0 and len(rows(text)) == 8
     code, text, _ = run_op(lib, "csv_describe", {}, {"table": "data/people.csv"}, "stats")
@@ -109,19 +111,22 @@ def test_split(lib: Project) -> None:
     assert code == 0 and len(rows(text)) == 2
 
 
-@pytest.mark.parametrize("op,params,inputs,message", [
-    ("csv_filter", {"column": "colour", "value": "x"}, {"table": "data/people.csv"}, "people.csv has no column 'colour' (columns: name, city, age, score)"),
-    ("csv_sort", {"by": ["age"]}, {"table": "data/ragged.csv"}, "ragged.csv is malformed: line 2 has 2 fields, the header has 3"),
-    ("csv_join", {"on": ["town"]}, {"left": "data/people.csv", "right": "data/cities.csv"}, "has no column 'town'"),
-    ("csv_aggregate", {"group_by": ["city"], "aggregations": ["median:age"]}, {"table": "data/people.csv"}, "bad aggregation 'median:age'"),
-    ("csv_aggregate", {"group_by": ["age"], "aggregations": ["sum:city"]}, {"table": "data/people.csv"}, "column 'city' is not numeric"),
-    ("csv_concat", {}, {"tables": ["data/people.csv", "data/cities.csv"]}, "cities.csv has columns"),
-    ("csv_describe", {}, {"table": "data/ragged.csv"}, "malformed"),
-    ("split_csv", {"stratify": "nope"}, {"table": "data/people.csv"}, "no column 'nope'"),
-    ("json_pick", {"paths": ["a.b"]}, {"data": "data/people.csv"}, "Expecting value"),
-    ("grep_lines", {"pattern": "(unclosed"}, {"text": "data/notes.txt"}, "grep"),
-    ("unpack_archive", {}, {"archive": "data/notes.txt"}, "not a readable tar archive"),
-])
+@pytest.mark.parametrize(
+    "op,params,inputs,message",
+    [
+        ("csv_filter", {"column": "colour", "value": "x"}, {"table": "data/people.csv"}, "people.csv has no column 'colour' (columns: name, city, age, score)"),
+        ("csv_sort", {"by": ["age"]}, {"table": "data/ragged.csv"}, "ragged.csv is malformed: line 2 has 2 fields, the header has 3"),
+        ("csv_join", {"on": ["town"]}, {"left": "data/people.csv", "right": "data/cities.csv"}, "has no column 'town'"),
+        ("csv_aggregate", {"group_by": ["city"], "aggregations": ["median:age"]}, {"table": "data/people.csv"}, "bad aggregation 'median:age'"),
+        ("csv_aggregate", {"group_by": ["age"], "aggregations": ["sum:city"]}, {"table": "data/people.csv"}, "column 'city' is not numeric"),
+        ("csv_concat", {}, {"tables": ["data/people.csv", "data/cities.csv"]}, "cities.csv has columns"),
+        ("csv_describe", {}, {"table": "data/ragged.csv"}, "malformed"),
+        ("split_csv", {"stratify": "nope"}, {"table": "data/people.csv"}, "no column 'nope'"),
+        ("json_pick", {"paths": ["a.b"]}, {"data": "data/people.csv"}, "Expecting value"),
+        ("grep_lines", {"pattern": "(unclosed"}, {"text": "data/notes.txt"}, "grep"),
+        ("unpack_archive", {}, {"archive": "data/notes.txt"}, "not a readable tar archive"),
+    ],
+)
 def test_bad_input_fails_the_node_with_a_clear_message(lib: Project, op: str, params: dict[str, object], inputs: dict[str, object], message: str) -> None:
     code, _, stderr = run_op(lib, op, params, inputs)
     assert code == 1
@@ -140,7 +145,9 @@ def test_text_operations(lib: Project) -> None:
 
 
 def test_pack_and_unpack_round_trip(lib: Project) -> None:
-    lib.write("graphs/pack.yaml", """\
+    lib.write(
+        "graphs/pack.yaml",
+        """\
         kind: graph
         name: pack
         inputs: [{name: folder, type: directory, default: data}]
@@ -148,7 +155,8 @@ def test_pack_and_unpack_round_trip(lib: Project) -> None:
           pack: {operation: pack_dir, inputs: {folder: inputs.folder}}
           unpack: {operation: unpack_archive, inputs: {archive: pack.archive}}
           again: {operation: pack_dir, inputs: {folder: unpack.folder}}
-        """)
+        """,
+    )
     r = lib.plx("run", "graphs/pack.yaml", "--json")
     assert r.code == 0, r
     nodes = r.json()["nodes"]
@@ -165,8 +173,10 @@ def test_metrics_operations(lib: Project) -> None:
     code, _, stderr = run_op(lib, "json_pick", {"paths": ["per_class.b"]}, {"data": "data/m1.json"}, "picked")
     assert code == 1 and "no 'b' in path 'per_class.b' (there: a)" in stderr
     code, text, _ = run_op(lib, "merge_metrics", {}, {"metrics": ["data/m1.json", "data/m2.json"]}, "table")
-    assert rows(text) == [{"source": "0:m1.json", "accuracy": "0.9", "per_class.a.recall": "0.5", "vals.0": "1", "vals.1": "2", "loss": ""},
-                          {"source": "1:m2.json", "accuracy": "0.8", "per_class.a.recall": "", "vals.0": "", "vals.1": "", "loss": "0.3"}]
+    assert rows(text) == [
+        {"source": "0:m1.json", "accuracy": "0.9", "per_class.a.recall": "0.5", "vals.0": "1", "vals.1": "2", "loss": ""},
+        {"source": "1:m2.json", "accuracy": "0.8", "per_class.a.recall": "", "vals.0": "", "vals.1": "", "loss": "0.3"},
+    ]
 
 
 def test_git_build_and_run_executable(lib: Project) -> None:

@@ -21,7 +21,9 @@ def graph(project: Project, name: str, body: str) -> str:
 
 def test_three_runners_see_params_inputs_outputs(project: Project) -> None:
     project.write("data/in.txt", "hello\n")
-    project.write("operations/tpl.yaml", """\
+    project.write(
+        "operations/tpl.yaml",
+        """\
         kind: operation
         name: tpl
         runner: bash_jinja2
@@ -35,8 +37,11 @@ def test_three_runners_see_params_inputs_outputs(project: Project) -> None:
           echo {{ param.title | q }} {{ param.flag }} {{ param["sizes"] | q }} > {{ output.out | q }}
           echo "$PARAM_TITLE|$PARAM_FLAG|$PARAM_SIZES" >> {{ output.out | q }}
           cat {{ input.src | q }} >> {{ output.out | q }}
-        """)
-    project.write("operations/cmd.yaml", """\
+        """,
+    )
+    project.write(
+        "operations/cmd.yaml",
+        """\
         kind: operation
         name: cmd
         runner: command
@@ -47,8 +52,11 @@ def test_three_runners_see_params_inputs_outputs(project: Project) -> None:
         cmd: |
           printf '%s|%s|%s\\n' "$GREETING" "$PARAM_OPTS" "$(basename "$INPUT_SRC")" > "$OUTPUT_OUT"
           cat "$INPUT_SRC" >> "$OUTPUT_OUT"
-        """)
-    project.write("operations/py.yaml", """\
+        """,
+    )
+    project.write(
+        "operations/py.yaml",
+        """\
         kind: operation
         name: py
         runner: python
@@ -61,8 +69,12 @@ def test_three_runners_see_params_inputs_outputs(project: Project) -> None:
           data = {"code": param["code"], "src": open(input["src"]).read(), "env": os.environ["PARAM_CODE"],
                   "abs": os.path.isabs(output["out"])}
           json.dump(data, open(output["out"], "w"))
-        """)
-    g = graph(project, "g", """\
+        """,
+    )
+    g = graph(
+        project,
+        "g",
+        """\
         kind: graph
         name: g
         inputs: [{name: data, type: text, default: data/in.txt}]
@@ -71,14 +83,15 @@ def test_three_runners_see_params_inputs_outputs(project: Project) -> None:
           b: {operation: cmd, inputs: {src: a.out}}
           c: {operation: py, inputs: {src: b.out}, params: {code: "\\"); import os; os._exit(3) #"}}
         outputs: {result: c.out}
-        """)
+        """,
+    )
     r = project.plx("run", g)
     assert r.code == 0, r
     got = json.loads(project.plx("get", "last", "result", "-o", "-").out)
-    assert got["code"] == "\"); import os; os._exit(3) #"
+    assert got["code"] == '"); import os; os._exit(3) #'
     assert got["env"] == got["code"] and got["abs"] is True
     lines = got["src"].splitlines()
-    assert lines[0] == "hi|{\"a\": 1}|out.txt"
+    assert lines[0] == 'hi|{"a": 1}|out.txt'
     assert lines[1] == "it's $HOME; rm -rf / true 1 2"
     assert lines[2] == "it's $HOME; rm -rf /|true|[1, 2]"
     assert lines[3] == "hello"
@@ -87,7 +100,9 @@ def test_three_runners_see_params_inputs_outputs(project: Project) -> None:
 def test_list_and_optional_inputs(project: Project) -> None:
     for name in "abc":
         project.write(f"data/{name}.txt", name + "\n")
-    project.write("operations/gather.yaml", """\
+    project.write(
+        "operations/gather.yaml",
+        """\
         kind: operation
         name: gather
         runner: python
@@ -101,8 +116,11 @@ def test_list_and_optional_inputs(project: Project) -> None:
           json.dump({"parts": [open(p).read().strip() for p in input["parts"]], "names": [os.path.basename(p) for p in input["parts"]],
                      "extra": input["extra"], "more": input["more"], "env_extra": os.environ["INPUT_EXTRA"],
                      "env_parts": os.environ["INPUT_PARTS"].count("\\n")}, open(output["out"], "w"))
-        """)
-    project.write("operations/tplopt.yaml", """\
+        """,
+    )
+    project.write(
+        "operations/tplopt.yaml",
+        """\
         kind: operation
         name: tplopt
         runner: bash_jinja2
@@ -110,8 +128,12 @@ def test_list_and_optional_inputs(project: Project) -> None:
         outputs: [{name: out, type: text}]
         cmd: |
           echo "[{{ input.extra }}]" > {{ output.out }}
-        """)
-    g = graph(project, "g", """\
+        """,
+    )
+    g = graph(
+        project,
+        "g",
+        """\
         kind: graph
         name: g
         inputs:
@@ -121,7 +143,8 @@ def test_list_and_optional_inputs(project: Project) -> None:
           g1: {operation: gather, inputs: {parts: [inputs.one, inputs.files]}}
           t: {operation: tplopt}
         outputs: {out: g1.out}
-        """)
+        """,
+    )
     r = project.plx("run", g)
     assert r.code == 0, r
     got = json.loads(project.plx("get", "last", "out", "-o", "-").out)
@@ -143,13 +166,16 @@ BAD_OUTPUTS = {
 @pytest.mark.parametrize("case", sorted(BAD_OUTPUTS))
 def test_output_checks_fail_the_node(project: Project, case: str) -> None:
     otype, cmd, message = BAD_OUTPUTS[case]
-    project.write("operations/bad.yaml", f"""\
+    project.write(
+        "operations/bad.yaml",
+        f"""\
         kind: operation
         name: bad
         runner: command
         outputs: [{{name: out, type: {otype}}}]
         cmd: {cmd}
-        """)
+        """,
+    )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  n: {operation: bad}\n")
     r = project.plx("run", g)
     assert r.code == 1, r
@@ -160,7 +186,9 @@ def test_output_checks_fail_the_node(project: Project, case: str) -> None:
 
 
 def test_directory_and_executable_outputs_and_get(project: Project) -> None:
-    project.write("operations/mk.yaml", """\
+    project.write(
+        "operations/mk.yaml",
+        """\
         kind: operation
         name: mk
         runner: command
@@ -170,8 +198,11 @@ def test_directory_and_executable_outputs_and_get(project: Project) -> None:
         cmd: |
           mkdir -p "$OUTPUT_TREE/sub/empty" && echo one > "$OUTPUT_TREE/a.txt" && echo two > "$OUTPUT_TREE/sub/b.txt"
           printf '#!/bin/sh\\necho tool-ran\\n' > "$OUTPUT_TOOL"; chmod +x "$OUTPUT_TOOL"
-        """)
-    project.write("operations/use.yaml", """\
+        """,
+    )
+    project.write(
+        "operations/use.yaml",
+        """\
         kind: operation
         name: use
         runner: command
@@ -180,7 +211,8 @@ def test_directory_and_executable_outputs_and_get(project: Project) -> None:
         cmd: |
           "$INPUT_TOOL" > "$OUTPUT_OUT"; cat "$INPUT_TREE/sub/b.txt" >> "$OUTPUT_OUT"
           echo scribble > "$INPUT_TREE/a.txt"   # writing into an input must not reach the store
-        """)
+        """,
+    )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  mk: {operation: mk}\n  use: {operation: use, inputs: {tree: mk.tree, tool: mk.tool}}\n")
     r = project.plx("run", g)
     assert r.code == 0, r
@@ -197,7 +229,9 @@ def test_directory_and_executable_outputs_and_get(project: Project) -> None:
 
 
 def test_failure_skips_downstream_and_stops_launching(project: Project) -> None:
-    project.write("operations/sh.yaml", """\
+    project.write(
+        "operations/sh.yaml",
+        """\
         kind: operation
         name: sh
         runner: bash_jinja2
@@ -207,8 +241,12 @@ def test_failure_skips_downstream_and_stops_launching(project: Project) -> None:
         cmd: |
           {{ param.script }}
           touch {{ output.out }}
-        """)
-    g = graph(project, "g", """\
+        """,
+    )
+    g = graph(
+        project,
+        "g",
+        """\
         kind: graph
         name: g
         nodes:
@@ -216,7 +254,8 @@ def test_failure_skips_downstream_and_stops_launching(project: Project) -> None:
           after: {operation: sh, inputs: {src: bad.out}, params: {script: "true"}}
           slow: {operation: sh, params: {script: "sleep 1"}}
           later: {operation: sh, inputs: {src: slow.out}, params: {script: "true"}}
-        """)
+        """,
+    )
     r = project.plx("run", g, "-j", "2")
     assert r.code == 1, r
     nodes = project.last_run()["nodes"]
@@ -323,13 +362,16 @@ def test_sigkilled_plx_leaves_an_interrupted_run(project: Project) -> None:
 
 
 def test_log_follow_streams_until_the_node_ends(project: Project) -> None:
-    project.write("operations/ticker.yaml", """\
+    project.write(
+        "operations/ticker.yaml",
+        """\
         kind: operation
         name: ticker
         runner: command
         outputs: [{name: out}]
         cmd: for i in 1 2 3 4 5; do echo tick $i; sleep 0.3; done; touch $OUTPUT_OUT
-        """)
+        """,
+    )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  t: {operation: ticker}\n")
     proc = project.popen("run", g)
     deadline = time.monotonic() + 20
@@ -361,7 +403,10 @@ def test_run_selected_nodes_and_exit_codes(project: Project) -> None:
 
 
 def test_preview_and_dry_run(project: Project) -> None:
-    project.write("operations/p.yaml", "kind: operation\nname: p\nrunner: bash_jinja2\nparams: [{name: n, type: int, default: 1}]\noutputs: [{name: out}]\ncmd: seq {{ param.n }} > {{ output.out }}\n")
+    project.write(
+        "operations/p.yaml",
+        "kind: operation\nname: p\nrunner: bash_jinja2\nparams: [{name: n, type: int, default: 1}]\noutputs: [{name: out}]\ncmd: seq {{ param.n }} > {{ output.out }}\n",
+    )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  a: {operation: p, params: {n: 4}}\n")
     r = project.plx("preview", g, "a")
     assert r.code == 0 and "seq 4 > <workdir>/out" in r.out
@@ -425,11 +470,18 @@ def _wait_running(project: Project, n: int) -> None:
 
 def test_second_ctrl_c_kills_at_once(project: Project) -> None:
     # The node ignores TERM, so only the second Ctrl-C (KILL at once) can stop it before the grace ends.
-    project.write("operations/stubborn.yaml", "kind: operation\nname: stubborn\nrunner: command\noutputs: [{name: out}]\n"
-                  "cmd: trap '' TERM; sleep 60 & wait; touch $OUTPUT_OUT\n")
+    project.write(
+        "operations/stubborn.yaml", "kind: operation\nname: stubborn\nrunner: command\noutputs: [{name: out}]\ncmd: trap '' TERM; sleep 60 & wait; touch $OUTPUT_OUT\n"
+    )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  s: {operation: stubborn}\n")
-    proc = subprocess.Popen([__import__("tests.conftest", fromlist=["PLX"]).PLX, "run", g], cwd=project.root, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PLX_KILL_GRACE": "30"})
+    proc = subprocess.Popen(
+        [__import__("tests.conftest", fromlist=["PLX"]).PLX, "run", g],
+        cwd=project.root,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PLX_KILL_GRACE": "30"},
+    )
     _wait_running(project, 1)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)
@@ -442,8 +494,9 @@ def test_second_ctrl_c_kills_at_once(project: Project) -> None:
 
 
 def test_ctrl_c_cancels_a_whole_sweep(project: Project) -> None:
-    project.write("operations/nap.yaml", "kind: operation\nname: nap\nrunner: command\nparams: [{name: t, type: int}]\n"
-                  "outputs: [{name: out}]\ncmd: sleep 30; touch $OUTPUT_OUT\n")
+    project.write(
+        "operations/nap.yaml", "kind: operation\nname: nap\nrunner: command\nparams: [{name: t, type: int}]\noutputs: [{name: out}]\ncmd: sleep 30; touch $OUTPUT_OUT\n"
+    )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  n: {operation: nap, params: {t: 1}}\n")
     proc = project.popen("run", g, "--sweep", "n.t=1,2,3", "-j", "2")
     _wait_running(project, 2)
@@ -456,7 +509,9 @@ def test_ctrl_c_cancels_a_whole_sweep(project: Project) -> None:
 
 def test_cloud_inputs_and_another_interpreter(project: Project) -> None:
     project.write("data/ref.json", '{"path": "s3://bucket/key.csv"}')
-    project.write("operations/where.yaml", """\
+    project.write(
+        "operations/where.yaml",
+        """\
         kind: operation
         name: where
         runner: bash_jinja2
@@ -464,8 +519,11 @@ def test_cloud_inputs_and_another_interpreter(project: Project) -> None:
         outputs: [{name: out, type: text}]
         cmd: |
           echo {{ cloud_input.remote | q }} > {{ output.out | q }}
-        """)
-    project.write("operations/py.yaml", """\
+        """,
+    )
+    project.write(
+        "operations/py.yaml",
+        """\
         kind: operation
         name: py
         runner: python
@@ -475,29 +533,37 @@ def test_cloud_inputs_and_another_interpreter(project: Project) -> None:
         cmd: |
           import sys
           open(output["out"], "w").write(open(input["src"]).read().strip() + " " + sys.executable.split("/")[-1])
-        """)
-    g = graph(project, "g", """\
+        """,
+    )
+    g = graph(
+        project,
+        "g",
+        """\
         kind: graph
         name: g
         inputs: [{name: ref, type: cloud, default: data/ref.json}]
         nodes:
           w: {operation: where, inputs: {remote: inputs.ref}}
           p: {operation: py, inputs: {src: w.out}}
-        """)
+        """,
+    )
     r = project.plx("run", g)
     assert r.code == 0, r
     assert project.plx("get", "last", "p.out", "-o", "-").out.startswith("s3://bucket/key.csv python3")
 
 
 def test_a_template_error_at_run_time_fails_the_node(project: Project) -> None:
-    project.write("operations/t.yaml", """\
+    project.write(
+        "operations/t.yaml",
+        """\
         kind: operation
         name: t
         runner: bash_jinja2
         params: [{name: d, type: dict, default: {}}]
         outputs: [{name: out}]
         cmd: echo {{ param.d.missing }} > {{ output.out }}
-        """)
+        """,
+    )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  n: {operation: t}\n")
     r = project.plx("run", g)
     assert r.code == 1 and "cannot render the command" in r.err and "Traceback" not in r.err

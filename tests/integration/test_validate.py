@@ -149,7 +149,7 @@ def test_bad_plx_yaml(project: Project) -> None:
 
 def test_large_generated_graph_validates(tmp_path: Path) -> None:
     proj = Project(tmp_path)
-    proj.write("operations/noop.yaml", "kind: operation\nname: noop\nrunner: command\ninputs: [{name: src, min: 0}]\noutputs: [{name: out}]\ncmd: touch \"$OUTPUT_OUT\"\n")
+    proj.write("operations/noop.yaml", 'kind: operation\nname: noop\nrunner: command\ninputs: [{name: src, min: 0}]\noutputs: [{name: out}]\ncmd: touch "$OUTPUT_OUT"\n')
     lines = ["kind: graph", "name: big", "nodes:"]
     for i in range(2000):
         lines += [f"  n{i}:", "    operation: noop"] + ([f"    inputs: {{src: n{i - 1}.out}}"] if i else [])

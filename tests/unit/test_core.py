@@ -24,11 +24,14 @@ def test_numeric_keys_stay_names() -> None:
     assert load_text("nodes:\n  1: a\n  yes: b\n", "f").data == {"nodes": {"1": "a", "yes": "b"}}
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("a: !!python/name:os.system x\n", "!!python/name:os.system"),
-    ("a: !!binary aGVsbG8=\n", "not allowed"),
-    ("a: [1, 2\n", "malformed YAML"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("a: !!python/name:os.system x\n", "!!python/name:os.system"),
+        ("a: !!binary aGVsbG8=\n", "not allowed"),
+        ("a: [1, 2\n", "malformed YAML"),
+    ],
+)
 def test_rejected_yaml(text: str, needle: str) -> None:
     with pytest.raises(ValidationError) as exc:
         load_text(text, "f.yaml")
@@ -39,11 +42,21 @@ def spec(t: str, values: list[object] | None = None) -> ParamSpec:
     return ParamSpec("p", t, values=values)
 
 
-@pytest.mark.parametrize("t,text,value", [
-    ("int", "42", 42), ("float", "0.01", 0.01), ("bool", "yes", True), ("bool", "0", False),
-    ("str", "0123", "0123"), ("list_int", "1,2,3", [1, 2, 3]), ("list_int", "[1, 2]", [1, 2]),
-    ("list_str", "a, b", ["a", "b"]), ("list_float", "[0.5]", [0.5]), ("dict", '{"a": 1}', {"a": 1}),
-])
+@pytest.mark.parametrize(
+    "t,text,value",
+    [
+        ("int", "42", 42),
+        ("float", "0.01", 0.01),
+        ("bool", "yes", True),
+        ("bool", "0", False),
+        ("str", "0123", "0123"),
+        ("list_int", "1,2,3", [1, 2, 3]),
+        ("list_int", "[1, 2]", [1, 2]),
+        ("list_str", "a, b", ["a", "b"]),
+        ("list_float", "[0.5]", [0.5]),
+        ("dict", '{"a": 1}', {"a": 1}),
+    ],
+)
 def test_parse_param_text(t: str, text: str, value: object) -> None:
     assert parse_param_text(spec(t), text) == value
 
@@ -61,7 +74,7 @@ def test_enum_param_text() -> None:
         parse_param_text(s, "slow")
 
 
-@given(st.lists(st.integers(min_value=-10**6, max_value=10**6)))
+@given(st.lists(st.integers(min_value=-(10**6), max_value=10**6)))
 def test_list_int_round_trip(values: list[int]) -> None:
     s = spec("list_int")
     assert parse_param_text(s, ",".join(map(str, values))) == values
