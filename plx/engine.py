@@ -77,11 +77,19 @@ class Avail:
 
 
 def snapshot(plan: Plan, lib: Any) -> dict[str, Any]:
-    """The graph and every operation (and sub-graph) file exactly as run, keyed by project path."""
+    """The graph and every operation and sub-graph file it uses, exactly as run, keyed by project path."""
+    from .model import Graph
+
+    data_of = {id(loaded.obj): loaded.doc.data for loaded in lib.files.values() if loaded.obj is not None and loaded.doc is not None}
     files: dict[str, Any] = {}
-    for loaded in lib.files.values():
-        if loaded.obj is not None and loaded.doc is not None:
-            files[loaded.doc.file] = loaded.doc.data
+    todo: list[Any] = [plan.graph]
+    while todo:
+        obj = todo.pop()
+        if obj.file in files or id(obj) not in data_of:
+            continue
+        files[obj.file] = data_of[id(obj)]
+        if isinstance(obj, Graph):
+            todo.extend(t for node in obj.nodes.values() if (t := lib.resolve_node(obj, node)) is not None)
     return {"graph": plan.graph.file, "files": files, "settings": {"operations": lib.project.operation_dirs}}
 
 
