@@ -20,7 +20,7 @@ from .errors import Interrupted
 from .executors import make_executor
 from .executors.local import Finished, Job
 from .hashing import compact, expand, explain, key_of, operation_recipe, task_recipe
-from .history import History, RunRecord, git_facts, new_run_id, now_iso
+from .history import History, RunRecord, git_facts, new_run_id, now_iso, prefetch_git_facts
 from .planner import Plan, Source, Task
 from .project import Project
 from .runners import prepare
@@ -141,6 +141,7 @@ class Engine:
         self._run_tmp: dict[str, bool] = {}
         self.with_indir: set[str] = set()  # tasks that got a `.in` folder (to remove it, and only it)
         self._git_facts: dict[str, Any] | None = None
+        self._git_started = False
         self.down: dict[str, set[str]] = {t: set() for t in self.tasks}
         for t in self.tasks.values():
             for d in t.deps:
@@ -187,7 +188,7 @@ class Engine:
                 "started": now_iso(),
                 "finished": None,
                 "duration": None,
-                "git": self._git(wait=False),
+                "git": self._git_now(),
                 "plx_version": __version__,
                 "argv": self.opts.argv,
                 "cwd": self.project.rel(Path.cwd()),
@@ -216,7 +217,7 @@ class Engine:
                 self._loop()
             except KeyboardInterrupt:
                 self._interrupt()
-            self._record_git()
+            self._record_git(wait=True)
         finally:
             signal.signal(signal.SIGTERM, previous)
             for lock in self.locks.values():
@@ -254,8 +255,7 @@ class Engine:
                     break
                 continue
             if not git_recorded:  # the first nodes are running: now there is time to ask git
-                self._record_git()
-                git_recorded = True
+                git_recorded = self._record_git(wait=False)
             event = self.events.get()
             if isinstance(event, _Retry):
                 if event.held_slot:
@@ -268,24 +268,31 @@ class Engine:
             running -= 1
             ready.extend(self._finish(event))
 
-    def _git(self, wait: bool = True) -> dict[str, Any] | None:
-        """Git facts, read once per engine (a sweep's runs share them); None if not ready and not waiting."""
+    def _git_now(self) -> dict[str, Any] | None:
+        """Git facts if known without waiting: the commit of --rev, or a finished background read."""
         if self.opts.rev:  # the files come from that commit, exactly
             return {"commit": self.opts.rev["commit"], "branch": None, "dirty": False}
-        if self._git_facts is None:
-            facts = git_facts(self.project.root, wait=wait)
-            if facts is None:
-                return None
-            self._git_facts = facts
-        return dict(self._git_facts)
+        if self._git_facts is None and self._git_started:
+            self._git_facts = git_facts(self.project.root, wait=False)
+        return dict(self._git_facts) if self._git_facts is not None else None
 
-    def _record_git(self) -> None:
-        """Fill in git facts the records were started without (asking git must not delay the first node)."""
-        if any(r.data.get("git") is None for r in self.records):
-            facts = self._git()
-            for r in self.records:
-                if r.data.get("git") is None:
-                    r.run_event(git=facts)
+    def _record_git(self, wait: bool) -> bool:
+        """Fill in the git facts the records were started without; True once done.
+
+        Asking git (gitpython, then `git status`) takes as long as launching the first nodes, so it
+        happens in the background once they run, and the facts are appended as a run event."""
+        if not self._git_started and not self.opts.rev:
+            prefetch_git_facts(self.project.root)
+            self._git_started = True
+        facts = self._git_now()
+        if facts is None and wait:
+            self._git_facts = facts = git_facts(self.project.root)
+        if facts is None:
+            return False
+        for r in self.records:
+            if r.data.get("git") is None:
+                r.run_event(git=facts)
+        return True
 
     # ---- starting a task ----
 
