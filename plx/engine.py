@@ -68,6 +68,10 @@ class _Retry:
     held_slot: bool  # True when the wait occupied a -j slot (waiting on another process)
 
 
+class _GitReady:
+    """The background read of git facts is done: record them."""
+
+
 @dataclass
 class Avail:
     """An artifact a task can read: stored (path None) or a user's file read in place."""
@@ -116,7 +120,7 @@ class Engine:
         self.store = Store(project.store)
         self.history = History(project.store)
         self.lib = lib
-        self.events: queue.Queue[Finished | _Retry] = queue.Queue()
+        self.events: queue.Queue[Finished | _Retry | _GitReady] = queue.Queue()
         self.executor = make_executor(opts, self.events)
         self.tasks: dict[str, Task] = {}
         self.member: dict[str, int] = {}
@@ -257,6 +261,9 @@ class Engine:
             if not git_recorded:  # the first nodes are running: now there is time to ask git
                 git_recorded = self._record_git(wait=False)
             event = self.events.get()
+            if isinstance(event, _GitReady):
+                git_recorded = self._record_git(wait=False)
+                continue
             if isinstance(event, _Retry):
                 if event.held_slot:
                     running -= 1
@@ -282,7 +289,7 @@ class Engine:
         Asking git (gitpython, then `git status`) takes as long as launching the first nodes, so it
         happens in the background once they run, and the facts are appended as a run event."""
         if not self._git_started and not self.opts.rev:
-            prefetch_git_facts(self.project.root)
+            prefetch_git_facts(self.project.root, on_done=lambda: self.events.put(_GitReady()))
             self._git_started = True
         facts = self._git_now()
         if facts is None and wait:

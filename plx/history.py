@@ -54,12 +54,21 @@ def write_json_atomic(path: Path, data: Any) -> None:
 _prefetched: dict[Path, Any] = {}
 
 
-def prefetch_git_facts(root: Path) -> None:
-    """Start reading git facts in the background: asking git takes as long as planning a run."""
+def prefetch_git_facts(root: Path, on_done: Any = None) -> None:
+    """Start reading git facts in the background (asking git takes as long as launching nodes);
+    on_done is called from that thread when they are known."""
     import threading
 
     result: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: result.update(_read_git_facts(root)), daemon=True)
+
+    def read() -> None:
+        try:
+            result.update(_read_git_facts(root))
+        finally:
+            if on_done is not None:
+                on_done()
+
+    thread = threading.Thread(target=read, daemon=True)
     thread.start()
     _prefetched[root] = (thread, result)
 
