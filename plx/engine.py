@@ -451,6 +451,9 @@ class Engine:
                 return []
             if ev.exit_code != 0:
                 reason = f"exit code {ev.exit_code}" + (f" (killed by signal {-(ev.exit_code or 0)})" if (ev.exit_code or 0) < 0 else "")
+                last = _last_line(record.log(node, "stderr"))
+                if last:
+                    reason += f": {last}"
                 wlog(f"failed: {reason}")
                 self._set(tid, "failed", reason=reason, **common)
                 self._release(tid)
@@ -563,6 +566,19 @@ class Engine:
                 self._set(ev.id, "canceled", exit_code=ev.exit_code, duration=round(ev.ended - ev.started, 3), finished=now_iso(), cache_key=self.keys.get(ev.id))
                 self._release(ev.id)
         self.interrupted = True
+
+
+def _last_line(path: Path, limit: int = 160) -> str:
+    """The last non-empty line a node wrote to stderr (what went wrong, usually), shortened."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    if not lines:
+        return ""
+    return lines[-1] if len(lines[-1]) <= limit else lines[-1][: limit - 1] + "…"
 
 
 def _append(path: Path, lines: list[str]) -> None:

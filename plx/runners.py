@@ -13,10 +13,12 @@ from .model import Operation
 # The python runner's bootstrap: values arrive as JSON data, the user's source from a file,
 # so a param's value can never become code.
 _PY_BOOT = """\
-import json, sys
+import json, linecache, sys
 _v = json.load(open(sys.argv[1], encoding="utf-8"))
 _src = open(sys.argv[2], encoding="utf-8").read()
-sys.argv = [sys.argv[2]]
+# Tracebacks name the operation file, with line numbers counted from the first line of `cmd`.
+linecache.cache[sys.argv[3]] = (len(_src), None, _src.splitlines(True), sys.argv[3])
+sys.argv = [sys.argv[3]]
 _g = {"__name__": "__main__", "__builtins__": __builtins__}
 _g["param"] = _g["params"] = _v["param"]
 _g["input"] = _g["inputs"] = _v["input"]
@@ -90,7 +92,7 @@ def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]],
         if scratch is not None:
             (scratch / "values.json").write_text(json.dumps(v), encoding="utf-8")
             (scratch / "script.py").write_text(op.cmd, encoding="utf-8")
-        argv = [interpreter, "-c", _PY_BOOT, str((scratch or Path(".")) / "values.json"), str((scratch or Path(".")) / "script.py")]
+        argv = [interpreter, "-c", _PY_BOOT, str((scratch or Path(".")) / "values.json"), str((scratch or Path(".")) / "script.py"), f"{op.file} cmd"]
         return Prepared(argv, env, "# python: param/input/output are predefined\n" + "\n".join(f"{k} = {json.dumps(val)}" for k, val in v.items()) + "\n" + script)
     if op.runner == "bash_jinja2":
         from . import templates

@@ -567,3 +567,21 @@ def test_a_template_error_at_run_time_fails_the_node(project: Project) -> None:
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  n: {operation: t}\n")
     r = project.plx("run", g)
     assert r.code == 1 and "cannot render the command" in r.err and "Traceback" not in r.err
+
+
+def test_a_python_failure_names_the_operation_and_the_error(project: Project) -> None:
+    project.write("operations/boom.yaml", """\
+        kind: operation
+        name: boom
+        runner: python
+        outputs: [{name: out}]
+        cmd: |
+          x = 1
+          raise ValueError(f"bad value {x}")
+        """)
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  b: {operation: boom}\n")
+    r = project.plx("run", g)
+    assert r.code == 1
+    assert "failed: b: exit code 1: ValueError: bad value 1" in r.err
+    stderr = project.plx("log", "last", "b", "--stderr").out
+    assert 'File "operations/boom.yaml cmd", line 2' in stderr and 'raise ValueError(f"bad value {x}")' in stderr
