@@ -13,12 +13,14 @@ from .model import Operation
 # The python runner's bootstrap: values arrive as JSON data, the user's source from a file,
 # so a param's value can never become code.
 _PY_BOOT = """\
-import json, linecache, sys
+import json, linecache, sys, traceback
 _v = json.load(open(sys.argv[1], encoding="utf-8"))
 _src = open(sys.argv[2], encoding="utf-8").read()
 # Tracebacks name the operation file, with line numbers counted from the first line of `cmd`.
 linecache.cache[sys.argv[3]] = (len(_src), None, _src.splitlines(True), sys.argv[3])
 sys.argv = [sys.argv[3]]
+# The Python-level hook reads linecache (the C one reads files); tb_next drops this bootstrap's frame.
+sys.excepthook = lambda t, v, tb: traceback.print_exception(t, v, tb.tb_next if tb else tb)
 _g = {"__name__": "__main__", "__builtins__": __builtins__}
 _g["param"] = _g["params"] = _v["param"]
 _g["input"] = _g["inputs"] = _v["input"]
