@@ -195,11 +195,14 @@ def run(
     scheduler: str | None = None,
 ) -> dict[str, Any]:
     from .engine import Engine, RunOptions
+    from .history import prefetch_git_facts
     from .planner import plan as make_plan
 
     rev_info = None
     if rev:
         project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
+    else:
+        prefetch_git_facts(project.root)  # overlaps validation and planning
     graph = load_graph(lib, graph_file)
     gparams, nparams, flat = parse_overrides(lib, graph, params)
     files = parse_inputs(project, graph, inputs)

@@ -20,7 +20,7 @@ from .errors import Interrupted
 from .executors import make_executor
 from .executors.local import Finished, Job
 from .hashing import compact, expand, explain, key_of, operation_recipe, task_recipe
-from .history import History, RunRecord, git_facts, new_run_id, now_iso, prefetch_git_facts
+from .history import History, RunRecord, git_facts, new_run_id, now_iso, when_git_facts_ready
 from .planner import Plan, Source, Task
 from .project import Project
 from .runners import prepare
@@ -279,7 +279,7 @@ class Engine:
         """Git facts if known without waiting: the commit of --rev, or a finished background read."""
         if self.opts.rev:  # the files come from that commit, exactly
             return {"commit": self.opts.rev["commit"], "branch": None, "dirty": False}
-        if self._git_facts is None and self._git_started:
+        if self._git_facts is None:
             self._git_facts = git_facts(self.project.root, wait=False)
         return dict(self._git_facts) if self._git_facts is not None else None
 
@@ -289,7 +289,7 @@ class Engine:
         Asking git (gitpython, then `git status`) takes as long as launching the first nodes, so it
         happens in the background once they run, and the facts are appended as a run event."""
         if not self._git_started and not self.opts.rev:
-            prefetch_git_facts(self.project.root, on_done=lambda: self.events.put(_GitReady()))
+            when_git_facts_ready(self.project.root, lambda: self.events.put(_GitReady()))
             self._git_started = True
         facts = self._git_now()
         if facts is None and wait:

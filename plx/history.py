@@ -51,40 +51,66 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-_prefetched: dict[Path, Any] = {}
+class _GitRead:
+    """A background read of git facts, with callbacks for when it is done."""
 
+    def __init__(self, root: Path):
+        import threading
 
-def prefetch_git_facts(root: Path, on_done: Any = None) -> None:
-    """Start reading git facts in the background (asking git takes as long as launching nodes);
-    on_done is called from that thread when they are known."""
-    import threading
+        self.result: dict[str, Any] = {}
+        self.done = False
+        self.callbacks: list[Any] = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._read, args=(root,), daemon=True)
+        self.thread.start()
 
-    result: dict[str, Any] = {}
-
-    def read() -> None:
+    def _read(self, root: Path) -> None:
         try:
-            result.update(_read_git_facts(root))
+            self.result.update(_read_git_facts(root))
         finally:
-            if on_done is not None:
-                on_done()
+            with self.lock:
+                self.done = True
+                callbacks, self.callbacks = self.callbacks, []
+            for cb in callbacks:
+                cb()
 
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    _prefetched[root] = (thread, result)
+    def when_done(self, callback: Any) -> None:
+        with self.lock:
+            if not self.done:
+                self.callbacks.append(callback)
+                return
+        callback()
+
+
+_prefetched: dict[Path, _GitRead] = {}
+
+
+def prefetch_git_facts(root: Path) -> None:
+    """Start reading git facts in the background: asking git (gitpython, then `git status`) takes as
+    long as validating and planning a run, so the two overlap."""
+    if root not in _prefetched:
+        _prefetched[root] = _GitRead(root)
+
+
+def when_git_facts_ready(root: Path, callback: Any) -> None:
+    """Call callback (from any thread) once a prefetch of root's git facts is done; start one if needed."""
+    prefetch_git_facts(root)
+    _prefetched[root].when_done(callback)
 
 
 def git_facts(root: Path, wait: bool = True) -> Any:
     """Commit, branch and dirty flag (tracked files changed, staged or not; untracked files don't count).
 
-    With wait=False, None while a prefetch is still asking git."""
-    if root in _prefetched:
-        thread, result = _prefetched[root]
-        if not wait and thread.is_alive():
+    With wait=False, None unless a prefetch has already finished."""
+    read = _prefetched.get(root)
+    if read is None and not wait:
+        return None
+    if read is not None:
+        if not wait and not read.done:
             return None
-        del _prefetched[root]
-        thread.join()
-        if result:
-            return dict(result)
+        read.thread.join()
+        if read.result:
+            return dict(read.result)
     return _read_git_facts(root)
 
 
