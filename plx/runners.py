@@ -38,16 +38,10 @@ class Prepared:
 
 
 def env_value(value: Any) -> str:
-    """A value as an environment variable: bools true/false, lists and dicts as JSON."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return ""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
+    """A value as an environment variable: lists and dicts as JSON, scalars as templates show them."""
+    from .templates import scalar_text
+
+    return json.dumps(value) if isinstance(value, (list, dict)) else scalar_text(value)
 
 
 def _values(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]], outputs: dict[str, str]) -> dict[str, dict[str, Any]]:

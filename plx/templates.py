@@ -10,19 +10,24 @@ from typing import Any
 ROOTS = ("param", "input", "output", "cloud_input")
 
 
-def _text(value: Any) -> str:
-    """How a value appears in a rendered script: bools as true/false, None as nothing."""
+def scalar_text(value: Any) -> str:
+    """A scalar as plx writes it for bash: bools as true/false, None as nothing."""
     if value is True:
         return "true"
     if value is False:
         return "false"
     if value is None:
         return ""
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    """How a value appears in a rendered script: lists as their items joined by spaces, dicts as JSON."""
     if isinstance(value, (list, tuple)):
         return " ".join(_text(v) for v in value)
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True)
-    return str(value)
+    return scalar_text(value)
 
 
 def shell_quote(value: Any) -> str:
