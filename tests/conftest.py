@@ -77,6 +77,18 @@ class Project:
     def last_run(self) -> Any:
         return self.plx("log", "last", "--json").json()
 
+    def wait_running(self, n: int = 1, timeout: float = 20) -> None:
+        """Wait until n nodes of this project's runs are running (read through `plx log --json`)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.plx("log", "--json")
+            if r.code == 0 and sum(run["counts"].get("running", 0) for run in r.json()) >= n:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{n} node(s) never started running")
+
     def counter(self, name: str) -> int:
         """How many times a node ran: operations in these tests append a line per execution."""
         p = self.root / "counts" / name

@@ -266,12 +266,7 @@ def test_gc_never_removes_what_a_running_plx_is_writing(project: Project) -> Non
     )
     project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  first: {operation: two, params: {t: hi}}\n  second: {operation: wait, inputs: {src: first.out}}\n")
     proc = project.popen("run", "graphs/g.yaml")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        r = project.plx("log", "--json")
-        if r.code == 0 and r.json() and r.json()[0]["counts"].get("running"):
-            break
-        time.sleep(0.05)
+    project.wait_running()
     r = project.plx("cache", "gc", "--keep-last", "0")
     assert r.code == 0 and "removed 0 runs" in r.err and "0 objects" in r.err, r
     (project.root / "go").touch()

@@ -343,12 +343,7 @@ def test_sigkilled_plx_leaves_an_interrupted_run(project: Project) -> None:
     project.write("operations/sleepy.yaml", "kind: operation\nname: sleepy\nrunner: command\noutputs: [{name: out}]\ncmd: sleep 30; touch $OUTPUT_OUT\n")
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  s: {operation: sleepy}\n")
     proc = project.popen("run", g)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        r = project.plx("log", "--json")
-        if r.code == 0 and r.json() and r.json()[0]["counts"].get("running"):
-            break
-        time.sleep(0.1)
+    project.wait_running()
     assert project.plx("log", "--json").json()[0]["status"] == "running"
     proc.kill()
     proc.wait()
@@ -374,12 +369,7 @@ def test_log_follow_streams_until_the_node_ends(project: Project) -> None:
     )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  t: {operation: ticker}\n")
     proc = project.popen("run", g)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        r = project.plx("log", "--json")
-        if r.code == 0 and r.json() and r.json()[0]["counts"].get("running"):
-            break
-        time.sleep(0.05)
+    project.wait_running()
     follow = project.plx("log", "last", "t", "-f", timeout=30)
     proc.wait(timeout=30)
     assert follow.code == 0
@@ -458,16 +448,6 @@ def test_live_progress_on_a_terminal(project: Project) -> None:
     assert "1 run, 1 cached, 0 failed, 0 skipped" in text  # a and b are the same work: it ran once
 
 
-def _wait_running(project: Project, n: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        r = project.plx("log", "--json")
-        if r.code == 0 and sum(run["counts"].get("running", 0) for run in r.json()) >= n:
-            return
-        time.sleep(0.1)
-    raise AssertionError("nodes never started")
-
-
 def test_second_ctrl_c_kills_at_once(project: Project) -> None:
     # The node ignores TERM, so only the second Ctrl-C (KILL at once) can stop it before the grace ends.
     project.write(
@@ -482,7 +462,7 @@ def test_second_ctrl_c_kills_at_once(project: Project) -> None:
         stderr=subprocess.PIPE,
         env={**os.environ, "PLX_KILL_GRACE": "30"},
     )
-    _wait_running(project, 1)
+    project.wait_running(1)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)
     t0 = time.monotonic()
@@ -499,7 +479,7 @@ def test_ctrl_c_cancels_a_whole_sweep(project: Project) -> None:
     )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  n: {operation: nap, params: {t: 1}}\n")
     proc = project.popen("run", g, "--sweep", "n.t=1,2,3", "-j", "2")
-    _wait_running(project, 2)
+    project.wait_running(2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
