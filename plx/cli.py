@@ -198,39 +198,9 @@ def run(
         return
     if executor not in ("local", "dask"):
         raise UsageError(f"--executor {executor}: choose local or dask")
-    if sweep:
-        if rev or dry_run or executor != "local":
-            raise UsageError("--sweep cannot be combined with --rev, --dry-run or --executor dask (yet)")
-        records = commands.sweep(
-            project,
-            lib,
-            path,
-            sweeps=sweep,
-            params=param,
-            inputs=input_,
-            jobs=jobs,
-            no_cache=no_cache,
-            keep_going=keep_going,
-            reporter=reporter_for(as_json),
-            argv=sys.argv[1:],
-            targets=nodes or [],
-        )
-        if as_json:
-            dump_json([public_run(r) for r in records])
-        else:
-            metrics = [commands.output_metrics(project, r) for r in records]
-            keys: list[str] = []
-            for m in metrics:
-                keys += [k for k in m if k not in keys]
-            if len(metrics) > 1 and len(keys) > 8:  # many values: those that differ between combinations tell the story
-                keys = [k for k in keys if len({m.get(k) for m in metrics}) > 1]
-                err(f"showing the {len(keys)} output values that differ between combinations (`plx compare` shows all)")
-            sweep_rows = [[r["sweep"], r["id"], r["status"], *(("" if k not in m else f"{m[k]:.6g}") for k in keys)] for r, m in zip(records, metrics, strict=True)]
-            print(table(sweep_rows, ["sweep", "run", "status", *keys]))
-        if any(r["status"] != "success" for r in records):
-            raise typer.Exit(1)
-        return
-    record = commands.run(
+    if sweep and (rev or dry_run or executor != "local"):
+        raise UsageError("--sweep cannot be combined with --rev, --dry-run or --executor dask (yet)")
+    records = commands.run_many(
         project,
         lib,
         path,
@@ -242,11 +212,36 @@ def run(
         keep_going=keep_going,
         reporter=reporter_for(as_json),
         argv=sys.argv[1:],
+        sweeps=sweep,
         rev=rev,
         executor=executor,
         scheduler=scheduler,
     )
-    _finish(record, as_json)
+    if not sweep:
+        _finish(records[0], as_json)
+        return
+    if as_json:
+        dump_json([public_run(r) for r in records])
+    else:
+        _print_sweep_table(project, records)
+    if any(r["status"] != "success" for r in records):
+        raise typer.Exit(1)
+
+
+def _print_sweep_table(project: Any, records: list[dict[str, Any]]) -> None:
+    """One row per combination: its status and the numeric values of the graph's json outputs."""
+    from .commands import output_metrics
+    from .report import table
+
+    metrics = [output_metrics(project, r) for r in records]
+    keys: list[str] = []
+    for m in metrics:
+        keys += [k for k in m if k not in keys]
+    if len(metrics) > 1 and len(keys) > 8:  # many values: those that differ between combinations tell the story
+        keys = [k for k in keys if len({m.get(k) for m in metrics}) > 1]
+        err(f"showing the {len(keys)} output values that differ between combinations (`plx compare` shows all)")
+    rows = [[r["sweep"], r["id"], r["status"], *(("" if k not in m else f"{m[k]:.6g}") for k in keys)] for r, m in zip(records, metrics, strict=True)]
+    print(table(rows, ["sweep", "run", "status", *keys]))
 
 
 def _finish(record: dict[str, Any], as_json: bool) -> None:
@@ -433,26 +428,23 @@ def log(
 
 
 def _print_log(history: Any, rid: str, node: str, path: Path, follow: bool) -> None:
+    """Copy a log to stdout; with follow, keep copying until the node (or its run) has ended."""
     from .history import FINAL_NODE_STATES
 
     out = sys.stdout.buffer
     pos = 0
     while True:
+        # Decide before copying, so the bytes written up to the end are copied once more.
+        data = history.load(rid) if follow else None
+        done = data is None or data["status"] != "running" or data["nodes"].get(node, {}).get("state") in FINAL_NODE_STATES
         if path.exists():
             with open(path, "rb") as f:
                 f.seek(pos)
                 chunk = f.read()
-                pos += len(chunk)
-                out.write(chunk)
-                out.flush()
-        if not follow:
-            return
-        state = history.load(rid)["nodes"].get(node, {}).get("state")
-        if state in FINAL_NODE_STATES or history.load(rid)["status"] != "running":
-            with open(path, "rb") if path.exists() else open("/dev/null", "rb") as f:
-                f.seek(pos)
-                out.write(f.read())
+            pos += len(chunk)
+            out.write(chunk)
             out.flush()
+        if done:
             return
         time.sleep(0.2)
 

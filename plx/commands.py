@@ -177,42 +177,6 @@ def at_revision(project: Project, graph_file: Path, rev: str) -> tuple[Project, 
     return at_rev, Library(at_rev), graph_at_rev, {"rev": rev, "commit": commit}
 
 
-def run(
-    project: Project,
-    lib: Library,
-    graph_file: Path,
-    *,
-    targets: list[str],
-    params: list[str],
-    inputs: list[str],
-    jobs: int | None,
-    no_cache: bool,
-    keep_going: bool,
-    reporter: Any,
-    argv: list[str],
-    rev: str | None = None,
-    executor: str = "local",
-    scheduler: str | None = None,
-) -> dict[str, Any]:
-    from .engine import Engine, RunOptions
-    from .history import prefetch_git_facts
-    from .planner import plan as make_plan
-
-    rev_info = None
-    if rev:
-        project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
-    else:
-        prefetch_git_facts(project.root)  # overlaps validation and planning
-    graph = load_graph(lib, graph_file)
-    gparams, nparams, flat = parse_overrides(lib, graph, params)
-    files = parse_inputs(project, graph, inputs)
-    the_plan = make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files, targets=targets)
-    opts = RunOptions(
-        jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
-    )
-    return Engine(project, the_plan, opts, reporter, lib).run()
-
-
 def _sweep_values(lib: Library, graph: Graph, item: str) -> tuple[str, list[Any]]:
     """`NAME=V1,V2` or `NAME=[JSON list]` -> (NAME, typed values)."""
     import json
@@ -248,12 +212,12 @@ def _parse_one(spec: ParamSpec, name: str, text: str) -> Any:
         raise RunError(f"--sweep {name}: {exc}") from None
 
 
-def sweep(
+def run_many(
     project: Project,
     lib: Library,
     graph_file: Path,
     *,
-    sweeps: list[str],
+    targets: list[str],
     params: list[str],
     inputs: list[str],
     jobs: int | None,
@@ -261,35 +225,53 @@ def sweep(
     keep_going: bool,
     reporter: Any,
     argv: list[str],
-    targets: list[str] | None = None,
+    sweeps: list[str] | None = None,
+    rev: str | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Every combination of the swept values as one DAG on one pool; one recorded run each."""
+    """Run a graph: one run, or with `sweeps` every combination of the swept values as one DAG on
+    one pool, recorded as one run each. Returns the records."""
     import itertools
 
     from .engine import Engine, Member, RunOptions
+    from .history import prefetch_git_facts
     from .planner import plan as make_plan
 
+    rev_info = None
+    if rev:
+        project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
+    else:
+        prefetch_git_facts(project.root)  # overlaps validation and planning
     graph = load_graph(lib, graph_file)
-    axes = [_sweep_values(lib, graph, s) for s in sweeps]
+    axes = [_sweep_values(lib, graph, s) for s in sweeps or []]
     names = [a[0] for a in axes]
     if len(set(names)) != len(names):
         raise UsageError("each --sweep must name a different param")
+    gparams, nparams, flat = parse_overrides(lib, graph, params)
+    specs = {name: param_spec_for(lib, graph, name) for name in names}
     files = parse_inputs(project, graph, inputs)
     members = []
-    for combo in itertools.product(*(a[1] for a in axes)):
-        items = params + []
-        gparams, nparams, flat = parse_overrides(lib, graph, items)
+    for combo in itertools.product(*(a[1] for a in axes)):  # no axes: one empty combination
+        g, n, f = dict(gparams), {k: dict(v) for k, v in nparams.items()}, dict(flat)
         for name, value in zip(names, combo, strict=True):
-            node, spec = param_spec_for(lib, graph, name)
-            flat[name] = value
+            node, spec = specs[name]
+            f[name] = value
             if node is None:
-                gparams[spec.name] = value
+                g[spec.name] = value
             else:
-                nparams.setdefault(node, {})[spec.name] = value
-        label = ",".join(f"{n}={_show(v)}" for n, v in zip(names, combo, strict=True))
-        members.append(Member(make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files, targets=targets), flat, label))
-    opts = RunOptions(jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv)
+                n.setdefault(node, {})[spec.name] = value
+        label = ",".join(f"{k}={_show(v)}" for k, v in zip(names, combo, strict=True))
+        members.append(Member(make_plan(lib, graph, params=g, node_params=n, inputs=files, targets=targets), f, label))
+    opts = RunOptions(
+        jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
+    )
     return Engine(project, members, opts, reporter, lib).run_all()
+
+
+def run(project: Project, lib: Library, graph_file: Path, **options: Any) -> dict[str, Any]:
+    """Run a graph once (no sweep); returns its record."""
+    return run_many(project, lib, graph_file, **options)[0]
 
 
 def _show(v: Any) -> str:
