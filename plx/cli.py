@@ -310,10 +310,10 @@ def compare(
 
 def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
     """A run as SPEC §5's JSON."""
-    from .report import counts
+    from .history import count_states
 
     out = {k: data.get(k) for k in ("id", "graph", "status", "started", "finished", "duration", "git")}
-    out["counts"] = counts(data.get("nodes", {}))
+    out["counts"] = count_states(data.get("nodes", {}))
     if with_nodes:
         out["params"] = data.get("params", {})
         out["inputs"] = data.get("inputs", {})

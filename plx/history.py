@@ -139,12 +139,16 @@ def _read_git_facts(root: Path) -> dict[str, Any]:
     return facts
 
 
+def count_states(nodes: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """How many nodes are in each state."""
+    from collections import Counter
+
+    return dict(Counter(n.get("state", "pending") for n in nodes.values()))
+
+
 def summary(data: dict[str, Any]) -> dict[str, Any]:
     """What `plx log` lists about a run."""
-    c: dict[str, int] = {}
-    for n in data.get("nodes", {}).values():
-        s = n.get("state", "pending")
-        c[s] = c.get(s, 0) + 1
+    c = count_states(data.get("nodes", {}))
     return {
         "id": data["id"],
         "graph": data.get("graph"),

@@ -8,6 +8,8 @@ import threading
 import time
 from typing import IO, Any
 
+from .history import count_states
+
 STATE_ORDER = ["pending", "running", "success", "cached", "failed", "timeout", "skipped", "canceled"]
 COLORS = {"success": "green", "cached": "cyan", "failed": "red", "timeout": "red", "skipped": "yellow", "canceled": "yellow", "running": "blue", "interrupted": "red"}
 
@@ -22,15 +24,8 @@ def dump_json(data: Any, out: IO[str] | None = None) -> None:
     (out or sys.stdout).write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def counts(nodes: dict[str, dict[str, Any]]) -> dict[str, int]:
-    c: dict[str, int] = {}
-    for n in nodes.values():
-        c[n.get("state", "pending")] = c.get(n.get("state", "pending"), 0) + 1
-    return c
-
-
 def summary_line(record: dict[str, Any]) -> str:
-    c = counts(record["nodes"])
+    c = count_states(record["nodes"])
     parts = [f"{c.get('success', 0)} run", f"{c.get('cached', 0)} cached", f"{c.get('failed', 0) + c.get('timeout', 0)} failed", f"{c.get('skipped', 0)} skipped"]
     if c.get("canceled"):
         parts.append(f"{c['canceled']} canceled")
