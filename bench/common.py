@@ -14,12 +14,18 @@ from pathlib import Path
 PLX = str(Path(sys.executable).parent / "plx") if (Path(sys.executable).parent / "plx").exists() else (shutil.which("plx") or "plx")
 
 
+# Measure plx as pip installs it, with its modules compiled to bytecode: an editable install under
+# PYTHONDONTWRITEBYTECODE=1 (set on some machines) would recompile every module at every call.
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(__file__).resolve().parent.parent / "plx")], check=False)
+
+
 def timed(cmd: list[str] | str, cwd: Path, repeat: int = 1, env: dict[str, str] | None = None, check: bool = True) -> float:
     """Median wall time of a command, in seconds."""
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=cwd, shell=isinstance(cmd, str), capture_output=True, env={**os.environ, **(env or {})})
+        proc = subprocess.run(cmd, cwd=cwd, shell=isinstance(cmd, str), capture_output=True, env={**_ENV, **(env or {})})
         times.append(time.perf_counter() - t0)
         if check and proc.returncode != 0:
             raise SystemExit(f"failed: {cmd}\n{proc.stderr.decode()[-2000:]}")

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from . import __version__
 from .errors import Interrupted
 from .executors import make_executor
-from .executors.local import Finished, Job
+from .executors.local import NOT_STARTED, Finished, Job
 from .hashing import compact, expand, explain, key_of, operation_recipe, task_recipe
 from .history import History, RunRecord, git_facts, new_run_id, now_iso, when_git_facts_ready
 from .planner import Plan, Source, Task
@@ -144,6 +144,8 @@ class Engine:
         self.workdirs: dict[str, Path] = {}
         self._run_tmp: dict[str, bool] = {}
         self.with_indir: set[str] = set()  # tasks that got a `.in` folder (to remove it, and only it)
+        self.big_inputs: set[str] = set()  # tasks whose input copies are worth removing as soon as they end
+        self.done_workdirs: list[tuple[Path, bool]] = []  # removed when the run ends (see _finish)
         self._git_facts: dict[str, Any] | None = None
         self._git_started = False
         self.down: dict[str, set[str]] = {t: set() for t in self.tasks}
@@ -228,6 +230,13 @@ class Engine:
                 lock.release()
             self.store.close()
             self.executor.close()
+            for done in self.done_workdirs:
+                _remove_workdir(*done)
+            for record in self.records:  # the run's folder of work folders, unless a failed node's is kept in it
+                try:
+                    os.rmdir(self.store.tmp / record.id)
+                except OSError:
+                    pass
         for t, st in self.state.items():
             if st in ("pending", "running"):
                 self._set(t, "canceled" if self.interrupted else "skipped")
@@ -369,6 +378,8 @@ class Engine:
         if ins or task.op.runner == "python":
             indir.mkdir()
             self.with_indir.add(tid)
+            if sum(a.art.size for items in ins.values() for a in items) > _REMOVE_AT_ONCE_BYTES:
+                self.big_inputs.add(tid)
         self.workdirs[tid] = work
         lines: list[str] = []
 
@@ -436,8 +447,16 @@ class Engine:
             def wlog(msg: str) -> None:
                 lines.append(f"{now_iso()} {msg}\n")
 
-            wlog(f"exit code {ev.exit_code}, {duration:.3f} s" + (" (killed: timeout)" if ev.timed_out else ""))
             common = {"exit_code": ev.exit_code, "duration": duration, "finished": now_iso(), "cache_key": self.keys[tid]}
+            if ev.error is not None:  # no process ran
+                wlog(f"failed: {ev.error}")
+                canceled = ev.error == NOT_STARTED
+                self._set(tid, "canceled" if canceled else "failed", reason=ev.error, **common)
+                self._release(tid)
+                if not canceled:
+                    self._after_failure(tid)
+                return []
+            wlog(f"exit code {ev.exit_code}, {duration:.3f} s" + (" (killed: timeout)" if ev.timed_out else ""))
             if self.stopping and not ev.timed_out and ev.exit_code != 0:
                 self._set(tid, "canceled", **common)
                 self._release(tid)
@@ -479,7 +498,14 @@ class Engine:
                 wlog("cache entry written")
         finally:
             _append(record.log(node, "worker"), lines)
-        _remove_workdir(self.workdirs.pop(tid), tid in self.with_indir)
+        # Finished folders are removed when the run ends, not now: on some filesystems (ext4 without
+        # a journal) every file created soon after a deletion scans the recently freed inodes, which
+        # made launches several times slower. Large input copies are removed at once for the disk's sake.
+        done = (self.workdirs.pop(tid), tid in self.with_indir)
+        if tid in self.big_inputs:
+            _remove_workdir(*done)
+        else:
+            self.done_workdirs.append(done)
         self.results[tid] = {n: Avail(a) for n, a in stored.items()}
         self._set(tid, "success", outputs={n: a.to_json() for n, a in stored.items()}, **common)
         self._release(tid)
@@ -585,6 +611,9 @@ def _append(path: Path, lines: list[str]) -> None:
     """Add lines to a log in one write (one open per node event keeps the scheduler cheap)."""
     with open(path, "a", encoding="utf-8") as f:
         f.write("".join(lines))
+
+
+_REMOVE_AT_ONCE_BYTES = 64 * 1024 * 1024
 
 
 def _remove_workdir(work: Path, with_indir: bool) -> None:

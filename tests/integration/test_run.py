@@ -550,7 +550,9 @@ def test_a_template_error_at_run_time_fails_the_node(project: Project) -> None:
 
 
 def test_a_python_failure_names_the_operation_and_the_error(project: Project) -> None:
-    project.write("operations/boom.yaml", """\
+    project.write(
+        "operations/boom.yaml",
+        """\
         kind: operation
         name: boom
         runner: python
@@ -558,7 +560,8 @@ def test_a_python_failure_names_the_operation_and_the_error(project: Project) ->
         cmd: |
           x = 1
           raise ValueError(f"bad value {x}")
-        """)
+        """,
+    )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  b: {operation: boom}\n")
     r = project.plx("run", g)
     assert r.code == 1
