@@ -423,11 +423,10 @@ def log(
         hint = did_you_mean(node, list(data["nodes"]))
         raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
     stream = "worker" if worker else "stderr" if stderr else "stdout"
-    path = history.log_path(rid, node, stream)
-    _print_log(history, rid, node, path, follow)
+    _print_log(history, rid, node, stream, follow)
 
 
-def _print_log(history: Any, rid: str, node: str, path: Path, follow: bool) -> None:
+def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> None:
     """Copy a log to stdout; with follow, keep copying until the node (or its run) has ended."""
     from .history import FINAL_NODE_STATES
 
@@ -437,11 +436,8 @@ def _print_log(history: Any, rid: str, node: str, path: Path, follow: bool) -> N
         # Decide before copying, so the bytes written up to the end are copied once more.
         data = history.load(rid) if follow else None
         done = data is None or data["status"] != "running" or data["nodes"].get(node, {}).get("state") in FINAL_NODE_STATES
-        if path.exists():
-            with open(path, "rb") as f:
-                f.seek(pos)
-                chunk = f.read()
-            pos += len(chunk)
+        chunk, pos = history.read_log(rid, node, stream, pos)
+        if chunk:
             out.write(chunk)
             out.flush()
         if done:

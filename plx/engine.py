@@ -146,6 +146,8 @@ class Engine:
         self.with_indir: set[str] = set()  # tasks that got a `.in` folder (to remove it, and only it)
         self.big_inputs: set[str] = set()  # tasks whose input copies are worth removing as soon as they end
         self.done_workdirs: list[tuple[Path, bool]] = []  # removed when the run ends (see _finish)
+        self.spare_workdirs: list[Path] = []  # finished work folders left empty: renamed for the next node
+        self._workdir_mode: int | None = None
         self._git_facts: dict[str, Any] | None = None
         self._git_started = False
         self.down: dict[str, set[str]] = {t: set() for t in self.tasks}
@@ -230,7 +232,7 @@ class Engine:
                 lock.release()
             self.store.close()
             self.executor.close()
-            for done in self.done_workdirs:
+            for done in [*self.done_workdirs, *((d, False) for d in self.spare_workdirs)]:
                 _remove_workdir(*done)
             for record in self.records:  # the run's folder of work folders, unless a failed node's is kept in it
                 try:
@@ -374,7 +376,12 @@ class Engine:
         if "/" in self.local[tid] or not self._run_tmp.get(record.id):
             work.parent.mkdir(parents=True, exist_ok=True)
             self._run_tmp[record.id] = True
-        work.mkdir()
+        if self.spare_workdirs:
+            os.rename(self.spare_workdirs.pop(), work)
+        else:
+            work.mkdir()
+            if self._workdir_mode is None:  # what a new folder looks like here (umask), before any node ran in it
+                self._workdir_mode = os.lstat(work).st_mode
         if ins or task.op.runner == "python":
             indir.mkdir()
             self.with_indir.add(tid)
@@ -409,7 +416,7 @@ class Engine:
             prepared = prepare(task.op, task.params, paths, outputs, scratch)
         except Exception as exc:  # a template error at run time (e.g. a value jinja cannot render)
             wlog(f"failed: cannot render the command: {exc}")
-            _append(record.log(node, "worker"), lines)
+            record.worker(node, lines)
             self._fail_now(tid, f"cannot render the command: {exc}")
             return False
         wlog("command:\n" + prepared.script.rstrip("\n"))
@@ -421,11 +428,12 @@ class Engine:
             self.executor.submit(job)
         except OSError as exc:
             wlog(f"failed: cannot start the process: {exc}")
-            _append(record.log(node, "worker"), lines)
+            record.worker(node, lines)
             self._fail_now(tid, f"cannot start {prepared.argv[0]}: {exc.strerror}")
             return False
-        _append(record.log(node, "worker"), lines)
-        logs = {s: str(record.log(node, s).relative_to(self.project.store)) for s in ("stdout", "stderr", "worker")}
+        record.worker(node, lines)
+        logs = {s: str(record.log(node, s).relative_to(self.project.store)) for s in ("stdout", "stderr")}
+        logs["worker"] = str(record.worker_log.relative_to(self.project.store))
         self._set(tid, "running", started=now_iso(), cache_key=key, logs=logs)
         return True
 
@@ -497,13 +505,15 @@ class Engine:
                 self.store.record(self.keys[tid], stored, self.rec(tid).id)
                 wlog("cache entry written")
         finally:
-            _append(record.log(node, "worker"), lines)
+            record.worker(node, lines)
         # Finished folders are removed when the run ends, not now: on some filesystems (ext4 without
         # a journal) every file created soon after a deletion scans the recently freed inodes, which
         # made launches several times slower. Large input copies are removed at once for the disk's sake.
         done = (self.workdirs.pop(tid), tid in self.with_indir)
         if tid in self.big_inputs:
             _remove_workdir(*done)
+        elif not done[1] and self._reusable(done[0]):
+            self.spare_workdirs.append(done[0])
         else:
             self.done_workdirs.append(done)
         self.results[tid] = {n: Avail(a) for n, a in stored.items()}
@@ -513,6 +523,20 @@ class Engine:
         for other in self._serve_waiters(tid):
             released.extend(self._settled(other))
         return released
+
+    def _reusable(self, work: Path) -> bool:
+        """Whether a finished work folder is exactly as a new one would be: empty, with the usual mode.
+
+        Renaming it for the next node is as fresh as a mkdir and saves creating (and later deleting)
+        a folder per node, which is what costs time on some filesystems."""
+        try:
+            with os.scandir(work) as entries:
+                if next(entries, None) is not None:
+                    return False
+            st = os.lstat(work)
+        except OSError:
+            return False
+        return st.st_mode == self._workdir_mode and st.st_uid == os.getuid()
 
     def _serve_waiters(self, tid: str) -> list[str]:
         """Once tid is done, the tasks of this run that wait on the same key get its outputs."""
@@ -530,8 +554,8 @@ class Engine:
     def _serve(self, tid: str, outputs: dict[str, Artifact]) -> None:
         self.results[tid] = {n: Avail(a) for n, a in outputs.items()}
         now = now_iso()
-        _append(
-            self.rec(tid).log(self.local[tid], "worker"),
+        self.rec(tid).worker(
+            self.local[tid],
             [f"{now} cache hit {self.keys[tid]}: not executed\n"]
             + [f"{now} output {n}: {a.hash} ({a.type}, {a.size} bytes) from the store\n" for n, a in outputs.items()],
         )
@@ -605,12 +629,6 @@ def _last_line(path: Path, limit: int = 160) -> str:
     if not lines:
         return ""
     return lines[-1] if len(lines[-1]) <= limit else lines[-1][: limit - 1] + "…"
-
-
-def _append(path: Path, lines: list[str]) -> None:
-    """Add lines to a log in one write (one open per node event keeps the scheduler cheap)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(lines))
 
 
 _REMOVE_AT_ONCE_BYTES = 64 * 1024 * 1024

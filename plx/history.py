@@ -4,7 +4,8 @@ runs/<id>/run.json      the run as planned and, at the end, as finished (atomic 
 runs/<id>/events.jsonl  one line per node state change, appended (never rewritten)
 runs/<id>/lock          flock held by the live plx process: a free lock on a `running`
                         run means that process died, so the run is `interrupted`
-runs/<id>/logs/<node>.{stdout,stderr,worker}
+runs/<id>/logs/<node>.{stdout,stderr}   each node's output, written as it is produced
+runs/<id>/worker.log    what plx did for each node, each line tagged `node<TAB>`
 runs/index.sqlite       one summary row per run, so `plx log` never reads thousands of records
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from .errors import RunError, did_you_mean
 
+WORKER_LOG = "worker.log"
 FINAL_NODE_STATES = {"success", "cached", "failed", "timeout", "skipped", "canceled"}
 
 
@@ -254,6 +256,7 @@ class RunRecord:
         self.data = data
         self._log_dirs: set[str] = set()
         self._log_paths: dict[tuple[str, str], Path] = {}
+        self._worker: Any = None
         self._t0 = time.time()
         self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
@@ -279,6 +282,19 @@ class RunRecord:
             path = self._log_paths[(node, stream)] = self.dir / "logs" / f"{node}.{stream}"
         return path
 
+    @property
+    def worker_log(self) -> Path:
+        return self.dir / WORKER_LOG
+
+    def worker(self, node: str, lines: list[str]) -> None:
+        """Add to a node's worker log: one file per run, each line tagged `node<TAB>` (a file per
+        node would cost a file creation per node, cached ones included). `plx log RUN NODE --worker`
+        shows one node's lines."""
+        if self._worker is None:
+            self._worker = open(self.worker_log, "a", encoding="utf-8")
+        self._worker.write("".join(f"{node}\t{line}\n" for text in lines for line in text.rstrip("\n").split("\n")))
+        self._worker.flush()
+
     def node_event(self, node: str, **fields: Any) -> None:
         """Record a node's change: appended and flushed, so readers and `log -f` see it at once."""
         self.data["nodes"].setdefault(node, {}).update(fields)
@@ -297,6 +313,8 @@ class RunRecord:
         self.data["duration"] = round(time.time() - self._t0, 3)
         write_json_atomic(self.dir / "run.json", self.data)
         self._events.close()
+        if self._worker is not None:
+            self._worker.close()
         index = Index(self._index_dir)
         index.put(self.data)
         index.close()
@@ -410,5 +428,23 @@ class History:
                 break
         return out
 
-    def log_path(self, run_id: str, node: str, stream: str) -> Path:
-        return self.dir / run_id / "logs" / f"{node}.{stream}"
+    def read_log(self, run_id: str, node: str, stream: str, pos: int = 0) -> tuple[bytes, int]:
+        """A node's log from byte pos of its file on: (bytes, the position to read on from)."""
+        path = self.dir / run_id / "logs" / f"{node}.{stream}"
+        if stream == "worker" and not path.exists():  # older records kept a worker file per node
+            path = self.dir / run_id / WORKER_LOG
+            if not path.exists():
+                return b"", pos
+            with open(path, "rb") as f:
+                f.seek(pos)
+                data = f.read()
+            complete = data[: data.rfind(b"\n") + 1]  # a line still being written is read next time
+            tag = node.encode() + b"\t"
+            mine = b"".join(line[len(tag) :] for line in complete.splitlines(keepends=True) if line.startswith(tag))
+            return mine, pos + len(complete)
+        if not path.exists():
+            return b"", pos
+        with open(path, "rb") as f:
+            f.seek(pos)
+            data = f.read()
+        return data, pos + len(data)

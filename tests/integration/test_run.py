@@ -376,6 +376,71 @@ def test_log_follow_streams_until_the_node_ends(project: Project) -> None:
     assert follow.out == "".join(f"tick {i}\n" for i in range(1, 6))
 
 
+def test_logs_hold_every_byte_and_only_streams_used_get_a_file(project: Project) -> None:
+    project.write(
+        "operations/talk.yaml",
+        """\
+        kind: operation
+        name: talk
+        runner: bash_jinja2
+        params: [{name: n, type: int}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          {% if param.n %}head -c {{ param.n }} /dev/urandom | od -An -tx1 -v; echo "warned {{ param.n }}" >&2{% endif %}
+          echo done > {{ output.out | q }}
+        """,
+    )
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  loud: {operation: talk, params: {n: 3000000}}\n  quiet: {operation: talk, params: {n: 0}}\n")
+    assert project.plx("run", g).code == 0
+    run = project.last_run()
+    logs = project.root / ".plx" / "runs" / run["id"] / "logs"
+    stdout = project.plx("log", "last", "loud").out
+    assert len(stdout.split()) == 3000000 and len(stdout.encode()) == (logs / "loud.stdout").stat().st_size
+    assert project.plx("log", "last", "loud", "--stderr").out == "warned 3000000\n"
+    assert sorted(p.name for p in logs.iterdir()) == ["loud.stderr", "loud.stdout"]  # nothing for a silent stream
+    quiet = project.plx("log", "last", "quiet")
+    assert quiet.code == 0 and quiet.out == ""
+    worker = project.plx("log", "last", "quiet", "--worker").out
+    assert "node quiet: operation talk" in worker and "exit code 0" in worker and "output out: stored" in worker
+    assert "loud" not in worker  # one worker log per run, shown one node at a time
+
+
+def test_a_node_is_over_when_its_leader_exits_even_if_a_child_holds_its_output(project: Project) -> None:
+    pids = project.root / "pids"
+    project.write(
+        "operations/bg.yaml",
+        f"""\
+        kind: operation
+        name: bg
+        runner: command
+        outputs: [{{name: out}}]
+        cmd: sleep 60 & echo $! > {pids}; echo started; touch $OUTPUT_OUT
+        """,
+    )
+    project.write(
+        "operations/mute.yaml",
+        """\
+        kind: operation
+        name: mute
+        runner: command
+        outputs: [{name: out}]
+        timeout: 0.03
+        cmd: exec >&- 2>&-; sleep 60
+        """,
+    )
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  b: {operation: bg}\n  m: {operation: mute}\n")
+    t0 = time.monotonic()
+    r = project.plx("run", g, "--keep-going", "-j", "2")
+    assert time.monotonic() - t0 < 20, r
+    nodes = project.last_run()["nodes"]
+    assert nodes["b"]["state"] == "success" and nodes["m"]["state"] == "timeout", r
+    assert project.plx("log", "last", "b").out == "started\n"
+    deadline = time.monotonic() + 5
+    while _pids_alive([int(pids.read_text())]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _pids_alive([int(pids.read_text())]) == []
+
+
 def test_run_selected_nodes_and_exit_codes(project: Project) -> None:
     project.write("operations/w.yaml", "kind: operation\nname: w\nrunner: command\ninputs: [{name: src, min: 0}]\noutputs: [{name: out}]\ncmd: echo x > $OUTPUT_OUT\n")
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  a: {operation: w}\n  b: {operation: w, inputs: {src: a.out}}\n  c: {operation: w}\n")
@@ -530,6 +595,29 @@ def test_cloud_inputs_and_another_interpreter(project: Project) -> None:
     r = project.plx("run", g)
     assert r.code == 0, r
     assert project.plx("get", "last", "p.out", "-o", "-").out.startswith("s3://bucket/key.csv python3")
+
+
+def test_a_process_that_cannot_start_fails_its_node_with_the_reason(project: Project) -> None:
+    project.write(
+        "operations/py.yaml",
+        """\
+        kind: operation
+        name: py
+        runner: python
+        python: /nonexistent/bin/python3
+        outputs: [{name: out, type: text}]
+        cmd: open(output["out"], "w").write("x")
+        """,
+    )
+    project.write("operations/after.yaml", "kind: operation\nname: after\nrunner: command\ninputs: [{name: x}]\noutputs: [{name: y}]\ncmd: cp $INPUT_X $OUTPUT_Y\n")
+    g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  p: {operation: py}\n  a: {operation: after, inputs: {x: p.out}}\n")
+    r = project.plx("run", g, "--json")
+    assert r.code == 1, r
+    nodes = r.json()["nodes"]
+    assert nodes["p"]["state"] == "failed" and nodes["a"]["state"] == "skipped"
+    assert "cannot start /nonexistent/bin/python3: No such file or directory" in r.err
+    worker = project.plx("log", "last", "p", "--worker").out
+    assert "failed: cannot start /nonexistent/bin/python3" in worker
 
 
 def test_a_template_error_at_run_time_fails_the_node(project: Project) -> None:
