@@ -10,7 +10,9 @@ import os
 import queue
 import shutil
 import signal
+import stat
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -139,6 +141,8 @@ class Engine:
         self.recipes: dict[str, dict[str, Any]] = {}
         self.op_recipes: dict[str, Any] = {}  # operation recipe hash -> recipe, kept once per run
         self.locks: dict[str, KeyLock] = {}
+        self.unlock_after_commit: list[KeyLock] = []  # locks of keys whose cache entries are not committed yet
+        self._committed = time.monotonic()
         self.inflight: dict[str, str] = {}  # key -> the task computing it in this run
         self.waiting: dict[str, list[str]] = {}  # key -> tasks of this run waiting on it
         self.workdirs: dict[str, Path] = {}
@@ -214,6 +218,7 @@ class Engine:
             while True:
                 try:
                     self.records.append(RunRecord(self.history.dir, data))
+                    self.records[-1].batched = True  # flushed by _commit
                     break
                 except FileExistsError:  # two runs started in the same millisecond
                     data["id"] = new_run_id()
@@ -228,9 +233,11 @@ class Engine:
             self._record_git(wait=True)
         finally:
             signal.signal(signal.SIGTERM, previous)
-            for lock in self.locks.values():
-                lock.release()
-            self.store.close()
+            try:
+                self.store.close()  # commits the cache entries not committed yet
+            finally:
+                for lock in [*self.unlock_after_commit, *self.locks.values()]:
+                    lock.release()
             self.executor.close()
             for done in [*self.done_workdirs, *((d, False) for d in self.spare_workdirs)]:
                 _remove_workdir(*done)
@@ -271,7 +278,12 @@ class Engine:
                 continue
             if not git_recorded:  # the first nodes are running: now there is time to ask git
                 git_recorded = self._record_git(wait=False)
-            event = self.events.get()
+            if time.monotonic() - self._committed > COMMIT_EVERY or len(self.unlock_after_commit) >= 256:
+                self._commit()
+            try:  # wait no longer than COMMIT_EVERY for the next event: what is pending gets written meanwhile
+                event = self.events.get(timeout=COMMIT_EVERY)
+            except queue.Empty:
+                continue
             if isinstance(event, _GitReady):
                 git_recorded = self._record_git(wait=False)
                 continue
@@ -285,6 +297,16 @@ class Engine:
                 continue
             running -= 1
             ready.extend(self._finish(event))
+
+    def _commit(self) -> None:
+        """Commit the cache entries written since the last time, then let other plx processes see their keys."""
+        for r in self.records:
+            r.flush()
+        self.store.commit_entries()
+        for lock in self.unlock_after_commit:
+            lock.release()
+        self.unlock_after_commit.clear()
+        self._committed = time.monotonic()
 
     def _git_now(self) -> dict[str, Any] | None:
         """Git facts if known without waiting: the commit of --rev, or a finished background read."""
@@ -502,7 +524,9 @@ class Engine:
                 stored[o.name] = art
                 wlog(f"output {o.name}: stored {art.hash} ({art.type}, {art.size} bytes)")
             if task.cacheable:
-                self.store.record(self.keys[tid], stored, self.rec(tid).id)
+                # Committed with others when the loop is idle (one transaction, not one per node);
+                # the key's lock is held until then, so another plx waiting on it finds the entry.
+                self.store.record(self.keys[tid], stored, self.rec(tid).id, defer=True)
                 wlog("cache entry written")
         finally:
             record.worker(node, lines)
@@ -575,7 +599,7 @@ class Engine:
     def _release(self, tid: str) -> None:
         lock = self.locks.pop(tid, None)
         if lock:
-            lock.release()
+            self.unlock_after_commit.append(lock)
         key = self.keys.get(tid)
         if key and self.inflight.get(key) == tid:
             del self.inflight[key]
@@ -632,6 +656,10 @@ def _last_line(path: Path, limit: int = 160) -> str:
 
 
 _REMOVE_AT_ONCE_BYTES = 64 * 1024 * 1024
+# Cache entries are committed, and the run's event and worker logs flushed, in batches at least
+# this often (seconds): a transaction and two writes per node cost more than the rest of a short
+# node's bookkeeping. A plx killed at any moment loses at most this much of its record.
+COMMIT_EVERY = 0.1
 
 
 def _remove_workdir(work: Path, with_indir: bool) -> None:
@@ -665,12 +693,14 @@ def _check_outputs(task: Task, work: Path, read: dict[str, bytes]) -> str | None
     """Why the outputs of a finished node are unacceptable, or None; keeps the bytes it had to read."""
     for o in task.op.outputs:
         p = work / o.file_name
-        if p.is_symlink():
-            return f"output '{o.name}' ({o.file_name}) is a symbolic link; write a real file inside the working directory"
-        if not p.exists():
+        try:
+            mode = os.lstat(p).st_mode  # one call answers "exists", "link" and "folder"
+        except FileNotFoundError:
             return f"output '{o.name}' was not written: expected {o.file_name} in the working directory"
+        if stat.S_ISLNK(mode):
+            return f"output '{o.name}' ({o.file_name}) is a symbolic link; write a real file inside the working directory"
         if o.type == "directory":
-            if not p.is_dir():
+            if not stat.S_ISDIR(mode):
                 return f"output '{o.name}' must be a directory, but {o.file_name} is a file"
             root = work.resolve()
             for dirpath, dirnames, filenames in os.walk(p):
@@ -681,10 +711,11 @@ def _check_outputs(task: Task, work: Path, read: dict[str, bytes]) -> str | None
                         if not (target == root or root in target.parents) or target.is_dir():
                             return f"output '{o.name}' holds a link {q.relative_to(work)} pointing outside the working directory"
             continue
-        if p.is_dir():
+        if stat.S_ISDIR(mode):
             return f"output '{o.name}' must be a file, but {o.file_name} is a directory"
         if o.type in ("json", "text", "csv"):
-            data = read[o.name] = p.read_bytes()
+            with open(p, "rb") as f:
+                data = read[o.name] = f.read()
             try:
                 if o.type == "json":
                     json.loads(data)

@@ -257,6 +257,7 @@ class RunRecord:
         self._log_dirs: set[str] = set()
         self._log_paths: dict[tuple[str, str], Path] = {}
         self._worker: Any = None
+        self.batched = False  # True: events and worker lines are written out by flush(), not each at once
         self._t0 = time.time()
         self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
@@ -293,13 +294,21 @@ class RunRecord:
         if self._worker is None:
             self._worker = open(self.worker_log, "a", encoding="utf-8")
         self._worker.write("".join(f"{node}\t{line}\n" for text in lines for line in text.rstrip("\n").split("\n")))
-        self._worker.flush()
+        if not self.batched:
+            self._worker.flush()
+
+    def flush(self) -> None:
+        """Write out buffered events and worker lines (the engine batches them: see engine.COMMIT_EVERY)."""
+        self._events.flush()
+        if self._worker is not None:
+            self._worker.flush()
 
     def node_event(self, node: str, **fields: Any) -> None:
         """Record a node's change: appended and flushed, so readers and `log -f` see it at once."""
         self.data["nodes"].setdefault(node, {}).update(fields)
         self._events.write(json.dumps({"node": node, **fields}, default=str) + "\n")
-        self._events.flush()
+        if not self.batched:
+            self._events.flush()
 
     def run_event(self, **fields: Any) -> None:
         """Record run-level facts learnt after the start (the git facts), appended like node events."""

@@ -88,6 +88,7 @@ class Store:
         self._index: Any = None
         self._stats: Any = None
         self._new_stats: dict[str, str] = {}  # written in one transaction, not one per object
+        self._new_entries: dict[str, str] = {}  # cache entries waiting for commit_entries
         self._lock_fd: int | None = None
         self._prefixes: set[str] = set()  # objects/xx folders known to exist
 
@@ -120,6 +121,7 @@ class Store:
             self._lock_fd = None
 
     def flush(self) -> None:
+        self.commit_entries()
         if self._new_stats:
             with self.stats.transact():
                 for k, v in self._new_stats.items():
@@ -309,7 +311,7 @@ class Store:
     def lookup(self, key: str) -> dict[str, Artifact] | None:
         """The outputs of a cache entry, only if every one of its artifacts is intact."""
         try:
-            raw = self.index.get(key)
+            raw = self._new_entries.get(key) or self.index.get(key)
         except ValueError:
             return None  # a row that is not plain text (tampered or foreign): a miss, never unpickled
         if raw is None:
@@ -323,8 +325,20 @@ class Store:
                 return None
         return outputs
 
-    def record(self, key: str, outputs: dict[str, Artifact], run_id: str) -> None:
-        self.index.set(key, json.dumps({"outputs": {k: a.to_json() for k, a in outputs.items()}, "run": run_id}))
+    def record(self, key: str, outputs: dict[str, Artifact], run_id: str, defer: bool = False) -> None:
+        """Write a cache entry; with defer, at the next commit_entries (one transaction for many)."""
+        value = json.dumps({"outputs": {k: a.to_json() for k, a in outputs.items()}, "run": run_id})
+        if defer:
+            self._new_entries[key] = value
+        else:
+            self.index.set(key, value)
+
+    def commit_entries(self) -> None:
+        if self._new_entries:
+            with self.index.transact():
+                for k, v in self._new_entries.items():
+                    self.index.set(k, v)
+            self._new_entries.clear()
 
     def entries(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for key in list(self.index.iterkeys()):
