@@ -32,8 +32,8 @@ def timed(cmd: list[str] | str, cwd: Path, repeat: int = 1, env: dict[str, str] 
     return statistics.median(times)
 
 
-def temp_project() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="plx-bench-"))
+def temp_project(where: str | None = None) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="plx-bench-", dir=where))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     (root / ".gitignore").write_text(".plx/\n")
     return root

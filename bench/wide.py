@@ -6,6 +6,7 @@ Prints cold-run and no-op re-run times side by side with -j2, and the 16 x `slee
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -67,15 +68,24 @@ def sleepers(root: Path) -> None:
     (root / "graphs/naps.yaml").write_text("kind: graph\nname: naps\nnodes:\n" + "".join(f"  s{i}: {{operation: nap, params: {{i: {i}}}}}\n" for i in range(16)))
 
 
-def fresh(has_doit: bool) -> Path:
+def fresh(has_doit: bool, where: str | None) -> Path:
     """A new project for each cold run: deleting the last one's files would slow the next run down
     (on ext4 without a journal, files created soon after deletions scan the freed inodes)."""
-    root = temp_project()
+    root = temp_project(where)
     plx_project(root, N)
     makefile(root, N)
     if has_doit:
         dodo(root, N)
     return root
+
+
+def cold_runs(tools: dict[str, list[str]], has_doit: bool, where: str | None, roots: list[Path]) -> dict[str, list[float]]:
+    cold: dict[str, list[float]] = {t: [] for t in tools}
+    for _ in range(REPEAT):  # the tools take turns, so a slow moment of the machine hits them alike
+        for name, cmd in tools.items():
+            roots.append(fresh(has_doit, where))
+            cold[name].append(timed(cmd, roots[-1]))
+    return cold
 
 
 def main() -> None:
@@ -84,26 +94,24 @@ def main() -> None:
     if has_doit:
         tools["doit -n 2"] = [sys.executable, "-m", "doit", "-n", "2"]
     roots: list[Path] = []
-    cold: dict[str, list[float]] = {t: [] for t in tools}
-    for _ in range(REPEAT):  # the tools take turns, so a slow moment of the machine hits them alike
-        for name, cmd in tools.items():
-            roots.append(fresh(has_doit))
-            cold[name].append(timed(cmd, roots[-1]))
+    # The temp folder's disk, and a tmpfs when there is one: on some disks creating files costs far
+    # more than elsewhere, and more after recent deletions (see README, Speed).
+    places = [("disk", None)] + ([("tmpfs", "/dev/shm")] if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) else [])
+    colds = {label: cold_runs(tools, has_doit, where, roots) for label, where in places}
     root = roots[-1]
     subprocess.run(tools["plx run -j2"], cwd=root, capture_output=True, check=True)
     check = subprocess.run([PLX, "get", "last", "all.all", "-o", "-"], cwd=root, capture_output=True, text=True).stdout.split()
     assert check == [str(i) for i in range(N)], "the concatenation is wrong"
     subprocess.run(tools["make -j2"], cwd=root, capture_output=True, check=True)
-    rows = []
-    base = statistics.median(cold["make -j2"])
-    base_noop = timed(tools["make -j2"], root, repeat=3)
-    for name, cmd in tools.items():
-        noop = timed(cmd, root, repeat=3)
-        c = statistics.median(cold[name])
-        spread = f"{min(cold[name]):.2f}–{max(cold[name]):.2f}"
-        rows.append([name, c, spread, noop, c / base, noop / base_noop])
-    title = f"{N} trivial bash nodes + 1 concatenation, -j2 (s; cold: median of {REPEAT} fresh projects)"
-    print_table(title, rows, ["tool", "cold", "cold range", "no-op re-run", "cold / make", "no-op / make"])
+    noops = {name: timed(cmd, root, repeat=3) for name, cmd in tools.items()}
+    for label, cold in colds.items():
+        base = statistics.median(cold["make -j2"])
+        rows = []
+        for name in tools:
+            c = statistics.median(cold[name])
+            rows.append([name, c, f"{min(cold[name]):.2f}–{max(cold[name]):.2f}", c / base, noops[name], noops[name] / noops["make -j2"]])
+        title = f"{N} trivial bash nodes + 1 concatenation, -j2, projects on {label} (s; cold: median of {REPEAT} fresh projects)"
+        print_table(title, rows, ["tool", "cold", "cold range", "cold / make", "no-op re-run", "no-op / make"])
     sleepers(root)
     naps = [timed([PLX, "run", "graphs/naps.yaml", "-j", "2"], root) for _ in range(3)]
     t = statistics.median(naps)
