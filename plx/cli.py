@@ -186,6 +186,8 @@ def run(
     project, lib = commands.open_project()
     path = commands.graph_path(project, graph)
     if dry_run:
+        if sweep:
+            raise UsageError("--dry-run explains one run: give -p NAME=VALUE for one combination instead of --sweep")
         if rev:
             project, lib, path, _ = commands.at_revision(project, path, rev)
         rows = commands.dry_run(project, lib, path, targets=nodes or [], params=param, inputs=input_)
@@ -198,8 +200,6 @@ def run(
         return
     if executor not in ("local", "dask"):
         raise UsageError(f"--executor {executor}: choose local or dask")
-    if sweep and (rev or dry_run or executor != "local"):
-        raise UsageError("--sweep cannot be combined with --rev, --dry-run or --executor dask (yet)")
     records = commands.run_many(
         project,
         lib,

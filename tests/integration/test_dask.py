@@ -113,6 +113,17 @@ def test_graph_runs_on_dask_and_shares_the_cache(project: Project, scheduler: st
     assert local.json()["nodes"]["c"]["outputs"] == r.json()["nodes"]["c"]["outputs"]
 
 
+def test_a_sweep_runs_on_dask_with_its_shared_upstream_once(project: Project, scheduler: str) -> None:
+    _setup(project)
+    r = project.plx("run", "graphs/g.yaml", "--sweep", "c.v=x,y", "--executor", "dask", "--scheduler", scheduler, "--json")
+    assert r.code == 0, r
+    runs = r.json()
+    assert [run["params"] for run in runs] == [{"c.v": "x"}, {"c.v": "y"}]
+    assert [project.plx("get", run["id"], "c", "-o", "-").out for run in runs] == ["a\nx\n", "a\ny\n"]
+    ran_a = [run["nodes"]["a"]["state"] for run in runs]
+    assert ran_a.count("success") == 1, ran_a  # the shared upstream executed once
+
+
 def test_failure_and_timeout_on_dask(project: Project, scheduler: str) -> None:
     pids = project.root / "pids"
     pids.mkdir()

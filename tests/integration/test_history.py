@@ -144,3 +144,11 @@ def test_run_at_a_git_revision(project: Project) -> None:
     r = project.plx("run", g, "--json")
     assert json.loads(project.plx("get", "last", "metrics", "-o", "-").out)["score"] == 1002.0
     assert project.plx("run", g, "--rev", "no-such-rev").code == 1
+    # A sweep at that revision: every combination from the old files.
+    r = project.plx("run", g, "--rev", first_commit, "--sweep", "scale=2,3", "--json")
+    assert r.code == 0, r
+    runs = r.json()
+    assert [run["params"] for run in runs] == [{"scale": 2.0}, {"scale": 3.0}]
+    assert {run["git"]["commit"] for run in runs} == {first_commit}
+    scores = [json.loads(project.plx("get", run["id"], "metrics", "-o", "-").out)["score"] for run in runs]
+    assert scores == [6.0, 9.0]

@@ -472,6 +472,8 @@ def test_preview_and_dry_run(project: Project) -> None:
     assert "param n 4 → 7" in r.out
     r = project.plx("run", g, "--dry-run")
     assert "cached" in r.out and project.plx("log", "--json").json()[0]["counts"] == {"success": 1}
+    r = project.plx("run", g, "--dry-run", "--sweep", "a.n=1,2")
+    assert r.code == 2 and "give -p NAME=VALUE for one combination" in r.err
 
 
 def test_plain_progress_lines_and_summary(project: Project) -> None:
