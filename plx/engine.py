@@ -242,10 +242,7 @@ class Engine:
             for done in [*self.done_workdirs, *((d, False) for d in self.spare_workdirs)]:
                 _remove_workdir(*done)
             for record in self.records:  # the run's folder of work folders, unless a failed node's is kept in it
-                try:
-                    os.rmdir(self.store.tmp / record.id)
-                except OSError:
-                    pass
+                _remove_empty_tree(self.store.tmp / record.id)
         for t, st in self.state.items():
             if st in ("pending", "running"):
                 self._set(t, "canceled" if self.interrupted else "skipped")
@@ -671,6 +668,15 @@ def _remove_workdir(work: Path, with_indir: bool) -> None:
             pass
         except OSError:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _remove_empty_tree(top: Path) -> None:
+    """Remove top and the folders below it, except those holding files (a failed node's, kept to look at)."""
+    for dirpath, _dirs, _files in os.walk(top, topdown=False):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
 
 
 def _input_json(spec: Any, arts: list[Avail]) -> Any:

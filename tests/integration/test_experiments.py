@@ -196,8 +196,10 @@ def test_subgraphs_nest_and_share_the_cache(project: Project) -> None:
     r = project.plx("run", "graphs/outer.yaml", "-p", "m/second.word=deux", "--json")
     assert r.code == 0, r
     assert r.json()["nodes"]["m/first/a"]["state"] == "cached" and r.json()["nodes"]["m/second/a"]["state"] == "success"
-    assert project.plx("log", "last", "m/second/a", "--worker").code == 0
+    worker = project.plx("log", "last", "m/second/a", "--worker").out
+    assert "node m/second/a: operation step" in worker and "m/first/a" not in worker
     assert "m/second/a" in project.plx("graph", "graphs/outer.yaml").out
+    assert list((project.root / ".plx" / "tmp").iterdir()) == []  # nested work folders are all removed
 
 
 def test_python_api_round_trip_and_run(project: Project) -> None:

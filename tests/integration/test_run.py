@@ -441,6 +441,23 @@ def test_a_node_is_over_when_its_leader_exits_even_if_a_child_holds_its_output(p
     assert _pids_alive([int(pids.read_text())]) == []
 
 
+def test_work_folders_go_when_the_run_ends_except_a_failed_nodes(project: Project) -> None:
+    project.write(
+        "operations/ok.yaml", "kind: operation\nname: ok\nrunner: command\nparams: [{name: i, type: int}]\noutputs: [{name: out}]\ncmd: echo $PARAM_I > $OUTPUT_OUT\n"
+    )
+    project.write("operations/bad.yaml", "kind: operation\nname: bad\nrunner: command\noutputs: [{name: out}]\ncmd: echo half > scratch.txt; exit 3\n")
+    nodes = "".join(f"  n{i}: {{operation: ok, params: {{i: {i}}}}}\n" for i in range(6))
+    g = graph(project, "g", f"kind: graph\nname: g\nnodes:\n{nodes}  b: {{operation: bad}}\n")
+    r = project.plx("run", g, "--keep-going", "-j", "2", "--json")
+    assert r.code == 1
+    run = r.json()
+    assert [run["nodes"][f"n{i}"]["state"] for i in range(6)] == ["success"] * 6
+    assert [project.plx("get", "last", f"n{i}.out", "-o", "-").out for i in range(6)] == [f"{i}\n" for i in range(6)]
+    kept = project.root / ".plx" / "tmp" / run["id"]
+    assert sorted(p.name for p in kept.iterdir()) == ["b"]  # the failed node's folder, to look at
+    assert (kept / "b" / "scratch.txt").read_text() == "half\n"
+
+
 def test_run_selected_nodes_and_exit_codes(project: Project) -> None:
     project.write("operations/w.yaml", "kind: operation\nname: w\nrunner: command\ninputs: [{name: src, min: 0}]\noutputs: [{name: out}]\ncmd: echo x > $OUTPUT_OUT\n")
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  a: {operation: w}\n  b: {operation: w, inputs: {src: a.out}}\n  c: {operation: w}\n")
