@@ -186,15 +186,14 @@ def run(
     project, lib = commands.open_project()
     path = commands.graph_path(project, graph)
     if dry_run:
-        if sweep:
-            raise UsageError("--dry-run explains one run: give -p NAME=VALUE for one combination instead of --sweep")
         if rev:
             project, lib, path, _ = commands.at_revision(project, path, rev)
-        rows = commands.dry_run(project, lib, path, targets=nodes or [], params=param, inputs=input_)
+        rows = commands.dry_run(project, lib, path, targets=nodes or [], params=param, inputs=input_, sweeps=sweep)
         if as_json:
             dump_json(rows)
             return
-        print(table([[r["node"], r["action"], "; ".join(r["why"])] for r in rows], ["node", "action", "why"]))
+        first = ["sweep"] if sweep else []
+        print(table([[*(r[c] for c in first), r["node"], r["action"], "; ".join(r["why"])] for r in rows], [*first, "node", "action", "why"]))
         n_run = sum(1 for r in rows if r["action"] == "run")
         err(f"{n_run} would run, {len(rows) - n_run} cached")
         return

@@ -212,37 +212,16 @@ def _parse_one(spec: ParamSpec, name: str, text: str) -> Any:
         raise RunError(f"--sweep {name}: {exc}") from None
 
 
-def run_many(
-    project: Project,
-    lib: Library,
-    graph_file: Path,
-    *,
-    targets: list[str],
-    params: list[str],
-    inputs: list[str],
-    jobs: int | None,
-    no_cache: bool,
-    keep_going: bool,
-    reporter: Any,
-    argv: list[str],
-    sweeps: list[str] | None = None,
-    rev: str | None = None,
-    executor: str = "local",
-    scheduler: str | None = None,
-) -> list[dict[str, Any]]:
-    """Run a graph: one run, or with `sweeps` every combination of the swept values as one DAG on
-    one pool, recorded as one run each. Returns the records."""
+def plan_members(
+    project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str], sweeps: list[str] | None = None
+) -> tuple[list[Any], dict[str, Any]]:
+    """The plans of a run: one, or with `sweeps` one per combination of the swept values (each a
+    Member with its overrides and label). Returns (members, the -p overrides as typed values)."""
     import itertools
 
-    from .engine import Engine, Member, RunOptions
-    from .history import prefetch_git_facts
+    from .engine import Member
     from .planner import plan as make_plan
 
-    rev_info = None
-    if rev:
-        project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
-    else:
-        prefetch_git_facts(project.root)  # overlaps validation and planning
     graph = load_graph(lib, graph_file)
     axes = [_sweep_values(lib, graph, s) for s in sweeps or []]
     names = [a[0] for a in axes]
@@ -263,6 +242,38 @@ def run_many(
                 n.setdefault(node, {})[spec.name] = value
         label = ",".join(f"{k}={_show(v)}" for k, v in zip(names, combo, strict=True))
         members.append(Member(make_plan(lib, graph, params=g, node_params=n, inputs=files, targets=targets), f, label))
+    return members, flat
+
+
+def run_many(
+    project: Project,
+    lib: Library,
+    graph_file: Path,
+    *,
+    targets: list[str],
+    params: list[str],
+    inputs: list[str],
+    jobs: int | None,
+    no_cache: bool,
+    keep_going: bool,
+    reporter: Any,
+    argv: list[str],
+    sweeps: list[str] | None = None,
+    rev: str | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+) -> list[dict[str, Any]]:
+    """Run a graph: one run, or with `sweeps` every combination of the swept values as one DAG on
+    one pool, recorded as one run each. Returns the records."""
+    from .engine import Engine, RunOptions
+    from .history import prefetch_git_facts
+
+    rev_info = None
+    if rev:
+        project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
+    else:
+        prefetch_git_facts(project.root)  # overlaps validation and planning
+    members, flat = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
     opts = RunOptions(
         jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
     )
@@ -433,14 +444,18 @@ def compare(project: Project, refs: list[str], show_all: bool) -> dict[str, Any]
     return {"runs": ids, "rows": rows}
 
 
-def dry_run(project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str]) -> list[dict[str, Any]]:
+def dry_run(
+    project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str], sweeps: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """What a run would do, node by node, and why; with sweeps, for every combination (rows carry `sweep`)."""
     from .engine import explain_plan
-    from .planner import plan as make_plan
 
-    graph = load_graph(lib, graph_file)
-    gparams, nparams, _ = parse_overrides(lib, graph, params)
-    files = parse_inputs(project, graph, inputs)
-    return explain_plan(project, make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files, targets=targets))
+    members, _ = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+    rows = []
+    for m in members:
+        for row in explain_plan(project, m.plan):
+            rows.append({"sweep": m.label, **row} if sweeps else row)
+    return rows
 
 
 def preview(project: Project, lib: Library, graph_file: Path, node: str, params: list[str]) -> str:

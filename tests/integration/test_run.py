@@ -489,8 +489,11 @@ def test_preview_and_dry_run(project: Project) -> None:
     assert "param n 4 → 7" in r.out
     r = project.plx("run", g, "--dry-run")
     assert "cached" in r.out and project.plx("log", "--json").json()[0]["counts"] == {"success": 1}
-    r = project.plx("run", g, "--dry-run", "--sweep", "a.n=1,2")
-    assert r.code == 2 and "give -p NAME=VALUE for one combination" in r.err
+    r = project.plx("run", g, "--dry-run", "--sweep", "a.n=4,5", "--json")
+    assert r.code == 0, r
+    assert [(row["sweep"], row["action"]) for row in r.json()] == [("a.n=4", "cached"), ("a.n=5", "run")]
+    assert "param n 4 → 5" in r.json()[1]["why"]
+    assert project.plx("log", "--json").json()[0]["counts"] == {"success": 1}  # nothing ran
 
 
 def test_plain_progress_lines_and_summary(project: Project) -> None:
