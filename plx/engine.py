@@ -521,8 +521,8 @@ class Engine:
                 stored[o.name] = art
                 wlog(f"output {o.name}: stored {art.hash} ({art.type}, {art.size} bytes)")
             if task.cacheable:
-                # Committed with others when the loop is idle (one transaction, not one per node);
-                # the key's lock is held until then, so another plx waiting on it finds the entry.
+                # Committed with others by _commit (one transaction, not one per node); the key's
+                # lock is held until then, so another plx waiting on it finds the entry.
                 self.store.record(self.keys[tid], stored, self.rec(tid).id, defer=True)
                 wlog("cache entry written")
         finally:
