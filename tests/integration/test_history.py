@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.conftest import Project
 
@@ -38,6 +39,27 @@ def setup(project: Project) -> str:
     project.git("add", "-A")
     project.git("commit", "-qm", "first")
     return "graphs/scoring.yaml"
+
+
+def test_git_facts_outside_git_and_before_the_first_commit(project: Project, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "plx.yaml").write_text("{}\n")
+    (plain / "operations").mkdir()
+    (plain / "operations/score.yaml").write_text(OP)
+    (plain / "graphs").mkdir()
+    (plain / "graphs/scoring.yaml").write_text(GRAPH)
+    (plain / "data").mkdir()
+    (plain / "data/words.txt").write_text("a b\n")
+    r = project.plx("run", "graphs/scoring.yaml", "--json", cwd=plain)
+    assert r.code == 0, r
+    assert r.json()["git"] == {"commit": None, "branch": None, "dirty": None}
+    project.write("operations/score.yaml", OP)
+    project.write("graphs/scoring.yaml", GRAPH)
+    project.write("data/words.txt", "a b\n")
+    assert project.plx("run", "graphs/scoring.yaml", "--json").json()["git"] == {"commit": None, "branch": "main", "dirty": False}
+    project.git("add", "data/words.txt")
+    assert project.plx("run", "graphs/scoring.yaml", "--json").json()["git"]["dirty"] is True  # staged counts
 
 
 def test_record_holds_git_facts_and_snapshot(project: Project) -> None:
