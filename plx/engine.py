@@ -299,6 +299,7 @@ class Engine:
         """Commit the cache entries written since the last time, then let other plx processes see their keys."""
         for r in self.records:
             r.flush()
+        getattr(self.reporter, "flush", lambda: None)()
         self.store.commit_entries()
         for lock in self.unlock_after_commit:
             lock.release()

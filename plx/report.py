@@ -40,17 +40,20 @@ class PlainReporter:
         self.quiet = quiet
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
+        self.pending: list[str] = []
 
     def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
         self.t0 = time.monotonic()
         if not self.quiet:
             self._line(f"run {title}: {len(nodes)} nodes, -j {jobs}")
+            self.flush()
 
     def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
         if self.quiet or state == "pending":
             return
         if state == "interrupt":
             self._line("interrupted: stopping running nodes (Ctrl-C again to kill at once)")
+            self.flush()
             return
         extra = ""
         if info.get("reason"):
@@ -60,11 +63,20 @@ class PlainReporter:
         self._line(f"{state:<8} {node}{extra}")
 
     def _line(self, text: str) -> None:
+        # Kept until flush(), which the engine calls at least every 0.1 s: a write per line
+        # costs more than the rest of what the loop does for a short node.
         with self.lock:
-            self.out.write(f"[{time.monotonic() - self.t0:7.2f}s] {text}\n")
-            self.out.flush()
+            self.pending.append(f"[{time.monotonic() - self.t0:7.2f}s] {text}\n")
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.pending:
+                self.out.write("".join(self.pending))
+                self.out.flush()
+                self.pending.clear()
 
     def run_finished(self, records: list[dict[str, Any]]) -> None:
+        self.flush()
         for record in records:
             failed = [(n, d) for n, d in record["nodes"].items() if d.get("state") in ("failed", "timeout")]
             for n, d in failed:
