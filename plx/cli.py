@@ -431,6 +431,7 @@ def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> 
 
     out = sys.stdout.buffer
     pos = 0
+    shown = 0
     while True:
         # Decide before copying, so the bytes written up to the end are copied once more.
         data = history.load(rid) if follow else None
@@ -439,7 +440,10 @@ def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> 
         if chunk:
             out.write(chunk)
             out.flush()
+            shown += len(chunk)
         if done:
+            if not shown:  # on stderr, so that a script reading stdout still gets exactly nothing
+                err(f"{node} wrote nothing to {stream}" if stream != "worker" else f"no worker log for {node}")
             return
         time.sleep(0.2)
 

@@ -399,7 +399,7 @@ def test_logs_hold_every_byte_and_only_streams_used_get_a_file(project: Project)
     assert project.plx("log", "last", "loud", "--stderr").out == "warned 3000000\n"
     assert sorted(p.name for p in logs.iterdir()) == ["loud.stderr", "loud.stdout"]  # nothing for a silent stream
     quiet = project.plx("log", "last", "quiet")
-    assert quiet.code == 0 and quiet.out == ""
+    assert quiet.code == 0 and quiet.out == "" and "quiet wrote nothing to stdout" in quiet.err
     worker = project.plx("log", "last", "quiet", "--worker").out
     assert "node quiet: operation talk" in worker and "exit code 0" in worker and "output out: stored" in worker
     assert "loud" not in worker  # one worker log per run, shown one node at a time
