@@ -416,15 +416,16 @@ class Engine:
         wlog(f"node {self.local[tid]}: operation {task.op.name} ({task.op.file}), runner {task.op.runner}")
         wlog(f"cache key {key}" + ("" if task.cacheable else " (not cacheable: always runs)") + (" (--no-cache)" if self.opts.no_cache else ""))
         paths: dict[str, list[str]] = {}
+        copies: list[tuple[Avail, Path]] = []
         for name, items in ins.items():
             spec = task.op.input(name)
             placed = []
             for i, a in enumerate(items):
                 dst = (indir / name / str(i) / a.art.filename) if spec and spec.is_list else (indir / name / a.art.filename)
-                if a.path is not None:
-                    _copy_user_input(a.path, dst, a.art.type)
+                if spec is not None and spec.type == "cloud":
+                    _place_input(self.store, a, dst)  # now: the template reads the reference it holds
                 else:
-                    self.store.materialize(a.art, dst)
+                    copies.append((a, dst))
                 placed.append(str(dst))
                 wlog(f"input {name}: {dst} <- {a.path or 'store ' + a.art.hash[:16]} ({a.art.type}, {a.art.size} bytes)")
             paths[name] = placed
@@ -443,13 +444,20 @@ class Engine:
         env = dict(prepared.env)  # the executor adds these to the environment where the node runs
         env["PLX_RUN_ID"], env["PLX_NODE"] = record.id, self.local[tid]
         timeout = task.timeout * 60 if task.timeout else None
-        job = Job(tid, prepared.argv, env, work, record.log(node, "stdout"), record.log(node, "stderr"), timeout)
+        store = self.store
+
+        def place_inputs() -> None:  # in the executor's thread: a large copy must not hold up the loop
+            for a, dst in copies:
+                _place_input(store, a, dst)
+
+        job = Job(tid, prepared.argv, env, work, record.log(node, "stdout"), record.log(node, "stderr"), timeout, before=place_inputs if copies else None)
         try:
             self.executor.submit(job)
-        except OSError as exc:
-            wlog(f"failed: cannot start the process: {exc}")
+        except Exception as exc:  # an executor that starts jobs at once (Dask) reports here
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            wlog(f"failed: cannot start the node: {why}")
             record.worker(node, lines)
-            self._fail_now(tid, f"cannot start {prepared.argv[0]}: {exc.strerror}")
+            self._fail_now(tid, f"cannot start the node: {why}")
             return False
         record.worker(node, lines)
         logs = {s: str(record.log(node, s).relative_to(self.project.store)) for s in ("stdout", "stderr")}
@@ -683,6 +691,14 @@ def _remove_empty_tree(top: Path) -> None:
 def _input_json(spec: Any, arts: list[Avail]) -> Any:
     items = [{"path": str(a.path), "hash": a.art.hash} for a in arts]
     return items if spec is not None and spec.is_list else (items[0] if items else None)
+
+
+def _place_input(store: Store, a: Avail, dst: Path) -> None:
+    """A node's private copy of one input: a user's file or folder, or an artifact of the store."""
+    if a.path is not None:
+        _copy_user_input(a.path, dst, a.art.type)
+    else:
+        store.materialize(a.art, dst)
 
 
 def _copy_user_input(src: Path, dst: Path, type_: str) -> None:

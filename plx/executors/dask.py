@@ -85,6 +85,8 @@ class DaskExecutor:
         self._lock = threading.Lock()
 
     def submit(self, job: Job) -> None:
+        if job.before is not None:  # the inputs go to the shared store folder the workers see
+            job.before()
         key = f"plx-node-{uuid.uuid4().hex}"
         future = self.client.submit(
             run_on_worker, key, job.argv, job.env, str(job.cwd), str(job.stdout), str(job.stderr), job.timeout, GRACE_SECONDS, key=key, pure=False

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 GRACE_SECONDS = float(os.environ.get("PLX_KILL_GRACE", "2"))
 NOT_STARTED = "canceled before it started"
@@ -28,6 +28,7 @@ class Job:
     stdout: Path
     stderr: Path
     timeout: float | None  # seconds
+    before: Callable[[], None] | None = None  # run first, where the job runs (placing the inputs)
 
 
 @dataclass
@@ -236,6 +237,12 @@ class LocalExecutor:
         started = time.time()
         if self._canceled:
             self._report(Finished(job.id, None, False, started, started, error=NOT_STARTED))
+            return
+        try:
+            if job.before is not None:
+                job.before()
+        except Exception as exc:  # e.g. the disk is full
+            self._report(Finished(job.id, None, False, started, time.time(), error=f"cannot place the inputs: {exc}"))
             return
         try:
             proc, out_r, err_r = self._spawn(job)

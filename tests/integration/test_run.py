@@ -642,6 +642,27 @@ def test_a_process_that_cannot_start_fails_its_node_with_the_reason(project: Pro
     assert "failed: cannot start /nonexistent/bin/python3" in worker
 
 
+def test_an_input_that_cannot_be_placed_fails_its_node(project: Project) -> None:
+    project.write("data/in.txt", "x\n")
+    project.write("operations/nap.yaml", "kind: operation\nname: nap\nrunner: command\noutputs: [{name: out}]\ncmd: sleep 1.5; touch $OUTPUT_OUT\n")
+    project.write(
+        "operations/use.yaml", "kind: operation\nname: use\nrunner: command\ninputs: [{name: a}, {name: b}]\noutputs: [{name: out}]\ncmd: cat $INPUT_B > $OUTPUT_OUT\n"
+    )
+    g = graph(
+        project,
+        "g",
+        "kind: graph\nname: g\ninputs: [{name: data, type: file, default: data/in.txt}]\n"
+        "nodes:\n  n: {operation: nap}\n  u: {operation: use, inputs: {a: n.out, b: inputs.data}}\n",
+    )
+    proc = project.popen("run", g, "--json")
+    project.wait_running()
+    (project.root / "data/in.txt").unlink()  # after it was hashed, before u's copy of it is made
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    u = json.loads(out)["nodes"]["u"]
+    assert u["state"] == "failed" and u["reason"].startswith("cannot place the inputs:") and "in.txt" in u["reason"], u
+
+
 def test_a_template_error_at_run_time_fails_the_node(project: Project) -> None:
     project.write(
         "operations/t.yaml",
