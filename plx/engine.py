@@ -26,7 +26,7 @@ from .history import History, RunRecord, git_facts, new_run_id, now_iso, when_gi
 from .planner import Plan, Source, Task
 from .project import Project
 from .runners import prepare
-from .store import TREE_TYPE, Artifact, KeyLock, Store
+from .store import TREE_TYPE, Artifact, KeyLock, Store, content_hash
 
 DONE_OK = {"success", "cached"}
 
@@ -695,10 +695,15 @@ def _input_json(spec: Any, arts: list[Avail]) -> Any:
 
 def _place_input(store: Store, a: Avail, dst: Path) -> None:
     """A node's private copy of one input: a user's file or folder, or an artifact of the store."""
-    if a.path is not None:
-        _copy_user_input(a.path, dst, a.art.type)
-    else:
+    if a.path is None:
         store.materialize(a.art, dst)
+        return
+    _copy_user_input(a.path, dst, a.art.type)
+    # The cache key used the hash taken when the run started: a file edited since must not be
+    # run (and cached) under that key. The copy is what the node reads, so the copy is checked.
+    now = content_hash(dst)
+    if now != a.art.hash:
+        raise RuntimeError(f"{a.path} changed after the run started (its hash was {a.art.hash[:12]}, it is {now[:12]}); run again")
 
 
 def _copy_user_input(src: Path, dst: Path, type_: str) -> None:

@@ -75,6 +75,13 @@ def reflink_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfileobj(fin, fout, 1 << 20)
 
 
+def content_hash(path: Path) -> str:
+    """The hash plx gives a file's or a folder's content (a folder: its manifest), read afresh."""
+    if path.is_dir():
+        return hash_bytes(canonical(Store._manifest(path, hash_file)).encode())
+    return hash_file(path)
+
+
 class Store:
     """Artifacts by content hash plus the cache index; safe for concurrent plx processes."""
 

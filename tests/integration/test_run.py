@@ -642,7 +642,7 @@ def test_a_process_that_cannot_start_fails_its_node_with_the_reason(project: Pro
     assert "failed: cannot start /nonexistent/bin/python3" in worker
 
 
-def test_an_input_that_cannot_be_placed_fails_its_node(project: Project) -> None:
+def test_an_input_file_changed_or_deleted_during_the_run_fails_its_node(project: Project) -> None:
     project.write("data/in.txt", "x\n")
     project.write("operations/nap.yaml", "kind: operation\nname: nap\nrunner: command\noutputs: [{name: out}]\ncmd: sleep 1.5; touch $OUTPUT_OUT\n")
     project.write(
@@ -656,9 +656,17 @@ def test_an_input_that_cannot_be_placed_fails_its_node(project: Project) -> None
     )
     proc = project.popen("run", g, "--json")
     project.wait_running()
-    (project.root / "data/in.txt").unlink()  # after it was hashed, before u's copy of it is made
+    project.write("data/in.txt", "y\n")  # after it was hashed, before u's copy of it is made
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
+    u = json.loads(out)["nodes"]["u"]
+    assert u["state"] == "failed" and "data/in.txt changed after the run started" in u["reason"], u
+    assert project.plx("run", g).code == 0  # run again: the new content, hashed and cached as such
+    assert project.plx("get", "last", "u.out", "-o", "-").out == "y\n"
+    proc = project.popen("run", g, "--no-cache", "--json")
+    project.wait_running()
+    (project.root / "data/in.txt").unlink()
+    out, err = proc.communicate(timeout=60)
     u = json.loads(out)["nodes"]["u"]
     assert u["state"] == "failed" and u["reason"].startswith("cannot place the inputs:") and "in.txt" in u["reason"], u
 
