@@ -376,7 +376,7 @@ class History:
         if data.get("status") == "running":
             events = d / "events.jsonl"
             if events.exists():
-                for line in events.read_text(encoding="utf-8").splitlines():
+                for line in events.read_text(encoding="utf-8", errors="replace").splitlines():
                     try:
                         ev = json.loads(line)
                     except ValueError:
