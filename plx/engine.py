@@ -218,7 +218,6 @@ class Engine:
             while True:
                 try:
                     self.records.append(RunRecord(self.history.dir, data))
-                    self.records[-1].batched = True  # flushed by _commit
                     break
                 except FileExistsError:  # two runs started in the same millisecond
                     data["id"] = new_run_id()
@@ -317,8 +316,8 @@ class Engine:
     def _record_git(self, wait: bool) -> bool:
         """Fill in the git facts the records were started without; True once done.
 
-        Asking git (gitpython, then `git status`) takes as long as launching the first nodes, so it
-        happens in the background once they run, and the facts are appended as a run event."""
+        Asking git takes about as long as launching the first nodes, so it happens in the
+        background, and the facts are appended as a run event."""
         if not self._git_started and not self.opts.rev:
             when_git_facts_ready(self.project.root, lambda: self.events.put(_GitReady()))
             self._git_started = True
@@ -484,44 +483,35 @@ class Engine:
                 lines.append(f"{now_iso()} {msg}\n")
 
             common = {"exit_code": ev.exit_code, "duration": duration, "finished": now_iso(), "cache_key": self.keys[tid]}
+            state: str | None = None  # set when the node did not succeed
+            reason = ""
             if ev.error is not None:  # no process ran
-                wlog(f"failed: {ev.error}")
-                canceled = ev.error == NOT_STARTED
-                self._set(tid, "canceled" if canceled else "failed", reason=ev.error, **common)
-                self._release(tid)
-                if not canceled:
-                    self._after_failure(tid)
-                return []
-            wlog(f"exit code {ev.exit_code}, {duration:.3f} s" + (" (killed: timeout)" if ev.timed_out else ""))
-            if self.stopping and not ev.timed_out and ev.exit_code != 0:
-                self._set(tid, "canceled", **common)
-                self._release(tid)
-                return []
-            if ev.timed_out:
-                reason = f"timed out after {task.timeout} min; the process group was killed"
-                wlog(f"failed: {reason}")
-                self._set(tid, "timeout", reason=reason, **common)
-                self._release(tid)
-                self._after_failure(tid)
-                return []
-            if ev.exit_code != 0:
-                reason = f"exit code {ev.exit_code}" + (f" (killed by signal {-(ev.exit_code or 0)})" if (ev.exit_code or 0) < 0 else "")
-                last = _last_line(record.log(node, "stderr"))
-                if last:
-                    reason += f": {last}"
-                wlog(f"failed: {reason}")
-                self._set(tid, "failed", reason=reason, **common)
-                self._release(tid)
-                self._after_failure(tid)
-                return []
+                state, reason = ("canceled" if ev.error == NOT_STARTED else "failed"), ev.error
+            else:
+                wlog(f"exit code {ev.exit_code}, {duration:.3f} s" + (" (killed: timeout)" if ev.timed_out else ""))
+                if self.stopping and not ev.timed_out and ev.exit_code != 0:
+                    state = "canceled"
+                elif ev.timed_out:
+                    state, reason = "timeout", f"timed out after {task.timeout} min; the process group was killed"
+                elif ev.exit_code != 0:
+                    state = "failed"
+                    reason = f"exit code {ev.exit_code}" + (f" (killed by signal {-(ev.exit_code or 0)})" if (ev.exit_code or 0) < 0 else "")
+                    last = _last_line(record.log(node, "stderr"))
+                    if last:
+                        reason += f": {last}"
             work = self.workdirs[tid]
             read: dict[str, bytes] = {}
-            problem = _check_outputs(task, work, read)
-            if problem:
-                wlog(f"failed: {problem}")
-                self._set(tid, "failed", reason=problem, **common)
+            if state is None:
+                problem = _check_outputs(task, work, read)
+                if problem:
+                    state, reason = "failed", problem
+            if state is not None:
+                if reason:
+                    wlog(f"failed: {reason}")
+                self._set(tid, state, **({"reason": reason} if reason else {}), **common)
                 self._release(tid)
-                self._after_failure(tid)
+                if state != "canceled":
+                    self._after_failure(tid)
                 return []
             stored: dict[str, Artifact] = {}
             for o in task.op.outputs:
@@ -532,7 +522,7 @@ class Engine:
             if task.cacheable:
                 # Committed with others by _commit (one transaction, not one per node); the key's
                 # lock is held until then, so another plx waiting on it finds the entry.
-                self.store.record(self.keys[tid], stored, self.rec(tid).id, defer=True)
+                self.store.record(self.keys[tid], stored, self.rec(tid).id)
                 wlog("cache entry written")
         finally:
             record.worker(node, lines)

@@ -265,7 +265,6 @@ class RunRecord:
         self._log_dirs: set[str] = set()
         self._log_paths: dict[tuple[str, str], Path] = {}
         self._worker: Any = None
-        self.batched = False  # True: events and worker lines are written out by flush(), not each at once
         self._t0 = time.time()
         self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
@@ -302,21 +301,18 @@ class RunRecord:
         if self._worker is None:
             self._worker = open(self.worker_log, "a", encoding="utf-8")
         self._worker.write("".join(f"{node}\t{line}\n" for text in lines for line in text.rstrip("\n").split("\n")))
-        if not self.batched:
-            self._worker.flush()
 
     def flush(self) -> None:
-        """Write out buffered events and worker lines (the engine batches them: see engine.COMMIT_EVERY)."""
+        """Write out the buffered events and worker lines (the engine does, at least every
+        engine.COMMIT_EVERY seconds, so readers and `log -f` see them)."""
         self._events.flush()
         if self._worker is not None:
             self._worker.flush()
 
     def node_event(self, node: str, **fields: Any) -> None:
-        """Record a node's change: appended and flushed, so readers and `log -f` see it at once."""
+        """Record a node's change: appended to events.jsonl, written out by the next flush()."""
         self.data["nodes"].setdefault(node, {}).update(fields)
         self._events.write(json.dumps({"node": node, **fields}, default=str) + "\n")
-        if not self.batched:
-            self._events.flush()
 
     def run_event(self, **fields: Any) -> None:
         """Record run-level facts learnt after the start (the git facts), appended like node events."""
@@ -448,20 +444,21 @@ class History:
     def read_log(self, run_id: str, node: str, stream: str, pos: int = 0) -> tuple[bytes, int]:
         """A node's log from byte pos of its file on: (bytes, the position to read on from)."""
         path = self.dir / run_id / "logs" / f"{node}.{stream}"
-        if stream == "worker" and not path.exists():  # older records kept a worker file per node
-            path = self.dir / run_id / WORKER_LOG
-            if not path.exists():
-                return b"", pos
-            with open(path, "rb") as f:
-                f.seek(pos)
-                data = f.read()
-            complete = data[: data.rfind(b"\n") + 1]  # a line still being written is read next time
-            tag = node.encode() + b"\t"
-            mine = b"".join(line[len(tag) :] for line in complete.splitlines(keepends=True) if line.startswith(tag))
-            return mine, pos + len(complete)
-        if not path.exists():
-            return b"", pos
+        if stream != "worker" or path.exists():  # older records kept a worker file per node
+            data = _read_from(path, pos)
+            return data, pos + len(data)
+        data = _read_from(self.dir / run_id / WORKER_LOG, pos)
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written is read next time
+        tag = node.encode() + b"\t"
+        mine = b"".join(line[len(tag) :] for line in complete.splitlines(keepends=True) if line.startswith(tag))
+        return mine, pos + len(complete)
+
+
+def _read_from(path: Path, pos: int) -> bytes:
+    """A file's bytes from pos on; nothing if it does not exist (yet)."""
+    try:
         with open(path, "rb") as f:
             f.seek(pos)
-            data = f.read()
-        return data, pos + len(data)
+            return f.read()
+    except FileNotFoundError:
+        return b""

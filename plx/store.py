@@ -75,11 +75,14 @@ def reflink_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfileobj(fin, fout, 1 << 20)
 
 
+def manifest_hash(manifest: list[dict[str, Any]]) -> str:
+    """A folder's hash: the hash of its manifest's canonical JSON."""
+    return hash_bytes(canonical(manifest).encode())
+
+
 def content_hash(path: Path) -> str:
-    """The hash plx gives a file's or a folder's content (a folder: its manifest), read afresh."""
-    if path.is_dir():
-        return hash_bytes(canonical(Store._manifest(path, hash_file)).encode())
-    return hash_file(path)
+    """The hash plx gives a file's or a folder's content, read afresh (no stat cache)."""
+    return manifest_hash(Store._manifest(path, hash_file)) if path.is_dir() else hash_file(path)
 
 
 class Store:
@@ -176,7 +179,7 @@ class Store:
         """An artifact record for a graph input file or folder (not copied into the store)."""
         if path.is_dir():
             manifest = self._manifest(path, self.hash_path)
-            return Artifact(hash_bytes(canonical(manifest).encode()), sum(e["size"] for e in manifest), type_, path.name)
+            return Artifact(manifest_hash(manifest), sum(e["size"] for e in manifest), type_, path.name)
         return Artifact(self.hash_path(path), path.stat().st_size, type_, path.name)
 
     # ---- objects ----
@@ -332,13 +335,9 @@ class Store:
                 return None
         return outputs
 
-    def record(self, key: str, outputs: dict[str, Artifact], run_id: str, defer: bool = False) -> None:
-        """Write a cache entry; with defer, at the next commit_entries (one transaction for many)."""
-        value = json.dumps({"outputs": {k: a.to_json() for k, a in outputs.items()}, "run": run_id})
-        if defer:
-            self._new_entries[key] = value
-        else:
-            self.index.set(key, value)
+    def record(self, key: str, outputs: dict[str, Artifact], run_id: str) -> None:
+        """Add a cache entry; it is written by the next commit_entries (one transaction for many)."""
+        self._new_entries[key] = json.dumps({"outputs": {k: a.to_json() for k, a in outputs.items()}, "run": run_id})
 
     def commit_entries(self) -> None:
         if self._new_entries:

@@ -235,21 +235,22 @@ class LocalExecutor:
 
     def _run(self, job: Job) -> None:
         started = time.time()
+
+        def not_run(error: str) -> None:  # reported, never lost: the engine waits for every job's Finished
+            self._report(Finished(job.id, None, False, started, time.time(), error=error))
+
         if self._canceled:
-            self._report(Finished(job.id, None, False, started, started, error=NOT_STARTED))
-            return
+            return not_run(NOT_STARTED)
         try:
             if job.before is not None:
                 job.before()
         except Exception as exc:  # e.g. the disk is full
-            self._report(Finished(job.id, None, False, started, time.time(), error=f"cannot place the inputs: {exc}"))
-            return
+            return not_run(f"cannot place the inputs: {exc}")
         try:
             proc, out_r, err_r = self._spawn(job)
-        except Exception as exc:  # reported, never lost: the engine waits for every job's Finished
+        except Exception as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self._report(Finished(job.id, None, False, started, time.time(), error=f"cannot start {job.argv[0]}: {why}"))
-            return
+            return not_run(f"cannot start {job.argv[0]}: {why}")
         with self._lock:
             self.running[job.id] = proc
             canceled = self._canceled
