@@ -85,7 +85,7 @@ def init() -> None:
 
 @app.command()
 @handle_errors
-def validate(paths: List[str] = typer.Argument(None, help="Files or folders (default: every operation and graph of the project).")) -> None:
+def validate(paths: List[str] = typer.Argument(None, metavar="[PATH]...", help="Files or folders (default: every operation and graph of the project).")) -> None:
     """Validate operation and graph files; report every error with file:line:col."""
     from .commands import open_project
     from .commands import validate as do_validate
@@ -109,7 +109,7 @@ class SchemaKind(str, Enum):
 
 @app.command()
 @handle_errors
-def schema(kind: SchemaKind = typer.Argument(..., help="operation or graph")) -> None:
+def schema(kind: SchemaKind = typer.Argument(..., metavar="KIND", help="operation or graph")) -> None:
     """Print the JSON Schema of a file kind (for editors' YAML plugins and CI)."""
     from .schema import SCHEMAS
 
@@ -125,7 +125,8 @@ class GraphFormat(str, Enum):
 @app.command("graph")
 @handle_errors
 def graph_cmd(
-    graph: str = typer.Argument(..., help="A graph file."), fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, dot or mermaid.")
+    graph: str = typer.Argument(..., metavar="GRAPH", help="A graph file."),
+    fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, dot or mermaid."),
 ) -> None:
     """Print the DAG of a graph (sub-graphs expanded as parent/child)."""
     from .commands import graph_path, load_graph, open_project, render_graph
@@ -165,8 +166,8 @@ def ops(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
 @app.command()
 @handle_errors
 def run(
-    graph: str = typer.Argument(..., help="The graph file to run."),
-    nodes: List[str] = typer.Argument(None, help="Run only these nodes and what they need."),
+    graph: str = typer.Argument(..., metavar="GRAPH", help="The graph file to run."),
+    nodes: List[str] = typer.Argument(None, metavar="[NODE]...", help="Run only these nodes and what they need."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Nodes run at once (default: plx.yaml jobs, else CPUs)."),
     param: List[str] = typer.Option([], "--param", "-p", help="NODE.PARAM=VALUE or NAME=VALUE (graph param); repeatable."),
     input_: List[str] = typer.Option([], "--input", "-i", help="NAME=PATH for a graph input; repeatable."),
@@ -334,8 +335,8 @@ def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
 @app.command()
 @handle_errors
 def preview(
-    graph: str = typer.Argument(..., help="A graph file."),
-    node: str = typer.Argument(..., help="The node id (parent/child inside sub-graphs)."),
+    graph: str = typer.Argument(..., metavar="GRAPH", help="A graph file."),
+    node: str = typer.Argument(..., metavar="NODE", help="The node id (parent/child inside sub-graphs)."),
     param: List[str] = typer.Option([], "--param", "-p", help="Overrides, as for plx run."),
 ) -> None:
     """Print the script NODE would run, placeholders filled."""
@@ -352,7 +353,7 @@ def preview(
 @handle_errors
 def log(
     run_ref: Optional[str] = typer.Argument(None, metavar="[RUN]", help="A run id, a unique prefix, or 'last'."),
-    node: Optional[str] = typer.Argument(None, help="Show this node's stdout (or --stderr / --worker)."),
+    node: Optional[str] = typer.Argument(None, metavar="[NODE]", help="Show this node's stdout (or --stderr / --worker)."),
     stderr: bool = typer.Option(False, "--stderr", help="The node's stderr."),
     worker: bool = typer.Option(False, "--worker", help="The node's worker log (what plx did)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the node ends."),
@@ -443,7 +444,11 @@ def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> 
             shown += len(chunk)
         if done:
             if not shown:  # on stderr, so that a script reading stdout still gets exactly nothing
-                err(f"{node} wrote nothing to {stream}" if stream != "worker" else f"no worker log for {node}")
+                state = (data or history.load(rid))["nodes"].get(node, {}).get("state")
+                if state in ("skipped", "cached", "pending") and stream != "worker":
+                    err(f"{node} did not run in this run ({state})")
+                else:
+                    err(f"{node} wrote nothing to {stream}" if stream != "worker" else f"no worker log for {node}")
             return
         time.sleep(0.2)
 

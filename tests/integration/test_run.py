@@ -264,6 +264,8 @@ def test_failure_skips_downstream_and_stops_launching(project: Project) -> None:
     assert nodes["slow"]["state"] == "success"  # already running: it finishes
     assert nodes["later"]["state"] == "skipped"  # never launched after the failure
     assert project.plx("log", "last", "bad", "--stderr").out == "failing\n"
+    skipped = project.plx("log", "last", "after")
+    assert skipped.code == 0 and skipped.out == "" and "after did not run in this run (skipped)" in skipped.err
     r = project.plx("run", g, "-j", "2", "--keep-going")
     nodes = project.last_run()["nodes"]
     assert r.code == 1 and nodes["later"]["state"] in ("success", "cached") and nodes["after"]["state"] == "skipped"
