@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast as python_ast
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,9 @@ def _operation(doc: Doc, errors: list[Diagnostic]) -> Operation | None:
     files: dict[str, str] = {}
     for i, o in enumerate(outputs):
         fname = o.get("filename", o["name"])
+        if not isinstance(fname, str) or not re.match(schema.FILENAME_RE, fname):  # the schema says so too: never write outside the work folder
+            errors.append(doc.diag(("outputs", i, "filename") if "filename" in o else ("outputs", i), f"output '{o['name']}': {fname!r} is not a plain file name", "not empty, not '.' or '..', without '/'"))
+            continue
         if fname in files:
             errors.append(doc.diag(("outputs", i), f"outputs '{files[fname]}' and '{o['name']}' would both be written to '{fname}'", "give them different filenames"))
         files[fname] = o["name"]

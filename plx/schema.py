@@ -17,6 +17,8 @@ from .yamldoc import Doc
 
 NAME_RE = r"^[A-Za-z0-9_-]+$"
 IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# An output's file name inside the node's work folder: one path component that stays inside it.
+FILENAME_RE = r"^(?!\.\.?$)[^/\\\x00]+$"
 ARTIFACT_TYPES = ["file", "text", "json", "csv", "executable", "directory", "cloud"]
 PARAM_TYPES = ["str", "int", "float", "bool", "enum", "list_str", "list_int", "list_float", "code", "dict"]
 RUNNERS = ["bash_jinja2", "command", "python"]
@@ -60,7 +62,7 @@ _output = {
     "properties": {
         "name": _ident,
         "type": {"enum": ARTIFACT_TYPES, "default": "file"},
-        "filename": {"type": "string", "pattern": r"^[^/\\]+$", "x-what": "a plain file name, without '/'"},
+        "filename": {"type": "string", "pattern": FILENAME_RE, "x-what": "a plain file name: not empty, not '.' or '..', without '/'"},
         "title": _text,
         "description": _text,
     },
