@@ -264,7 +264,8 @@ def _operation(doc: Doc, errors: list[Diagnostic]) -> Operation | None:
     for i, o in enumerate(outputs):
         fname = o.get("filename", o["name"])
         if not isinstance(fname, str) or not re.match(schema.FILENAME_RE, fname):  # the schema says so too: never write outside the work folder
-            errors.append(doc.diag(("outputs", i, "filename") if "filename" in o else ("outputs", i), f"output '{o['name']}': {fname!r} is not a plain file name", "not empty, not '.' or '..', without '/'"))
+            where = ("outputs", i, "filename") if "filename" in o else ("outputs", i)
+            errors.append(doc.diag(where, f"output '{o['name']}': {fname!r} is not a plain file name", "not empty, not '.' or '..', without '/'"))
             continue
         if fname in files:
             errors.append(doc.diag(("outputs", i), f"outputs '{files[fname]}' and '{o['name']}' would both be written to '{fname}'", "give them different filenames"))
