@@ -265,19 +265,26 @@ def run_many(
 ) -> list[dict[str, Any]]:
     """Run a graph: one run, or with `sweeps` every combination of the swept values as one DAG on
     one pool, recorded as one run each. Returns the records."""
+    from contextlib import ExitStack
+
     from .engine import Engine, RunOptions
     from .history import prefetch_git_facts
+    from .store import Store
 
-    rev_info = None
-    if rev:
-        project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
-    else:
-        prefetch_git_facts(project.root)  # overlaps validation and planning
-    members, flat = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
-    opts = RunOptions(
-        jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
-    )
-    return Engine(project, members, opts, reporter, lib).run_all()
+    with ExitStack() as cleanup:
+        rev_info = None
+        if rev:
+            lease = Store(project.store)  # `plx cache gc` keeps the exported files while this run needs them
+            lease.acquire_lease()
+            cleanup.callback(lease.close)
+            project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
+        else:
+            prefetch_git_facts(project.root)  # overlaps validation and planning
+        members, flat = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+        opts = RunOptions(
+            jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
+        )
+        return Engine(project, members, opts, reporter, lib).run_all()
 
 
 def run(project: Project, lib: Library, graph_file: Path, **options: Any) -> dict[str, Any]:
@@ -307,6 +314,10 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
     if not snap.get("files") or not snap.get("graph"):
         raise RunError(f"run {rid} has no snapshot of its files to rerun")
     root = project.store / "tmp" / f"rerun-{rid}-{os.getpid()}"
+    from .store import Store
+
+    lease = Store(project.store)  # `plx cache gc` keeps the replayed files while this run needs them
+    lease.acquire_lease()
     try:
         for rel, content in snap["files"].items():
             if Path(rel).is_absolute():
@@ -321,8 +332,6 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
         notes: list[str] = []
         files: dict[str, list[Path]] = {}
         missing: list[str] = []
-        from .store import Store
-
         store = Store(project.store)
         for name, rec in (data.get("inputs") or {}).items():
             items = rec if isinstance(rec, list) else ([rec] if rec else [])
@@ -353,6 +362,7 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
         return record, notes
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        lease.close()
 
 
 def _numeric_leaves(value: Any, prefix: str, out: dict[str, float]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import __version__
-from .errors import Interrupted, disk_full_message, is_disk_full
+from .errors import Interrupted, RunError, disk_full_message, is_disk_full
 from .executors import make_executor
 from .executors.local import NOT_STARTED, Finished, Job
 from .hashing import compact, expand, explain, key_of, operation_recipe, task_recipe
@@ -861,7 +861,7 @@ def _last_recipes(history: History, graph: str, wanted: set[str], scan: int = 50
     for run_id in history.ids()[:scan]:
         try:
             data = history.load(run_id)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RunError):  # a damaged record explains nothing
             continue
         if data.get("graph") != graph:
             continue
