@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import disk_full_message, is_disk_full, warn
 from .hashing import hash_file
 from .history import History
 from .project import Project
@@ -39,7 +40,14 @@ def verify(project: Project) -> tuple[int, list[tuple[str, str]]]:
                 damaged.append((h, "its bytes do not match its hash"))
         except OSError as exc:
             damaged.append((h, f"unreadable: {exc.strerror}"))
-    for key, entry in store.entries():
+    try:
+        entries = list(store.entries())
+    except Exception as exc:  # a full disk: SQLite cannot even open the index; the objects are checked
+        if not is_disk_full(exc):
+            raise
+        warn(f"the cache entries were not checked: {disk_full_message(store.root)}")
+        entries = []
+    for key, entry in entries:
         for name, a in entry.get("outputs", {}).items():
             try:
                 art = Artifact.from_json(a)

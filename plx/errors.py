@@ -70,7 +70,7 @@ class StoreFullError(PlxError):
 
 
 def disk_full_message(where: object) -> str:
-    return f"no space left on the disk holding {where}; free some space (`plx cache gc` removes what no run needs) and run again"
+    return f"no space left on the disk holding {where} (or it cannot be written); free some space (`plx cache gc` removes what no run needs) and run again"
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -81,7 +81,10 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
     if isinstance(exc, sqlite3.Error):
-        return getattr(exc, "sqlite_errorcode", None) == 13 or "disk is full" in str(exc)  # SQLITE_FULL
+        # SQLITE_FULL; SQLITE_IOERR is what SQLite reports when it cannot grow its shared-memory
+        # file on a full tmpfs: both are the disk's to fix.
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in (10, 13) or "disk is full" in str(exc) or "disk I/O error" in str(exc)
     return False
 
 
