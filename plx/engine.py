@@ -275,8 +275,9 @@ class Engine:
                     for done in [tid, *self._serve_waiters(tid)]:
                         ready.extend(self._settled(done))
             # Nodes that finished wait for one commit of their cache entries before they count as
-            # done; the nodes that finish together (all the events queued now) share it.
-            if self.unconfirmed and (running == 0 or self.events.empty() or time.monotonic() - self._committed > COMMIT_EVERY):
+            # done: at once (with the others whose events are queued now) when a node waits on
+            # one of them, else with the next batch.
+            if self.unconfirmed and (running == 0 or (self.events.empty() and self._awaited()) or time.monotonic() - self._committed > COMMIT_EVERY):
                 ready.extend(self._commit())
                 continue
             if running == 0 and self.retries == 0:
@@ -304,6 +305,10 @@ class Engine:
                 continue
             running -= 1
             ready.extend(self._finish(event))
+
+    def _awaited(self) -> bool:
+        """Whether a task of this run waits on a node that finished but is not yet committed."""
+        return any(self.down[tid] or self.waiting.get(self.keys[tid]) for tid, _ in self.unconfirmed)
 
     def _commit(self) -> list[str]:
         """Commit the cache entries written since the last time; then the nodes that made them
