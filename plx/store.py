@@ -84,7 +84,10 @@ def set_aside(path: Path) -> Path:
     import time
 
     aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-    os.replace(path, aside)
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:  # another plx set it aside first
+        pass
     return aside
 
 
