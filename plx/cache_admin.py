@@ -138,9 +138,13 @@ def _collect(store: Store, history: History, keep_last: int | None, exclusive: b
             st = os.lstat(p)
         except FileNotFoundError:
             continue
-        if not exclusive and st.st_mtime >= expire:  # the store's write time (plx sets it when it stores)
-            continue
-        store.drop_object(h)
+        if not exclusive:
+            if st.st_mtime >= expire:  # the store's write time (plx sets it when it stores or reuses it)
+                continue
+            if not _take_if_still_old(store, h, p, expire):
+                continue
+        else:
+            store.drop_object(h)
         out["objects"] += 1
         out["object_bytes"] += st.st_size if stat.S_ISREG(st.st_mode) else 0
     for d in list(store.tmp.iterdir()):
@@ -163,6 +167,26 @@ def _collect(store: Store, history: History, keep_last: int | None, exclusive: b
         _remove(d)
     out["bytes"] = out["object_bytes"] + out["workdir_bytes"] + out["temp_bytes"]
     return out
+
+
+def _take_if_still_old(store: Store, h: str, p: Path, expire: float) -> bool:
+    """Delete object p unless a live run reuses it at this instant (see Store._refresh).
+
+    The object is first renamed away: a run marking it fresh after that finds it gone and stores it
+    again; a run that marked it just before is seen in its mtime, and the object goes back."""
+    trash = store.tmp / f"gc-{h}-{os.getpid()}"
+    try:
+        os.rename(p, trash)
+    except FileNotFoundError:
+        return False
+    if os.lstat(trash).st_mtime >= expire:
+        if os.path.lexists(p):  # stored again meanwhile: same bytes
+            trash.unlink()
+        else:
+            os.rename(trash, p)
+        return False
+    _remove(trash)
+    return True
 
 
 def _node_dirs(d: Path) -> list[Path]:

@@ -279,10 +279,9 @@ class Store:
         self.acquire_lease()
         dst = self.object_path(h)
         if os.path.lexists(dst):
-            if self._object_ok(h):
-                self._refresh(dst, h)
+            if self._object_ok(h) and self._refresh(dst, h):
                 return
-            self.drop_object(h)  # damaged: replace it with these good bytes
+            self.drop_object(h)  # damaged (or taken by gc this instant): replace it with these good bytes
         if dst.parent.name not in self._prefixes:
             dst.parent.mkdir(exist_ok=True)
             self._prefixes.add(dst.parent.name)
@@ -305,19 +304,21 @@ class Store:
                     tmp.unlink()
         self._remember(self._stat_key(dst, dst.stat()), h)
 
-    def _refresh(self, dst: Path, h: str) -> None:
-        """Mark an existing object as just stored (see _place), keeping its stat-cache entry."""
+    def _refresh(self, dst: Path, h: str) -> bool:
+        """Mark an existing object as just stored (see _place), keeping its stat-cache entry.
+        False if it is gone (a `plx cache gc` took it at this instant): the caller stores it again."""
         try:
             os.utime(dst)
+            self._remember(self._stat_key(dst, dst.stat()), h)
+        except FileNotFoundError:
+            return False
         except OSError:  # an object of another user in a shared store: gc's reference walk still keeps it
-            return
-        self._remember(self._stat_key(dst, dst.stat()), h)
+            pass
+        return True
 
     def put_bytes(self, data: bytes) -> str:
         h = hash_bytes(data)
-        if self.object_path(h).exists() and self._object_ok(h):
-            self._refresh(self.object_path(h), h)
-        else:
+        if not (self.object_path(h).exists() and self._object_ok(h) and self._refresh(self.object_path(h), h)):
             fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="obj-")
             try:
                 with os.fdopen(fd, "wb") as f:

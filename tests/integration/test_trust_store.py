@@ -122,6 +122,8 @@ def test_gc_beside_a_live_run_keeps_its_work_and_says_what_it_freed(project: Pro
     project.write("graphs/w.yaml", "kind: graph\nname: w\nnodes:\n  w: {operation: wait, params: {go: %s}}\n" % (project.root / "go"))
     project.write("graphs/f.yaml", "kind: graph\nname: f\nnodes:\n  f: {operation: fail_big}\n")
     assert project.plx("run", "graphs/f.yaml").code == 1  # its work folder is kept to look at
+    old_garbage = _plant_object(project, b"garbage\n", mtime=946684800)  # stored in 2000, referenced by nothing
+    new_garbage = _plant_object(project, b"fresh garbage\n", mtime=time.time())  # as if a live run had just stored it
     failed_run = project.last_run()["id"]
     kept = project.root / ".plx/tmp" / failed_run / "f" / "partial.bin"
     assert kept.stat().st_size == 3000
@@ -138,16 +140,42 @@ def test_gc_beside_a_live_run_keeps_its_work_and_says_what_it_freed(project: Pro
         assert r.code == 0, r
         # the finished run's kept folder is freed and named as such; the live run's is untouched
         assert "1 work folders kept from failed or killed nodes (3,000 bytes)" in r.err, r
+        assert "1 objects (8 bytes)" in r.err, r
         assert "1 live run" in r.err, r
         assert not kept.exists()
         assert (live_work / "started-here").exists()
+        assert not old_garbage.exists() and new_garbage.exists()  # within the grace period: kept while runs are live
     finally:
         (project.root / "go").touch()
         assert proc.wait(timeout=30) == 0
     assert project.plx("get", "last", "w.out", "-o", "-").out == "done\n"
     r = project.plx("cache", "gc")
     assert r.code == 0 and "live run" not in r.err, r
+    assert not new_garbage.exists()  # no run live: garbage goes at once
     assert project.plx("cache", "verify").code == 0
+
+
+def _plant_object(project: Project, data: bytes, mtime: float) -> Path:
+    from plx.hashing import hash_bytes
+
+    h = hash_bytes(data)
+    p = project.root / ".plx/objects" / h[:2] / h[2:]
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    p.chmod(0o444)
+    os.utime(p, (mtime, mtime))
+    return p
+
+
+def test_an_object_reused_by_a_run_gets_the_store_time_not_the_nodes(project: Project) -> None:
+    """gc's grace period counts from when plx stored or reused an object, whatever mtime the node gave it."""
+    project.write("operations/old_mtime.yaml", OLD_MTIME_OP)
+    project.write("graphs/old.yaml", OLD_MTIME_GRAPH)
+    reused = _plant_object(project, b"r\n", mtime=946684800)  # an unreferenced object from long ago
+    assert project.plx("run", "graphs/old.yaml", "-p", "v=r").code == 0  # a.out is b"r\n" again, with mtime 2000
+    assert time.time() - reused.stat().st_mtime < 600
+    fresh = [p for p in (project.root / ".plx/objects").rglob("*") if p.is_file()]
+    assert fresh and all(time.time() - p.stat().st_mtime < 600 for p in fresh)
 
 
 # ---- what a node writes cannot change what it does not own -----------------------
