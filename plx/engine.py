@@ -470,8 +470,14 @@ class Engine:
         store = self.store
 
         def place_inputs() -> None:  # in the executor's thread: a large copy must not hold up the loop
-            for a, dst in copies:
-                _place_input(store, a, dst)
+            try:
+                for a, dst in copies:
+                    _place_input(store, a, dst)
+            except BaseException as exc:
+                shutil.rmtree(indir, ignore_errors=True)  # no partial copy is left behind (a full disk)
+                if is_disk_full(exc):
+                    raise OSError(exc.errno if isinstance(exc, OSError) else None, disk_full_message(store.root)) from None
+                raise
 
         job = Job(tid, prepared.argv, env, work, record.log(node, "stdout"), record.log(node, "stderr"), timeout, before=place_inputs if copies else None)
         try:

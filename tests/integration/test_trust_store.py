@@ -386,6 +386,13 @@ def test_a_disk_that_fills_while_storing_is_a_message_and_a_way_forward(project:
           ln data.bin "$OUTPUT_OUT"
         """,
     )
+    project.write(
+        "operations/copy.yaml",
+        'kind: operation\nname: copy\nrunner: command\ninputs: [{name: src}]\noutputs: [{name: out}]\ncmd: cat "$INPUT_SRC" > "$OUTPUT_OUT"\n',
+    )
+    (project.root / "data").mkdir()
+    (project.root / "data/one_mb.bin").write_bytes(os.urandom(1024 * 1024))
+    project.write("graphs/copy.yaml", "kind: graph\nname: copy\ninputs: [{name: f, default: data/one_mb.bin}]\nnodes:\n  n: {operation: copy, inputs: {src: inputs.f}}\n")
     project.write("graphs/big.yaml", "kind: graph\nname: big\nparams: [{name: kb, type: int, default: 8}]\nnodes:\n  n: {operation: big, params: {kb: '${kb}'}}\n")
     # Inside a private mount namespace: the 2 MB tmpfs is the store, and disappears with it.
     script = f"""
@@ -395,6 +402,8 @@ def test_a_disk_that_fills_while_storing_is_a_message_and_a_way_forward(project:
     step {PLX} run graphs/big.yaml -p kb=8
     step {PLX} run graphs/big.yaml -p kb=1400
     echo "== leftovers $(find {store}/tmp -name 'obj-*' | wc -l)"
+    step {PLX} run graphs/copy.yaml
+    echo "== input copies left $(find {store}/tmp -path '*.in/*' -type f | wc -l)"
     head -c 3m /dev/zero > {store}/filler 2>/dev/null
     step {PLX} log
     step {PLX} log last
@@ -413,14 +422,17 @@ def test_a_disk_that_fills_while_storing_is_a_message_and_a_way_forward(project:
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out, out
     codes = [int(line.split()[-1]) for line in proc.stdout.splitlines() if line.startswith("== exit")]
-    # run ok; run fails (storing the copy of a hard-linked 1.4 MB output does not fit); log, log
-    # last, run and verify on a full disk; gc, verify, run, get, log once space is back
+    # run ok; run fails (storing the copy of a hard-linked 1.4 MB output does not fit); a run whose
+    # input copy does not fit; log, log last, run and verify on a full disk; gc, verify, run, get,
+    # log once space is back
     assert codes[0] == 0 and codes[1] == 1, out
     assert "no space left on the disk" in proc.stdout + proc.stderr
     assert "== leftovers 0" in proc.stdout, out  # no half-written object left behind
-    assert codes[2] == 0 and codes[3] == 0, out  # log works on a full disk
-    assert codes[4] in (0, 1) and codes[5] == 0, out  # a run is cached or a message; verify works
-    assert codes[6:] == [0, 0, 0, 0, 0], out
+    assert codes[2] == 1 and "cannot place the inputs" in out, out  # the input copy does not fit either
+    assert "== input copies left 0" in proc.stdout, out  # and is not left half-written
+    assert codes[3] == 0 and codes[4] == 0, out  # log works on a full disk
+    assert codes[5] in (0, 1) and codes[6] == 0, out  # a run is cached or a message; verify works
+    assert codes[7:] == [0, 0, 0, 0, 0], out
     assert (tmp_path / "got.bin").stat().st_size == 300 * 1024
 
 
