@@ -132,11 +132,15 @@ def _collect(store: Store, history: History, keep_last: int | None, exclusive: b
             _objects_of(store, art, keep)
     expire = time.time() - GRACE_SECONDS
     for h, p in list(store.iter_objects()):
-        if h in keep:
-            continue
         try:
             st = os.lstat(p)
         except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode):  # a link or folder (damage, e.g. by an older plx): never served, always removed
+            store.drop_object(h)
+            out["objects"] += 1
+            continue
+        if h in keep:
             continue
         if not exclusive:
             if st.st_mtime >= expire:  # the store's write time (plx sets it when it stores or reuses it)

@@ -287,6 +287,14 @@ def test_a_link_left_in_the_store_by_an_older_plx_is_damage_not_a_crash(project:
     os.symlink("z.txt", obj)  # what plx 0.x renamed into objects/: a dangling relative link
     v = project.plx("cache", "verify")
     assert v.code == 1 and "symbolic link" in v.err and "Traceback" not in v.err, v
+    unreferenced = project.root / ".plx/objects/00" / ("1" * 62)
+    unreferenced.parent.mkdir(exist_ok=True)
+    os.symlink("nowhere", unreferenced)
+    g = project.plx("cache", "gc")  # a link in the store is damage that gc removes, referenced or not
+    assert g.code == 0 and "2 objects" in g.err, g
+    assert not os.path.lexists(obj)
+    assert project.plx("cache", "verify").code == 0
+    os.symlink("z.txt", obj)
     r = project.plx("run", "graphs/links.yaml", "--json")
     assert r.code == 0, r
     assert r.json()["nodes"]["n"]["state"] == "success"  # damaged: the node ran again
