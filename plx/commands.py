@@ -678,8 +678,15 @@ def get_output(project: Project, run_id: str, spec: str, dest: str | None, force
             else:
                 target.unlink()
         tmp = target.parent / f".{target.name}.plx-tmp-{os.getpid()}"
-        store.materialize(art, tmp)
-        os.replace(tmp, target)
+        try:
+            store.materialize(art, tmp)
+            os.replace(tmp, target)
+        except BaseException:  # a full disk: no half-written copy is left behind
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            raise
         return str(target)
     finally:
         store.close()

@@ -9,6 +9,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -191,8 +192,8 @@ def test_hard_linked_output_is_copied_never_re_permissioned(project: Project, tm
         kind: operation
         name: link
         runner: bash_jinja2
-        outputs: [{{name: out, type: text}}]
-        cmd: ln {user_file} {{{{ output.out }}}}
+        outputs: [{{name: out, type: text}}, {{name: tree, type: directory}}]
+        cmd: ln {user_file} {{{{ output.out }}}}; ln {user_file} {{{{ output.tree }}}}/inside.txt
         """,
     )
     project.write("graphs/l.yaml", "kind: graph\nname: l\nnodes:\n  l: {operation: link}\n")
@@ -203,9 +204,12 @@ def test_hard_linked_output_is_copied_never_re_permissioned(project: Project, tm
     assert stat.S_IMODE(user_file.stat().st_mode) == 0o644  # the user's file keeps its mode
     assert user_file.stat().st_ino != obj.stat().st_ino  # and is not the store's object
     assert user_file.stat().st_nlink == 1
+    assert not any(p.stat().st_ino == user_file.stat().st_ino for p in (project.root / ".plx/objects").rglob("*") if p.is_file())
     user_file.write_text("changed by the user\n")  # must not reach the store
     assert project.plx("cache", "verify").code == 0
     assert project.plx("get", "last", "l.out", "-o", "-").out == "mine\n"
+    assert project.plx("get", "last", "l.tree", "-o", str(tmp_path / "tree")).code == 0
+    assert (tmp_path / "tree/inside.txt").read_text() == "mine\n"
 
 
 LINKS_OP = """\
@@ -408,6 +412,7 @@ def test_a_disk_that_fills_while_storing_is_a_message_and_a_way_forward(project:
     mount -t tmpfs -o size=2m tmpfs {store}
     step() {{ echo "== $*"; "$@"; echo "== exit $?"; }}
     step {PLX} run graphs/big.yaml -p kb=8
+    first=$({PLX} log -n 1 --json | {sys.executable} -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')
     step {PLX} run graphs/big.yaml -p kb=1400
     echo "== leftovers $(find {store}/tmp -name 'obj-*' | wc -l)"
     step {PLX} run graphs/copy.yaml
@@ -417,6 +422,8 @@ def test_a_disk_that_fills_while_storing_is_a_message_and_a_way_forward(project:
     step {PLX} log last
     step {PLX} run graphs/big.yaml -p kb=8
     step {PLX} cache verify
+    step {PLX} get $first n.out -o {store}/copy.bin
+    echo "== get leftovers $(ls -A {store} | grep -c plx-tmp)"
     rm {store}/filler
     step {PLX} cache gc
     step {PLX} cache verify
@@ -440,7 +447,8 @@ def test_a_disk_that_fills_while_storing_is_a_message_and_a_way_forward(project:
     assert "== input copies left 0" in proc.stdout, out  # and is not left half-written
     assert codes[3] == 0 and codes[4] == 0, out  # log works on a full disk
     assert codes[5] in (0, 1) and codes[6] == 0, out  # a run is cached or a message; verify works
-    assert codes[7:] == [0, 0, 0, 0, 0], out
+    assert codes[7] == 1 and "== get leftovers 0" in proc.stdout, out  # `get` to the full disk: a message, no partial copy
+    assert codes[8:] == [0, 0, 0, 0, 0], out
     assert (tmp_path / "got.bin").stat().st_size == 300 * 1024
 
 
