@@ -15,7 +15,8 @@ from .errors import disk_full_message, is_disk_full, warn
 from .hashing import hash_file
 from .history import History
 from .project import Project
-from .store import TREE_TYPE, Artifact, Store, open_lock_file
+from .repair import open_lock_file
+from .store import TREE_TYPE, Artifact, Store
 
 # While runs are live, an object no run or entry references yet is kept if plx stored it more
 # recently than this (git's gc.pruneExpire): a live run records what it stores within moments.

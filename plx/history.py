@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, warn
+from .repair import ensure_dir
 
 WORKER_LOG = "worker.log"
 FINAL_NODE_STATES = {"success", "cached", "failed", "timeout", "skipped", "canceled"}
@@ -177,7 +178,7 @@ class Index:
     """runs/index.sqlite: run summaries; rebuilt from the records whenever it misses one."""
 
     def __init__(self, runs_dir: Path):
-        runs_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(runs_dir)
         self.path = runs_dir / "index.sqlite"
         try:
             self._open()
@@ -285,7 +286,8 @@ class RunRecord:
 
     def __init__(self, runs_dir: Path, data: dict[str, Any]):
         self.dir = runs_dir / data["id"]
-        self.dir.mkdir(parents=True, exist_ok=False)
+        ensure_dir(runs_dir)
+        self.dir.mkdir(exist_ok=False)
         self.data = data
         self._log_dirs: set[str] = set()
         self._log_paths: dict[tuple[str, str], Path] = {}

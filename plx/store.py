@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 from .errors import is_damaged_db, warn
 from .hashing import canonical, hash_bytes, hash_file
+from .repair import ensure_dir, open_lock_file, set_aside
 
 TREE_TYPE = "directory"
 
@@ -67,30 +68,6 @@ def _json_only_disk() -> Any:
     return JsonOnlyDisk
 
 
-def open_lock_file(path: Path) -> int:
-    """A descriptor of one of plx's lock files; a folder (or anything else) in its place is set aside."""
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        if exc.errno not in (errno.EISDIR, errno.ELOOP, errno.ENXIO):
-            raise
-    aside = set_aside(path)
-    warn(f"{path} was not a plain file (set aside as {aside.name}); plx made a new one")
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-
-
-def set_aside(path: Path) -> Path:
-    """Rename a damaged file or folder of the store out of the way (kept for a look, never deleted)."""
-    import time
-
-    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-    try:
-        os.replace(path, aside)
-    except FileNotFoundError:  # another plx set it aside first
-        pass
-    return aside
-
-
 def reflink_or_copy(src: Path, dst: Path) -> None:
     """Clone src to dst sharing blocks where the filesystem can (btrfs, XFS), else copy."""
     with open(src, "rb") as fin, open(dst, "wb") as fout:
@@ -121,7 +98,7 @@ class Store:
         self.tmp = root / "tmp"
         self.locks = root / "key-locks"
         for d in (self.objects, self.tmp):
-            d.mkdir(parents=True, exist_ok=True)
+            ensure_dir(d)
         self._index: Any = None
         self._stats: Any = None
         self._new_stats: dict[str, str] = {}  # written in one transaction, not one per object
@@ -149,6 +126,7 @@ class Store:
         import diskcache
 
         path = self.root / name
+        ensure_dir(path)
         try:
             db = diskcache.Cache(str(path), disk=_json_only_disk(), eviction_policy="none")
             db.get("\x00plx-probe")  # reads a page: a damaged file says so now, not in the middle of a run

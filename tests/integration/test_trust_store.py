@@ -576,3 +576,19 @@ def test_output_named_dot_dot_never_reaches_a_run(project: Project) -> None:
     r = project.plx("run", "graphs/up.yaml")
     assert r.code == 1 and "operations/up.yaml:4:" in r.err and "'..' is not a plain file name" in r.err, r
     assert not (project.root / ".plx/runs").exists() or project.plx("log", "--json").json() == []
+
+
+@pytest.mark.parametrize("name", ["objects", "tmp", "index", "stats", "runs"])
+def test_a_file_in_place_of_a_store_folder_is_set_aside(project: Project, name: str) -> None:
+    g = _chain(project)
+    assert project.plx("run", g).code == 0
+    folder = project.root / ".plx" / name
+    shutil.rmtree(folder)
+    folder.write_text("not a folder\n")
+    r = project.plx("run", g)
+    assert r.code == 0 and "Traceback" not in r.err, r
+    assert f"{name} was not a folder" in r.err, r.err
+    assert folder.is_dir() and list((project.root / ".plx").glob(f"{name}.damaged-*"))
+    for args in (["log"], ["cache", "verify"], ["cache", "gc"]):
+        r = project.plx(*args)
+        assert r.code == 0 and "Traceback" not in r.err, (args, r)
