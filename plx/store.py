@@ -104,7 +104,7 @@ class Store:
         self._new_stats: dict[str, str] = {}  # written in one transaction, not one per object
         self._new_entries: dict[str, str] = {}  # cache entries waiting for commit_entries
         self._lock_fd: int | None = None
-        self._lease_fd: int | None = None
+        self._lease: Any = None  # a file object: closed (the lease released) even if close() is never called
         self._prefixes: set[str] = set()  # objects/xx folders known to exist
 
     # ---- index and stat cache (opened lazily: dry runs and logs rarely need both) ----
@@ -157,8 +157,8 @@ class Store:
 
     def acquire_lease(self) -> None:
         """Hold the store's lease (shared) until close(): `plx cache gc` then deletes nothing this
-        process may be using. Blocks only while a gc is deleting (it holds the lease exclusively)."""
-        if self._lease_fd is not None:
+        process may be using. Blocks only while a gc that found no live run works (it holds the lease exclusively)."""
+        if self._lease is not None:
             return
         fd = open_lock_file(self.root / "lease")
         try:
@@ -166,7 +166,7 @@ class Store:
         except OSError:
             warn("waiting for `plx cache gc` to finish", kind="note")
             fcntl.flock(fd, fcntl.LOCK_SH)
-        self._lease_fd = fd
+        self._lease = os.fdopen(fd, "r+b", buffering=0)
 
     def close(self) -> None:
         try:
@@ -176,10 +176,11 @@ class Store:
                 if c is not None:
                     c.close()
             self._index = self._stats = None
-            for fd in (self._lock_fd, self._lease_fd):
-                if fd is not None:
-                    os.close(fd)
-            self._lock_fd = self._lease_fd = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+            if self._lease is not None:
+                self._lease.close()
+            self._lock_fd = self._lease = None
 
     def flush(self) -> None:
         self.commit_entries()
