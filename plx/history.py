@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, warn
-from .repair import ensure_dir
+from .repair import ensure_dir, set_aside
 
 WORKER_LOG = "worker.log"
 FINAL_NODE_STATES = {"success", "cached", "failed", "timeout", "skipped", "canceled"}
@@ -180,6 +180,9 @@ class Index:
     def __init__(self, runs_dir: Path):
         ensure_dir(runs_dir)
         self.path = runs_dir / "index.sqlite"
+        if os.path.lexists(self.path) and not self.path.is_file():  # a folder or link in its place
+            aside = set_aside(self.path)
+            warn(f"{self.path} was not a file (set aside as {aside.name}); rebuilding it from the run records", kind="note")
         try:
             self._open()
         except sqlite3.Error as exc:
@@ -406,19 +409,21 @@ class History:
             raise RunError(damaged_record(d, "not a plx run record"))
         data["id"] = run_id
         if data.get("status") == "running":
-            events = d / "events.jsonl"
-            if events.exists():
-                for line in events.read_text(encoding="utf-8", errors="replace").splitlines():
-                    try:
-                        ev = json.loads(line)
-                    except ValueError:
-                        continue  # a line cut short by a crash
-                    if not isinstance(ev, dict):
-                        continue  # JSON, but not an event plx wrote
-                    if isinstance(ev.get("node"), str):
-                        data["nodes"].setdefault(ev.pop("node"), {}).update(ev)
-                    elif isinstance(ev.get("run"), dict):
-                        data.update(ev["run"])  # run-level facts learnt after the start
+            try:
+                lines = (d / "events.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:  # none yet, or unreadable: the record as written at the start
+                lines = []
+            for line in lines:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a crash
+                if not isinstance(ev, dict):
+                    continue  # JSON, but not an event plx wrote
+                if isinstance(ev.get("node"), str):
+                    data["nodes"].setdefault(ev.pop("node"), {}).update(ev)
+                elif isinstance(ev.get("run"), dict):
+                    data.update(ev["run"])  # run-level facts learnt after the start
             if not self._alive(d):
                 try:
                     self._mark_interrupted(d, data)

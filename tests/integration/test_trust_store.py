@@ -551,6 +551,33 @@ def test_event_lines_that_are_json_but_not_events_are_ignored(project: Project) 
     assert project.plx("log", rid, "--json").json()["status"] == "interrupted"
 
 
+def test_folders_in_place_of_the_run_index_and_an_event_log(project: Project) -> None:
+    project.write("operations/wait.yaml", WAIT_OP)
+    project.write("graphs/w.yaml", "kind: graph\nname: w\nnodes:\n  w: {operation: wait, params: {go: %s}}\n" % (project.root / "never"))
+    proc = project.popen("run", "graphs/w.yaml")
+    project.wait_running()
+    rid = project.plx("log", "--json").json()[0]["id"]
+    pid_file = project.root / ".plx/tmp" / rid / "w" / "started-here"
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    runs = project.root / ".plx/runs"
+    (runs / rid / "events.jsonl").unlink()
+    (runs / rid / "events.jsonl").mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{runs / 'index.sqlite'}{suffix}").unlink(missing_ok=True)
+    (runs / "index.sqlite").mkdir()
+    r = project.plx("log", "--json")
+    assert r.code == 0 and "Traceback" not in r.err and "index.sqlite was not a file" in r.err, r
+    assert [x["status"] for x in r.json()] == ["interrupted"]
+    r = project.plx("log", rid)
+    assert r.code == 0 and "Traceback" not in r.err, r
+
+
 def test_key_locks_replaced_by_a_folder(project: Project) -> None:
     g = _chain(project)
     locks = project.root / ".plx/key-locks"
