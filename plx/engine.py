@@ -307,8 +307,17 @@ class Engine:
             ready.extend(self._finish(event))
 
     def _awaited(self) -> bool:
-        """Whether a task of this run waits on a node that finished but is not yet committed."""
-        return any(self.down[tid] or self.waiting.get(self.keys[tid]) for tid, _ in self.unconfirmed)
+        """Whether a task could start now but for the commit of nodes that finished (so: commit at
+        once); a fan-in still waiting on other nodes does not count (their commits are batched)."""
+        done = {tid for tid, _ in self.unconfirmed}
+        for tid in done:
+            if self.waiting.get(self.keys[tid]):
+                return True
+            for d in self.down[tid]:
+                rest = self.remaining_deps[d]
+                if self.state[d] == "pending" and len(rest) <= len(done) and rest <= done:
+                    return True
+        return False
 
     def _commit(self) -> list[str]:
         """Commit the cache entries written since the last time; then the nodes that made them
