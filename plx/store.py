@@ -112,13 +112,13 @@ class Store:
     @property
     def index(self) -> Any:
         if self._index is None:
-            self._index = self._open_db("index", "the cache index: every node runs again once")
+            self._index = self._open_db("index", "cache misses: the nodes run again once")
         return self._index
 
     @property
     def stats(self) -> Any:
         if self._stats is None:
-            self._stats = self._open_db("stats", "the stat cache (files are hashed again)")
+            self._stats = self._open_db("stats", "files are hashed again once")
         return self._stats
 
     def _open_db(self, name: str, what: str) -> Any:
@@ -136,7 +136,7 @@ class Store:
                 raise
             why = str(exc)
         aside = set_aside(path)
-        warn(f"{path} was damaged ({why}); set aside as {aside.name} and started empty: {what}")
+        warn(f"{path} was damaged ({why}); set aside as {aside.name} and started empty ({what})")
         return diskcache.Cache(str(path), disk=_json_only_disk(), eviction_policy="none")
 
     def _damaged(self, name: str, exc: BaseException) -> None:
