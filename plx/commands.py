@@ -95,6 +95,7 @@ def param_spec_for(lib: Library, graph: Graph, name: str) -> tuple[str | None, P
     node_path, _, pname = name.rpartition(".")
     current: Graph | Operation = graph
     for part in node_path.split("/"):
+        part = part.split("[", 1)[0]  # an expansion `map[A]` has the params of its node `map`
         if not isinstance(current, Graph) or part not in current.nodes:
             choices = list(current.nodes) if isinstance(current, Graph) else []
             hint = did_you_mean(part, choices)
@@ -467,6 +468,10 @@ def preview(project: Project, lib: Library, graph_file: Path, node: str, params:
     the_plan = make_plan(lib, graph, params=gparams, node_params=nparams)
     task = the_plan.tasks.get(node)
     if task is None:
+        expansions = [t for t in the_plan.tasks if t.startswith(node + "[") and "/" not in t[len(node) :]]
+        if expansions:
+            shown = ", ".join(expansions[:5]) + (f", ... ({len(expansions)} in all)" if len(expansions) > 5 else "")
+            raise UsageError(f"node '{node}' is fanned out: preview one of its expansions: {shown}")
         hint = did_you_mean(node, list(the_plan.tasks))
         raise UsageError(f"no node '{node}' in {lib.display(graph_file)}" + (f" ({hint})" if hint else ""))
     ins = {}
@@ -495,8 +500,16 @@ def graph_edges(lib: Library, graph: Graph) -> tuple[list[str], list[tuple[str, 
 
 
 def make_plan_no_inputs(lib: Library, graph: Graph, make_plan: Any) -> Any:
-    """A plan for display only: graph input files need not exist."""
-    fake = {i.name: [Path(str(i.default or f"<{i.name}>"))] for i in graph.inputs}
+    """A plan for display only: graph input files need not exist (a list input's files are found
+    when they exist, so a fanned-out node shows its expansions)."""
+    from .planner import resolve_graph_inputs
+
+    fake: dict[str, list[Path]] = {}
+    for i in graph.inputs:
+        try:
+            fake[i.name] = resolve_graph_inputs(lib, Graph(graph.name, inputs=[i]), {})[i.name]
+        except RunError:
+            fake[i.name] = [Path(f"<{i.name}>")] if i.is_list else [Path(str(i.default or f"<{i.name}>"))]
     return make_plan(lib, graph, inputs=fake)
 
 
