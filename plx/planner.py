@@ -202,7 +202,7 @@ def _flatten(
         files = gsources.get(fe.source or "", []) if fe.kind == "input" else None
         up = fe.source if fe.kind == "node" else None
         try:
-            keys = [(_source_name(s, tasks), _source_key(s, tasks)) for s in files] if files is not None else None
+            keys = [(lib.display(s.path) if s.path else _source_name(s, tasks), _source_key(s, tasks)) for s in files] if files is not None else None
             items = fanout.expand(fe, nid, gparams, keys, items_of.get(up or ""))
         except fanout.FanError as exc:
             fail(("nodes", nid) + exc.where, exc.message, exc.hint)
