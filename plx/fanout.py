@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .errors import did_you_mean
 from .model import ParamSpec, check_param_value
@@ -279,25 +279,28 @@ class Item:
     parts: tuple[tuple[str, str], ...] = ()  # a matrix key's (name, value text) pairs
 
 
-def expand(fe: Foreach, node: str, params: dict[str, Any], files: list[tuple[str, str]] | None, upstream_items: list[Item] | None) -> list[Item]:
+def expand(
+    fe: Foreach, node: str, params: dict[str, Any], files: list[str] | None, upstream_items: list[Item] | None, describe: Callable[[int], str] = str
+) -> list[Item]:
     """The items of a fanned-out node, in order; raises FanError (duplicate or unusable keys).
-    files: (name, key) of each file of the input a `foreach: inputs.NAME` fans out over."""
+    files: the key of each file of the input a `foreach: inputs.NAME` fans out over (describe(i)
+    names the i-th file in messages)."""
     items: list[Item] = []
     if fe.kind == "input":
         assert files is not None
-        seen: dict[str, str] = {}
-        for i, (name, key) in enumerate(files):
+        seen: dict[str, int] = {}
+        for i, key in enumerate(files):
             if not good_key(key):
                 raise FanError(
-                    f"node '{node}': the file '{name}' of inputs.{fe.source} cannot give an expansion key ('{key}')",
+                    f"node '{node}': the file '{describe(i)}' of inputs.{fe.source} cannot give an expansion key ('{key}')",
                     "rename it: a key has no '[', ']', ',', '=', '/' or control characters",
                 )
             if key in seen:
                 raise FanError(
-                    f"node '{node}': the files '{seen[key]}' and '{name}' of inputs.{fe.source} both give the key '{key}'",
+                    f"node '{node}': the files '{describe(seen[key])}' and '{describe(i)}' of inputs.{fe.source} both give the key '{key}'",
                     "each file of a fan-out needs its own name without extension; rename one",
                 )
-            seen[key] = name
+            seen[key] = i
             items.append(Item(key, {KEY: key}, i))
         return items
     if fe.kind == "values":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import glob
 import re
 from collections import deque
@@ -12,7 +13,7 @@ from typing import Any, Callable, NoReturn
 from . import fanout
 from .errors import RunError, UsageError, ValidationError, did_you_mean
 from .loader import Library, upstream_of
-from .model import Graph, Node, Operation, binding, check_param_value, parse_ref
+from .model import Graph, Node, Operation, ParamSpec, binding, check_param_value, parse_ref
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,24 @@ def plan(
     targets: list[str] | None = None,
 ) -> Plan:
     """Flatten graph into tasks; `targets` keeps only those nodes and their upstream."""
+    collect = gc.isenabled()
+    gc.disable()  # a plan is thousands of long-lived objects: collecting while building them only costs time
+    try:
+        return _plan(lib, graph, params=params, node_params=node_params, inputs=inputs, targets=targets)
+    finally:
+        if collect:
+            gc.enable()
+
+
+def _plan(
+    lib: Library,
+    graph: Graph,
+    *,
+    params: dict[str, Any] | None,
+    node_params: dict[str, dict[str, Any]] | None,
+    inputs: dict[str, list[Path]] | None,
+    targets: list[str] | None,
+) -> Plan:
     gparams = {p.name: p.default for p in graph.params}
     gparams.update(params or {})
     files = resolve_graph_inputs(lib, graph, inputs or {})
@@ -202,12 +221,13 @@ def _flatten(
         files = gsources.get(fe.source or "", []) if fe.kind == "input" else None
         up = fe.source if fe.kind == "node" else None
         try:
-            keys = [(lib.display(s.path) if s.path else _source_name(s, tasks), _source_key(s, tasks)) for s in files] if files is not None else None
-            items = fanout.expand(fe, nid, gparams, keys, items_of.get(up or ""))
+            keys = [_source_key(s, tasks) for s in files] if files is not None else None
+            items = fanout.expand(fe, nid, gparams, keys, items_of.get(up or ""), lambda i, files=files: _describe(files[i] if files else Source(), lib, tasks))  # type: ignore[misc]
         except fanout.FanError as exc:
             fail(("nodes", nid) + exc.where, exc.message, exc.hint)
         items_of[nid] = items
         per_key: dict[str, dict[str, list[Source]]] = {}
+        tpl = _Template.of(node, target)
         for it in items:
             per_key[it.key] = _emit(
                 lib,
@@ -223,6 +243,7 @@ def _flatten(
                 lambda ref, where, it=it, files=files, up=up: sources_of(ref, it, files, up, where),  # type: ignore[misc]
                 it,
                 fail,
+                tpl,
             )
         fans[nid] = per_key
         parts_of[nid] = {frozenset(it.parts): it.key for it in items if it.parts}
@@ -243,8 +264,10 @@ def _emit(
     sources_of: Callable[[str, tuple[Any, ...]], list[Source]],
     item: fanout.Item | None,
     fail: Callable[..., NoReturn],
+    tpl: _Template | None = None,
 ) -> dict[str, list[Source]]:
     """Add the task(s) of one node (or one expansion of a fanned-out node); returns its outputs."""
+    tpl = tpl or _Template.of(node, target)
     values: dict[str, Any] = {}
     for k, v in node.params.items():
         b = binding(v)
@@ -252,21 +275,22 @@ def _emit(
             values[k] = v
         elif item is not None and b in item.vars:
             values[k] = value = item.vars[b]
-            spec = target.param(k) if isinstance(target, Operation) else None
+            spec = tpl.specs.get(k)
             problem = check_param_value(spec, value) if spec is not None else None
             if problem:
                 fail(("nodes", nid, "params", k), f"node '{full}': {problem[0]} (bound to '${{{b}}}')", problem[1])
         else:
             values[k] = gparams[b]
-    if item is not None:
-        values.update(overrides.get(_template_id(full), {}))
-    values.update(overrides.get(full, {}))
+    if overrides:
+        if item is not None:
+            values.update(overrides.get(_template_id(full), {}))
+        values.update(overrides.get(full, {}))
     wired: dict[str, list[Source]] = {}
     for name, value in node.inputs.items():
         refs = value if isinstance(value, list) else [value]
         wired[name] = got = [s for ref in refs for s in sources_of(ref, ("nodes", nid, "inputs", name))]
-        spec_i = target.input(name)
-        if spec_i is not None and any(fanout.is_fan_ref(r) and "[*]" in r for r in refs):
+        spec_i = target.input(name) if name in tpl.gathers else None
+        if spec_i is not None:
             if len(got) < spec_i.min:
                 fail(
                     ("nodes", nid, "inputs", name),
@@ -276,7 +300,7 @@ def _emit(
             if spec_i.max != -1 and len(got) > spec_i.max:
                 fail(("nodes", nid, "inputs", name), f"node '{full}': input '{name}' takes at most {spec_i.max} files, but its gather gives {len(got)}")
     if isinstance(target, Operation):
-        filled = {p.name: p.default for p in target.params if not p.required}
+        filled = dict(tpl.defaults)
         filled.update(values)
         task_inputs = {i.name: wired.get(i.name, []) for i in target.inputs}
         deps = {s.task for ss in task_inputs.values() for s in ss if s.task}
@@ -287,6 +311,21 @@ def _emit(
     sub_params.update(values)
     sub_sources = {i.name: wired.get(i.name, []) for i in target.inputs}
     return _flatten(lib, target, full + "/", sub_params, sub_sources, overrides, tasks)
+
+
+@dataclass
+class _Template:
+    """What every expansion of one node shares, computed once."""
+
+    specs: dict[str, ParamSpec]
+    defaults: dict[str, Any]
+    gathers: set[str]  # inputs that gather `node[*].out`
+
+    @staticmethod
+    def of(node: Node, target: Operation | Graph) -> _Template:
+        specs = {p.name: p for p in target.params} if isinstance(target, Operation) else {}
+        gathers = {k for k, v in node.inputs.items() if any(fanout.is_fan_ref(r) and "[*]" in r for r in (v if isinstance(v, list) else [v]))}
+        return _Template(specs, {p.name: p.default for p in target.params if not p.required}, gathers)
 
 
 _KEY_IN_ID = re.compile(r"\[[^\[\]]*\]")
@@ -302,6 +341,10 @@ def _source_name(s: Source, tasks: dict[str, Task]) -> str:
         return s.path.name
     out = tasks[s.task or ""].op.output(s.output or "")
     return out.file_name if out else str(s.output)
+
+
+def _describe(s: Source, lib: Library, tasks: dict[str, Task]) -> str:
+    return lib.display(s.path) if s.path else f"{s.task}.{s.output}"
 
 
 def _source_key(s: Source, tasks: dict[str, Task]) -> str:
