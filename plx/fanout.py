@@ -27,6 +27,7 @@ NODE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _BRACKET_REF = re.compile(r"^([^.\[\]]+)\[([^\[\]]*)\]\.([^.\[\]]+)$")
 _BAD_KEY_CHARS = re.compile(r"[\[\],=/\x00-\x1f\x7f]")
 _COMPRESSED = {".gz", ".bz2", ".xz", ".zst", ".lz4"}
+_VAR_IN_KEY = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ELEMENT = {"list_int": "int", "list_float": "float", "list_str": "str"}
 
 
@@ -238,6 +239,21 @@ def find_key(keys: dict[str, Any], by_parts: dict[frozenset[tuple[str, str]], st
     if parts is not None:
         return by_parts.get(frozenset(parts.items()))
     return None
+
+
+def key_vars(text: str) -> list[str]:
+    """The `${name}`s written in a key (`split[${key}].test`: the expansion of split with this node's key)."""
+    return _VAR_IN_KEY.findall(text)
+
+
+def fill_key(text: str, item: Item) -> str:
+    """A key with this expansion's `${name}`s filled in."""
+
+    def value(m: re.Match[str]) -> str:
+        v = item.vars[m.group(1)]
+        return v if isinstance(v, str) else (value_key(v) or str(v))
+
+    return _VAR_IN_KEY.sub(value, text)
 
 
 def unknown_key_message(node: str, text: str, keys: list[str], axes: list[str]) -> tuple[str, str | None]:
@@ -520,7 +536,22 @@ def check_fan_ref(
         err(f"{who} reads '{ref}', but node '{head}' has no output '{fr.output}'", outputs_hint(outs, fr.output or ""))
         return None
     st = statics.get(head)
-    if fr.key == GATHER:
+    if fr.key is not None and "$" in fr.key:
+        mine = statics.get(node_id or "")
+        names = key_vars(fr.key)
+        if node_id is None or g.nodes[node_id].foreach is None:
+            err(f"{who} reads '{ref}', but '${{...}}' in a key is only defined in a node with foreach", f"write the key itself: '{head}[KEY].{fr.output}'")
+            return None
+        if mine is not None:
+            unknown = [n for n in names if n not in mine.vars]
+            if unknown or not names or fr.key.count("$") != len(names):
+                bad = unknown[0] if unknown else fr.key
+                err(
+                    f"{who} reads '{ref}', but '{bad}' is not a name this node's foreach binds",
+                    did_you_mean(bad, list(mine.vars)) or f"it binds: {', '.join('${' + v + '}' for v in mine.vars)}",
+                )
+                return None
+    elif fr.key == GATHER:
         if spec is None:
             err(
                 f"{who} reads '{ref}', every expansion of '{head}', but a graph output is one artifact",

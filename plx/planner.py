@@ -196,9 +196,10 @@ def _flatten(
             per_key = fans[fr.node]
             if fr.key == fanout.GATHER:
                 return [s for o in per_key.values() for s in o[fr.output or ""]]
-            key = fanout.find_key(per_key, parts_of[fr.node], fr.key or "")
+            text = fanout.fill_key(fr.key, item) if item is not None and fr.key and "$" in fr.key else fr.key or ""
+            key = fanout.find_key(per_key, parts_of[fr.node], text)
             if key is None:
-                message, hint = fanout.unknown_key_message(fr.node, fr.key or "", list(per_key), [n for n, _ in items_of[fr.node][0].parts] if items_of[fr.node] else [])
+                message, hint = fanout.unknown_key_message(fr.node, text, list(per_key), [n for n, _ in items_of[fr.node][0].parts] if items_of[fr.node] else [])
                 who = f"node '{prefix}{where[1]}' input '{where[3]}'" if where[:1] == ("nodes",) else f"graph output '{where[-1]}'"
                 fail(where, f"{who} reads '{ref}', but {message}", hint)
             return per_key[key][fr.output or ""]
