@@ -5,9 +5,13 @@ Every test drives the installed `plx` on a temporary git project."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
+import subprocess
 import time
 
-from tests.conftest import Project, counting_op
+from tests.conftest import PLX, Project, counting_op
 
 GATHER_OP = """\
 kind: operation
@@ -355,3 +359,26 @@ def test_planning_ten_thousand_expansions_is_fast(project: Project) -> None:
     assert elapsed < 30  # a generous guard; bench/fanout.py measures the planning itself
 
 
+
+
+def test_live_progress_on_a_terminal_shows_expansion_ids(project: Project) -> None:
+    """On a terminal, progress is drawn with rich: `train[model=rf,seed=2]` must not be read as markup."""
+    setup(project, (), MATRIX)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([PLX, "run", "graphs/g.yaml"], cwd=project.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "TERM": "xterm"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the other end is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(master)
+    shown = b"".join(chunks).decode(errors="replace")
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert proc.returncode == 0, plain
+    assert "score[model=rf,seed=2]" in plain and "train[model=lr,seed=1]" in plain, plain
