@@ -97,7 +97,16 @@ def test_adding_a_sample_runs_only_its_nodes_and_the_gathers(project: Project) -
     r = project.plx("run", "graphs/g.yaml", "--json")
     assert r.code == 0, r
     states = {k: v["state"] for k, v in r.json()["nodes"].items()}
-    assert states == {"map[A]": "success", "map[B]": "cached", "map[C]": "cached", "sort[A]": "success", "sort[B]": "cached", "sort[C]": "cached", "call": "success", "one": "cached"}
+    assert states == {
+        "map[A]": "success",
+        "map[B]": "cached",
+        "map[C]": "cached",
+        "sort[A]": "success",
+        "sort[B]": "cached",
+        "sort[C]": "cached",
+        "call": "success",
+        "one": "cached",
+    }
     assert (project.counter("map"), project.counter("sort"), project.counter("gather"), project.counter("one")) == (3, 3, 2, 1)
     # a sample removed: nothing but the gather runs again
     (project.root / "data/samples/C.txt").unlink()
@@ -182,7 +191,12 @@ def test_param_input_and_sweep_overrides_change_the_expansion(project: Project) 
     setup(project, ("A", "B", "C"), MATRIX)
     r = project.plx("run", "graphs/g.yaml", "-p", "seeds=[2,5]", "--json")
     assert r.code == 0, r
-    assert [n for n in r.json()["nodes"] if n.startswith("score")] == ["score[model=lr,seed=2]", "score[model=lr,seed=5]", "score[model=rf,seed=2]", "score[model=rf,seed=5]"]
+    assert [n for n in r.json()["nodes"] if n.startswith("score")] == [
+        "score[model=lr,seed=2]",
+        "score[model=lr,seed=5]",
+        "score[model=rf,seed=2]",
+        "score[model=rf,seed=5]",
+    ]
     assert r.json()["params"] == {"seeds": [2, 5]}
     # --sweep: one run per value of the list param, planned as one DAG (shared work runs once)
     r = project.plx("run", "graphs/g.yaml", "--sweep", "seeds=[[2,9],[9,2]]", "--json")
@@ -359,13 +373,13 @@ def test_planning_ten_thousand_expansions_is_fast(project: Project) -> None:
     assert elapsed < 30  # a generous guard; bench/fanout.py measures the planning itself
 
 
-
-
 def test_live_progress_on_a_terminal_shows_expansion_ids(project: Project) -> None:
     """On a terminal, progress is drawn with rich: `train[model=rf,seed=2]` must not be read as markup."""
     setup(project, (), MATRIX)
     master, slave = pty.openpty()
-    proc = subprocess.Popen([PLX, "run", "graphs/g.yaml"], cwd=project.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "TERM": "xterm"})
+    proc = subprocess.Popen(
+        [PLX, "run", "graphs/g.yaml"], cwd=project.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "TERM": "xterm"}
+    )
     os.close(slave)
     chunks = []
     while True:
