@@ -652,7 +652,9 @@ def get_output(project: Project, run_id: str, spec: str, dest: str | None, force
     else:
         raise UsageError(f"'{spec}': write NODE.OUTPUT, or the name of a graph output ({', '.join(data.get('outputs', {})) or 'none'})")
     if node not in nodes:
-        hint = did_you_mean(node, list(nodes))
+        from .fanout import missing_node_hint
+
+        hint = missing_node_hint(node, list(nodes))
         raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
     outs = nodes[node].get("outputs") or {}
     if out not in outs:

@@ -256,6 +256,15 @@ def fill_key(text: str, item: Item) -> str:
     return _VAR_IN_KEY.sub(value, text)
 
 
+def missing_node_hint(node: str, ids: list[str] | dict[str, Any]) -> str | None:
+    """For a node id that is not there: its expansions when it is a fanned-out node, else a did-you-mean."""
+    expansions = [i for i in ids if i.startswith(node + "[") and "/" not in i[len(node) :]]
+    if expansions:
+        shown = ", ".join(expansions[:5]) + (f", ... ({len(expansions)} in all)" if len(expansions) > 5 else "")
+        return f"'{node}' is fanned out; name one expansion: {shown}"
+    return did_you_mean(node, list(ids))
+
+
 def unknown_key_message(node: str, text: str, keys: list[str], axes: list[str]) -> tuple[str, str | None]:
     parts = key_parts(text)
     if axes and parts is not None:

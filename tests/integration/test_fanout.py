@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import subprocess
+import sys
 import time
 
 from tests.conftest import PLX, Project, counting_op
@@ -78,6 +79,8 @@ def test_files_are_expanded_chained_and_gathered_in_item_order(project: Project)
     assert project.plx("get", "last", "all", "-o", "-").out == "reads of A\nx\nA\nreads of B\nx\nB\nreads of C\nx\nC\n"
     assert project.plx("get", "last", "one.out", "-o", "-").out == "reads of B\nx\nB\npicked\n"
     assert project.plx("get", "last", "map[C].out", "-o", "-").out == "reads of C\nx\n"
+    template = project.plx("log", "last", "map")
+    assert template.code == 1 and "'map' is fanned out; name one expansion: map[A], map[B], map[C]" in template.err, template
     # progress and history name the expansions
     for node in ("map[A]", "sort[C]"):
         assert f"success  {node}" in r.err
@@ -396,3 +399,26 @@ def test_live_progress_on_a_terminal_shows_expansion_ids(project: Project) -> No
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
     assert proc.returncode == 0, plain
     assert "score[model=rf,seed=2]" in plain and "train[model=lr,seed=1]" in plain, plain
+
+
+def test_python_api_writes_and_runs_a_fan_out(project: Project) -> None:
+    setup(project, ("A", "B"))
+    script = """\
+import json
+import plx
+from plx import Graph, Operation, run
+
+step = Operation.load("operations/step.yaml")
+g = Graph("api_fan")
+samples = g.input("samples", type="text", max=-1, default="data/samples/*.txt")
+g.node("map", step, inputs={"src": "item"}, params={"tag": "map", "value": "${key}"}, foreach=samples)
+g.node("all", "gather", inputs={"parts": "map[*].out"})
+path = g.save("graphs/api.yaml")
+assert plx.load(path) == g
+r = run(g)
+print(json.dumps(r.nodes))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=project.root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"map[A]": "success", "map[B]": "success", "all": "success"}
+    assert "foreach: inputs.samples" in (project.root / "graphs/api.yaml").read_text()
