@@ -283,7 +283,7 @@ def _emit(
         else:
             values[k] = gparams[b]
     if overrides:
-        if item is not None:
+        if "[" in full:  # an expansion, or a node inside one: `-p map.P` and `-p sub/inner.P` reach it too
             values.update(overrides.get(_template_id(full), {}))
         values.update(overrides.get(full, {}))
     wired: dict[str, list[Source]] = {}

@@ -327,6 +327,9 @@ def test_a_sub_graph_fans_out_and_a_rerun_replays_the_expansion(project: Project
     assert list(r.json()["nodes"]) == ["each[A]/inner", "each[B]/inner", "all"]
     assert project.plx("get", "last", "all", "-o", "-").out == "reads of A\nA\nreads of B\nB\n"
     assert project.plx("log", "last", "each[B]/inner", "--worker").code == 0
+    r = project.plx("run", "graphs/top.yaml", "-p", "each/inner.value=zz", "-p", "each[B]/inner.value=bb", "--json")
+    assert r.code == 0, r
+    assert project.plx("get", "last", "all", "-o", "-").out == "reads of A\nzz\nreads of B\nbb\n"
     r = project.plx("rerun", "last", "--json")
     assert r.code == 0, r
     assert {k: v["state"] for k, v in r.json()["nodes"].items()} == {"each[A]/inner": "cached", "each[B]/inner": "cached", "all": "cached"}
