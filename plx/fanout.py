@@ -27,6 +27,7 @@ NODE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _BRACKET_REF = re.compile(r"^([^.\[\]]+)\[([^\[\]]*)\]\.([^.\[\]]+)$")
 _BAD_KEY_CHARS = re.compile(r"[\[\],=/\x00-\x1f\x7f]")
 _COMPRESSED = {".gz", ".bz2", ".xz", ".zst", ".lz4"}
+MAX_EXPANSIONS = 1_000_000  # a matrix larger than this is a mistake, not a plan to build
 _VAR_IN_KEY = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ELEMENT = {"list_int": "int", "list_float": "float", "list_str": "str"}
 
@@ -358,6 +359,9 @@ def expand(
             seen_v.add(text)
             texts.append((v, text))
         axes.append((axis.name, texts))
+    total = math.prod(len(a[1]) for a in axes)
+    if total > MAX_EXPANSIONS:
+        raise FanError(f"node '{node}': the matrix would stand for {total:,} nodes (more than {MAX_EXPANSIONS:,})", "fan out over fewer values")
     for combo in itertools.product(*(a[1] for a in axes)):
         parts = tuple((name, text) for (name, _), (_, text) in zip(axes, combo, strict=True))
         key = matrix_key(list(parts))
@@ -464,6 +468,9 @@ def static_infos(g: Any, doc: Any, errors: list[Any]) -> dict[str, Static | None
                 if texts is not None:
                     texts.append([t or "?" for t in shown])
             names = [a.name for a in fe.axes]
+            if texts is not None and math.prod(len(t) for t in texts) > MAX_EXPANSIONS:
+                err(nid, (), f"the matrix would stand for {math.prod(len(t) for t in texts):,} nodes (more than {MAX_EXPANSIONS:,})", "fan out over fewer values")
+                texts = None
             keys = [matrix_key(list(zip(names, combo, strict=True))) for combo in itertools.product(*texts)] if texts is not None else None
             st = Static("none", vars=vars_, keys=keys, axes=names)
         infos[nid] = st
