@@ -1,9 +1,9 @@
 """Fan-out: `foreach` on a graph node, the keys of its expansions, and the references
 `item`, `item.OUT`, `node[*].OUT` and `node[KEY].OUT`.
 
-The loader validates a template node once (`classify`, `static_info`, `check_binding`,
+The loader validates a template node once (`classify`, `static_infos`, `check_binding`,
 `check_fan_ref`); the planner expands it when the graph is planned (`expand`), so `-i`, `-p`
-and `--sweep` change the expansion. Plain data and pure functions: no I/O.
+and `--sweep` change the expansion. No I/O here.
 """
 
 from __future__ import annotations
