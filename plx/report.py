@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import threading
 import time
@@ -80,7 +81,7 @@ class PlainReporter:
         for record in records:
             failed = [(n, d) for n, d in record["nodes"].items() if d.get("state") in ("failed", "timeout")]
             for n, d in failed:
-                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {n} --stderr`\n")
+                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {shlex.quote(n)} --stderr`\n")  # map[B] is a glob to a shell
             self.out.write(summary_line(record) + (f" [{record['sweep']}]" if record.get("sweep") else "") + "\n")
         self.out.flush()
 

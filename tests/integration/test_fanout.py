@@ -425,3 +425,19 @@ print(json.dumps(r.nodes))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"map[A]": "success", "map[B]": "success", "all": "success"}
     assert "foreach: inputs.samples" in (project.root / "graphs/api.yaml").read_text()
+
+
+def test_a_failed_expansion_stops_only_its_own_chain_with_keep_going(project: Project) -> None:
+    setup(project, ("A", "B", "C"))
+    project.write("data/samples/B.txt", "")  # sort fails on an empty input below
+    fail_on_empty = counting_op(project.root).replace(
+        "cmd: |\n", "cmd: |\n  {% if input.src %}test -s {{ input.src | q }} || { echo 'empty input' >&2; exit 3; }{% endif %}\n"
+    )
+    project.write("operations/step.yaml", fail_on_empty)
+    r = project.plx("run", "graphs/g.yaml", "--keep-going", "--json")
+    assert r.code == 1, r
+    states = {k: v["state"] for k, v in r.json()["nodes"].items()}
+    assert states["map[B]"] == "failed" and states["sort[B]"] == "skipped" and states["call"] == "skipped" and states["one"] == "skipped"
+    assert states["map[A]"] == states["sort[A]"] == states["map[C]"] == states["sort[C]"] == "success"
+    assert f"see `plx log {r.json()['id']} 'map[B]' --stderr`" in r.err, r
+    assert project.plx("log", "last", "map[B]", "--stderr").out == "empty input\n"
