@@ -342,16 +342,9 @@ def _graph(doc: Doc, errors: list[Diagnostic]) -> Graph | None:
         if nid in RESERVED_NODE_IDS:
             errors.append(doc.diag(("nodes", nid), f"'{nid}' is reserved and cannot be a node id", "rename the node", key=True))
         nodes[nid] = Node(
-            nid,
-            n["operation"],
-            dict(n.get("inputs", {})),
-            dict(n.get("params", {})),
-            n.get("timeout"),
-            n.get("cacheable"),
-            n.get("title"),
-            n.get("description"),
-            foreach=n.get("foreach"),
+            nid, n["operation"], dict(n.get("inputs", {})), dict(n.get("params", {})), n.get("timeout"), n.get("cacheable"), n.get("title"), n.get("description")
         )
+        nodes[nid].foreach = n.get("foreach")
     return Graph(
         name=d["name"],
         inputs=_input_specs(inputs),
