@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import PLX, Project, counting_op
+from tests.conftest import PLX, REPO, Project, counting_op
 
 GATHER_OP = """\
 kind: operation
@@ -341,6 +341,19 @@ def test_the_schema_knows_foreach(project: Project) -> None:
     node = json.loads(r.out)["properties"]["nodes"]["patternProperties"]
     foreach = next(iter(node.values()))["properties"]["foreach"]
     assert [s["type"] for s in foreach["anyOf"]] == ["string", "array", "object"]
+    import jsonschema  # a test dependency (the test extra)
+    import yaml
+
+    schema = json.loads(r.out)
+    for name in ("cross_validation", "shops", "seeds"):
+        jsonschema.validate(yaml.safe_load((REPO / "graphs" / f"{name}.yaml").read_text()), schema)
+    bad = yaml.safe_load((REPO / "tests/data/invalid/fanout_foreach_type.yaml").read_text())
+    try:
+        jsonschema.validate(bad, schema)
+    except jsonschema.ValidationError:
+        pass
+    else:
+        raise AssertionError("foreach: 3 passed the schema")
 
 
 def test_planning_ten_thousand_expansions_is_fast(project: Project) -> None:
