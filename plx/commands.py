@@ -143,6 +143,14 @@ def parse_inputs(project: Project, graph: Graph, items: list[str]) -> dict[str, 
             hint = did_you_mean(name, choices)
             raise RunError(f"-i {name}: the graph has no input '{name}'" + (f" ({hint})" if hint else "") + (f"; its inputs: {', '.join(choices)}" if choices else ""))
         path = Path(value).expanduser()
+        if not path.exists() and spec.is_list and any(ch in value for ch in "*?["):
+            import glob
+
+            matches = sorted(glob.glob(str(path), recursive=True))  # a list input takes a pattern, as its default may
+            if not matches:
+                raise UsageError(f"-i {name}={value}: the pattern matches no file")
+            out.setdefault(name, []).extend(Path(m).resolve() for m in matches)
+            continue
         if not path.exists():
             raise UsageError(f"-i {name}={value}: no such file")
         out.setdefault(name, []).append(path.resolve())

@@ -216,6 +216,15 @@ def test_param_input_and_sweep_overrides_change_the_expansion(project: Project) 
     assert r.code == 0, r
     assert list(r.json()["nodes"]) == ["map[B]", "map[A]", "sort[B]", "sort[A]", "call"]
     assert project.plx("get", "last", "all", "-o", "-").out.startswith("reads of B\n")
+    # ... or a pattern (quoted: plx expands it, sorted, like a default)
+    project.write("data/other/Z.txt", "reads of Z\n")
+    project.write("data/other/B.txt", "other B\n")
+    r = project.plx("run", "graphs/g.yaml", "-i", "samples=data/other/*.txt", "call", "--json")
+    assert r.code == 0, r
+    assert list(r.json()["nodes"]) == ["map[B]", "map[Z]", "sort[B]", "sort[Z]", "call"]
+    assert [i["path"] for i in r.json()["inputs"]["samples"]] == [str(project.root / "data/other/B.txt"), str(project.root / "data/other/Z.txt")]
+    r = project.plx("run", "graphs/g.yaml", "-i", "samples=data/none/*.txt")
+    assert r.code == 2 and "-i samples=data/none/*.txt: the pattern matches no file" in r.err, r
 
 
 def test_selection_by_template_name_or_expansion_id(project: Project) -> None:
