@@ -425,9 +425,10 @@ def log(
         print(table(rows, ["node", "state", "duration", "cached", "exit", "reason"]))
         return
     if node not in data["nodes"]:
-        from .errors import RunError, did_you_mean
+        from .errors import RunError
+        from .fanout import missing_node_hint
 
-        hint = did_you_mean(node, list(data["nodes"]))
+        hint = missing_node_hint(node, list(data["nodes"]))
         raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
     stream = "worker" if worker else "stderr" if stderr else "stdout"
     _print_log(history, rid, node, stream, follow)

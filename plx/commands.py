@@ -95,6 +95,7 @@ def param_spec_for(lib: Library, graph: Graph, name: str) -> tuple[str | None, P
     node_path, _, pname = name.rpartition(".")
     current: Graph | Operation = graph
     for part in node_path.split("/"):
+        part = part.split("[", 1)[0]  # an expansion `map[A]` has the params of its node `map`
         if not isinstance(current, Graph) or part not in current.nodes:
             choices = list(current.nodes) if isinstance(current, Graph) else []
             hint = did_you_mean(part, choices)
@@ -142,6 +143,14 @@ def parse_inputs(project: Project, graph: Graph, items: list[str]) -> dict[str, 
             hint = did_you_mean(name, choices)
             raise RunError(f"-i {name}: the graph has no input '{name}'" + (f" ({hint})" if hint else "") + (f"; its inputs: {', '.join(choices)}" if choices else ""))
         path = Path(value).expanduser()
+        if not path.exists() and spec.is_list and any(ch in value for ch in "*?["):
+            import glob
+
+            matches = sorted(glob.glob(str(path), recursive=True))  # a list input takes a pattern, as its default may
+            if not matches:
+                raise UsageError(f"-i {name}={value}: the pattern matches no file")
+            out.setdefault(name, []).extend(Path(m).resolve() for m in matches)
+            continue
         if not path.exists():
             raise UsageError(f"-i {name}={value}: no such file")
         out.setdefault(name, []).append(path.resolve())
@@ -477,6 +486,10 @@ def preview(project: Project, lib: Library, graph_file: Path, node: str, params:
     the_plan = make_plan(lib, graph, params=gparams, node_params=nparams)
     task = the_plan.tasks.get(node)
     if task is None:
+        expansions = [t for t in the_plan.tasks if t.startswith(node + "[") and "/" not in t[len(node) :]]
+        if expansions:
+            shown = ", ".join(expansions[:5]) + (f", ... ({len(expansions)} in all)" if len(expansions) > 5 else "")
+            raise UsageError(f"node '{node}' is fanned out: preview one of its expansions: {shown}")
         hint = did_you_mean(node, list(the_plan.tasks))
         raise UsageError(f"no node '{node}' in {lib.display(graph_file)}" + (f" ({hint})" if hint else ""))
     ins = {}
@@ -505,8 +518,16 @@ def graph_edges(lib: Library, graph: Graph) -> tuple[list[str], list[tuple[str, 
 
 
 def make_plan_no_inputs(lib: Library, graph: Graph, make_plan: Any) -> Any:
-    """A plan for display only: graph input files need not exist."""
-    fake = {i.name: [Path(str(i.default or f"<{i.name}>"))] for i in graph.inputs}
+    """A plan for display only: graph input files need not exist (a list input's files are found
+    when they exist, so a fanned-out node shows its expansions)."""
+    from .planner import resolve_graph_inputs
+
+    fake: dict[str, list[Path]] = {}
+    for i in graph.inputs:
+        try:
+            fake[i.name] = resolve_graph_inputs(lib, Graph(graph.name, inputs=[i]), {})[i.name]
+        except RunError:
+            fake[i.name] = [Path(f"<{i.name}>")] if i.is_list else [Path(str(i.default or f"<{i.name}>"))]
     return make_plan(lib, graph, inputs=fake)
 
 
@@ -649,7 +670,9 @@ def get_output(project: Project, run_id: str, spec: str, dest: str | None, force
     else:
         raise UsageError(f"'{spec}': write NODE.OUTPUT, or the name of a graph output ({', '.join(data.get('outputs', {})) or 'none'})")
     if node not in nodes:
-        hint = did_you_mean(node, list(nodes))
+        from .fanout import missing_node_hint
+
+        hint = missing_node_hint(node, list(nodes))
         raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
     outs = nodes[node].get("outputs") or {}
     if out not in outs:

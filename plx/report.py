@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import threading
 import time
@@ -80,7 +81,7 @@ class PlainReporter:
         for record in records:
             failed = [(n, d) for n, d in record["nodes"].items() if d.get("state") in ("failed", "timeout")]
             for n, d in failed:
-                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {n} --stderr`\n")
+                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {shlex.quote(n)} --stderr`\n")  # map[B] is a glob to a shell
             self.out.write(summary_line(record) + (f" [{record['sweep']}]" if record.get("sweep") else "") + "\n")
         self.out.flush()
 
@@ -106,6 +107,8 @@ class LiveReporter:
         self.live.start()
 
     def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
+        from rich.markup import escape
+
         if state == "interrupt":
             self.console.print("[yellow]interrupted: stopping running nodes (Ctrl-C again to kill at once)[/]")
             return
@@ -116,9 +119,10 @@ class LiveReporter:
         if state in ("success", "failed", "timeout"):
             color = COLORS.get(state, "white")
             extra = f" ({info['reason']})" if info.get("reason") else (f" {info['duration']:.2f} s" if info.get("duration") else "")
-            self.console.print(f"[{color}]{state:<8}[/] {node}{extra}")
+            self.console.print(f"[{color}]{state:<8}[/] {escape(node)}{escape(extra)}")  # ids such as train[model=rf] are not markup
 
     def _render(self) -> Any:
+        from rich.markup import escape
         from rich.table import Table
 
         with self.lock:
@@ -129,7 +133,7 @@ class LiveReporter:
         t = Table.grid(padding=(0, 2))
         now = time.monotonic()
         for n in running[:12]:
-            t.add_row("[blue]running[/]", n, f"{now - self.started.get(n, now):6.1f}s")
+            t.add_row("[blue]running[/]", escape(n), f"{now - self.started.get(n, now):6.1f}s")
         if len(running) > 12:
             t.add_row("", f"... and {len(running) - 12} more", "")
         totals = "  ".join(f"[{COLORS.get(s, 'white')}]{s} {c[s]}[/]" for s in STATE_ORDER if c.get(s))

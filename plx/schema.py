@@ -101,6 +101,19 @@ _graph_input = {
         "default": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     },
 }
+_foreach = {
+    "description": (
+        "fan-out: one node per item. 'inputs.NAME' (the files of a list graph input, keyed by file name without extension), "
+        "'params.NAME' or '${NAME}' (a list graph param, keyed 0, 1, ...), a list of values (keyed 0, 1, ...; bound as ${item}), "
+        "the id of another fanned-out node (same keys; its outputs as item.OUTPUT), or a matrix {KEY: [values] or '${NAME}'} "
+        "(the cartesian product, keyed KEY=VALUE,...; bound as ${KEY})"
+    ),
+    "anyOf": [
+        {"type": "string", "x-what": "inputs.NAME, params.NAME, ${NAME} or a node id"},
+        {"type": "array"},
+        {"type": "object", "additionalProperties": {"anyOf": [{"type": "array"}, {"type": "string"}]}},
+    ],
+}
 _node = {
     "type": "object",
     "required": ["operation"],
@@ -116,6 +129,7 @@ _node = {
         "params": {"type": "object"},
         "timeout": _timeout,
         "cacheable": {"type": "boolean"},
+        "foreach": _foreach,
     },
 }
 
