@@ -120,7 +120,9 @@ def test_a_script_edited_while_the_run_waits_fails_the_node(project: Project) ->
     project.write("scripts/s.sh", "echo one\n")
     op(project, "slow", "[scripts/s.sh]", "bash scripts/s.sh")
     project.write("operations/nap.yaml", "kind: operation\nname: nap\nrunner: command\noutputs: [{name: out}]\ncmd: sleep 1.5; touch $OUTPUT_OUT\n")
-    project.write("operations/after.yaml", TRAIN.format(name="after", sources="[scripts/s.sh]", cmd="bash scripts/s.sh").replace("params:", "inputs: [{name: x}]\nparams:"))
+    project.write(
+        "operations/after.yaml", TRAIN.format(name="after", sources="[scripts/s.sh]", cmd="bash scripts/s.sh").replace("params:", "inputs: [{name: x}]\nparams:")
+    )
     project.write(
         "graphs/g.yaml",
         "kind: graph\nname: g\nnodes:\n  nap: {operation: nap}\n  after: {operation: after, inputs: {x: nap.out}, params: {tag: after}}\n",
@@ -186,11 +188,12 @@ def test_an_absolute_source_inside_the_project_keeps_its_relative_path(project: 
 
 
 def test_every_runner_gets_the_project_root(project: Project) -> None:
-    project.write("operations/c.yaml", "kind: operation\nname: c\nrunner: command\noutputs: [{name: out}]\ncmd: echo \"$PLX_PROJECT_ROOT\" > $OUTPUT_OUT\n")
-    project.write("operations/t.yaml", "kind: operation\nname: t\nrunner: bash_jinja2\noutputs: [{name: out}]\ncmd: echo \"$PLX_PROJECT_ROOT\" > {{ output.out }}\n")
+    project.write("operations/c.yaml", 'kind: operation\nname: c\nrunner: command\noutputs: [{name: out}]\ncmd: echo "$PLX_PROJECT_ROOT" > $OUTPUT_OUT\n')
+    project.write("operations/t.yaml", 'kind: operation\nname: t\nrunner: bash_jinja2\noutputs: [{name: out}]\ncmd: echo "$PLX_PROJECT_ROOT" > {{ output.out }}\n')
     project.write(
         "operations/p.yaml",
-        "kind: operation\nname: p\nrunner: python\noutputs: [{name: out}]\ncmd: |\n  import os\n  open(output['out'], 'w').write(os.environ['PLX_PROJECT_ROOT'] + '\\n')\n",
+        "kind: operation\nname: p\nrunner: python\noutputs: [{name: out}]\n"
+        "cmd: |\n  import os\n  open(output['out'], 'w').write(os.environ['PLX_PROJECT_ROOT'] + '\\n')\n",
     )
     project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  c: {operation: c}\n  t: {operation: t}\n  p: {operation: p}\n")
     (project.root / "sub").mkdir()
