@@ -5,8 +5,8 @@ installed in it, read by importlib.metadata inside that interpreter. Running it 
 tenth of a second, so it is done once per interpreter and kept under the store
 (`envs/<hash of the interpreter's path>.json`) with the stat signatures of the interpreter and of
 its site-packages folders: `pip install` changes those folders, so the fingerprint is read again
-exactly when something was installed, upgraded or removed. Within one plx process, each
-interpreter is looked at once.
+exactly when something was installed, upgraded or removed. Within one run, each interpreter is
+looked at once.
 """
 
 from __future__ import annotations
@@ -55,16 +55,11 @@ def resolve_python(project: Any, written: str | None) -> str:
     return found or written  # not found: the fingerprint reports it
 
 
-_memo: dict[str, dict[str, Any]] = {}
-
-
 def fingerprint(store_root: Path, interpreter: str, where: str = "") -> dict[str, Any] | None:
     """{"hash", "python", "implementation", "packages", "executable"} of an interpreter (cached).
 
-    None when there is no such interpreter: the nodes that use it then fail to start, with the reason."""
-    got = _memo.get(interpreter)
-    if got is not None:
-        return got
+    None when there is no such interpreter: the nodes that use it then fail to start, with the reason.
+    The caller keeps it for the rest of the run (extras.Extras): this looks at the disk each time."""
     real = os.path.realpath(interpreter)
     if not os.path.isfile(real) or not os.access(real, os.X_OK):
         return None
@@ -72,8 +67,7 @@ def fingerprint(store_root: Path, interpreter: str, where: str = "") -> dict[str
     try:
         saved = json.loads(cache.read_text(encoding="utf-8"))
         if saved.get("format") == FORMAT and saved.get("signature") == _signature(interpreter, saved.get("paths", [])):
-            _memo[interpreter] = fp = saved["fingerprint"]
-            return fp
+            return dict(saved["fingerprint"])
     except (OSError, ValueError, AttributeError, KeyError):
         pass
     stderr = ""
@@ -92,7 +86,6 @@ def fingerprint(store_root: Path, interpreter: str, where: str = "") -> dict[str
     fp = {"hash": hash_bytes(canonical(ident).encode()), "executable": interpreter, **ident}
     paths = info.get("paths", [])
     _write(cache, {"format": FORMAT, "interpreter": interpreter, "paths": paths, "signature": _signature(interpreter, paths), "fingerprint": fp})
-    _memo[interpreter] = fp
     return fp
 
 

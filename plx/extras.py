@@ -18,6 +18,7 @@ class Extras:
         self._of: dict[int, dict[str, Any]] = {}
         self._files: dict[int, list[tuple[str, Path]]] = {}
         self._python: dict[int, str] = {}
+        self._fingerprints: dict[str, dict[str, Any] | None] = {}  # by interpreter
         self.environments: dict[str, dict[str, Any]] = {}  # fingerprint hash -> fingerprint (with its packages)
 
     def of(self, op: Any) -> dict[str, Any]:
@@ -31,7 +32,10 @@ class Extras:
             out["sources"] = {rel: self.store.hash_path(p) for rel, p in files}
         if op.runner == "python":
             interpreter = self._python[id(op)] = environment.resolve_python(self.project, op.python)
-            fp = environment.fingerprint(self.store.root, interpreter, op.file if op.python else "plx.yaml" if self.project.python else "")
+            if interpreter not in self._fingerprints:
+                where = op.file if op.python else "plx.yaml" if self.project.python else ""
+                self._fingerprints[interpreter] = environment.fingerprint(self.store.root, interpreter, where)
+            fp = self._fingerprints[interpreter]
             if fp is not None:
                 self.environments.setdefault(fp["hash"], fp)
             out["environment"] = fp["hash"] if fp is not None else None

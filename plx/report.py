@@ -60,6 +60,8 @@ class PlainReporter:
             extra = f" ({info['reason']})"
         elif info.get("duration") and state not in ("cached", "running"):
             extra = f" ({info['duration']:.2f} s)"
+        elif state == "running" and (info.get("attempt") or 0) > 1:
+            extra = f" (attempt {info['attempt']})"
         self._line(f"{state:<8} {node}{extra}")
 
     def _line(self, text: str) -> None:

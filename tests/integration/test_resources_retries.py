@@ -163,6 +163,7 @@ def test_a_flaky_node_succeeds_on_its_second_attempt(project: Project) -> None:
     r = project.plx("run", g, "--json")
     assert r.code == 0, r
     assert project.counter("flaky") == 2
+    assert "running  f (attempt 2)" in r.err  # the progress says so
     nodes = r.json()["nodes"]
     assert nodes["f"]["state"] == "success" and nodes["f"]["attempts"] == 2 and nodes["c"]["attempts"] == 1
     assert project.plx("get", "last", "c.y", "-o", "-").out == "good\n"  # only the successful attempt's output
