@@ -303,9 +303,10 @@ def compare(
             d = (r.get("deltas") or [None] * len(r["values"]))[i]
             if i and d:
                 text += f" ({d:+.4g})"
-            change = (r.get("changes") or [None] * len(r["values"]))[i]
-            if change:
-                text = f"{text or '-'} ({change})"
+            if "changes" in r:  # a package: '-' where it is not installed, and what changed against the first run
+                text = text or "-"
+                if r["changes"][i]:
+                    text += f" ({r['changes'][i]})"
             cells.append(text)
         rows.append([r["name"], *cells])
     print(table(rows, ["", *(rid for rid in result["runs"])]))
