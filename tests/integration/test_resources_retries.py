@@ -227,3 +227,28 @@ def test_schema_lists_the_new_keys(project: Project) -> None:
     assert set(op["properties"]["resources"]["properties"]) == {"cpus", "memory", "gpus"}
     node = project.plx("schema", "graph").json()["properties"]["nodes"]["patternProperties"]
     assert {"resources", "retries"} <= set(next(iter(node.values()))["properties"])
+
+
+def test_python_api_nodes_take_resources_and_retries(project: Project) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    flaky(project, retries=0)
+    script = textwrap.dedent("""\
+        import plx
+        from plx import Graph, Operation, run
+
+        g = Graph("api")
+        f = g.node("f", Operation.load("operations/flaky.yaml"), resources={"cpus": 2, "memory": "1MB"}, retries=1)
+        path = g.save("graphs/api.yaml")
+        assert plx.load(path) == g
+        r = run(g, jobs=2)
+        print(r.status)
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=project.root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "success\n"
+    saved = (project.root / "graphs/api.yaml").read_text()
+    assert "resources:" in saved and "cpus: 2" in saved and "retries: 1" in saved
+    assert project.counter("flaky") == 2  # the node's retries: 1 overrode the operation's 0
