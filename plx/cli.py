@@ -462,10 +462,16 @@ def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> 
     out = sys.stdout.buffer
     pos = 0
     shown = 0
+    attempt = None
     while True:
         # Decide before copying, so the bytes written up to the end are copied once more.
         data = history.load(rid) if follow else None
         done = data is None or data["status"] != "running" or data["nodes"].get(node, {}).get("state") in FINAL_NODE_STATES
+        if data is not None and data["nodes"].get(node, {}).get("attempt") != attempt:
+            if attempt is not None:  # a new attempt writes new logs: follow those from their start
+                err(f"--- attempt {data['nodes'][node].get('attempt')} ---")
+                pos = 0
+            attempt = data["nodes"].get(node, {}).get("attempt")
         chunk, pos = history.read_log(rid, node, stream, pos)
         if chunk:
             out.write(chunk)

@@ -252,3 +252,17 @@ def test_python_api_nodes_take_resources_and_retries(project: Project) -> None:
     saved = (project.root / "graphs/api.yaml").read_text()
     assert "resources:" in saved and "cpus: 2" in saved and "retries: 1" in saved
     assert project.counter("flaky") == 2  # the node's retries: 1 overrode the operation's 0
+
+
+def test_following_a_retried_node_shows_every_attempt(project: Project) -> None:
+    g = flaky(project, fail='sleep 1; echo "attempt failed on purpose" >&2; exit 3')
+    project.write(
+        "operations/flaky.yaml", (project.root / "operations/flaky.yaml").read_text().replace("  echo good > $OUTPUT_OUT\n", "  sleep 1; echo good > $OUTPUT_OUT\n")
+    )
+    run = project.popen("run", g)
+    project.wait_running()
+    follow = project.plx("log", "last", "f", "-f", timeout=60)
+    run.communicate(timeout=60)
+    assert run.returncode == 0
+    assert follow.out == "attempt 1 (PLX_ATTEMPT=1) says hello\nattempt 2 (PLX_ATTEMPT=2) says hello\n", follow
+    assert "--- attempt 2 ---" in follow.err

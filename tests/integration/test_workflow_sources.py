@@ -75,6 +75,10 @@ def test_editing_a_script_reruns_only_the_nodes_that_use_it(project: Project) ->
     assert "source scripts/train.py changed" in dry.out, dry
     assert project.plx("run", g).code == 0
     assert (project.counter("train"), project.counter("evaluate")) == (2, 2)
+    # A rerun finds the sources in the project, and its nodes get the project's root.
+    r = project.plx("rerun", "last", "--no-cache")
+    assert r.code == 0, r
+    assert (project.counter("train"), project.counter("evaluate")) == (3, 3)
 
 
 def test_folders_and_globs_are_copied_under_their_relative_paths(project: Project) -> None:
