@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import __version__
+from .environment import differences as environment_differences
 from .errors import Interrupted, RunError
 from .executors import make_executor
 from .executors.local import NOT_STARTED, Finished, Job
@@ -910,7 +911,13 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
         elif not task.cacheable:
             rows.append({"node": tid, "action": "run", "why": ["not cacheable"], "cache_key": key})
         else:
-            rows.append({"node": tid, "action": "run", "why": explain(last.get(tid), recipe), "cache_key": key})
+            why = explain(last.get(tid), recipe)
+            old_env, new_env = (last.get(tid) or {}).get("_environment"), extras.environments.get(recipe.get("environment") or "")
+            changes = environment_differences(old_env, new_env)
+            if changes:
+                shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
+                why = [f"python environment changed: {shown}" if w.startswith("python environment changed") else w for w in why]
+            rows.append({"node": tid, "action": "run", "why": why, "cache_key": key})
     store.close()
     return rows
 
@@ -927,6 +934,9 @@ def _last_recipes(history: History, graph: str, wanted: set[str], scan: int = 50
         for tid, node in data.get("nodes", {}).items():
             if tid in wanted and tid not in found and node.get("recipe"):
                 found[tid] = expand(node["recipe"], data.get("op_recipes") or {})
+                env = found[tid].get("environment")
+                if env and env in (data.get("environments") or {}):  # its packages, for --dry-run to name what changed
+                    found[tid] = {**found[tid], "_environment": data["environments"][env]}
         if len(found) == len(wanted):
             break
     return found

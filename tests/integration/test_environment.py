@@ -79,7 +79,7 @@ def test_the_interpreter_is_fingerprinted_once_and_again_after_an_install(projec
     install(site, "fakepkg", "2.0")
     install(site, "newpkg", "0.1")
     dry = project.plx("run", "graphs/g.yaml", "--dry-run")
-    assert "python environment changed" in dry.out, dry
+    assert "python environment changed: fakepkg 1.0 → 2.0, + newpkg 0.1" in dry.out, dry
     r = project.plx("run", "graphs/g.yaml", "--json")
     assert r.code == 0, r
     assert {n["state"] for n in r.json()["nodes"].values()} == {"success"}
