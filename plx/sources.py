@@ -86,7 +86,7 @@ def check(project: Any, doc: Any, op: Any, errors: list[Diagnostic]) -> None:
         files = expand(project, written)
         if not files:
             what = "the pattern matches no file" if any(ch in written for ch in _GLOB) else "no such file or folder"
-            errors.append(doc.diag(path, f"source '{written}': {what} (looked up from the project root {project.root})"))
+            errors.append(doc.diag(path, f"source '{written}': {what}", "sources are looked up from the project root"))
             continue
         for rel, _ in files:
             top = rel.split(os.sep, 1)[0]

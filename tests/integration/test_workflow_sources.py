@@ -162,8 +162,8 @@ def test_missing_escaping_and_empty_sources_are_validation_errors(project: Proje
     assert r.code == 1, r
     errors = [line for line in r.err.splitlines() if line.startswith("plx: error:")]
     assert errors == [
-        f"plx: error: operations/bad.yaml:6:5: source 'scripts/missing.py': no such file or folder (looked up from the project root {project.root})",
-        f"plx: error: operations/bad.yaml:7:5: source 'scripts/*.R': the pattern matches no file (looked up from the project root {project.root})",
+        "plx: error: operations/bad.yaml:6:5: source 'scripts/missing.py': no such file or folder (sources are looked up from the project root)",
+        "plx: error: operations/bad.yaml:7:5: source 'scripts/*.R': the pattern matches no file (sources are looked up from the project root)",
         "plx: error: operations/bad.yaml:8:5: source '../outside.py' is outside the project (sources are project files, written relative to the project root)",
         "plx: error: operations/bad.yaml:9:5: source '/etc/hostname' is outside the project (sources are project files, written relative to the project root)",
     ]
