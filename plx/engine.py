@@ -177,6 +177,7 @@ class Engine:
         self.pool: Pool | None = None  # what is free: -j slots, memory, GPUs (set up by run_all)
         self.attempts: dict[str, list[dict[str, Any]]] = {}  # finished attempts of tasks that were retried
         self.relaunched: set[str] = set()
+        self._env_used: dict[int, set[Any]] | None = None
 
     def display(self, iid: str) -> str:
         label = self.members[self.member[iid]].label
@@ -295,7 +296,13 @@ class Engine:
 
     def _environments_of(self, m: int) -> dict[str, Any]:
         """The python environments a member's nodes use, each once: fingerprint hash -> fingerprint."""
-        used = {self.extras.of(t.op).get("environment") for tid, t in self.tasks.items() if self.member[tid] == m}
+        if not self.extras.environments:
+            return {}
+        if self._env_used is None:  # one pass over the tasks for every member of a sweep
+            self._env_used = {}
+            for tid, t in self.tasks.items():
+                self._env_used.setdefault(self.member[tid], set()).add(self.extras.of(t.op).get("environment"))
+        used = self._env_used.get(m, set())
         return {h: fp for h, fp in self.extras.environments.items() if h in used}
 
     def _loop(self) -> None:
