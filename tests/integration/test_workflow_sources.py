@@ -205,3 +205,18 @@ def test_every_runner_gets_the_project_root(project: Project) -> None:
     assert r.code == 0, r
     for n in "ctp":
         assert project.plx("get", "last", f"{n}.out", "-o", "-").out == f"{project.root}\n"
+
+
+def test_with_rev_the_sources_come_from_that_commit(project: Project) -> None:
+    g = setup_two(project)
+    project.git("add", "-A")
+    project.git("commit", "-qm", "v1")
+    project.write("scripts/train.py", "print('train v2')\n")
+    r = project.plx("run", g, "--rev", "HEAD")
+    assert r.code == 0, r
+    assert project.plx("get", "last", "train.out", "-o", "-").out == "train v1\n"
+    assert project.plx("run", g).code == 0
+    assert project.plx("get", "last", "train.out", "-o", "-").out == "train v2\n"
+    # With --rev, PLX_PROJECT_ROOT is the revision's tree (the counts went there); evaluate's script
+    # is the same in both, so its result was reused.
+    assert (project.counter("train"), project.counter("evaluate")) == (1, 0)
