@@ -266,3 +266,13 @@ def test_following_a_retried_node_shows_every_attempt(project: Project) -> None:
     assert run.returncode == 0
     assert follow.out == "attempt 1 (PLX_ATTEMPT=1) says hello\nattempt 2 (PLX_ATTEMPT=2) says hello\n", follow
     assert "--- attempt 2 ---" in follow.err
+
+
+def test_resources_and_retries_belong_to_operation_nodes(project: Project) -> None:
+    flaky(project)
+    project.write("graphs/sub.yaml", "kind: graph\nname: sub\nnodes:\n  f: {operation: flaky}\n")
+    project.write("graphs/top.yaml", "kind: graph\nname: top\nnodes:\n  s: {operation: graphs/sub.yaml, retries: 2, resources: {cpus: 2}}\n")
+    r = project.plx("validate", "graphs/top.yaml")
+    assert r.code == 1, r
+    assert "graphs/top.yaml:4:35: node 's' runs the graph 'graphs/sub.yaml': 'retries' applies to operation nodes (set it on the nodes of graphs/sub.yaml)" in r.err
+    assert "graphs/top.yaml:4:47: node 's' runs the graph 'graphs/sub.yaml': 'resources' applies to operation nodes" in r.err
