@@ -71,3 +71,30 @@ def test_sources_and_environment_are_in_the_key_and_explained() -> None:
         "python environment changed (`plx compare` shows the packages)",
     ]
     assert base["format"] == "plx-key-2"
+
+
+def test_sources_are_hashed_through_the_stat_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import plx.store
+    from plx.extras import Extras
+    from plx.project import Project
+    from plx.store import Store
+
+    project = Project(tmp_path)
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts/a.py").write_text("print(1)\n")
+    op = Operation("o", "command", "python scripts/a.py", sources=["scripts"])
+    store = Store(project.store)
+    first = Extras(project, store).of(op)
+    store.close()
+    assert list(first["sources"]) == ["scripts/a.py"]
+
+    def no_reading(path: object) -> str:
+        raise AssertionError(f"{path} was read again")
+
+    monkeypatch.setattr(plx.store, "hash_file", no_reading)
+    store = Store(project.store)  # another run: a new process would open the same stat cache
+    assert Extras(project, store).of(op) == first
+    (tmp_path / "scripts/a.py").write_text("print(2)\n")
+    with pytest.raises(AssertionError, match="was read again"):
+        Extras(project, store).of(op)
+    store.close()
