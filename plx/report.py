@@ -115,6 +115,8 @@ class LiveReporter:
             self.states[node] = state
             if state == "running":
                 self.started[node] = time.monotonic()
+        if state == "running" and (info.get("attempt") or 0) > 1:
+            self.console.print(f"[yellow]retry   [/] {node} (attempt {info['attempt']})")
         if state in ("success", "failed", "timeout"):
             color = COLORS.get(state, "white")
             extra = f" ({info['reason']})" if info.get("reason") else (f" {info['duration']:.2f} s" if info.get("duration") else "")
