@@ -310,6 +310,10 @@ def compare(
             d = (r.get("deltas") or [None] * len(r["values"]))[i]
             if i and d:
                 text += f" ({d:+.4g})"
+            if "changes" in r:  # a package: '-' where it is not installed, and what changed against the first run
+                text = text or "-"
+                if r["changes"][i]:
+                    text += f" ({r['changes'][i]})"
             cells.append(text)
         rows.append([r["name"], *cells])
     print(table(rows, ["", *(rid for rid in result["runs"])]))
@@ -333,10 +337,18 @@ def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
                 "cache_key": d.get("cache_key"),
                 "outputs": {k: {"hash": v["hash"], "size": v["size"], "type": v["type"]} for k, v in (d.get("outputs") or {}).items()},
                 **({"reason": d["reason"]} if d.get("reason") else {}),
+                "attempts": attempts_of(d),
             }
             for n, d in data.get("nodes", {}).items()
         }
     return out
+
+
+def attempts_of(node: dict[str, Any]) -> int:
+    """How many times a node's command was started in a run (0 when it was cached or did not run)."""
+    if node.get("attempts"):
+        return len(node["attempts"])
+    return int(node.get("attempt") or (1 if node.get("state") in ("success", "failed", "timeout", "running") or node.get("logs") else 0))
 
 
 @app.command()
@@ -364,6 +376,7 @@ def log(
     stderr: bool = typer.Option(False, "--stderr", help="The node's stderr."),
     worker: bool = typer.Option(False, "--worker", help="The node's worker log (what plx did)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the node ends."),
+    attempt: Optional[int] = typer.Option(None, "--attempt", min=1, help="Show this attempt of a retried node (default: the last)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     limit: int = typer.Option(20, "--limit", "-n", help="How many runs to list."),
     graph: Optional[str] = typer.Option(None, "--graph", help="Only runs of this graph."),
@@ -417,12 +430,13 @@ def log(
                 f"{d['duration']:.2f}s" if d.get("duration") is not None else "",
                 "yes" if d.get("state") == "cached" else "",
                 "" if d.get("exit_code") is None else d["exit_code"],
+                attempts_of(d) or "",
                 d.get("reason", ""),
             ]
             for n, d in data["nodes"].items()
         ]
         print(f"run {rid}  graph {data['graph']}  {data['status']}  started {data.get('started')}")
-        print(table(rows, ["node", "state", "duration", "cached", "exit", "reason"]))
+        print(table(rows, ["node", "state", "duration", "cached", "exit", "attempts", "reason"]))
         return
     if node not in data["nodes"]:
         from .errors import RunError
@@ -431,6 +445,21 @@ def log(
         hint = missing_node_hint(node, list(data["nodes"]))
         raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
     stream = "worker" if worker else "stderr" if stderr else "stdout"
+    if attempt is not None:
+        made = attempts_of(data["nodes"][node])
+        if attempt > made:
+            from .errors import RunError
+
+            raise RunError(f"node '{node}' of run {rid} ran {made} attempt{'s' if made != 1 else ''} ({data['nodes'][node].get('state')}); --attempt counts from 1")
+        if attempt < made and stream != "worker":  # earlier attempts' logs are kept as <node>.attempt<N>.<stream>
+            if follow:
+                raise UsageError("--follow shows the attempt running now; leave out --attempt")
+            chunk, _ = history.read_log(rid, f"{node}.attempt{attempt}", stream)
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            if not chunk:
+                err(f"{node} wrote nothing to {stream} in attempt {attempt}")
+            return
     _print_log(history, rid, node, stream, follow)
 
 
@@ -441,10 +470,16 @@ def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> 
     out = sys.stdout.buffer
     pos = 0
     shown = 0
+    attempt = None
     while True:
         # Decide before copying, so the bytes written up to the end are copied once more.
         data = history.load(rid) if follow else None
         done = data is None or data["status"] != "running" or data["nodes"].get(node, {}).get("state") in FINAL_NODE_STATES
+        if data is not None and data["nodes"].get(node, {}).get("attempt") != attempt:
+            if attempt is not None:  # a new attempt writes new logs: follow those from their start
+                err(f"--- attempt {data['nodes'][node].get('attempt')} ---")
+                pos = 0
+            attempt = data["nodes"].get(node, {}).get("attempt")
         chunk, pos = history.read_log(rid, node, stream, pos)
         if chunk:
             out.write(chunk)

@@ -336,6 +336,7 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
             target.write_text(json.dumps(content, indent=1), encoding="utf-8")  # JSON is YAML
         settings = snap.get("settings", {})
         replay = P(root, operation_dirs=settings.get("operations", project.operation_dirs), store_dir=str(project.store), fallback_root=project.root)
+        replay.python = settings.get("python")
         lib = Library(replay)
         graph = load_graph(lib, root / snap["graph"])
         notes: list[str] = []
@@ -413,7 +414,20 @@ def run_values(project: Project, data: dict[str, Any]) -> dict[str, dict[str, An
                 continue
             _numeric_leaves(value, f"{node}.{out}:", metrics)
     store.close()
-    return {"params": params, "inputs": inputs, "metrics": metrics}
+    return {"params": params, "inputs": inputs, "environment": environment_values(data), "metrics": metrics}
+
+
+def environment_values(data: dict[str, Any]) -> dict[str, Any]:
+    """A run's python environments as compare lines them up: `python`, `package NAME`; with several
+    interpreters in the run, each name is followed by the interpreter's path."""
+    envs = list((data.get("environments") or {}).values())
+    out: dict[str, Any] = {}
+    for fp in envs:
+        where = f" ({fp.get('executable')})" if len(envs) > 1 else ""
+        out[f"python{where}"] = fp.get("python")
+        for name, version in (fp.get("packages") or {}).items():
+            out[f"package {name}{where}"] = version
+    return out
 
 
 def output_metrics(project: Project, data: dict[str, Any]) -> dict[str, float]:
@@ -448,7 +462,7 @@ def compare(project: Project, refs: list[str], show_all: bool) -> dict[str, Any]
     ids = [history.resolve(r) for r in refs]
     values = [run_values(project, history.load(i)) for i in ids]
     rows = []
-    for kind in ("params", "inputs", "metrics"):
+    for kind in ("params", "inputs", "environment", "metrics"):
         keys: list[str] = []
         for v in values:
             keys += [k for k in v[kind] if k not in keys]
@@ -457,6 +471,10 @@ def compare(project: Project, refs: list[str], show_all: bool) -> dict[str, Any]
             if not show_all and all(c == cells[0] for c in cells):
                 continue
             row: dict[str, Any] = {"name": key, "kind": kind.rstrip("s"), "values": cells}
+            if kind == "environment" and any(v["environment"] for v in values):
+                # against the first run: a package added, removed or changed (a run without python nodes has no environment)
+                first = cells[0]
+                row["changes"] = [None if i == 0 or c == first else "added" if first is None else "removed" if c is None else "changed" for i, c in enumerate(cells)]
             if kind == "metrics" and isinstance(cells[0], (int, float)):
                 row["deltas"] = [None if not isinstance(c, (int, float)) else round(c - cells[0], 12) for c in cells]
             rows.append(row)
@@ -496,7 +514,9 @@ def preview(project: Project, lib: Library, graph_file: Path, node: str, params:
     for name, sources in task.inputs.items():
         ins[name] = [str(s.path) if s.path else f"<{s.task}.{s.output}>" for s in sources]
     outs = {o.name: f"<workdir>/{o.file_name}" for o in task.op.outputs}
-    prepared = prepare(task.op, task.params, ins, outs, None)
+    from .environment import resolve_python
+
+    prepared = prepare(task.op, task.params, ins, outs, None, python=resolve_python(project, task.op.python) if task.op.runner == "python" else None)
     env = "\n".join(f"# {k}={v}" for k, v in sorted(prepared.env.items()))
     return f"# node {node}: operation {task.op.name}, runner {task.op.runner}\n{env}\n{prepared.script}"
 

@@ -139,6 +139,10 @@ class Library:
         kind = data.get("kind")
         if kind == "operation":
             loaded.obj = _operation(doc, loaded.diagnostics)
+            if isinstance(loaded.obj, Operation) and loaded.obj.sources:
+                from . import sources
+
+                sources.check(self.project, doc, loaded.obj, loaded.diagnostics)
         elif kind == "graph":
             loaded.obj = _graph(doc, loaded.diagnostics)
         elif kind is None:
@@ -292,6 +296,9 @@ def _operation(doc: Doc, errors: list[Diagnostic]) -> Operation | None:
         description=d.get("description"),
         file=doc.file,
         raw=d,
+        sources=list(d.get("sources", [])),
+        resources=dict(d.get("resources", {})),
+        retries=d.get("retries", 0),
     )
     _check_cmd(doc, op, errors)
     return op
@@ -350,6 +357,7 @@ def _graph(doc: Doc, errors: list[Diagnostic]) -> Graph | None:
             nid, n["operation"], dict(n.get("inputs", {})), dict(n.get("params", {})), n.get("timeout"), n.get("cacheable"), n.get("title"), n.get("description")
         )
         nodes[nid].foreach = n.get("foreach")
+        nodes[nid].resources, nodes[nid].retries = n.get("resources"), n.get("retries")
     return Graph(
         name=d["name"],
         inputs=_input_specs(inputs),
@@ -418,6 +426,17 @@ def _check_node(
 ) -> None:
     statics = statics or {}
     base = ("nodes", node.id)
+    if isinstance(target, Graph):
+        for key in ("resources", "retries"):
+            if getattr(node, key) is not None:
+                errors.append(
+                    doc.diag(
+                        base + (key,),
+                        f"node '{node.id}' runs the graph '{node.operation}': '{key}' applies to operation nodes",
+                        f"set it on the nodes of {target.file}",
+                        key=True,
+                    )
+                )
     in_specs, param_specs = _interface(target)
     by_name = {i.name: i for i in in_specs}
     for name, value in node.inputs.items():

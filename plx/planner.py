@@ -14,6 +14,7 @@ from . import fanout
 from .errors import RunError, UsageError, ValidationError, did_you_mean
 from .loader import Library, upstream_of
 from .model import Graph, Node, Operation, ParamSpec, binding, check_param_value, parse_ref
+from .resources import Request, request_of
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Task:
     timeout: float | None
     cacheable: bool
     deps: set[str] = field(default_factory=set)
+    resources: Request = field(default_factory=Request)
+    retries: int = 0
 
 
 @dataclass
@@ -307,6 +310,9 @@ def _emit(
         deps = {s.task for ss in task_inputs.values() for s in ss if s.task}
         cacheable = target.cacheable if node.cacheable is None else node.cacheable
         tasks[full] = Task(full, target, filled, task_inputs, node.timeout or target.timeout, cacheable, deps)
+        if target.resources or node.resources:
+            tasks[full].resources = request_of(target.resources, node.resources)
+        tasks[full].retries = target.retries if node.retries is None else node.retries
         return {o.name: [Source(task=full, output=o.name)] for o in target.outputs}
     sub_params = {p.name: p.default for p in target.params}
     sub_params.update(values)

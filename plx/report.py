@@ -61,6 +61,8 @@ class PlainReporter:
             extra = f" ({info['reason']})"
         elif info.get("duration") and state not in ("cached", "running"):
             extra = f" ({info['duration']:.2f} s)"
+        elif state == "running" and (info.get("attempt") or 0) > 1:
+            extra = f" (attempt {info['attempt']})"
         self._line(f"{state:<8} {node}{extra}")
 
     def _line(self, text: str) -> None:
@@ -116,6 +118,8 @@ class LiveReporter:
             self.states[node] = state
             if state == "running":
                 self.started[node] = time.monotonic()
+        if state == "running" and (info.get("attempt") or 0) > 1:
+            self.console.print(f"[yellow]retry   [/] {node} (attempt {info['attempt']})")
         if state in ("success", "failed", "timeout"):
             color = COLORS.get(state, "white")
             extra = f" ({info['reason']})" if info.get("reason") else (f" {info['duration']:.2f} s" if info.get("duration") else "")

@@ -28,6 +28,24 @@ _name = {"type": "string", "pattern": NAME_RE, "x-what": "a name of letters, dig
 _ident = {"type": "string", "pattern": IDENT_RE, "x-what": "an identifier (a letter or '_', then letters, digits, '_')"}
 _timeout = {"type": "number", "exclusiveMinimum": 0, "description": "minutes"}
 _max = {"type": "integer", "minimum": -1, "description": "1 for one file, >1 or -1 (unlimited) for a list"}
+MEMORY_RE = r"^\s*[0-9]+(\.[0-9]+)?\s*([kKmMgGtT][iI]?)?[bB]?\s*$"
+_resources = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "what one node takes while it runs; the scheduler never exceeds -j slots, the machine's memory or its GPUs",
+    "properties": {
+        "cpus": {"type": "integer", "minimum": 1, "default": 1, "description": "slots of -j the node holds"},
+        "memory": {
+            "anyOf": [
+                {"type": "string", "pattern": MEMORY_RE, "x-what": "a size such as 512MB, 4GB or 1.5GiB"},
+                {"type": "integer", "minimum": 0, "description": "bytes"},
+            ],
+            "description": "memory budget, e.g. 4GB",
+        },
+        "gpus": {"type": "integer", "minimum": 0, "default": 0, "description": "GPUs; CUDA_VISIBLE_DEVICES names the ones assigned"},
+    },
+}
+_retries = {"type": "integer", "minimum": 0, "description": "re-run a failed or timed-out attempt up to this many times"}
 
 _input: dict[str, Any] = {
     "type": "object",
@@ -87,6 +105,13 @@ OPERATION_SCHEMA: dict[str, Any] = {
         "timeout": _timeout,
         "env": {"type": "object", "additionalProperties": {"type": "string"}},
         "python": {"type": "string", "description": "the interpreter of a python operation"},
+        "sources": {
+            "type": "array",
+            "items": {"type": "string", "x-what": "a project file, folder or glob"},
+            "description": "project files, folders or globs the cmd runs: hashed into the cache key and copied into the work folder",
+        },
+        "resources": _resources,
+        "retries": _retries,
         "cmd": {"type": "string"},
     },
 }
@@ -130,6 +155,8 @@ _node = {
         "timeout": _timeout,
         "cacheable": {"type": "boolean"},
         "foreach": _foreach,
+        "resources": _resources,
+        "retries": _retries,
     },
 }
 
