@@ -221,6 +221,7 @@ def plan_members(
 
     from .engine import Member
     from .planner import plan as make_plan
+    from .tracking import sweep_tags
 
     graph = load_graph(lib, graph_file)
     axes = [_sweep_values(lib, graph, s) for s in sweeps or []]
@@ -241,7 +242,7 @@ def plan_members(
             else:
                 n.setdefault(node, {})[spec.name] = value
         label = ",".join(f"{k}={_show(v)}" for k, v in zip(names, combo, strict=True))
-        members.append(Member(make_plan(lib, graph, params=g, node_params=n, inputs=files, targets=targets), f, label))
+        members.append(Member(make_plan(lib, graph, params=g, node_params=n, inputs=files, targets=targets), f, label, sweep_tags(names, combo)))
     return members, flat
 
 
@@ -262,6 +263,7 @@ def run_many(
     rev: str | None = None,
     executor: str = "local",
     scheduler: str | None = None,
+    labels: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run a graph: one run, or with `sweeps` every combination of the swept values as one DAG on
     one pool, recorded as one run each. Returns the records."""
@@ -277,6 +279,7 @@ def run_many(
     opts = RunOptions(
         jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
     )
+    opts.labels = labels or {}
     return Engine(project, members, opts, reporter, lib).run_all()
 
 
@@ -291,7 +294,9 @@ def _show(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
-def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+def rerun(
+    project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], labels: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Run again the graph, operations and overrides recorded in a run; returns (record, notes)."""
     import json
 
@@ -349,6 +354,7 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
         opts = RunOptions(
             jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=data.get("params") or {}, rerun_of=rid, snapshot=snap
         )
+        opts.labels = labels or {}
         record = Engine(replay, the_plan, opts, reporter, lib).run()
         return record, notes
     finally:

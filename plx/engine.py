@@ -27,6 +27,7 @@ from .planner import Plan, Source, Task
 from .project import Project
 from .runners import prepare
 from .store import TREE_TYPE, Artifact, KeyLock, Store, content_hash
+from .tracking import merge_tags, run_metrics
 
 DONE_OK = {"success", "cached"}
 
@@ -60,6 +61,7 @@ class RunOptions:
     scheduler: str | None = None  # the Dask scheduler's address
     rev: dict[str, str] | None = None
     snapshot: dict[str, Any] | None = None
+    labels: dict[str, Any] = field(default_factory=dict)  # name, tags, note (plx/tracking.py)
 
 
 @dataclass
@@ -106,6 +108,7 @@ class Member:
     plan: Plan
     overrides: dict[str, Any]
     label: str = ""
+    tags: list[str] = field(default_factory=list)  # a sweep combination's own tags: `lr=0.1`
 
 
 SEP = "\x1f"  # joins a member's index and a task id inside a multi-run engine
@@ -214,6 +217,10 @@ class Engine:
                 "snapshot": self.opts.snapshot or (snapshot(plan, self.lib) if self.lib else {}),
                 "nodes": {t: {"state": "pending"} for t in plan.tasks},
                 "op_recipes": self.op_recipes,
+                "name": self.opts.labels.get("name"),
+                "tags": merge_tags(list(self.opts.labels.get("tags") or []), member.tags),
+                "note": self.opts.labels.get("note"),
+                "deps": {t: sorted(task.deps) for t, task in plan.tasks.items() if task.deps},  # the DAG, for `plx report`
             }
             while True:
                 try:
@@ -248,6 +255,7 @@ class Engine:
         out = []
         for m, record in enumerate(self.records):
             status = "canceled" if self.interrupted else "failed" if m in self.failed else "success"
+            record.data["metrics"] = run_metrics(self.project.store, record.data)
             record.finish(status)
             out.append(record.data)
         self.reporter.run_finished(out)

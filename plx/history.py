@@ -170,7 +170,20 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
         "duration": data.get("duration"),
         "git": data.get("git"),
         "counts": c,
+        **_tracking(data),
     }
+
+
+def _tracking(data: dict[str, Any]) -> dict[str, Any]:
+    """Labels, params as used and metrics (plx/tracking.py): what `plx log` filters and sorts by."""
+    from .tracking import labels, run_params
+
+    return {**labels(data), "params": run_params(data), "metrics": data.get("metrics") or {}}
+
+
+# Bumped whenever a summary gains a field: an index of an older version is dropped and rebuilt
+# from the records (2: labels, params as used, metrics).
+INDEX_VERSION = 2
 
 
 class Index:
@@ -180,6 +193,9 @@ class Index:
         runs_dir.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(runs_dir / "index.sqlite", timeout=30, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:  # an older plx's rows: rebuilt from the records
+            self.db.execute("DROP TABLE IF EXISTS runs")
+            self.db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
         self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)")
 
     def put(self, data: dict[str, Any]) -> None:
@@ -383,6 +399,10 @@ class History:
                         data.update(ev.get("run", {}))  # run-level facts learnt after the start
             if not self._alive(d):
                 self._mark_interrupted(d, data)
+        elif "metrics" not in data:  # recorded by a plx without metrics: read them from the store
+            from .tracking import run_metrics
+
+            data["metrics"] = run_metrics(self.dir.parent, data)
         return data
 
     @staticmethod
