@@ -120,19 +120,30 @@ class GraphFormat(str, Enum):
     text = "text"
     dot = "dot"
     mermaid = "mermaid"
+    svg = "svg"
+    json = "json"
 
 
 @app.command("graph")
 @handle_errors
 def graph_cmd(
     graph: str = typer.Argument(..., metavar="GRAPH", help="A graph file."),
-    fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, dot or mermaid."),
+    fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, dot, mermaid, svg (the drawing of plx report) or json (node-link)."),
 ) -> None:
     """Print the DAG of a graph (sub-graphs expanded as parent/child)."""
     from .commands import graph_path, load_graph, open_project, render_graph
 
     project, lib = open_project()
     g = load_graph(lib, graph_path(project, graph))
+    if fmt.value in ("svg", "json"):
+        from .commands import graph_edges, make_plan_no_inputs
+        from .planner import plan as make_plan
+        from .report_html import graph_drawing
+
+        nodes, edges = graph_edges(lib, g)
+        ops = {t: task.op.name for t, task in make_plan_no_inputs(lib, g, make_plan).tasks.items()}
+        print(graph_drawing(nodes, edges, fmt.value, ops))
+        return
     print(render_graph(lib, g, fmt.value))
 
 
@@ -365,6 +376,21 @@ def preview(
 
 
 # ---- history --------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def report(
+    runs: List[str] = typer.Argument(None, metavar="[RUN]...", help="Runs to show (default: the last run, or every run of the last sweep)."),
+    output: str = typer.Option("plx-report.html", "--output", "-o", help="The HTML file to write."),
+) -> None:
+    """Write one self-contained HTML page about runs: table, DAGs, timelines, charts, log tails."""
+    from .commands import open_project
+    from .report_html import write_report
+
+    project, _ = open_project()
+    path, ids = write_report(project, runs or [], Path(output))
+    err(f"wrote {path} ({len(ids)} run{'s' if len(ids) != 1 else ''}); open it in a browser")
 
 
 @app.command()
