@@ -372,6 +372,12 @@ def _worker_tails(path: Path) -> dict[str, str]:
     return {n: "\n".join(v[-12:]) for n, v in out.items()}
 
 
+def _label(d: dict[str, Any]) -> str:
+    """How the page names a run: its name, its sweep combination, both, or its id."""
+    parts = [p for p in (d.get("name"), f"[{d['sweep']}]" if d.get("sweep") else None) if p]
+    return " ".join(parts) or str(d["id"])
+
+
 def _badge(state: Any) -> str:
     fill, stroke = STATE_COLORS.get(str(state), STATE_COLORS["pending"])
     return f'<span class="badge" style="background:{fill};color:{stroke};border-color:{stroke}">{esc(state)}</span>'
@@ -387,7 +393,7 @@ def run_section(i: int, data: dict[str, Any], runs_dir: Path, open_: bool) -> st
     links = {n: f"log-{i}-{j}" for j, n in enumerate(g)}
     git = data.get("git") or {}
     head = (
-        f'<summary><span class="rtitle">{esc(data.get("name") or data.get("sweep") or data["id"])}</span> {_badge(data.get("status"))} '
+        f'<summary><span class="rtitle">{esc(_label(data))}</span> {_badge(data.get("status"))} '
         f'<span class="muted">{esc(data.get("graph"))} · {esc(str(data.get("started") or "")[:19].replace("T", " "))} · '
         f"{esc(fmt_dur(data.get('duration')))}</span> {_chips(data.get('tags') or [])}</summary>"
     )
@@ -610,7 +616,7 @@ def build(records: list[dict[str, Any]], runs_dir: Path, title: str | None = Non
                 "index": i,
                 "id": d["id"],
                 "name": d.get("name"),
-                "label": d.get("name") or d.get("sweep") or d["id"],
+                "label": _label(d),
                 "status": d.get("status"),
                 "tags": list(d.get("tags") or []),
                 "started": d.get("started"),
