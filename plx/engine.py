@@ -230,6 +230,14 @@ class Engine:
                     data["id"] = new_run_id()
         title = ", ".join(r.id for r in self.records) if len(self.records) < 4 else f"{len(self.records)} runs"
         self.reporter.run_started(f"{self.members[0].plan.graph.name} {title}", [self.display(t) for t in self.tasks], self.opts.jobs)
+        track = getattr(self.reporter, "track", None)
+        if track is not None:  # the live view: where each node's logs go, and its operation (for the ETA)
+            op_hash: dict[int, str] = {}
+            where = {}
+            for t, task in self.tasks.items():
+                op = op_hash.setdefault(id(task.op), key_of(operation_recipe(task.op)))
+                where[self.display(t)] = (self.rec(t).id, self.local[t], op)
+            track(self.project.store, self.members[0].plan.graph.name, where)
         previous = _install_sigterm()
         try:
             try:

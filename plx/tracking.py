@@ -321,3 +321,36 @@ def select_runs(
     if sort:
         runs = sort_runs(runs, sort)
     return runs[:limit] if limit else runs
+
+
+# ---- estimates for the live view -------------------------------------------------
+
+
+def duration_history(store_root: Path, graph: str, scan: int = 40, want: int = 10) -> dict[str, dict[str, float]]:
+    """Recorded durations of nodes that ran, from the newest records: by cache key, by operation
+    (the hash of its recipe), and by node id in runs of the same graph. For the live view's ETA."""
+    from .history import History
+
+    by: dict[str, dict[str, list[float]]] = {"key": {}, "op": {}, "node": {}}
+    history = History(store_root)
+    found = 0
+    for rid in history.ids()[:scan]:
+        try:
+            data = json.loads((history.dir / rid / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        same = data.get("graph") == graph
+        for node, d in (data.get("nodes") or {}).items():
+            if d.get("state") != "success" or not isinstance(d.get("duration"), (int, float)):
+                continue
+            if d.get("cache_key"):
+                by["key"].setdefault(d["cache_key"], []).append(d["duration"])
+            op = (d.get("recipe") or {}).get("operation")
+            if isinstance(op, str):
+                by["op"].setdefault(op, []).append(d["duration"])
+            if same:
+                by["node"].setdefault(node, []).append(d["duration"])
+        found += same
+        if found >= want:
+            break
+    return {kind: {k: sorted(v)[len(v) // 2] for k, v in bag.items()} for kind, bag in by.items()}
