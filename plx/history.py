@@ -439,11 +439,15 @@ class History:
         try:
             known = index.ids()
             missing = [i for i in on_disk if i not in known]
+            if missing:  # one transaction: a commit per row made rebuilding 10,000 runs take 10 s
+                index.db.execute("BEGIN")
             for rid in missing:  # records written by an older plx, or an index lost or deleted
                 try:
                     index.put(self.load(rid))
                 except (OSError, ValueError, KeyError):
                     continue
+            if missing:
+                index.db.execute("COMMIT")
             gone = list(known - set(on_disk))
             if gone:
                 index.delete(gone)

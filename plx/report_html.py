@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -339,7 +340,7 @@ def charts_html(runs: list[dict[str, Any]], max_charts: int = 36) -> str:
 # ---- the page --------------------------------------------------------------------------
 
 
-def _tail(path: Path) -> str:
+def _tail(path: str) -> str:
     try:
         with open(path, "rb") as f:
             f.seek(0, 2)
@@ -426,10 +427,15 @@ def run_section(i: int, data: dict[str, Any], runs_dir: Path, open_: bool) -> st
     body.append(f'<div class="scroll">{dag_svg(g, crit, links)}</div>')
     body.append(f'<h3>Timeline</h3><div class="scroll">{timeline_svg(data, crit)}</div>')
     worker = _worker_tails(runs_dir / data["id"] / "worker.log")
+    logs_dir = str(runs_dir / data["id"] / "logs")
+    try:
+        present = set(os.listdir(logs_dir))  # one listing, not two failed opens per silent node
+    except OSError:
+        present = set()
     logs = ["<h3>Nodes and log tails</h3>"]
     for n, anchor in links.items():
         d = (data.get("nodes") or {}).get(n, {})
-        tails = [(s, _tail(runs_dir / data["id"] / "logs" / f"{n}.{s}")) for s in ("stdout", "stderr")]
+        tails = [(s, _tail(f"{logs_dir}/{n}.{s}") if "/" in n or f"{n}.{s}" in present else "") for s in ("stdout", "stderr")]
         tails.append(("worker", worker.get(n, "")))
         reason = f'<div class="reason">{esc(d.get("reason"))}</div>' if d.get("reason") else ""
         inner = "".join(f'<div class="tail"><span class="muted">{s}</span><pre>{esc(t)}</pre></div>' for s, t in tails if t) or '<p class="muted">no output</p>'
