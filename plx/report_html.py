@@ -604,12 +604,13 @@ def default_runs(history: Any) -> list[str]:
     last = history.load(ids[0])
     if not last.get("sweep"):
         return [ids[0]]
-    out = [ids[0]]
-    for rid in ids[1:]:
+    out, labels = [ids[0]], {last["sweep"]}
+    for rid in ids[1:]:  # the runs just before it, from the same command line, each a new combination
         d = history.load(rid)
-        if not d.get("sweep") or d.get("argv") != last.get("argv") or d.get("graph") != last.get("graph") or d.get("sweep") == last.get("sweep"):
+        if not d.get("sweep") or d.get("argv") != last.get("argv") or d.get("graph") != last.get("graph") or d["sweep"] in labels:
             break
         out.append(rid)
+        labels.add(d["sweep"])
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import RunError, UsageError
 
-TAG_RE = re.compile(r"^[^\s,]{1,100}$")
+TAG_RE = re.compile(r"^\S{1,100}$")
 MAX_NOTE = 10_000
 
 
@@ -78,14 +78,14 @@ def check_labels(name: str | None, tags: list[str], note: str | None) -> None:
         raise UsageError("--name: give one line of at most 200 characters")
     for t in tags:
         if not TAG_RE.match(t):
-            raise UsageError(f"tag {t!r}: a tag is 1 to 100 characters without spaces or commas")
+            raise UsageError(f"tag {t!r}: a tag is 1 to 100 characters without spaces")
     if note is not None and len(note) > MAX_NOTE:
         raise UsageError(f"a note holds at most {MAX_NOTE} characters")
 
 
 def sweep_tags(names: list[str], values: tuple[Any, ...]) -> list[str]:
     """The tags of one combination of a sweep: `lr=0.1`, one per swept param."""
-    return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in zip(names, values, strict=True)]
+    return [f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}" for k, v in zip(names, values, strict=True)]
 
 
 def merge_tags(*groups: list[str]) -> list[str]:
@@ -102,7 +102,7 @@ def relabel(store_root: Path, ref: str, *, add: tuple[str, ...] = (), remove: tu
     """`plx tag` / `plx note`: rewrite the run's record atomically, then its index row."""
     from .history import History, Index, write_json_atomic
 
-    check_labels(None, [*add, *remove], note)
+    check_labels(None, list(add), note)  # any tag can be removed, even one a sweep value gave spaces
     history = History(store_root)
     rid = history.resolve(ref)
     d = history.dir / rid

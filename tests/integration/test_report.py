@@ -83,6 +83,9 @@ def test_report_defaults_escapes_and_is_self_contained(project: Project) -> None
     assert "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched
     assert page.count("<script") == 1
+    make_runs(project)  # the same sweep again: the default is still only the last sweep's runs
+    again = project.plx("report", "-o", "again.html")
+    assert again.code == 0 and "4 runs" in again.err, again
     one = project.plx("report", "last", "-o", "one.html")
     assert one.code == 0 and "1 run" in one.err
     assert project.plx("report", "nope").code == 1
