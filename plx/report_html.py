@@ -210,10 +210,10 @@ def timeline_svg(data: dict[str, Any], critical: list[str], limit: int = 200) ->
     height = len(bars) * row_h + 34
     crit = set(critical)
     parts = [f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 20}" height="{height}" role="img">']
-    for i in range(6):  # time axis
-        x = label_w + plot_w * i / 5
+    for tick in nice_ticks(0.0, span, 5):  # time axis
+        x = label_w + plot_w * tick / span
         parts.append(f'<line x1="{x:.0f}" y1="4" x2="{x:.0f}" y2="{height - 18}" stroke="#eceef1"/>')
-        parts.append(f'<text x="{x:.0f}" y="{height - 4}" class="axis" text-anchor="middle">{esc(fmt_dur(span * i / 5) or "0")}</text>')
+        parts.append(f'<text x="{x:.0f}" y="{height - 4}" class="axis" text-anchor="middle">{esc(fmt_dur(tick) if tick else "0")}</text>')
     for i, (s, e, n, state) in enumerate(bars):
         y = 6 + i * row_h
         fill, stroke = STATE_COLORS.get(state, STATE_COLORS["pending"])
@@ -293,7 +293,7 @@ def chart_svg(points: list[tuple[Any, float, str]], xname: str, yname: str) -> s
         ticks = [(ml + step * (i + 0.5), c if len(c) <= 10 else c[:9] + "…") for i, c in enumerate(cats)]
         logx = False
     py = [mt + (h - mt - mb) * (1 - (y - y0) / (y1 - y0)) for y in ys]
-    parts = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img">']
+    parts = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">']
     for yv in yt:
         yy = mt + (h - mt - mb) * (1 - (yv - y0) / (y1 - y0))
         parts.append(f'<line x1="{ml}" y1="{yy:.1f}" x2="{w - mr}" y2="{yy:.1f}" stroke="#eceef1"/>')
@@ -375,8 +375,9 @@ def _worker_tails(path: Path) -> dict[str, str]:
 
 def _label(d: dict[str, Any]) -> str:
     """How the page names a run: its name, its sweep combination, both, or its id."""
-    parts = [p for p in (d.get("name"), f"[{d['sweep']}]" if d.get("sweep") else None) if p]
-    return " ".join(parts) or str(d["id"])
+    if d.get("name") and d.get("sweep"):
+        return f"{d['name']} [{d['sweep']}]"
+    return str(d.get("name") or d.get("sweep") or d["id"])
 
 
 def _badge(state: Any) -> str:
@@ -440,7 +441,7 @@ def run_section(i: int, data: dict[str, Any], runs_dir: Path, open_: bool) -> st
         reason = f'<div class="reason">{esc(d.get("reason"))}</div>' if d.get("reason") else ""
         inner = "".join(f'<div class="tail"><span class="muted">{s}</span><pre>{esc(t)}</pre></div>' for s, t in tails if t) or '<p class="muted">no output</p>'
         logs.append(
-            f'<details class="nodelog" id="{anchor}"><summary>{_badge(d.get("state"))} <code>{esc(n)}</code> '
+            f'<details class="nodelog" id="{anchor}"{" open" if d.get("state") in ("failed", "timeout") else ""}><summary>{_badge(d.get("state"))} <code>{esc(n)}</code> '
             f'<span class="muted">{esc(fmt_dur(d.get("duration")))}'
             + (f" · exit {esc(d.get('exit_code'))}" if d.get("exit_code") is not None else "")
             + f"</span></summary>{reason}{inner}</details>"
@@ -492,7 +493,14 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
             if isinstance(v, (int, float)) and hi > lo:
                 style = f' style="background:rgba(31,138,76,{0.06 + 0.30 * (v - lo) / (hi - lo):.2f})"'
             cells.append((v, f'<span{style} class="heat">{esc(fmt_num(v))}</span>'))
-        out.append("<tr>" + "".join(f'<td data-v="{esc(v if isinstance(v, str) else json.dumps(v))}">{shown}</td>' for v, shown in cells) + "</tr>")
+        out.append(
+            "<tr>"
+            + "".join(
+                f'<td data-v="{esc(v if isinstance(v, str) else json.dumps(v))}"{" class=num" if k in "nmp" else ""}>{shown}</td>'
+                for (v, shown), k in zip(cells, kinds, strict=True)
+            )
+            + "</tr>"
+        )
     out.append("</tbody></table></div>")
     return "".join(out)
 
@@ -526,6 +534,7 @@ table.runs a{color:var(--accent);text-decoration:none;font-weight:500}
 .chip{display:inline-block;background:#eef2f7;color:#334155;border-radius:5px;padding:0 6px;margin:0 3px 0 0;font-size:12px}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(310px,1fr));gap:12px}
 .chartcard{margin:0;padding:8px 8px 4px}
+svg.chart{width:100%;height:auto;max-width:460px;display:block}
 .chartcard figcaption{font-size:12.5px;padding:2px 4px 4px}
 details.run{margin:12px 0;padding:0}
 details.run>summary{padding:12px 16px;cursor:pointer;list-style:none;display:flex;gap:10px;align-items:center;flex-wrap:wrap}
