@@ -18,7 +18,7 @@ from typing import Any
 
 import networkx as nx
 
-from .errors import RunError
+from .errors import RunError, UsageError
 from .tracking import run_params
 
 STATE_COLORS = {  # fill, stroke
@@ -674,8 +674,13 @@ def write_report(project: Any, refs: list[str], out: Path) -> tuple[Path, list[s
     records = sorted((history.load(i) for i in seen), key=lambda d: d["id"])
     page = build(records, history.dir)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as exc:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise UsageError(f"-o {out}: cannot write it ({exc.strerror or exc})") from None
     return out, [d["id"] for d in records]
 
 

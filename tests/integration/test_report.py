@@ -89,6 +89,8 @@ def test_report_defaults_escapes_and_is_self_contained(project: Project) -> None
     one = project.plx("report", "last", "-o", "one.html")
     assert one.code == 0 and "1 run" in one.err
     assert project.plx("report", "nope").code == 1
+    bad = project.plx("report", "-o", "no/such/dir/r.html")
+    assert bad.code == 2 and "cannot write" in bad.err and "Traceback" not in bad.err, bad
 
 
 def _chromium() -> str:
