@@ -9,6 +9,7 @@ tails) is escaped with html.escape where it is written. networkx is imported onl
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import os
@@ -33,6 +34,7 @@ STATE_COLORS = {  # fill, stroke
     "interrupted": ("#fdeaea", "#c0392b"),
 }
 CRITICAL = "#e8590c"
+_svg_ids = itertools.count()  # marker ids, unique within a page holding many drawings
 NODE_W, NODE_H, COL_GAP, ROW_GAP = 170, 46, 56, 14
 TAIL_BYTES, TAIL_LINES = 4096, 30
 
@@ -136,21 +138,38 @@ def dag_svg(g: nx.DiGraph, critical: list[str] | None = None, links: dict[str, s
     crit_edges = set(zip(critical or [], (critical or [])[1:], strict=False))
     cols = max(c for c, _ in pos.values()) + 1
     rows = max(r for _, r in pos.values()) + 1
-    width, height = cols * (NODE_W + COL_GAP) - COL_GAP + 20, rows * (NODE_H + ROW_GAP) - ROW_GAP + 20
+    top = 24 if any(pos[b][0] - pos[a][0] > 1 for a, b in g.edges) else 10  # room for edges routed above row 0
+    width, height = cols * (NODE_W + COL_GAP) - COL_GAP + 24, rows * (NODE_H + ROW_GAP) - ROW_GAP + top + 10
+    uid = next(_svg_ids)
 
     def xy(n: str) -> tuple[float, float]:
         c, r = pos[n]
-        return 10 + c * (NODE_W + COL_GAP), 10 + r * (NODE_H + ROW_GAP)
+        return 10 + c * (NODE_W + COL_GAP), top + r * (NODE_H + ROW_GAP)
 
-    parts = [f'<svg class="dag" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
+    parts = [
+        f'<svg class="dag" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img"><defs>'
+        + "".join(
+            f'<marker id="{k}{uid}" viewBox="0 0 8 8" refX="7.5" refY="4" markerWidth="8" markerHeight="8" markerUnits="userSpaceOnUse" orient="auto">'
+            f'<path d="M0,0 L8,4 L0,8 z" fill="{c}"/></marker>'
+            for k, c in (("ah", "#9aa3ae"), ("ac", CRITICAL))
+        )
+        + "</defs>"
+    ]
     for a, b in g.edges:
         (x1, y1), (x2, y2) = xy(a), xy(b)
         x1, y1, y2 = x1 + NODE_W, y1 + NODE_H / 2, y2 + NODE_H / 2
-        mid = (x1 + x2) / 2
         on = (a, b) in crit_edges
+        if pos[b][0] - pos[a][0] > 1:  # skips columns: along the gap above both rows, not through the boxes between
+            lane = top + min(pos[a][1], pos[b][1]) * (NODE_H + ROW_GAP) - ROW_GAP / 2 - 1
+            d = (
+                f"M{x1:.0f},{y1:.0f} C{x1 + 24:.0f},{y1:.0f} {x1 + 10:.0f},{lane:.0f} {x1 + 40:.0f},{lane:.0f} "
+                f"L{x2 - 40:.0f},{lane:.0f} C{x2 - 10:.0f},{lane:.0f} {x2 - 24:.0f},{y2:.0f} {x2 - 2:.0f},{y2:.0f}"
+            )
+        else:
+            mid = (x1 + x2) / 2
+            d = f"M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2 - 2:.0f},{y2:.0f}"
         parts.append(
-            f'<path d="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}" fill="none" '
-            f'stroke="{CRITICAL if on else "#b8bec7"}" stroke-width="{2.6 if on else 1.4}"/>'
+            f'<path d="{d}" fill="none" stroke="{CRITICAL if on else "#b8bec7"}" stroke-width="{2.6 if on else 1.4}" marker-end="url(#{"ac" if on else "ah"}{uid})"/>'
         )
     for n in g:
         x, y = xy(n)
