@@ -203,3 +203,26 @@ def test_graph_as_svg_and_node_link_json(project: Project) -> None:
     data = json.loads(project.plx("graph", "graphs/two.yaml", "--format", "json").out)
     assert data["directed"] is True and {n["id"] for n in data["nodes"]} == {"a", "b"} and data["links"] == []
     assert {n["op"] for n in data["nodes"]} == {"fit"}
+
+
+def test_concurrent_tags_are_all_kept_and_a_running_run_is_refused(project: Project) -> None:
+    g = setup(project)
+    rid = project.plx("run", g, "--json").json()["id"]
+    procs = [subprocess.Popen([PLX, "tag", rid, f"t{i}"], cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(8)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    assert sorted(project.plx("log", rid, "--json").json()["tags"]) == sorted(f"t{i}" for i in range(8))
+    # A crash mid-write leaves a temp file beside the record, never a half record: both still read.
+    (project.root / ".plx/runs" / rid / ".tmp-crashed.json").write_text('{"id": "half')
+    assert project.plx("note", rid, "still fine").code == 0
+    assert project.plx("log", "--where", "note~fine", "--json").json()[0]["id"] == rid
+    # a run still running is refused: its plx rewrites the record when it ends
+    project.write("operations/wait.yaml", "kind: operation\nname: wait\nrunner: command\noutputs: [{name: o}]\ncmd: sleep 30; echo > $OUTPUT_O\n")
+    project.write("graphs/wait.yaml", "kind: graph\nname: wait\nnodes:\n  w: {operation: wait}\n")
+    live = project.popen("run", "graphs/wait.yaml")
+    try:
+        project.wait_running()
+        r = project.plx("tag", "last", "x")
+        assert r.code == 1 and "still running" in r.err, r
+    finally:
+        live.terminate()
+        live.wait(timeout=30)
