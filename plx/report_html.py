@@ -352,7 +352,9 @@ def charts_html(runs: list[dict[str, Any]], max_charts: int = 36) -> str:
                 break
         if len(cells) >= max_charts:
             break
-    note = f'<p class="muted">Showing {len(cells)} charts: metrics that vary, against each param that varies.</p>'
+    possible = len(metrics) * len(params)
+    more = f" (the first {len(cells)} of {possible}; `plx log --columns` lists any value)" if possible > len(cells) and len(cells) >= max_charts else ""
+    note = f'<p class="muted">Showing {len(cells)} charts: metrics that vary, against each param that varies{esc(more)}.</p>'
     return note + '<div class="charts">' + "".join(cells) + "</div>"
 
 
