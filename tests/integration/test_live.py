@@ -66,5 +66,5 @@ def test_live_view_shows_progress_eta_and_last_lines(project: Project) -> None:
     # The same operations again: durations recorded, so an ETA from the first moment.
     again = in_a_terminal(project, "run", "graphs/slow.yaml", "-j", "2", "--no-cache")
     etas = [int(m) for m in re.findall(r"0/3 nodes\s+ETA (\d+)s", again)]
-    assert etas and 2 <= etas[0] <= 5, again[-2000:]  # two slots: ~1.6 s + ~1.6 s
+    assert etas and 2 <= etas[0] <= 20, again[-2000:]  # two slots: ~1.6 s + ~1.6 s (generous: a loaded machine records longer)
     assert "\x07" not in again and "]0;title" not in again  # a node's escape sequences never reach the terminal
