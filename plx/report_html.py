@@ -277,11 +277,11 @@ def nice_ticks(lo: float, hi: float, n: int = 4) -> list[float]:
     return out
 
 
-def chart_svg(points: list[tuple[Any, float, str]], xname: str, yname: str) -> str:
+def chart_svg(points: list[tuple[Any, float, str, int]], xname: str, yname: str) -> str:
     """A small scatter (numbers: a line through the points sorted by x; log x when it spans decades)."""
     w, h, ml, mr, mt, mb = 300, 200, 52, 12, 14, 40
-    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _, _ in points)
-    ys = [y for _, y, _ in points]
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, *_ in points)
+    ys = [y for _, y, *_ in points]
     y0, y1 = min(ys), max(ys)
     if y0 == y1:
         y0, y1 = y0 - (abs(y0) * 0.1 or 1), y1 + (abs(y1) * 0.1 or 1)
@@ -289,7 +289,7 @@ def chart_svg(points: list[tuple[Any, float, str]], xname: str, yname: str) -> s
     yt = nice_ticks(y0 - pad, y1 + pad)
     y0, y1 = min(yt[0], y0 - pad), max(yt[-1], y1 + pad)
     if numeric:
-        xs = [float(x) for x, _, _ in points]
+        xs = [float(x) for x, *_ in points]
         logx = min(xs) > 0 and max(xs) / min(xs) >= 100
         tx = [math.log10(x) for x in xs] if logx else xs
         a, b = min(tx), max(tx)
@@ -303,12 +303,12 @@ def chart_svg(points: list[tuple[Any, float, str]], xname: str, yname: str) -> s
         ticks = [(ml + (w - ml - mr) * (t - a) / (b - a), fmt_num(10**t if logx else t)) for t in marks]
     else:
         cats: list[str] = []
-        for x, _, _ in points:
+        for x, *_ in points:
             k = fmt_num(x)
             if k not in cats:
                 cats.append(k)
         step = (w - ml - mr) / max(len(cats), 1)
-        px = [ml + step * (cats.index(fmt_num(x)) + 0.5) for x, _, _ in points]
+        px = [ml + step * (cats.index(fmt_num(x)) + 0.5) for x, *_ in points]
         ticks = [(ml + step * (i + 0.5), c if len(c) <= 10 else c[:9] + "…") for i, c in enumerate(cats)]
         logx = False
     py = [mt + (h - mt - mb) * (1 - (y - y0) / (y1 - y0)) for y in ys]
@@ -323,9 +323,9 @@ def chart_svg(points: list[tuple[Any, float, str]], xname: str, yname: str) -> s
     if numeric and len(points) > 1:
         line = sorted(zip(px, py, strict=True))
         parts.append('<polyline fill="none" stroke="#9db4d6" stroke-width="1.5" points="' + " ".join(f"{a:.1f},{b:.1f}" for a, b in line) + '"/>')
-    for (x, y, who), cx, cy in zip(points, px, py, strict=True):
+    for (x, y, who, idx), cx, cy in zip(points, px, py, strict=True):
         parts.append(
-            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4.5" fill="#2f6fb7" fill-opacity="0.85">'
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4.5" fill="#2f6fb7" fill-opacity="0.85" data-run="{idx}">'
             f"<title>{esc(who)}: {esc(xname)}={esc(fmt_num(x))}, {esc(yname)}={esc(fmt_num(y))}</title></circle>"
         )
     parts.append("</svg>")
@@ -344,7 +344,7 @@ def charts_html(runs: list[dict[str, Any]], max_charts: int = 36) -> str:
     cells = []
     for m in metrics:
         for p in params:
-            pts = [(r["params"][p], r["metrics"][m], r["label"]) for r in runs if p in r["params"] and isinstance(r["metrics"].get(m), (int, float))]
+            pts = [(r["params"][p], r["metrics"][m], r["label"], r["index"]) for r in runs if p in r["params"] and isinstance(r["metrics"].get(m), (int, float))]
             if len(pts) < 2:
                 continue
             cells.append(f'<figure class="card chartcard"><figcaption><b>{esc(m)}</b> <span class="muted">vs</span> {esc(p)}</figcaption>{chart_svg(pts, p, m)}</figure>')
@@ -515,7 +515,7 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
                 style = f' style="background:rgba(31,138,76,{0.06 + 0.30 * (v - lo) / (hi - lo):.2f})"'
             cells.append((v, f'<span{style} class="heat">{esc(fmt_num(v))}</span>'))
         out.append(
-            "<tr>"
+            f'<tr data-run="{r["index"]}">'
             + "".join(
                 f'<td data-v="{esc(v if isinstance(v, str) else json.dumps(v))}"{" class=num" if k in "nmp" else ""}>{shown}</td>'
                 for (v, shown), k in zip(cells, kinds, strict=True)
@@ -556,6 +556,8 @@ table.runs a{color:var(--accent);text-decoration:none;font-weight:500}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(310px,1fr));gap:12px}
 .chartcard{margin:0;padding:8px 8px 4px}
 svg.chart{width:100%;height:auto;max-width:460px;display:block}
+svg.chart circle.hl{r:7px;fill:#e8590c;fill-opacity:1}
+table.runs tr.hl td{background:#fff4ec}
 .chartcard figcaption{font-size:12.5px;padding:2px 4px 4px}
 details.run{margin:12px 0;padding:0}
 details.run>summary{padding:12px 16px;cursor:pointer;list-style:none;display:flex;gap:10px;align-items:center;flex-wrap:wrap}
@@ -615,6 +617,13 @@ JS = r"""
       });
     });
   }
+  function hl(run,on){
+    document.querySelectorAll('[data-run="'+run+'"]').forEach(function(el){el.classList.toggle('hl',on);});
+  }
+  document.querySelectorAll('[data-run]').forEach(function(el){
+    el.addEventListener('mouseenter',function(){hl(el.dataset.run,true);});
+    el.addEventListener('mouseleave',function(){hl(el.dataset.run,false);});
+  });
   function openTarget(){
     var id=decodeURIComponent(location.hash.slice(1)); if(!id) return;
     var el=document.getElementById(id); if(!el) return;

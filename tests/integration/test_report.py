@@ -167,6 +167,9 @@ def test_report_in_a_real_browser(project: Project, tmp_path: Path) -> None:
             assert first_col() != by_acc  # the rows moved
             headers.nth(col).click()
             assert [float(x) for x in column()] == [0.9, 0.3, 0.1, 0.01]
+            # hovering a run's row marks its points in every chart
+            page.locator("#runs tbody tr").first.hover()
+            assert page.locator("svg.chart circle.hl").count() == charts.count()
             # a DAG node links to its log tail, which opens
             assert page.locator("details.nodelog[open]").count() == 0
             page.locator("svg.dag").last.locator("a").first.click()
