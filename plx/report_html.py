@@ -106,7 +106,11 @@ def critical_path(g: nx.DiGraph) -> list[str]:
             h.add_edge(n, s, w=g.nodes[s].get("duration", 0.0))
     path = nx.dag_longest_path(h, weight="w")
     path = [n for n in path if n is not start]
-    return path if sum(g.nodes[n].get("duration", 0.0) for n in path) > 0 else []
+    while path and not g.nodes[path[0]].get("duration"):  # a cached start took no time: it bounded nothing
+        path.pop(0)
+    while path and not g.nodes[path[-1]].get("duration"):
+        path.pop()
+    return path
 
 
 def layout(g: nx.DiGraph) -> dict[str, tuple[int, int]]:

@@ -135,7 +135,7 @@ def test_report_in_a_real_browser(project: Project, tmp_path: Path) -> None:
             assert dag.locator("path[marker-end]").count() == 4  # the edges
             box = dag.bounding_box()
             assert box and box["width"] > 300 and box["height"] > 50
-            assert dag.locator('rect[stroke="#e8590c"]').count() >= 2  # prep and a fit at least
+            assert dag.locator('rect[stroke="#e8590c"]').count() >= 2  # a fit and eval at least
             # the charts: one per metric that varies, against lr
             charts = page.locator("svg.chart")
             assert charts.count() >= 2

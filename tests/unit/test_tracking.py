@@ -121,3 +121,14 @@ def test_everything_from_users_is_escaped() -> None:
 
     page = build([record, {**record, "id": "r2", "graph_params": {evil: "other"}, "metrics": {evil: 2.0}}], Path("/nonexistent"))
     assert "<img" not in page and page.count("<script") == 1
+
+
+def test_a_cached_start_is_not_on_the_critical_path() -> None:
+    from plx.report_html import critical_path, run_dag
+
+    data = {
+        "nodes": {"c": {"state": "cached", "duration": 0.0}, "x": {"state": "success", "duration": 2.0}, "y": {"state": "success", "duration": 1.0}},
+        "deps": {"x": ["c"], "y": ["c"]},
+    }
+    assert critical_path(run_dag(data)) == ["x"]
+    assert critical_path(run_dag({"nodes": {"c": {"state": "cached", "duration": 0.0}}})) == []
