@@ -3,7 +3,7 @@
 Metrics are every numeric leaf of a run's `json` graph outputs, flattened with dots and keyed by
 the graph output's name first (`m.accuracy`, `m.loss.test`, `m.per_class.0`). Booleans, strings
 and nulls are not metrics; neither are non-finite numbers (NaN, +-inf: Python's JSON reader accepts
-them but strict JSON cannot carry them and they do not order), which are left out.
+them but strict JSON cannot carry them and they do not order), which are left out. At most MAX_METRICS per run are kept.
 """
 
 from __future__ import annotations
@@ -20,14 +20,17 @@ from .errors import RunError, UsageError
 
 TAG_RE = re.compile(r"^\S{1,100}$")
 MAX_NOTE = 10_000
+# A json output may hold a whole array of predictions: only the first numbers (in document order)
+# become metrics, so records and the index stay small and `plx log` stays fast.
+MAX_METRICS = 1_000
 
 
 # ---- metrics and params ---------------------------------------------------------
 
 
-def numeric_leaves(value: Any, prefix: str, out: dict[str, float]) -> None:
-    """Every finite number in value (not bools), keyed by its dotted path under prefix."""
-    if isinstance(value, bool) or value is None:
+def numeric_leaves(value: Any, prefix: str, out: dict[str, float], limit: int | None = None) -> None:
+    """Every finite number in value (not bools), keyed by its dotted path under prefix (at most limit)."""
+    if isinstance(value, bool) or value is None or (limit is not None and len(out) >= limit):
         return
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
@@ -35,10 +38,12 @@ def numeric_leaves(value: Any, prefix: str, out: dict[str, float]) -> None:
         out[prefix] = value
     elif isinstance(value, dict):
         for k, v in value.items():
-            numeric_leaves(v, f"{prefix}.{k}", out)
+            numeric_leaves(v, f"{prefix}.{k}", out, limit)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            numeric_leaves(v, f"{prefix}.{i}", out)
+            if limit is not None and len(out) >= limit:
+                break
+            numeric_leaves(v, f"{prefix}.{i}", out, limit)
 
 
 def run_metrics(store_root: Path, data: dict[str, Any]) -> dict[str, float]:
@@ -56,7 +61,7 @@ def run_metrics(store_root: Path, data: dict[str, Any]) -> dict[str, float]:
             value = json.loads((store_root / "objects" / h[:2] / h[2:]).read_bytes())
         except (OSError, ValueError):
             continue  # not stored (a failed run) or damaged: no metrics rather than a wrong one
-        numeric_leaves(value, name, out)
+        numeric_leaves(value, name, out, MAX_METRICS)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -117,8 +118,6 @@ def test_everything_from_users_is_escaped() -> None:
         "metrics": {evil: 1.0},
         "nodes": {evil: {"state": "success", "duration": 1.0, "reason": evil}},
     }
-    from pathlib import Path
-
     page = build([record, {**record, "id": "r2", "graph_params": {evil: "other"}, "metrics": {evil: 2.0}}], Path("/nonexistent"))
     assert "<img" not in page and page.count("<script") == 1
 
@@ -132,3 +131,16 @@ def test_a_cached_start_is_not_on_the_critical_path() -> None:
     }
     assert critical_path(run_dag(data)) == ["x"]
     assert critical_path(run_dag({"nodes": {"c": {"state": "cached", "duration": 0.0}}})) == []
+
+
+def test_metrics_are_capped(tmp_path: Path) -> None:
+    import json
+
+    from plx.tracking import MAX_METRICS, run_metrics
+
+    h = "ab" + "c" * 62
+    (tmp_path / "objects" / "ab").mkdir(parents=True)
+    (tmp_path / "objects" / "ab" / h[2:]).write_text(json.dumps({"acc": 0.9, "predictions": list(range(5000))}))
+    data = {"outputs": {"m": {"node": "n", "output": "o"}}, "nodes": {"n": {"outputs": {"o": {"hash": h, "type": "json"}}}}}
+    m = run_metrics(tmp_path, data)
+    assert len(m) == MAX_METRICS and m["m.acc"] == 0.9 and m["m.predictions.0"] == 0
