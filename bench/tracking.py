@@ -30,7 +30,7 @@ def fake_runs(runs: Path, record: dict, n: int, nodes: int, prefix: str) -> list
         names = [f"n{j:02d}" for j in range(nodes)]
         node_rec = {}
         t = 0.0
-        for j, name in enumerate(names):
+        for name in names:
             dur = round(rnd.uniform(0.05, 2.0), 3)
             node_rec[name] = {
                 "state": "success",
@@ -86,7 +86,20 @@ def main() -> None:
         [
             "plx log --tag bench --where params.lr=0.1 --where metrics.eval.accuracy>=0.7 --sort -metrics.eval.accuracy --columns params.lr,metrics.eval.accuracy",
             timed(
-                [PLX, "log", "--tag", "bench", "--where", "params.lr=0.1", "--where", "metrics.eval.accuracy>=0.7", "--sort", "-metrics.eval.accuracy", "--columns", "params.lr,metrics.eval.accuracy"],
+                [
+                    PLX,
+                    "log",
+                    "--tag",
+                    "bench",
+                    "--where",
+                    "params.lr=0.1",
+                    "--where",
+                    "metrics.eval.accuracy>=0.7",
+                    "--sort",
+                    "-metrics.eval.accuracy",
+                    "--columns",
+                    "params.lr,metrics.eval.accuracy",
+                ],
                 root,
                 repeat=5,
             ),

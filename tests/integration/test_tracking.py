@@ -177,7 +177,9 @@ def test_plx_log_does_not_import_networkx(project: Project) -> None:
     project.plx("run", g)
     bindir = str(__import__("pathlib").Path(PLX).parent)
     for args in (["log"], ["log", "--where", "metrics.m.accuracy>0"], ["run", g]):
-        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "plx", *args], cwd=project.root, capture_output=True, text=True, env={"PATH": bindir + ":/usr/bin:/bin"})
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "plx", *args], cwd=project.root, capture_output=True, text=True, env={"PATH": bindir + ":/usr/bin:/bin"}
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "networkx" not in proc.stderr and "plx.report_html" not in proc.stderr, args
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "plx", "report", "-o", "r.html"], cwd=project.root, capture_output=True, text=True)
