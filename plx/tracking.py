@@ -139,7 +139,8 @@ GRAMMAR = (
     "write FIELD OP VALUE: FIELD is metrics.KEY, params.KEY, tags, name, note, status, graph, id, started or duration; "
     "OP is one of = != < <= > >= ~ (~: contains); e.g. 'metrics.eval.accuracy>0.9', 'params.lr=0.1', 'tags~base'"
 )
-_EXPR = re.compile(r"^\s*(?P<field>[A-Za-z_][\w.\-/\[\]]*?)\s*(?P<op>!=|<=|>=|=|<|>|~)\s*(?P<value>.*?)\s*$", re.S)
+# A field is anything up to the operator (metric keys come from users' JSON: `metrics.m.per class.0`).
+_EXPR = re.compile(r"^\s*(?P<field>[^=<>!~\s][^=<>!~]*?)\s*(?P<op>!=|<=|>=|=|<|>|~)\s*(?P<value>.*?)\s*$", re.S)
 PLAIN_FIELDS = ("tags", "name", "note", "status", "graph", "id", "started", "finished", "duration")
 
 

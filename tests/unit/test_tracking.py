@@ -46,6 +46,7 @@ RUN = {"id": "r1", "name": "base", "status": "success", "tags": ["baseline", "lr
         ("tags!=nightly", True),
         ("name=base", True),
         ("status!=failed", True),
+        ("metrics.m.acc>0.9 ", True),
     ],
 )
 def test_where(expr: str, expected: bool) -> None:
