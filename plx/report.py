@@ -120,10 +120,14 @@ class LiveReporter:
         from .tracking import duration_history
 
         self.store, self.where = store, where
-        try:
-            self.past = duration_history(store, graph)
-        except OSError:
-            pass
+
+        def read() -> None:  # in the background: large records take a while to parse, the run must not wait
+            try:
+                self.past = duration_history(store, graph)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # no estimate: the ETA waits for this run's own durations
+
+        threading.Thread(target=read, daemon=True).start()
 
     def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
         if state == "interrupt":

@@ -332,7 +332,7 @@ def select_runs(
 # ---- estimates for the live view -------------------------------------------------
 
 
-def duration_history(store_root: Path, graph: str, scan: int = 40, want: int = 10) -> dict[str, dict[str, float]]:
+def duration_history(store_root: Path, graph: str, scan: int = 20, want: int = 5) -> dict[str, dict[str, float]]:
     """Recorded durations of nodes that ran, from the newest records: by cache key, by operation
     (the hash of its recipe), and by node id in runs of the same graph. For the live view's ETA."""
     from .history import History
