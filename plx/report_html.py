@@ -37,6 +37,7 @@ CRITICAL = "#e8590c"
 _svg_ids = itertools.count()  # marker ids, unique within a page holding many drawings
 NODE_W, NODE_H, COL_GAP, ROW_GAP = 170, 46, 56, 14
 TAIL_BYTES, TAIL_LINES = 4096, 30
+MAX_DRAWN = 400  # nodes per run drawn in the DAG and given a log section
 
 
 def esc(value: Any) -> str:
@@ -450,7 +451,10 @@ def run_section(i: int, data: dict[str, Any], runs_dir: Path, open_: bool) -> st
         + (f'<span style="color:{CRITICAL}">Critical path</span>: {esc(" → ".join(crit))} ({esc(fmt_dur(total))}). ' if crit else "")
         + "Click a node for its log tail.</p>"
     )
-    body.append(f'<div class="scroll">{dag_svg(g, crit, links)}</div>')
+    if len(g) <= MAX_DRAWN:
+        body.append(f'<div class="scroll">{dag_svg(g, crit, links)}</div>')
+    else:  # a page with a drawing of thousands of boxes helps nobody (and weighs megabytes)
+        body.append(f'<p class="muted">Not drawn: more than {MAX_DRAWN} nodes. <code>plx graph GRAPH --format svg</code> draws the graph.</p>')
     body.append(f'<h3>Timeline</h3><div class="scroll">{timeline_svg(data, crit)}</div>')
     worker = _worker_tails(runs_dir / data["id"] / "worker.log")
     logs_dir = str(runs_dir / data["id"] / "logs")
@@ -459,7 +463,11 @@ def run_section(i: int, data: dict[str, Any], runs_dir: Path, open_: bool) -> st
     except OSError:
         present = set()
     logs = ["<h3>Nodes and log tails</h3>"]
-    for n, anchor in links.items():
+    order = sorted(links, key=lambda n: (g.nodes[n].get("state") not in ("failed", "timeout"), n not in crit))
+    if len(order) > MAX_DRAWN:  # the failed and critical ones first
+        logs.append(f'<p class="muted">The first {MAX_DRAWN} of {len(order)} nodes: failed ones, then the critical path, then the rest.</p>')
+    for n in (order if len(order) > MAX_DRAWN else list(links))[:MAX_DRAWN]:
+        anchor = links[n]
         d = (data.get("nodes") or {}).get(n, {})
         tails = [(s, _tail(f"{logs_dir}/{n}.{s}") if "/" in n or f"{n}.{s}" in present else "") for s in ("stdout", "stderr")]
         tails.append(("worker", worker.get(n, "")))

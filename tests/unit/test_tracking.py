@@ -145,3 +145,12 @@ def test_metrics_are_capped(tmp_path: Path) -> None:
     data = {"outputs": {"m": {"node": "n", "output": "o"}}, "nodes": {"n": {"outputs": {"o": {"hash": h, "type": "json"}}}}}
     m = run_metrics(tmp_path, data)
     assert len(m) == MAX_METRICS and m["m.acc"] == 0.9 and m["m.predictions.0"] == 0
+
+
+def test_a_huge_run_is_summarised_not_drawn() -> None:
+    from plx.report_html import MAX_DRAWN, build
+
+    nodes = {f"map[{i}]": {"state": "failed" if i == 1500 else "success", "duration": 0.01} for i in range(2000)}
+    page = build([{"id": "r", "graph": "g", "status": "failed", "nodes": nodes, "deps": {}}], Path("/nonexistent"))
+    assert "Not drawn: more than" in page and page.count('class="nodelog"') == MAX_DRAWN
+    assert 'id="log-0-1500" open' in page  # the failed node is among those shown
