@@ -503,7 +503,7 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
         cls = ' class="num"' if k in "nmp" else ""
         kind, dot, key = h.partition(".")
         shown = f'<span class="hk">{esc(kind)}</span>{esc(key)}' if dot else esc(h)
-        out.append(f'<th data-col="{i}"{cls} title="sort by {esc(h)}">{shown}<span class="arrow"></span></th>')
+        out.append(f'<th data-col="{i}"{cls} tabindex="0" title="sort by {esc(h)}">{shown}<span class="arrow"></span></th>')
     out.append("</tr></thead><tbody>")
     for r in rows:
         cells = [
@@ -627,6 +627,7 @@ JS = r"""
         t.querySelectorAll('th .arrow').forEach(function(a){a.textContent='';});
         th.querySelector('.arrow').textContent=d===1?'▲':'▼';
       });
+      th.addEventListener('keydown',function(e){ if(e.key==='Enter'||e.key===' '){ e.preventDefault(); th.click(); } });
     });
   }
   function hl(run,on){
