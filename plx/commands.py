@@ -404,28 +404,13 @@ def run_values(project: Project, data: dict[str, Any]) -> dict[str, dict[str, An
 
 
 def output_metrics(project: Project, data: dict[str, Any]) -> dict[str, float]:
-    """Numeric leaves of a run's json graph outputs: {"metrics.accuracy": 0.96, ...}."""
-    import json
+    """Numeric leaves of a run's json graph outputs: {"metrics.accuracy": 0.96, ...}: the record's
+    `metrics` (plx/tracking.py), read from the store for a record made before plx kept them."""
+    from .tracking import run_metrics
 
-    from .store import Store
-
-    out: dict[str, float] = {}
-    store = Store(project.store)
-    try:
-        for name, ref in (data.get("outputs") or {}).items():
-            art = ((data["nodes"].get(ref.get("node"), {}).get("outputs") or {}).get(ref.get("output"))) if "node" in ref else None
-            if not art or art.get("type") != "json":
-                continue
-            try:
-                value = json.loads(store.object_path(art["hash"]).read_bytes())
-            except (OSError, ValueError):
-                continue
-            leaves: dict[str, float] = {}
-            _numeric_leaves(value, f"{name}:", leaves)
-            out.update({k.replace(":", ".", 1) if not k.endswith(":") else k[:-1]: v for k, v in leaves.items()})
-    finally:
-        store.close()
-    return out
+    if isinstance(data.get("metrics"), dict):
+        return dict(data["metrics"])
+    return run_metrics(project.store, data)
 
 
 def compare(project: Project, refs: list[str], show_all: bool) -> dict[str, Any]:
