@@ -53,6 +53,13 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
         except BrokenPipeError:
             raise typer.Exit(0) from None
+        except Exception as exc:  # a full disk is the user's to fix, not a plx bug: a message, no traceback
+            from .errors import disk_full_message, is_disk_full
+
+            if not is_disk_full(exc):
+                raise
+            err(f"plx: error: {disk_full_message(getattr(exc, 'filename', None) or 'the store')}")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -476,9 +483,10 @@ def log(
         print(table(rows, ["node", "state", "duration", "cached", "exit", "reason"]))
         return
     if node not in data["nodes"]:
-        from .errors import RunError, did_you_mean
+        from .errors import RunError
+        from .fanout import missing_node_hint
 
-        hint = did_you_mean(node, list(data["nodes"]))
+        hint = missing_node_hint(node, list(data["nodes"]))
         raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
     stream = "worker" if worker else "stderr" if stderr else "stdout"
     _print_log(history, rid, node, stream, follow)
@@ -602,7 +610,19 @@ def cache_gc(keep_last: Optional[int] = typer.Option(None, "--keep-last", min=0,
 
     project, _ = open_project()
     r = gc(project, keep_last)
-    err(f"removed {r['runs']} runs, {r['entries']} cache entries, {r['objects']} objects ({r['bytes']:,} bytes freed)")
+    err(
+        f"removed {r['runs']} runs, {r['entries']} cache entries, {r['objects']} objects ({r['object_bytes']:,} bytes), "
+        f"{r['workdirs']} work folders kept from failed or killed nodes ({r['workdir_bytes']:,} bytes)"
+        + (f", temporary files ({r['temp_bytes']:,} bytes)" if r["temp_bytes"] else "")
+        + f": {r['bytes']:,} bytes freed"
+    )
+    if not r["exclusive"]:
+        from .cache_admin import GRACE_SECONDS
+
+        err(
+            f"plx: note: plx is running nodes on this store ({r['live']} live run{'s' if r['live'] != 1 else ''}): kept every cache entry, "
+            f"the work folders of live runs and objects stored in the last {GRACE_SECONDS // 60} minutes; run gc again when they end to remove the rest"
+        )
 
 
 @cache_app.command("stats")

@@ -95,6 +95,7 @@ def param_spec_for(lib: Library, graph: Graph, name: str) -> tuple[str | None, P
     node_path, _, pname = name.rpartition(".")
     current: Graph | Operation = graph
     for part in node_path.split("/"):
+        part = part.split("[", 1)[0]  # an expansion `map[A]` has the params of its node `map`
         if not isinstance(current, Graph) or part not in current.nodes:
             choices = list(current.nodes) if isinstance(current, Graph) else []
             hint = did_you_mean(part, choices)
@@ -142,6 +143,14 @@ def parse_inputs(project: Project, graph: Graph, items: list[str]) -> dict[str, 
             hint = did_you_mean(name, choices)
             raise RunError(f"-i {name}: the graph has no input '{name}'" + (f" ({hint})" if hint else "") + (f"; its inputs: {', '.join(choices)}" if choices else ""))
         path = Path(value).expanduser()
+        if not path.exists() and spec.is_list and any(ch in value for ch in "*?["):
+            import glob
+
+            matches = sorted(glob.glob(str(path), recursive=True))  # a list input takes a pattern, as its default may
+            if not matches:
+                raise UsageError(f"-i {name}={value}: the pattern matches no file")
+            out.setdefault(name, []).extend(Path(m).resolve() for m in matches)
+            continue
         if not path.exists():
             raise UsageError(f"-i {name}={value}: no such file")
         out.setdefault(name, []).append(path.resolve())
@@ -267,20 +276,27 @@ def run_many(
 ) -> list[dict[str, Any]]:
     """Run a graph: one run, or with `sweeps` every combination of the swept values as one DAG on
     one pool, recorded as one run each. Returns the records."""
+    from contextlib import ExitStack
+
     from .engine import Engine, RunOptions
     from .history import prefetch_git_facts
+    from .store import Store
 
-    rev_info = None
-    if rev:
-        project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
-    else:
-        prefetch_git_facts(project.root)  # overlaps validation and planning
-    members, flat = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
-    opts = RunOptions(
-        jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
-    )
-    opts.labels = labels or {}
-    return Engine(project, members, opts, reporter, lib).run_all()
+    with ExitStack() as cleanup:
+        rev_info = None
+        if rev:
+            lease = Store(project.store)  # `plx cache gc` keeps the exported files while this run needs them
+            lease.acquire_lease()
+            cleanup.callback(lease.close)
+            project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
+        else:
+            prefetch_git_facts(project.root)  # overlaps validation and planning
+        members, flat = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+        opts = RunOptions(
+            jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
+        )
+        opts.labels = labels or {}
+        return Engine(project, members, opts, reporter, lib).run_all()
 
 
 def run(project: Project, lib: Library, graph_file: Path, **options: Any) -> dict[str, Any]:
@@ -312,6 +328,10 @@ def rerun(
     if not snap.get("files") or not snap.get("graph"):
         raise RunError(f"run {rid} has no snapshot of its files to rerun")
     root = project.store / "tmp" / f"rerun-{rid}-{os.getpid()}"
+    from .store import Store
+
+    lease = Store(project.store)  # `plx cache gc` keeps the replayed files while this run needs them
+    lease.acquire_lease()
     try:
         for rel, content in snap["files"].items():
             if Path(rel).is_absolute():
@@ -326,8 +346,6 @@ def rerun(
         notes: list[str] = []
         files: dict[str, list[Path]] = {}
         missing: list[str] = []
-        from .store import Store
-
         store = Store(project.store)
         for name, rec in (data.get("inputs") or {}).items():
             items = rec if isinstance(rec, list) else ([rec] if rec else [])
@@ -359,6 +377,7 @@ def rerun(
         return record, notes
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        lease.close()
 
 
 def _numeric_leaves(value: Any, prefix: str, out: dict[str, float]) -> None:
@@ -458,6 +477,10 @@ def preview(project: Project, lib: Library, graph_file: Path, node: str, params:
     the_plan = make_plan(lib, graph, params=gparams, node_params=nparams)
     task = the_plan.tasks.get(node)
     if task is None:
+        expansions = [t for t in the_plan.tasks if t.startswith(node + "[") and "/" not in t[len(node) :]]
+        if expansions:
+            shown = ", ".join(expansions[:5]) + (f", ... ({len(expansions)} in all)" if len(expansions) > 5 else "")
+            raise UsageError(f"node '{node}' is fanned out: preview one of its expansions: {shown}")
         hint = did_you_mean(node, list(the_plan.tasks))
         raise UsageError(f"no node '{node}' in {lib.display(graph_file)}" + (f" ({hint})" if hint else ""))
     ins = {}
@@ -486,8 +509,16 @@ def graph_edges(lib: Library, graph: Graph) -> tuple[list[str], list[tuple[str, 
 
 
 def make_plan_no_inputs(lib: Library, graph: Graph, make_plan: Any) -> Any:
-    """A plan for display only: graph input files need not exist."""
-    fake = {i.name: [Path(str(i.default or f"<{i.name}>"))] for i in graph.inputs}
+    """A plan for display only: graph input files need not exist (a list input's files are found
+    when they exist, so a fanned-out node shows its expansions)."""
+    from .planner import resolve_graph_inputs
+
+    fake: dict[str, list[Path]] = {}
+    for i in graph.inputs:
+        try:
+            fake[i.name] = resolve_graph_inputs(lib, Graph(graph.name, inputs=[i]), {})[i.name]
+        except RunError:
+            fake[i.name] = [Path(f"<{i.name}>")] if i.is_list else [Path(str(i.default or f"<{i.name}>"))]
     return make_plan(lib, graph, inputs=fake)
 
 
@@ -630,7 +661,9 @@ def get_output(project: Project, run_id: str, spec: str, dest: str | None, force
     else:
         raise UsageError(f"'{spec}': write NODE.OUTPUT, or the name of a graph output ({', '.join(data.get('outputs', {})) or 'none'})")
     if node not in nodes:
-        hint = did_you_mean(node, list(nodes))
+        from .fanout import missing_node_hint
+
+        hint = missing_node_hint(node, list(nodes))
         raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
     outs = nodes[node].get("outputs") or {}
     if out not in outs:
@@ -659,8 +692,15 @@ def get_output(project: Project, run_id: str, spec: str, dest: str | None, force
             else:
                 target.unlink()
         tmp = target.parent / f".{target.name}.plx-tmp-{os.getpid()}"
-        store.materialize(art, tmp)
-        os.replace(tmp, target)
+        try:
+            store.materialize(art, tmp)
+            os.replace(tmp, target)
+        except BaseException:  # a full disk: no half-written copy is left behind
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            raise
         return str(target)
     finally:
         store.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import __version__
-from .errors import Interrupted
+from .errors import Interrupted, RunError, disk_full_message, is_disk_full
 from .executors import make_executor
 from .executors.local import NOT_STARTED, Finished, Job
 from .hashing import compact, expand, explain, key_of, operation_recipe, task_recipe
@@ -145,6 +145,9 @@ class Engine:
         self.op_recipes: dict[str, Any] = {}  # operation recipe hash -> recipe, kept once per run
         self.locks: dict[str, KeyLock] = {}
         self.unlock_after_commit: list[KeyLock] = []  # locks of keys whose cache entries are not committed yet
+        # Nodes done whose cache entries await the next commit: reported `success`, and their
+        # dependents started, only once the entry is committed (see _commit).
+        self.unconfirmed: list[tuple[str, dict[str, Any]]] = []
         self._committed = time.monotonic()
         self.inflight: dict[str, str] = {}  # key -> the task computing it in this run
         self.waiting: dict[str, list[str]] = {}  # key -> tasks of this run waiting on it
@@ -183,6 +186,8 @@ class Engine:
         return self.run_all()[0]
 
     def run_all(self) -> list[dict[str, Any]]:
+        # Held until the store closes: `plx cache gc` in any process deletes nothing this run uses.
+        self.store.acquire_lease()
         seen_ops: set[int] = set()
         for task in self.tasks.values():  # recorded up front, so even an interrupted run can explain itself
             if id(task.op) not in seen_ops:
@@ -244,6 +249,7 @@ class Engine:
                 self._loop()
             except KeyboardInterrupt:
                 self._interrupt()
+            self._commit()  # nodes done but not yet confirmed: their entries are committed, they succeeded
             self._record_git(wait=True)
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -284,6 +290,12 @@ class Engine:
                 else:
                     for done in [tid, *self._serve_waiters(tid)]:
                         ready.extend(self._settled(done))
+            # Nodes that finished wait for one commit of their cache entries before they count as
+            # done: at once (with the others whose events are queued now) when a node waits on
+            # one of them, else with the next batch.
+            if self.unconfirmed and (running == 0 or (self.events.empty() and self._awaited()) or time.monotonic() - self._committed > COMMIT_EVERY):
+                ready.extend(self._commit())
+                continue
             if running == 0 and self.retries == 0:
                 if self.stopping or not ready:
                     break
@@ -291,7 +303,7 @@ class Engine:
             if not git_recorded:  # the first nodes are running: now there is time to ask git
                 git_recorded = self._record_git(wait=False)
             if time.monotonic() - self._committed > COMMIT_EVERY or len(self.unlock_after_commit) >= 256:
-                self._commit()
+                ready.extend(self._commit())
             try:  # wait no longer than COMMIT_EVERY for the next event: what is pending gets written meanwhile
                 event = self.events.get(timeout=COMMIT_EVERY)
             except queue.Empty:
@@ -310,16 +322,37 @@ class Engine:
             running -= 1
             ready.extend(self._finish(event))
 
-    def _commit(self) -> None:
-        """Commit the cache entries written since the last time, then let other plx processes see their keys."""
-        for r in self.records:
-            r.flush()
-        getattr(self.reporter, "flush", lambda: None)()
+    def _awaited(self) -> bool:
+        """Whether a task could start now but for the commit of nodes that finished (so: commit at
+        once); a fan-in still waiting on other nodes does not count (their commits are batched)."""
+        done = {tid for tid, _ in self.unconfirmed}
+        for tid in done:
+            if self.waiting.get(self.keys[tid]):
+                return True
+            for d in self.down[tid]:
+                rest = self.remaining_deps[d]
+                if self.state[d] == "pending" and len(rest) <= len(done) and rest <= done:
+                    return True
+        return False
+
+    def _commit(self) -> list[str]:
+        """Commit the cache entries written since the last time; then the nodes that made them
+        succeed (recorded, reported, their dependents released: returned) and other plx processes
+        see their keys. A plx killed at any moment thus never leaves a node recorded `success`, or
+        a node started on its outputs, without the node's cache entry."""
         self.store.commit_entries()
+        released: list[str] = []
+        done, self.unconfirmed = self.unconfirmed, []
+        for tid, info in done:
+            released.extend(self._succeed(tid, info))
         for lock in self.unlock_after_commit:
             lock.release()
         self.unlock_after_commit.clear()
+        for r in self.records:
+            r.flush()
+        getattr(self.reporter, "flush", lambda: None)()
         self._committed = time.monotonic()
+        return released
 
     def _git_now(self) -> dict[str, Any] | None:
         """Git facts if known without waiting: the commit of --rev, or a finished background read."""
@@ -462,8 +495,14 @@ class Engine:
         store = self.store
 
         def place_inputs() -> None:  # in the executor's thread: a large copy must not hold up the loop
-            for a, dst in copies:
-                _place_input(store, a, dst)
+            try:
+                for a, dst in copies:
+                    _place_input(store, a, dst)
+            except BaseException as exc:
+                shutil.rmtree(indir, ignore_errors=True)  # no partial copy is left behind (a full disk)
+                if is_disk_full(exc):
+                    raise OSError(exc.errno if isinstance(exc, OSError) else None, disk_full_message(store.root)) from None
+                raise
 
         job = Job(tid, prepared.argv, env, work, record.log(node, "stdout"), record.log(node, "stderr"), timeout, before=place_inputs if copies else None)
         try:
@@ -518,7 +557,10 @@ class Engine:
             work = self.workdirs[tid]
             read: dict[str, bytes] = {}
             if state is None:
-                problem = _check_outputs(task, work, read)
+                try:
+                    problem = _check_outputs(task, work, read)
+                except OSError as exc:
+                    problem = f"cannot read the outputs: {disk_full_message(self.project.store) if is_disk_full(exc) else exc}"
                 if problem:
                     state, reason = "failed", problem
             if state is not None:
@@ -530,11 +572,20 @@ class Engine:
                     self._after_failure(tid)
                 return []
             stored: dict[str, Artifact] = {}
-            for o in task.op.outputs:
-                p = work / o.file_name
-                art = self.store.put_tree(p, o.file_name) if o.type == TREE_TYPE else self.store.put_file(p, o.type, o.file_name, data=read.get(o.name))
-                stored[o.name] = art
-                wlog(f"output {o.name}: stored {art.hash} ({art.type}, {art.size} bytes)")
+            try:
+                for o in task.op.outputs:
+                    p = work / o.file_name
+                    art = self.store.put_tree(p, o.file_name) if o.type == TREE_TYPE else self.store.put_file(p, o.type, o.file_name, data=read.get(o.name))
+                    stored[o.name] = art
+                    wlog(f"output {o.name}: stored {art.hash} ({art.type}, {art.size} bytes)")
+            except (OSError, ValueError) as exc:  # a full disk, a link that appeared after the check
+                why = disk_full_message(self.project.store) if is_disk_full(exc) else exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                reason = f"cannot store output '{o.name}': {why}"
+                wlog(f"failed: {reason}")
+                self._set(tid, "failed", reason=reason, **common)
+                self._release(tid)
+                self._after_failure(tid)
+                return []
             if task.cacheable:
                 # Committed with others by _commit (one transaction, not one per node); the key's
                 # lock is held until then, so another plx waiting on it finds the entry.
@@ -553,7 +604,15 @@ class Engine:
         else:
             self.done_workdirs.append(done)
         self.results[tid] = {n: Avail(a) for n, a in stored.items()}
-        self._set(tid, "success", outputs={n: a.to_json() for n, a in stored.items()}, **common)
+        info = {"outputs": {n: a.to_json() for n, a in stored.items()}, **common}
+        if task.cacheable:
+            self.unconfirmed.append((tid, info))  # succeeds at the next commit
+            return []
+        return self._succeed(tid, info)
+
+    def _succeed(self, tid: str, info: dict[str, Any]) -> list[str]:
+        """Record and report tid's success; the tasks that became ready."""
+        self._set(tid, "success", **info)
         self._release(tid)
         released = self._settled(tid)
         for other in self._serve_waiters(tid):
@@ -736,14 +795,9 @@ def _check_outputs(task: Task, work: Path, read: dict[str, bytes]) -> str | None
         if o.type == "directory":
             if not stat.S_ISDIR(mode):
                 return f"output '{o.name}' must be a directory, but {o.file_name} is a file"
-            root = work.resolve()
-            for dirpath, dirnames, filenames in os.walk(p):
-                for name in dirnames + filenames:
-                    q = Path(dirpath) / name
-                    if q.is_symlink():
-                        target = q.resolve()
-                        if not (target == root or root in target.parents) or target.is_dir():
-                            return f"output '{o.name}' holds a link {q.relative_to(work)} pointing outside the working directory"
+            problem = _replace_links(o.name, work, p)
+            if problem:
+                return problem
             continue
         if stat.S_ISDIR(mode):
             return f"output '{o.name}' must be a file, but {o.file_name} is a directory"
@@ -759,6 +813,36 @@ def _check_outputs(task: Task, work: Path, read: dict[str, bytes]) -> str | None
                 return f"output '{o.name}' is not UTF-8 text (byte {exc.start})"
             except ValueError as exc:
                 return f"output '{o.name}' is not valid JSON: {exc}"
+    return None
+
+
+def _replace_links(name: str, work: Path, top: Path) -> str | None:
+    """A directory output is stored as files and folders, never links: each link to a file inside
+    the work folder is replaced by a copy of that file; any other link fails the node (why, or None)."""
+    from .store import reflink_or_copy
+
+    root = work.resolve()
+    for dirpath, dirnames, filenames in os.walk(top):
+        for entry in dirnames + filenames:
+            q = Path(dirpath) / entry
+            rel = q.relative_to(work)
+            mode = os.lstat(q).st_mode
+            if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+                continue
+            if not stat.S_ISLNK(mode):
+                return f"output '{name}' holds {rel}, which is neither a file nor a folder (a pipe, socket or device)"
+            try:
+                target = q.resolve(strict=True)
+            except (OSError, RuntimeError):
+                return f"output '{name}' holds a link {rel} that points to nothing (or to itself); write the file itself"
+            if root not in target.parents:
+                return f"output '{name}' holds a link {rel} pointing outside the working directory ({os.readlink(q)}); copy the file instead"
+            if not target.is_file():
+                return f"output '{name}' holds a link {rel} to a folder; write the files themselves"
+            copy = q.with_name(f".plx-link-{entry}")
+            reflink_or_copy(target, copy)
+            os.chmod(copy, 0o755 if target.stat().st_mode & stat.S_IXUSR else 0o644)
+            os.replace(copy, q)  # the link itself becomes the content it pointed to
     return None
 
 
@@ -813,7 +897,7 @@ def _last_recipes(history: History, graph: str, wanted: set[str], scan: int = 50
     for run_id in history.ids()[:scan]:
         try:
             data = history.load(run_id)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RunError):  # a damaged record explains nothing
             continue
         if data.get("graph") != graph:
             continue

@@ -111,6 +111,7 @@ class Node:
     cacheable: bool | None = None
     title: str | None = None
     description: str | None = None
+    foreach: Any = None  # fan-out (see fanout.py): one node per item when planned
 
 
 @dataclass

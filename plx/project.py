@@ -34,7 +34,8 @@ class Project:
 
     @property
     def store(self) -> Path:
-        return self.root / self.store_dir
+        """The store: $PLX_STORE if set (a CI job or a laptop points at its own), else plx.yaml's `store`."""
+        return self.root / (os.environ.get("PLX_STORE") or self.store_dir)  # an absolute path stays itself
 
     def default_jobs(self) -> int:
         return self.jobs or os.cpu_count() or 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import threading
 import time
@@ -80,7 +81,7 @@ class PlainReporter:
         for record in records:
             failed = [(n, d) for n, d in record["nodes"].items() if d.get("state") in ("failed", "timeout")]
             for n, d in failed:
-                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {n} --stderr`\n")
+                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {shlex.quote(n)} --stderr`\n")  # map[B] is a glob to a shell
             self.out.write(summary_line(record) + (f" [{record['sweep']}]" if record.get("sweep") else "") + "\n")
         self.out.flush()
 
@@ -130,6 +131,8 @@ class LiveReporter:
         threading.Thread(target=read, daemon=True).start()
 
     def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
+        from rich.markup import escape
+
         if state == "interrupt":
             self.console.print("[yellow]interrupted: stopping running nodes (Ctrl-C again to kill at once)[/]")
             return
@@ -144,7 +147,7 @@ class LiveReporter:
         if state in ("success", "failed", "timeout"):
             color = COLORS.get(state, "white")
             extra = f" ({info['reason']})" if info.get("reason") else (f" {info['duration']:.2f} s" if info.get("duration") else "")
-            self.console.print(f"[{color}]{state:<8}[/] {node}{extra}")
+            self.console.print(f"[{color}]{state:<8}[/] {escape(node)}{escape(extra)}")  # ids such as train[model=rf] are not markup
 
     def _estimate(self, node: str) -> float | None:
         """A node's expected duration: the same cache key's, else the same operation's, else the same

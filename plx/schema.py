@@ -17,6 +17,8 @@ from .yamldoc import Doc
 
 NAME_RE = r"^[A-Za-z0-9_-]+$"
 IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# An output's file name inside the node's work folder: one path component that stays inside it.
+FILENAME_RE = r"^(?!\.\.?$)[^/\\\x00]+$"
 ARTIFACT_TYPES = ["file", "text", "json", "csv", "executable", "directory", "cloud"]
 PARAM_TYPES = ["str", "int", "float", "bool", "enum", "list_str", "list_int", "list_float", "code", "dict"]
 RUNNERS = ["bash_jinja2", "command", "python"]
@@ -60,7 +62,7 @@ _output = {
     "properties": {
         "name": _ident,
         "type": {"enum": ARTIFACT_TYPES, "default": "file"},
-        "filename": {"type": "string", "pattern": r"^[^/\\]+$", "x-what": "a plain file name, without '/'"},
+        "filename": {"type": "string", "pattern": FILENAME_RE, "x-what": "a plain file name: not empty, not '.' or '..', without '/'"},
         "title": _text,
         "description": _text,
     },
@@ -99,6 +101,19 @@ _graph_input = {
         "default": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     },
 }
+_foreach = {
+    "description": (
+        "fan-out: one node per item. 'inputs.NAME' (the files of a list graph input, keyed by file name without extension), "
+        "'params.NAME' or '${NAME}' (a list graph param, keyed 0, 1, ...), a list of values (keyed 0, 1, ...; bound as ${item}), "
+        "the id of another fanned-out node (same keys; its outputs as item.OUTPUT), or a matrix {KEY: [values] or '${NAME}'} "
+        "(the cartesian product, keyed KEY=VALUE,...; bound as ${KEY})"
+    ),
+    "anyOf": [
+        {"type": "string", "x-what": "inputs.NAME, params.NAME, ${NAME} or a node id"},
+        {"type": "array"},
+        {"type": "object", "additionalProperties": {"anyOf": [{"type": "array"}, {"type": "string"}]}},
+    ],
+}
 _node = {
     "type": "object",
     "required": ["operation"],
@@ -114,6 +129,7 @@ _node = {
         "params": {"type": "object"},
         "timeout": _timeout,
         "cacheable": {"type": "boolean"},
+        "foreach": _foreach,
     },
 }
 

@@ -49,12 +49,15 @@ def numeric_leaves(value: Any, prefix: str, out: dict[str, float], limit: int | 
 def run_metrics(store_root: Path, data: dict[str, Any]) -> dict[str, float]:
     """The metrics of a run: numeric leaves of its json graph outputs, read from the store."""
     out: dict[str, float] = {}
-    nodes = data.get("nodes") or {}
-    for name, ref in (data.get("outputs") or {}).items():
-        if not isinstance(ref, dict) or "node" not in ref:
+    nodes, outputs = data.get("nodes"), data.get("outputs")
+    if not isinstance(nodes, dict) or not isinstance(outputs, dict):  # a damaged record: no metrics, no traceback
+        return out
+    for name, ref in outputs.items():
+        if not isinstance(ref, dict) or not isinstance(nodes.get(ref.get("node")), dict):
             continue
-        art = ((nodes.get(ref["node"]) or {}).get("outputs") or {}).get(ref.get("output"))
-        if not art or art.get("type") != "json":
+        arts = nodes[ref["node"]].get("outputs")
+        art = arts.get(ref.get("output")) if isinstance(arts, dict) else None
+        if not isinstance(art, dict) or art.get("type") != "json":
             continue
         h = str(art.get("hash", ""))
         try:
@@ -67,15 +70,17 @@ def run_metrics(store_root: Path, data: dict[str, Any]) -> dict[str, float]:
 
 def run_params(data: dict[str, Any]) -> dict[str, Any]:
     """Every graph param's value as used (defaults included), plus node params given with -p."""
-    params = dict(data.get("graph_params") or {})
-    for key, value in (data.get("params") or {}).items():  # the record's `params` are the -p overrides
+    graph_params, overrides = data.get("graph_params"), data.get("params")
+    params = dict(graph_params) if isinstance(graph_params, dict) else {}
+    for key, value in (overrides if isinstance(overrides, dict) else {}).items():  # the record's `params` are the -p overrides
         if "." in key:
             params[key] = value
     return params
 
 
 def labels(data: dict[str, Any]) -> dict[str, Any]:
-    return {"name": data.get("name"), "tags": list(data.get("tags") or []), "note": data.get("note")}
+    tags = data.get("tags")
+    return {"name": data.get("name"), "tags": [str(t) for t in tags] if isinstance(tags, list) else [], "note": data.get("note")}
 
 
 def check_labels(name: str | None, tags: list[str], note: str | None) -> None:
