@@ -439,11 +439,11 @@ def run_section(i: int, data: dict[str, Any], runs_dir: Path, open_: bool) -> st
         if params:
             kv += "<div><h4>params</h4><table>" + "".join(f"<tr><td>{esc(k)}</td><td>{esc(fmt_num(v))}</td></tr>" for k, v in params.items()) + "</table></div>"
         if metrics:
-            kv += (
-                '<div class="mwrap"><h4>metrics</h4><div class="mgrid">'
-                + "".join(f"<div><span>{esc(k)}</span><b>{esc(fmt_num(v))}</b></div>" for k, v in list(metrics.items())[:200])
-                + "</div></div>"
-            )
+            cells = [f'<div><span title="{esc(k)}">{esc(k)}</span><b>{esc(fmt_num(v))}</b></div>' for k, v in metrics.items()]
+            kv += f'<div class="mwrap"><h4>metrics</h4><div class="mgrid">{"".join(cells[:24])}</div>'
+            if len(cells) > 24:  # many (a summary table's every statistic): the rest one click away
+                kv += f'<details class="more"><summary>{len(cells) - 24} more metrics</summary><div class="mgrid">{"".join(cells[24:])}</div></details>'
+            kv += "</div>"
         body.append(kv + "</div>")
     total = sum(g.nodes[n]["duration"] for n in crit)
     body.append(
@@ -492,6 +492,8 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
     varying = set(_varying(rows, "metrics"))
     if len(metrics) > 12 and varying:
         metrics = [m for m in metrics if m in varying]
+    if len(metrics) > 12:  # a table dozens of columns wide helps nobody: the rest are in each run's details
+        metrics = metrics[:12]
     ranges = {}
     for m in metrics:
         vals = [r["metrics"][m] for r in rows if isinstance(r["metrics"].get(m), (int, float))]
@@ -578,8 +580,10 @@ details.run[open]>summary::before{content:"▾"}
 .rtitle{font-weight:600;font-size:15px}
 .hk{display:block;font-size:10px;font-weight:500;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
 .mwrap{flex:1;min-width:300px}
-.mgrid{column-width:290px;column-gap:28px;font-size:12.5px}
-.mgrid div{display:flex;justify-content:space-between;gap:12px;border-bottom:1px solid #f2f3f5;padding:2px 0;break-inside:avoid}
+.mgrid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));column-gap:28px;font-size:12.5px}
+.mgrid div{display:flex;justify-content:space-between;gap:12px;border-bottom:1px solid #f2f3f5;padding:2px 0;min-width:0}
+.mgrid span{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;min-width:0}
+details.more>summary{cursor:pointer;color:var(--accent);font-size:12.5px;margin:6px 0}
 .mgrid b{font-weight:500;font-family:ui-monospace,Menlo,monospace}
 .rbody{padding:0 16px 16px;border-top:1px solid var(--line)}
 .facts{display:flex;flex-wrap:wrap;gap:8px 28px;margin:12px 0}
