@@ -127,19 +127,30 @@ class GraphFormat(str, Enum):
     text = "text"
     dot = "dot"
     mermaid = "mermaid"
+    svg = "svg"
+    json = "json"
 
 
 @app.command("graph")
 @handle_errors
 def graph_cmd(
     graph: str = typer.Argument(..., metavar="GRAPH", help="A graph file."),
-    fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, dot or mermaid."),
+    fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, dot, mermaid, svg (the drawing of plx report) or json (node-link)."),
 ) -> None:
     """Print the DAG of a graph (sub-graphs expanded as parent/child)."""
     from .commands import graph_path, load_graph, open_project, render_graph
 
     project, lib = open_project()
     g = load_graph(lib, graph_path(project, graph))
+    if fmt.value in ("svg", "json"):
+        from .commands import graph_edges, make_plan_no_inputs
+        from .planner import plan as make_plan
+        from .report_html import graph_drawing
+
+        nodes, edges = graph_edges(lib, g)
+        ops = {t: task.op.name for t, task in make_plan_no_inputs(lib, g, make_plan).tasks.items()}
+        print(graph_drawing(nodes, edges, fmt.value, ops))
+        return
     print(render_graph(lib, g, fmt.value))
 
 
@@ -186,6 +197,9 @@ def run(
     executor: str = typer.Option("local", "--executor", help="local (a process pool here) or dask (a Dask cluster)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="The Dask scheduler, tcp://HOST:8786 (with --executor dask)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout."),
+    name: Optional[str] = typer.Option(None, "--name", help="A name for the run (shown and filtered by plx log)."),
+    tag: List[str] = typer.Option([], "--tag", help="A tag for the run; repeatable (a sweep's runs are also tagged with their combination)."),
+    note: Optional[str] = typer.Option(None, "--note", help="A free-text note recorded with the run."),
 ) -> None:
     """Validate, plan and run a graph, or only the named nodes and their upstream."""
     from . import commands
@@ -223,6 +237,7 @@ def run(
         rev=rev,
         executor=executor,
         scheduler=scheduler,
+        labels=_labels(name, tag, note),
     )
     if not sweep:
         _finish(records[0], as_json)
@@ -233,6 +248,13 @@ def run(
         _print_sweep_table(project, records)
     if any(r["status"] != "success" for r in records):
         raise typer.Exit(1)
+
+
+def _labels(name: Optional[str], tags: List[str], note: Optional[str]) -> dict[str, Any]:
+    from .tracking import check_labels, merge_tags
+
+    check_labels(name, tags, note)
+    return {"name": name, "tags": merge_tags(tags), "note": note}
 
 
 def _print_sweep_table(project: Any, records: list[dict[str, Any]]) -> None:
@@ -269,13 +291,19 @@ def rerun(
     no_cache: bool = typer.Option(False, "--no-cache", help="Run everything and refresh the cache."),
     keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Keep launching independent nodes after a failure."),
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout."),
+    name: Optional[str] = typer.Option(None, "--name", help="A name for the new run."),
+    tag: List[str] = typer.Option([], "--tag", help="A tag for the new run; repeatable."),
+    note: Optional[str] = typer.Option(None, "--note", help="A free-text note recorded with the new run."),
 ) -> None:
     """Run again the graph, operations and overrides recorded in RUN."""
     from . import commands
     from .report import reporter_for
 
     project, _ = commands.open_project()
-    record, notes = commands.rerun(project, run_ref, jobs=jobs, no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:])
+    labels = _labels(name, tag, note)
+    record, notes = commands.rerun(
+        project, run_ref, jobs=jobs, no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], labels=labels
+    )
     for note in notes:
         err(f"plx: note: {note}")
     _finish(record, as_json)
@@ -322,11 +350,12 @@ def compare(
 def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
     """A run as SPEC §5's JSON."""
     from .history import count_states
+    from .tracking import public_fields
 
     out = {k: data.get(k) for k in ("id", "graph", "status", "started", "finished", "duration", "git")}
     out["counts"] = count_states(data.get("nodes", {}))
+    out.update(public_fields(data, with_nodes))
     if with_nodes:
-        out["params"] = data.get("params", {})
         out["inputs"] = data.get("inputs", {})
         out["rerun_of"] = data.get("rerun_of")
         out["nodes"] = {
@@ -370,6 +399,21 @@ def preview(
 
 @app.command()
 @handle_errors
+def report(
+    runs: List[str] = typer.Argument(None, metavar="[RUN]...", help="Runs to show (default: the last run, or every run of the last sweep)."),
+    output: str = typer.Option("plx-report.html", "--output", "-o", help="The HTML file to write."),
+) -> None:
+    """Write one self-contained HTML page about runs: table, DAGs, timelines, charts, log tails."""
+    from .commands import open_project
+    from .report_html import write_report
+
+    project, _ = open_project()
+    path, ids = write_report(project, runs or [], Path(output))
+    err(f"wrote {path} ({len(ids)} run{'s' if len(ids) != 1 else ''}); open it in a browser")
+
+
+@app.command()
+@handle_errors
 def log(
     run_ref: Optional[str] = typer.Argument(None, metavar="[RUN]", help="A run id, a unique prefix, or 'last'."),
     node: Optional[str] = typer.Argument(None, metavar="[NODE]", help="Show this node's stdout (or --stderr / --worker)."),
@@ -381,6 +425,11 @@ def log(
     limit: int = typer.Option(20, "--limit", "-n", help="How many runs to list."),
     graph: Optional[str] = typer.Option(None, "--graph", help="Only runs of this graph."),
     status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
+    tag: List[str] = typer.Option([], "--tag", help="Only runs with this tag; repeatable (all must match)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Only runs with this name."),
+    where: List[str] = typer.Option([], "--where", help="FIELD OP VALUE, e.g. 'metrics.eval.accuracy>0.9', 'params.lr=0.1', 'tags~base'; repeatable."),
+    sort: Optional[str] = typer.Option(None, "--sort", help="[-]FIELD: sort by a field (- for descending), e.g. -metrics.eval.accuracy."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Extra columns: FIELD,FIELD,... e.g. params.lr,metrics.eval.accuracy."),
 ) -> None:
     """List runs; show one run's nodes; or print a node's logs."""
     from .commands import open_project
@@ -390,13 +439,19 @@ def log(
     project, _ = open_project()
     history = History(project.store)
     if run_ref is None:
-        runs = history.summaries(graph=graph, status=status, limit=limit)
+        from .tracking import check_field, column_value, select_runs
+
+        extra = [c.strip() for c in (columns or "").split(",") if c.strip()]
+        for c in extra:
+            check_field(c, "--columns")
+        runs = select_runs(history, graph=graph, status=status, limit=limit, tags=tag, name=name, where=where, sort=sort)
         if as_json:
             dump_json(runs)
             return
         if not runs:
-            err("no runs yet" if not (graph or status) else "no runs match")
+            err("no runs yet" if not (graph or status or tag or name or where) else "no runs match")
             return
+        labelled = any(r.get("name") or r.get("tags") for r in runs)
         rows = []
         for r in runs:
             c = r["counts"]
@@ -413,9 +468,11 @@ def log(
                     c.get("cached", 0),
                     c.get("failed", 0) + c.get("timeout", 0),
                     commit,
+                    *([r.get("name") or "", ",".join(r.get("tags") or [])] if labelled else []),
+                    *(column_value(r, c) for c in extra),
                 ]
             )
-        print(table(rows, ["id", "graph", "status", "started", "duration", "ran", "cached", "failed", "commit"]))
+        print(table(rows, ["id", "graph", "status", "started", "duration", "ran", "cached", "failed", "commit", *(["name", "tags"] if labelled else []), *extra]))
         return
     rid = history.resolve(run_ref)
     data = history.load(rid)
@@ -436,6 +493,7 @@ def log(
             for n, d in data["nodes"].items()
         ]
         print(f"run {rid}  graph {data['graph']}  {data['status']}  started {data.get('started')}")
+        _print_labels(data)
         print(table(rows, ["node", "state", "duration", "cached", "exit", "attempts", "reason"]))
         return
     if node not in data["nodes"]:
@@ -461,6 +519,51 @@ def log(
                 err(f"{node} wrote nothing to {stream} in attempt {attempt}")
             return
     _print_log(history, rid, node, stream, follow)
+
+
+def _print_labels(data: dict[str, Any]) -> None:
+    """Name, tags, note and metrics of one run, under its header line (only those it has)."""
+    if data.get("name"):
+        print(f"name: {data['name']}")
+    if data.get("tags"):
+        print(f"tags: {', '.join(data['tags'])}")
+    if data.get("note"):
+        print("note: " + str(data["note"]).replace("\n", "\n      "))
+    metrics = list((data.get("metrics") or {}).items())
+    if metrics:
+        more = f"  ... {len(metrics) - 8} more (--json)" if len(metrics) > 8 else ""
+        print("metrics: " + "  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics[:8]) + more)
+
+
+@app.command("tag")
+@handle_errors
+def tag_cmd(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="A run id, a unique prefix, or 'last'."),
+    tags: List[str] = typer.Argument(..., metavar="TAG...", help="Tags to add (or remove, with --remove)."),
+    remove: bool = typer.Option(False, "--remove", help="Remove these tags instead of adding them."),
+) -> None:
+    """Add tags to a recorded run, or remove them."""
+    from .commands import open_project
+    from .tracking import relabel
+
+    project, _ = open_project()
+    data = relabel(project.store, run_ref, add=() if remove else tuple(tags), remove=tuple(tags) if remove else ())
+    err(f"run {data['id']} tags: {', '.join(data['tags']) or '(none)'}")
+
+
+@app.command("note")
+@handle_errors
+def note_cmd(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="A run id, a unique prefix, or 'last'."),
+    text: str = typer.Argument(..., metavar="TEXT", help="The note (replaces the run's note; '' clears it)."),
+) -> None:
+    """Set the note of a recorded run."""
+    from .commands import open_project
+    from .tracking import relabel
+
+    project, _ = open_project()
+    data = relabel(project.store, run_ref, note=text, set_note=True)
+    err(f"run {data['id']} note {'set' if data.get('note') else 'cleared'}")
 
 
 def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> None:

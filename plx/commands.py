@@ -230,6 +230,7 @@ def plan_members(
 
     from .engine import Member
     from .planner import plan as make_plan
+    from .tracking import sweep_tags
 
     graph = load_graph(lib, graph_file)
     axes = [_sweep_values(lib, graph, s) for s in sweeps or []]
@@ -250,7 +251,7 @@ def plan_members(
             else:
                 n.setdefault(node, {})[spec.name] = value
         label = ",".join(f"{k}={_show(v)}" for k, v in zip(names, combo, strict=True))
-        members.append(Member(make_plan(lib, graph, params=g, node_params=n, inputs=files, targets=targets), f, label))
+        members.append(Member(make_plan(lib, graph, params=g, node_params=n, inputs=files, targets=targets), f, label, sweep_tags(names, combo)))
     return members, flat
 
 
@@ -271,6 +272,7 @@ def run_many(
     rev: str | None = None,
     executor: str = "local",
     scheduler: str | None = None,
+    labels: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run a graph: one run, or with `sweeps` every combination of the swept values as one DAG on
     one pool, recorded as one run each. Returns the records."""
@@ -293,6 +295,7 @@ def run_many(
         opts = RunOptions(
             jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
         )
+        opts.labels = labels or {}
         return Engine(project, members, opts, reporter, lib).run_all()
 
 
@@ -307,7 +310,9 @@ def _show(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
-def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+def rerun(
+    project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], labels: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Run again the graph, operations and overrides recorded in a run; returns (record, notes)."""
     import json
 
@@ -368,6 +373,7 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
         opts = RunOptions(
             jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=data.get("params") or {}, rerun_of=rid, snapshot=snap
         )
+        opts.labels = labels or {}
         record = Engine(replay, the_plan, opts, reporter, lib).run()
         return record, notes
     finally:
@@ -431,28 +437,13 @@ def environment_values(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def output_metrics(project: Project, data: dict[str, Any]) -> dict[str, float]:
-    """Numeric leaves of a run's json graph outputs: {"metrics.accuracy": 0.96, ...}."""
-    import json
+    """Numeric leaves of a run's json graph outputs: {"metrics.accuracy": 0.96, ...}: the record's
+    `metrics` (plx/tracking.py), read from the store for a record made before plx kept them."""
+    from .tracking import run_metrics
 
-    from .store import Store
-
-    out: dict[str, float] = {}
-    store = Store(project.store)
-    try:
-        for name, ref in (data.get("outputs") or {}).items():
-            art = ((data["nodes"].get(ref.get("node"), {}).get("outputs") or {}).get(ref.get("output"))) if "node" in ref else None
-            if not art or art.get("type") != "json":
-                continue
-            try:
-                value = json.loads(store.object_path(art["hash"]).read_bytes())
-            except (OSError, ValueError):
-                continue
-            leaves: dict[str, float] = {}
-            _numeric_leaves(value, f"{name}:", leaves)
-            out.update({k.replace(":", ".", 1) if not k.endswith(":") else k[:-1]: v for k, v in leaves.items()})
-    finally:
-        store.close()
-    return out
+    if isinstance(data.get("metrics"), dict):
+        return dict(data["metrics"])
+    return run_metrics(project.store, data)
 
 
 def compare(project: Project, refs: list[str], show_all: bool) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from .resources import Pool, check_requests, gpu_ids, machine_memory
 from .runners import prepare
 from .sources import place as place_sources
 from .store import TREE_TYPE, Artifact, KeyLock, Store, content_hash
+from .tracking import merge_tags, run_metrics
 
 DONE_OK = {"success", "cached"}
 
@@ -65,6 +66,7 @@ class RunOptions:
     scheduler: str | None = None  # the Dask scheduler's address
     rev: dict[str, str] | None = None
     snapshot: dict[str, Any] | None = None
+    labels: dict[str, Any] = field(default_factory=dict)  # name, tags, note (plx/tracking.py)
 
 
 @dataclass
@@ -114,6 +116,7 @@ class Member:
     plan: Plan
     overrides: dict[str, Any]
     label: str = ""
+    tags: list[str] = field(default_factory=list)  # a sweep combination's own tags: `lr=0.1`
 
 
 SEP = "\x1f"  # joins a member's index and a task id inside a multi-run engine
@@ -239,6 +242,10 @@ class Engine:
                 "nodes": {t: {"state": "pending"} for t in plan.tasks},
                 "op_recipes": self.op_recipes,
                 "environments": self._environments_of(m),
+                "name": self.opts.labels.get("name"),
+                "tags": merge_tags(list(self.opts.labels.get("tags") or []), member.tags),
+                "note": self.opts.labels.get("note"),
+                "deps": {t: sorted(task.deps) for t, task in plan.tasks.items() if task.deps},  # the DAG, for `plx report`
             }
             while True:
                 try:
@@ -248,6 +255,14 @@ class Engine:
                     data["id"] = new_run_id()
         title = ", ".join(r.id for r in self.records) if len(self.records) < 4 else f"{len(self.records)} runs"
         self.reporter.run_started(f"{self.members[0].plan.graph.name} {title}", [self.display(t) for t in self.tasks], self.opts.jobs)
+        track = getattr(self.reporter, "track", None)
+        if track is not None:  # the live view: where each node's logs go, and its operation (for the ETA)
+            op_hash: dict[int, str] = {}
+            where = {}
+            for t, task in self.tasks.items():
+                op = op_hash.setdefault(id(task.op), key_of(operation_recipe(task.op)))
+                where[self.display(t)] = (self.rec(t).id, self.local[t], op)
+            track(self.project.store, self.members[0].plan.graph.name, where)
         previous = _install_sigterm()
         try:
             try:
@@ -274,6 +289,7 @@ class Engine:
         out = []
         for m, record in enumerate(self.records):
             status = "canceled" if self.interrupted else "failed" if m in self.failed else "success"
+            record.data["metrics"] = run_metrics(self.project.store, record.data)
             record.finish(status)
             out.append(record.data)
         self.reporter.run_finished(out)

@@ -163,7 +163,21 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
         "duration": data.get("duration"),
         "git": data.get("git"),
         "counts": c,
+        **_tracking(data),
     }
+
+
+def _tracking(data: dict[str, Any]) -> dict[str, Any]:
+    """Labels, params as used and metrics (plx/tracking.py): what `plx log` filters and sorts by."""
+    from .tracking import labels, run_params
+
+    metrics = data.get("metrics")
+    return {**labels(data), "params": run_params(data), "metrics": metrics if isinstance(metrics, dict) else {}}
+
+
+# Bumped whenever a summary gains a field: an index of an older version is dropped and rebuilt
+# from the records (2: labels, params as used, metrics).
+INDEX_VERSION = 2
 
 
 class Index:
@@ -186,6 +200,9 @@ class Index:
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:  # an older plx's rows: rebuilt from the records
+                self.db.execute("DROP TABLE IF EXISTS runs")
+                self.db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
             self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)")
             self.db.execute("SELECT count(*) FROM runs").fetchone()
         except BaseException:
@@ -206,6 +223,12 @@ class Index:
     def put(self, data: dict[str, Any]) -> None:
         s = summary(data)
         self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", (s["id"], s["graph"], s["status"], json.dumps(s)))
+
+    def put_summaries(self, rows: list[dict[str, Any]]) -> None:
+        """Many summaries in one transaction: a commit per row made rebuilding 10,000 runs take 10 s."""
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", [(s["id"], s["graph"], s["status"], json.dumps(s)) for s in rows])
+        self.db.execute("COMMIT")
 
     def ids(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT id FROM runs")}
@@ -421,6 +444,10 @@ class History:
                     self._mark_interrupted(d, data)
                 except (OSError, sqlite3.Error):  # a full disk: the next reader marks it
                     pass
+        elif "metrics" not in data:  # recorded by a plx without metrics: read them from the store
+            from .tracking import run_metrics
+
+            data["metrics"] = run_metrics(self.dir.parent, data)
         return data
 
     def load_or_warn(self, run_id: str) -> dict[str, Any] | None:
@@ -490,10 +517,11 @@ class History:
                 try:
                     known = index.ids()
                     missing = [i for i in on_disk if i not in known]
-                    for rid in missing:  # records written by an older plx, or an index lost, deleted or rebuilt
-                        data = self.load_or_warn(rid)
-                        if data is not None:
-                            index.put(data)
+                    # records written by an older plx, or an index lost, deleted or rebuilt; all loaded
+                    # first (a load may mark a dead run in the index itself), then put in one transaction
+                    fresh = [summary(d) for d in map(self.load_or_warn, missing) if d is not None]
+                    if fresh:
+                        index.put_summaries(fresh)
                     gone = list(known - set(on_disk))
                     if gone:
                         index.delete(gone)

@@ -121,7 +121,7 @@ def test_a_sweep_runs_on_dask_with_its_shared_upstream_once(project: Project, sc
     r = project.plx("run", "graphs/g.yaml", "--sweep", "c.v=x,y", "--executor", "dask", "--scheduler", scheduler, "--json")
     assert r.code == 0, r
     runs = r.json()
-    assert [run["params"] for run in runs] == [{"c.v": "x"}, {"c.v": "y"}]
+    assert [run["overrides"] for run in runs] == [{"c.v": "x"}, {"c.v": "y"}]
     assert [project.plx("get", run["id"], "c", "-o", "-").out for run in runs] == ["a\nx\n", "a\ny\n"]
     ran_a = [run["nodes"]["a"]["state"] for run in runs]
     assert ran_a.count("success") == 1, ran_a  # the shared upstream executed once
