@@ -92,6 +92,10 @@ def validate(paths: List[str] = typer.Argument(None, metavar="[PATH]...", help="
 
     project, lib = open_project()
     files, diags = do_validate(project, lib, paths or [])
+    from .commands import raw_warnings
+
+    for w in sorted(raw_warnings(lib), key=lambda d: (d.file, d.line or 0, d.col or 0)):
+        err(f"plx: warning: {w}")
     diags.sort(key=lambda d: (d.file, d.line or 0, d.col or 0))
     for d in diags:
         err(f"plx: error: {d}")

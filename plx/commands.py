@@ -58,6 +58,24 @@ def validate(project: Project, lib: Library, paths: list[str]) -> tuple[list[Pat
     return files, diags
 
 
+def raw_warnings(lib: Library) -> list[Diagnostic]:
+    """`| raw` applied to a param or an input in a bash_jinja2 template: allowed, but that value
+    reaches bash unquoted, so `plx validate` lists each one (SPEC §2)."""
+    from . import templates
+    from .loader import _cmd_line
+
+    out = []
+    for loaded in list(lib.files.values()):
+        op, doc = loaded.obj, loaded.doc
+        if not isinstance(op, Operation) or op.runner != "bash_jinja2" or doc is None:
+            continue
+        for lineno, what in templates.raw_uses(op.cmd):
+            line, col = _cmd_line(doc, lineno)
+            hint = "a value holding ; $( ) or spaces becomes shell syntax; drop '| raw' unless that is meant"
+            out.append(Diagnostic(doc.file, line, col, f"'{what} | raw' inserts the value into the script unquoted", hint))
+    return out
+
+
 def _duplicate_names(lib: Library) -> list[Diagnostic]:
     out = []
     for name, paths in lib.names().items():
@@ -570,8 +588,8 @@ outputs:
     type: json
     filename: counts.json
 cmd: |
-  words=$(tr -s '[:space:]' '\\n' < {{ input.text | q }} | awk -v m={{ param.min_length }} 'length($0) >= m' | wc -l)
-  echo "{\\"words\\": $words}" > {{ output.counts | q }}
+  words=$(tr -s '[:space:]' '\\n' < {{ input.text }} | awk -v m={{ param.min_length }} 'length($0) >= m' | wc -l)
+  echo "{\\"words\\": $words}" > {{ output.counts }}
 """,
     "graphs/example.yaml": """\
 kind: graph

@@ -1,4 +1,4 @@
-"""Jinja2 for bash_jinja2 commands: a sandbox, the `q` filter, and static name checks."""
+"""Jinja2 for bash_jinja2 commands: a sandbox, shell quoting by default (`raw`, `q`), static name checks."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def scalar_text(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    """How a value appears in a rendered script: lists as their items joined by spaces, dicts as JSON."""
+    """A value verbatim (`| raw`): lists as their items joined by spaces, dicts as JSON."""
     if isinstance(value, (list, tuple)):
         return " ".join(_text(v) for v in value)
     if isinstance(value, dict):
@@ -30,13 +30,32 @@ def _text(value: Any) -> str:
     return scalar_text(value)
 
 
-def shell_quote(value: Any) -> str:
-    """The `q` filter: quote for bash; a list becomes its quoted items joined by spaces."""
+class ShellSafe(str):
+    """Text already safe to paste into bash (like markupsafe's Markup for HTML): written as is."""
+
+    __slots__ = ()
+
+
+def shell_quote(value: Any) -> ShellSafe:
+    """A value as one shell word (SPEC §2); a list becomes its items, each quoted, joined by spaces.
+
+    Text that needs no quotes (`5`, `/abs/path.txt`) stays as it is; a value already quoted (a
+    ShellSafe) is never quoted twice; booleans are true/false and None (an absent optional input)
+    is nothing."""
+    if isinstance(value, ShellSafe):
+        return value
     if value is None:
-        return ""
+        return ShellSafe("")
     if isinstance(value, (list, tuple)):
-        return " ".join(shell_quote(v) for v in value)
-    return shlex.quote(_text(value))
+        return ShellSafe(" ".join(shell_quote(v) for v in value if v is not None))
+    if isinstance(value, bool):
+        return ShellSafe(scalar_text(value))
+    return ShellSafe(shlex.quote(_text(value)))
+
+
+def raw(value: Any) -> ShellSafe:
+    """The `raw` filter: the value verbatim, for a template that means to build shell syntax."""
+    return value if isinstance(value, ShellSafe) else ShellSafe(_text(value))
 
 
 class Namespace:
@@ -66,8 +85,12 @@ def environment() -> Any:
     from jinja2 import StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, finalize=_text, keep_trailing_newline=True, autoescape=False)
+    # Every {{ }} value goes through shell_quote (the finalize hook, applied to expression results
+    # only, never to the template's own text), as Jinja2's autoescape does for HTML: `raw` and `q`
+    # return ShellSafe text, which finalize writes unchanged.
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, finalize=shell_quote, keep_trailing_newline=True, autoescape=False)
     env.filters["q"] = shell_quote
+    env.filters["raw"] = raw
     return env
 
 
@@ -117,3 +140,28 @@ def render(cmd: str, context: dict[str, dict[str, Any]]) -> str:
     """Render cmd with param/input/output/cloud_input; raises jinja2 errors on mistakes."""
     ns = {k: Namespace(k, v) for k, v in context.items()}
     return str(_compiled(cmd).render(**ns))
+
+
+def raw_uses(cmd: str) -> list[tuple[int, str]]:
+    """Every `| raw` applied to a param or an input, as (line within cmd, what it is applied to):
+    `plx validate` warns about each, since such a value reaches bash unquoted."""
+    from jinja2 import TemplateSyntaxError, nodes
+
+    try:
+        ast = environment().parse(cmd)
+    except TemplateSyntaxError:
+        return []  # reported by check()
+    out: list[tuple[int, str]] = []
+    for f in ast.find_all(nodes.Filter):
+        if f.name != "raw" or f.node is None:
+            continue
+        names = []
+        for n in [f.node, *f.node.find_all((nodes.Getattr, nodes.Getitem, nodes.Name))]:
+            if isinstance(n, (nodes.Getattr, nodes.Getitem)) and isinstance(n.node, nodes.Name) and n.node.name in ("param", "input"):
+                key = n.attr if isinstance(n, nodes.Getattr) else getattr(n.arg, "value", "?")
+                names.append(f"{n.node.name}.{key}")
+            elif isinstance(n, nodes.Name) and n.name in ("param", "input"):
+                names.append(n.name)
+        if names:
+            out.append((f.lineno, names[0]))
+    return sorted(set(out))

@@ -239,7 +239,7 @@ def test_failure_skips_downstream_and_stops_launching(project: Project) -> None:
         params: [{name: script, type: str}]
         outputs: [{name: out}]
         cmd: |
-          {{ param.script }}
+          {{ param.script | raw }}
           touch {{ output.out }}
         """,
     )

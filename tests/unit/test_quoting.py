@@ -1,0 +1,60 @@
+"""Shell quoting by default in bash_jinja2 templates (SPEC §2): rendering, `raw`, `q`, the sandbox."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from plx.templates import raw_uses, render
+
+
+def r(cmd: str, param: dict | None = None, input: dict | None = None) -> str:  # noqa: A002
+    return render(cmd, {"param": param or {}, "input": input or {}, "output": {}, "cloud_input": {}})
+
+
+def test_values_are_quoted_text_is_not() -> None:
+    assert r("echo {{ param.v }} > x; ls\n", {"v": "x; touch PWN"}) == "echo 'x; touch PWN' > x; ls\n"
+    assert r("head -n {{ param.n }} {{ input.f }}", {"n": 5}, {"f": "/abs/path.txt"}) == "head -n 5 /abs/path.txt"
+    assert r("cat {{ input.l }}", input={"l": ["/a b", "/c", "it's"]}) == "cat '/a b' /c 'it'\"'\"'s'"
+    assert r("{{ param.t }} {{ param.f }}", {"t": True, "f": False}) == "true false"
+    assert r("cat [{{ input.o }}]", input={"o": None}) == "cat []"
+    assert r("{{ param.e }}", {"e": ""}) == "''"
+    assert r("{{ param.d }}", {"d": {"b": 1, "a": "x y"}}) == "'{\"a\": \"x y\", \"b\": 1}'"
+    assert r("{{ param.x ~ '.txt' }}", {"x": "a b"}) == "'a b.txt'"  # an expression is quoted as a whole
+    assert r("{% for f in input.l %}<{{ f }}>{% endfor %}", input={"l": ["a b", "c"]}) == "<'a b'><c>"
+
+
+def test_raw_and_q() -> None:
+    v = {"v": "x; touch PWN", "l": ["-a", "b c"]}
+    assert r("{{ param.v | raw }}", v) == "x; touch PWN"
+    assert r("{{ param.l | raw }}", v) == "-a b c"
+    assert r("{{ param.v | q }}", v) == "'x; touch PWN'"
+    assert r("{{ param.v | q | q }} {{ param.l | q }}", v) == "'x; touch PWN' -a 'b c'"  # never twice
+    assert r("{{ param.v | raw | q }}", v) == "x; touch PWN"  # raw is final, as Markup is
+
+
+def test_the_sandbox_stays() -> None:
+    from jinja2.exceptions import SecurityError
+
+    with pytest.raises(SecurityError):
+        r("{{ param.v.__class__.__mro__ }}", {"v": "x"})
+    with pytest.raises(SecurityError):
+        r("{{ param.l.append(1) }}", {"l": []})
+
+
+def test_raw_uses_of_params_and_inputs_are_found() -> None:
+    cmd = "a\n{{ param.x | raw }} {{ output.o | raw }}\n{{ (input['f'] ~ 'x') | raw }} {{ param.y | q }}\n"
+    assert raw_uses(cmd) == [(2, "param.x"), (3, "input.f")]
+    assert raw_uses("{{ 'literal' | raw }}") == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["x; touch PWN", "$(touch PWN)", "`touch PWN`", "a'b\"c", "n$(cd;touch PWN).txt", "*", "~", "-n", "a\nb", "\\", "{a,b}", "!!", "#c", ""],
+)
+def test_bash_reads_the_value_back_unchanged(value: str, tmp_path) -> None:
+    script = r('printf "%s" {{ param.v }}', {"v": value})
+    out = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert out == value
+    assert list(tmp_path.iterdir()) == []
