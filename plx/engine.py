@@ -180,6 +180,7 @@ class Engine:
         return self.run_all()[0]
 
     def run_all(self) -> list[dict[str, Any]]:
+        self.history.settle_running()  # a run found dead now: what it left running is stopped
         seen_ops: set[int] = set()
         for task in self.tasks.values():  # recorded up front, so even an interrupted run can explain itself
             if id(task.op) not in seen_ops:
@@ -489,16 +490,12 @@ class Engine:
                 state, reason = ("canceled" if ev.error == NOT_STARTED else "failed"), ev.error
             else:
                 wlog(f"exit code {ev.exit_code}, {duration:.3f} s" + (" (killed: timeout)" if ev.timed_out else ""))
-                if self.stopping and not ev.timed_out and ev.exit_code != 0:
-                    state = "canceled"
-                elif ev.timed_out:
+                # A node that fails while the run stops at a first failure failed on its own (plx
+                # lets running nodes finish): `failed` with its reason, never `canceled`.
+                if ev.timed_out:
                     state, reason = "timeout", f"timed out after {task.timeout} min; the process group was killed"
                 elif ev.exit_code != 0:
-                    state = "failed"
-                    reason = f"exit code {ev.exit_code}" + (f" (killed by signal {-(ev.exit_code or 0)})" if (ev.exit_code or 0) < 0 else "")
-                    last = _last_line(record.log(node, "stderr"))
-                    if last:
-                        reason += f": {last}"
+                    state, reason = "failed", _exit_reason(ev.exit_code, record.log(node, "stderr"))
             work = self.workdirs[tid]
             read: dict[str, bytes] = {}
             if state is None:
@@ -624,18 +621,46 @@ class Engine:
             self.executor.cancel_all()
         except KeyboardInterrupt:
             self.executor.cancel_all(hard=True)  # a second Ctrl-C: kill at once
-        while self.executor.running:
+        while True:  # every job's Finished is queued before the job leaves executor.running
             try:
                 ev = self.events.get(timeout=0.1)
             except queue.Empty:
+                if not self.executor.running:
+                    break
                 continue
             except KeyboardInterrupt:
                 self.executor.cancel_all(hard=True)
                 continue
             if isinstance(ev, Finished):
-                self._set(ev.id, "canceled", exit_code=ev.exit_code, duration=round(ev.ended - ev.started, 3), finished=now_iso(), cache_key=self.keys.get(ev.id))
+                info: dict[str, Any] = {"exit_code": ev.exit_code, "duration": round(ev.ended - ev.started, 3), "finished": now_iso(), "cache_key": self.keys.get(ev.id)}
+                state = "canceled"
+                if ev.error is None and ev.exit_code not in _STOPPED_EXIT_CODES:
+                    # It failed on its own (e.g. exit 4) while the run was stopping, not by plx's
+                    # signal: recorded `failed` with its own reason (SPEC §9).
+                    state = "failed"
+                    info["reason"] = _exit_reason(ev.exit_code, self.rec(ev.id).log(self.local[ev.id], "stderr"))
+                    self.failed.add(self.member[ev.id])
+                elif ev.error is not None and ev.error != NOT_STARTED:
+                    state, info["reason"] = "failed", ev.error
+                self._set(ev.id, state, **info)
                 self._release(ev.id)
         self.interrupted = True
+
+
+# Exit codes of a node stopped by plx's TERM or KILL (or a Ctrl-C): by the signal itself, or as a
+# shell reports it (128 + signal). Anything else, while stopping, is the node's own failure.
+_STOPPED_EXIT_CODES = (
+    {None, 0}
+    | {-s for s in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGPIPE)}
+    | {128 + s for s in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGPIPE)}
+)
+
+
+def _exit_reason(code: int | None, stderr: Path) -> str:
+    """Why a node that exited non-zero failed: its exit code (or signal) and its last stderr line."""
+    reason = f"exit code {code}" + (f" (killed by signal {-(code or 0)})" if (code or 0) < 0 else "")
+    last = _last_line(stderr)
+    return f"{reason}: {last}" if last else reason
 
 
 def _last_line(path: Path, limit: int = 160) -> str:

@@ -400,6 +400,7 @@ class History:
         return False
 
     def _mark_interrupted(self, d: Path, data: dict[str, Any]) -> None:
+        _stop_leftovers(data)
         data["status"] = "interrupted"
         for node in data["nodes"].values():
             if node.get("state") not in FINAL_NODE_STATES:
@@ -409,6 +410,21 @@ class History:
         index = Index(self.dir)
         index.put(data)
         index.close()
+
+    def settle_running(self) -> None:
+        """Find the runs whose plx died (marking them `interrupted` stops what they left running)."""
+        if not (self.dir / "index.sqlite").exists():
+            return
+        index = Index(self.dir)
+        try:
+            rows = index.query(None, "running", None)
+        finally:
+            index.close()
+        for row in rows:
+            try:
+                self.load(row["id"])
+            except (OSError, ValueError, KeyError):
+                continue
 
     def summaries(self, graph: str | None = None, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Run summaries, newest first, from the index (brought up to date with the records first)."""
@@ -452,6 +468,18 @@ class History:
         tag = node.encode() + b"\t"
         mine = b"".join(line[len(tag) :] for line in complete.splitlines(keepends=True) if line.startswith(tag))
         return mine, pos + len(complete)
+
+
+def _stop_leftovers(data: dict[str, Any]) -> None:
+    """Stop the processes a dead plx left running for this run (marked with its run id, started
+    after the run did: a pid reused by another process is left alone)."""
+    from .procs import kill_leftovers
+
+    try:
+        since = datetime.fromisoformat(str(data.get("started"))).timestamp()
+    except ValueError:
+        since = time.time() - 7 * 86400
+    kill_leftovers(str(data.get("id")), since)
 
 
 def _read_from(path: Path, pos: int) -> bytes:

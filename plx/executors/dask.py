@@ -108,11 +108,11 @@ class DaskExecutor:
                     f.write(f"plx: the Dask task failed: {exc!r}\n".encode())
             except OSError:
                 pass
+        self.results.put(Finished(job_id, code, timed_out, started, ended))  # queued before it leaves `running`
         with self._lock:
             self.running.pop(job_id, None)
             self.keys.pop(job_id, None)
             self.stderr.pop(job_id, None)
-        self.results.put(Finished(job_id, code, timed_out, started, ended))
 
     def cancel_all(self, hard: bool = False) -> None:
         with self._lock:

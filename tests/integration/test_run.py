@@ -483,7 +483,7 @@ def test_preview_and_dry_run(project: Project) -> None:
     )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  a: {operation: p, params: {n: 4}}\n")
     r = project.plx("preview", g, "a")
-    assert r.code == 0 and "seq 4 > <workdir>/out" in r.out
+    assert r.code == 0 and "seq 4 > '<workdir>/out'" in r.out  # placeholders are quoted like any value
     r = project.plx("run", g, "--dry-run")
     assert "no cache entry yet" in r.out
     project.plx("run", g)
