@@ -197,16 +197,19 @@ def at_revision(project: Project, graph_file: Path, rev: str) -> tuple[Project, 
 
 def _sweep_values(lib: Library, graph: Graph, item: str) -> tuple[str, list[Any]]:
     """`NAME=V1,V2` or `NAME=[JSON list]` -> (NAME, typed values)."""
-    import json
 
     name, text = _split_assignment(item, "--sweep")
     _, spec = param_spec_for(lib, graph, name)
     values: list[Any] = []
     if text.strip().startswith("["):
+        from .model import _json
+
         try:
-            raw = json.loads(text)
+            raw = _json(text)
         except ValueError as exc:
-            raise RunError(f"--sweep {name}: not a JSON list: {exc}") from None
+            raise RunError(f"--sweep {name}: {exc}" if "finite" in str(exc) else f"--sweep {name}: not a JSON list: {exc}") from None
+        if not isinstance(raw, list):
+            raise RunError(f"--sweep {name}: not a JSON list: {text}")
         for v in raw:
             if isinstance(v, str) and spec.type not in ("str", "code", "enum"):
                 v = _parse_one(spec, name, v)

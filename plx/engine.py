@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import __version__
-from .errors import Interrupted
+from .errors import Interrupted, PlxError
 from .executors import make_executor
 from .executors.local import NOT_STARTED, Finished, Job
 from .hashing import compact, expand, explain, key_of, operation_recipe, task_recipe
@@ -436,9 +436,10 @@ class Engine:
         try:
             prepared = prepare(task.op, task.params, paths, outputs, scratch)
         except Exception as exc:  # a template error at run time (e.g. a value jinja cannot render)
-            wlog(f"failed: cannot render the command: {exc}")
+            why = str(exc) if isinstance(exc, PlxError) else f"cannot render the command: {exc}"
+            wlog(f"failed: {why}")
             record.worker(node, lines)
-            self._fail_now(tid, f"cannot render the command: {exc}")
+            self._fail_now(tid, why)
             return False
         wlog("command:\n" + prepared.script.rstrip("\n"))
         env = dict(prepared.env)  # the executor adds these to the environment where the node runs

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import RunError
 from .model import Operation
 
 # The python runner's bootstrap: values arrive as JSON data, the user's source from a file,
@@ -28,6 +29,13 @@ _g["output"] = _g["outputs"] = _v["output"]
 del _v
 exec(compile(_src, sys.argv[0], "exec"), _g)
 """
+
+
+def cmd_location(op: Operation, line: int | None) -> str:
+    """`file:line` of a line of op's cmd (line 1 is its first line), as far as known."""
+    if line is None or op.cmd_offset is None:
+        return f"{op.file} cmd" + (f" line {line}" if line is not None else "")
+    return f"{op.file}:{op.cmd_offset + line}"
 
 
 @dataclass
@@ -93,7 +101,10 @@ def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]],
     if op.runner == "bash_jinja2":
         from . import templates
 
-        script = templates.render(op.cmd, {**v, "cloud_input": _cloud_refs(op, v["input"])})
+        try:
+            script = templates.render(op.cmd, {**v, "cloud_input": _cloud_refs(op, v["input"])})
+        except templates.RenderError as exc:
+            raise RunError(f"{cmd_location(op, exc.line)}: cannot render the command: {exc}") from None
     else:
         script = op.cmd
     if len(script) < _INLINE_LIMIT:

@@ -106,8 +106,22 @@ def check(cmd: str, declared: dict[str, set[str]]) -> list[tuple[int, str, str |
     except TemplateSyntaxError as exc:
         return [(exc.lineno or 1, f"template syntax error: {exc.message}", None)]
     problems: list[tuple[int, str, str | None]] = []
+    for f in ast.find_all((nodes.Filter, nodes.Test)):
+        table, what = (env.filters, "filter") if isinstance(f, nodes.Filter) else (env.tests, "test")
+        if f.name not in table:
+            hint = did_you_mean(f.name, list(table)) or ("quoting is the default; `raw` opts out" if what == "filter" else None)
+            problems.append((f.lineno, f"the template uses an unknown {what} '{f.name}'", hint))
+    for a in ast.find_all(nodes.Getattr):
+        if a.attr.startswith("_"):
+            problems.append((a.lineno, f"the template reads '{a.attr}': names starting with '_' are not allowed in templates", "templates see data only (sandbox)"))
+    if problems:
+        return problems  # find_undeclared_variables compiles the template, which fails on these
     known = set(ROOTS) | set(env.globals)
-    for name in sorted(meta.find_undeclared_variables(ast) - known):
+    try:
+        undeclared = meta.find_undeclared_variables(ast)
+    except TemplateSyntaxError as exc:
+        return [(exc.lineno or 1, f"template error: {exc.message}", None)]
+    for name in sorted(undeclared - known):
         line = next((n.lineno for n in ast.find_all(nodes.Name) if n.name == name), 1)
         problems.append(
             (line, f"the template uses '{name}', which is not defined", did_you_mean(name, list(ROOTS)) or "use param.NAME, input.NAME, output.NAME or cloud_input.NAME")
@@ -136,10 +150,39 @@ def _compiled(cmd: str) -> Any:
     return environment().from_string(cmd)
 
 
+class RenderError(Exception):
+    """The template could not be rendered; `line` is the line within cmd, when known."""
+
+    def __init__(self, message: str, line: int | None):
+        super().__init__(message)
+        self.line = line
+
+
 def render(cmd: str, context: dict[str, dict[str, Any]]) -> str:
-    """Render cmd with param/input/output/cloud_input; raises jinja2 errors on mistakes."""
+    """Render cmd with param/input/output/cloud_input; raises RenderError on a mistake."""
+    from jinja2 import TemplateError, TemplateSyntaxError
+    from jinja2.exceptions import SecurityError
+
     ns = {k: Namespace(k, v) for k, v in context.items()}
-    return str(_compiled(cmd).render(**ns))
+    try:
+        return str(_compiled(cmd).render(**ns))
+    except TemplateSyntaxError as exc:  # also an unknown filter, found when compiling
+        raise RenderError(exc.message or str(exc), exc.lineno) from None
+    except SecurityError as exc:
+        raise RenderError(f"not allowed in a template (sandbox): {exc}", _template_line(exc)) from None
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError, RecursionError, OverflowError) as exc:
+        raise RenderError(f"{type(exc).__name__}: {exc}" if not isinstance(exc, TemplateError) else str(exc), _template_line(exc)) from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error happened on: Jinja2 rewrites tracebacks to frames of the template."""
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def raw_uses(cmd: str) -> list[tuple[int, str]]:
