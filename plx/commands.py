@@ -473,8 +473,16 @@ def dry_run(
 
     members, _ = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
     rows = []
+    first: dict[str, str] = {}  # the work of a node that would run -> the combination that runs it
     for m in members:
         for row in explain_plan(project, m.plan):
+            w = row.pop("work", None)  # set on cacheable nodes that would run
+            if w is not None:
+                if w in first:  # a sweep runs identical work once (SPEC §5)
+                    row["shared"] = True
+                    row["why"] = [*row["why"], f"the same work as in {first[w] or 'another combination'}: runs once"]
+                else:
+                    first[w] = m.label
             rows.append({"sweep": m.label, **row} if sweeps else row)
     return rows
 

@@ -610,6 +610,11 @@ class Engine:
 
     def _set(self, tid: str, state: str, **info: Any) -> None:
         self.state[tid] = state
+        if state in ("failed", "timeout") and "log" not in info:
+            # The log that explains the failure: the node's stderr if it wrote any, else the worker
+            # log, where plx wrote why (inputs not placed, outputs missing, a template error, ...).
+            stderr = self.rec(tid).log(self.local[tid], "stderr")
+            info["log"] = "stderr" if stderr.exists() and stderr.stat().st_size else "worker"
         if "outputs" in info or state in DONE_OK:
             info["recipe"] = compact(self.recipes.get(tid))
         self.rec(tid).node_event(self.local[tid], state=state, **info)
@@ -791,11 +796,17 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
     op_recipes: dict[str, Any] = {}
     known: dict[str, dict[str, Artifact] | None] = {}
     rows = []
+    work: dict[str, str] = {}  # task -> what identifies its work before its key is known (for sweeps)
     for tid, task in plan.tasks.items():
         unknown = [s.task for ss in task.inputs.values() for s in ss if s.task and known.get(s.task) is None]
         if unknown:
             known[tid] = None
-            rows.append({"node": tid, "action": "run", "why": [f"after upstream {', '.join(sorted(set(unknown)))} runs"]})
+            # Its key depends on outputs not made yet: the same operation, params and upstream work
+            # is the same work (two combinations of a sweep sharing it run it once).
+            ins_w = {n: [f"{work[s.task]}.{s.output}" if s.task else str(s.path) for s in ss] for n, ss in task.inputs.items()}
+            work[tid] = key_of({"operation": operation_recipe(task.op), "params": task.params, "after": ins_w})
+            row = {"node": tid, "action": "run", "why": [f"after upstream {', '.join(sorted(set(unknown)))} runs"]}
+            rows.append({**row, "work": work[tid]} if task.cacheable else row)
             continue
         ins: dict[str, list[dict[str, str]]] = {}
         for name, sources in task.inputs.items():
@@ -806,6 +817,7 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
             ins[name] = items
         recipe = task_recipe(task.op, task.params, ins, op_recipes)
         key = key_of(recipe)
+        work[tid] = key
         hit = store.lookup(key) if task.cacheable else None
         known[tid] = hit
         if hit is not None:
@@ -813,7 +825,7 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
         elif not task.cacheable:
             rows.append({"node": tid, "action": "run", "why": ["not cacheable"], "cache_key": key})
         else:
-            rows.append({"node": tid, "action": "run", "why": explain(last.get(tid), recipe), "cache_key": key})
+            rows.append({"node": tid, "action": "run", "why": explain(last.get(tid), recipe), "cache_key": key, "work": key})
     store.close()
     return rows
 

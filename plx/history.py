@@ -482,6 +482,22 @@ def _stop_leftovers(data: dict[str, Any]) -> None:
     kill_leftovers(str(data.get("id")), since)
 
 
+def read_events(history: History, run_id: str, pos: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """A run's node state changes from byte pos of its events.jsonl on (complete lines only), and
+    the position to read on from: what `plx log RUN -f` prints as they happen."""
+    data = _read_from(history.dir / run_id / "events.jsonl", pos)
+    complete = data[: data.rfind(b"\n") + 1]
+    out = []
+    for line in complete.splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and "node" in ev and "state" in ev:
+            out.append(ev)
+    return out, pos + len(complete)
+
+
 def _read_from(path: Path, pos: int) -> bytes:
     """A file's bytes from pos on; nothing if it does not exist (yet)."""
     try:

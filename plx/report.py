@@ -80,7 +80,7 @@ class PlainReporter:
         for record in records:
             failed = [(n, d) for n, d in record["nodes"].items() if d.get("state") in ("failed", "timeout")]
             for n, d in failed:
-                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {n} --stderr`\n")
+                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {n} --{d.get('log', 'stderr')}`\n")
             self.out.write(summary_line(record) + (f" [{record['sweep']}]" if record.get("sweep") else "") + "\n")
         self.out.flush()
 

@@ -708,4 +708,4 @@ def test_a_python_failure_names_the_operation_and_the_error(project: Project) ->
     assert r.code == 1
     assert "failed: b: exit code 1: ValueError: bad value 1" in r.err
     stderr = project.plx("log", "last", "b", "--stderr").out
-    assert 'File "operations/boom.yaml cmd", line 2' in stderr and 'raise ValueError(f"bad value {x}")' in stderr
+    assert 'File "operations/boom.yaml", line 7' in stderr and 'raise ValueError(f"bad value {x}")' in stderr  # the YAML file's line
