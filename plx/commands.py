@@ -526,7 +526,8 @@ def graph_edges(lib: Library, graph: Graph) -> tuple[list[str], list[tuple[str, 
 def make_plan_no_inputs(lib: Library, graph: Graph, make_plan: Any) -> Any:
     """A plan for display only: graph input files need not exist."""
     fake = {i.name: [Path(str(i.default or f"<{i.name}>"))] for i in graph.inputs}
-    return make_plan(lib, graph, inputs=fake)
+    unset = {p.name: f"<{p.name}>" for p in graph.params if p.required}  # nor need graph params a value
+    return make_plan(lib, graph, inputs=fake, params=unset)
 
 
 def render_graph(lib: Library, graph: Graph, fmt: str) -> str:

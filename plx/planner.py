@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import RunError, UsageError, did_you_mean
 from .loader import Library, upstream_of
-from .model import Graph, Operation, binding, parse_ref
+from .model import MISSING, Graph, Operation, binding, parse_ref
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,12 @@ def plan(
     """Flatten graph into tasks; `targets` keeps only those nodes and their upstream."""
     gparams = {p.name: p.default for p in graph.params}
     gparams.update(params or {})
+    unset = [name for name, v in gparams.items() if v is MISSING]
+    if unset:
+        raise RunError(
+            f"the graph param{'s' if len(unset) > 1 else ''} {', '.join(repr(n) for n in unset)} of {graph.file or graph.name} "
+            f"{'have' if len(unset) > 1 else 'has'} no default; give {'them' if len(unset) > 1 else 'it'} with -p {unset[0]}=VALUE"
+        )
     files = resolve_graph_inputs(lib, graph, inputs or {})
     tasks: dict[str, Task] = {}
     sources = {name: [Source(path=p) for p in paths] for name, paths in files.items()}
@@ -171,6 +177,9 @@ def _flatten(
         for name, value in node.inputs.items():
             refs = value if isinstance(value, list) else [value]
             wired[name] = [s for ref in refs for s in sources_of(ref)]
+        unset = [k for k, v in values.items() if v is MISSING]  # bound to a sub-graph's param that has no value
+        if unset:
+            raise RunError(f"node '{full}': param '{unset[0]}' is bound to a graph param that has no value; give it a default or a value with -p")
         if isinstance(target, Operation):
             filled = {p.name: p.default for p in target.params if not p.required}
             filled.update(values)

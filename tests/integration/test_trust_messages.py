@@ -132,3 +132,14 @@ def test_templates_refused_at_validation(project: Project, body: str, message: s
         r = project.plx(*args)
         assert r.code == 1 and f"operations/s.yaml:8: the template {'reads' if '_' in message else 'uses'}" in r.err and message in r.err, r
         _clean(r)
+
+
+def test_a_graph_param_without_default_or_value(project: Project) -> None:
+    """Found by the fuzz: a required graph param given no value was a TypeError from json."""
+    project.write("operations/p.yaml", OP)
+    project.write("graphs/g.yaml", 'kind: graph\nname: g\nparams: [{name: lr, type: float}]\nnodes:\n  a: {operation: p, params: {s: "${lr}"}}\n')
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 1 and "the graph param 'lr' of graphs/g.yaml has no default; give it with -p lr=VALUE" in r.err, r
+    _clean(r)
+    assert project.plx("graph", "graphs/g.yaml").code == 0  # showing the graph needs no value
+    assert project.plx("run", "graphs/g.yaml", "-p", "lr=0.5").code == 0

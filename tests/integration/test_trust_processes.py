@@ -235,7 +235,9 @@ def test_a_node_failing_on_its_own_during_ctrl_c_is_failed(project: Project, tmp
           sleep 300 & wait $!
         """,
     )
-    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  own: {operation: stubborn, params: {mode: own}}\n  plain: {operation: stubborn, params: {mode: plain}}\n")
+    project.write(
+        "graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  own: {operation: stubborn, params: {mode: own}}\n  plain: {operation: stubborn, params: {mode: plain}}\n"
+    )
     proc = project.popen("run", "graphs/g.yaml", "-j", "2")
     deadline = time.monotonic() + 20
     while not (Path(f"{flag}.own").exists() and Path(f"{flag}.plain").exists()) and time.monotonic() < deadline:

@@ -79,7 +79,7 @@ def test_python_tracebacks_carry_the_lines_of_the_yaml_file(project: Project) ->
           outer()
         """,
     )
-    project.write("operations/inline.yaml", 'kind: operation\nname: inline\nrunner: python\noutputs: [{name: out}]\ncmd: "import sys; sys.exit(int(\'x\'))"\n')
+    project.write("operations/inline.yaml", "kind: operation\nname: inline\nrunner: python\noutputs: [{name: out}]\ncmd: \"import sys; sys.exit(int('x'))\"\n")
     project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  b: {operation: boom}\n  i: {operation: inline}\n")
     assert project.plx("run", "graphs/g.yaml", "--keep-going").code == 1
     tb = project.plx("log", "last", "b", "--stderr").out

@@ -20,7 +20,7 @@ def test_values_are_quoted_text_is_not() -> None:
     assert r("{{ param.t }} {{ param.f }}", {"t": True, "f": False}) == "true false"
     assert r("cat [{{ input.o }}]", input={"o": None}) == "cat []"
     assert r("{{ param.e }}", {"e": ""}) == "''"
-    assert r("{{ param.d }}", {"d": {"b": 1, "a": "x y"}}) == "'{\"a\": \"x y\", \"b\": 1}'"
+    assert r("{{ param.d }}", {"d": {"b": 1, "a": "x y"}}) == '\'{"a": "x y", "b": 1}\''
     assert r("{{ param.x ~ '.txt' }}", {"x": "a b"}) == "'a b.txt'"  # an expression is quoted as a whole
     assert r("{% for f in input.l %}<{{ f }}>{% endfor %}", input={"l": ["a b", "c"]}) == "<'a b'><c>"
 
