@@ -1,13 +1,24 @@
-"""What nodes leave running: plx as a child subreaper, a death signal for node leaders, and the
-processes of a run found by their PLX_RUN_ID marker (SPEC §9, "nothing keeps running").
+"""What nodes leave running: plx as a child subreaper, a guardian that outlives a killed plx, and
+the processes of a run found by their PLX_RUN_ID marker (SPEC §9, "nothing keeps running").
 
 Every node process carries `PLX_RUN_ID=<run id>` and `PLX_NODE=<node>` in its environment (the
 executor sets them, children inherit them). A process that calls `setsid` or double-forks leaves
 the node's process group, so killing the group misses it; but while plx is a child subreaper
 (`PR_SET_CHILD_SUBREAPER`), such an orphan is re-parented to plx instead of init, so it stays a
-descendant of plx, where the executor finds and stops it. When plx itself dies, each node leader
-gets SIGKILL from the kernel (`PR_SET_PDEATHSIG`), and the next plx command that finds the run
-`interrupted` stops whatever still carries its run id (`kill_leftovers`).
+descendant of plx, where the executor finds and stops it.
+
+When plx itself dies (SIGKILL, the OOM killer), its guardian stops every process of its runs at
+once: a small process in a session of its own that holds the read end of a pipe whose only write
+end is plx's, so it reads end-of-file exactly when plx is gone, however it died. This replaces
+`PR_SET_PDEATHSIG` on each node leader, which was built and measured first: it reaches only the
+leader (not the rest of the node's tree), and it must be set in the child between fork and exec,
+either by `preexec_fn` (Python code between fork and exec in a multi-threaded process, and a full
+fork instead of vfork: 2.3x the CPU of a run of 300 trivial nodes) or by exec'ing through
+`setpriv --pdeathsig` (one more exec per node: +22 % CPU on the same run). It also fires when the
+*thread* that forked the leader exits, not the process: the executor's pool threads fork the
+leaders, so it would only be correct because each pool thread waits for the node it started.
+Whatever the guardian misses (it was killed too) the next plx command that finds the run
+`interrupted` stops (`kill_leftovers`).
 """
 
 from __future__ import annotations
@@ -15,9 +26,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 
@@ -41,26 +52,6 @@ def set_child_subreaper(on: bool) -> bool:
     if prctl is None:
         return False
     return bool(prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0) == 0)  # type: ignore[operator]
-
-
-@functools.lru_cache(maxsize=1)
-def pdeathsig_prefix() -> tuple[str, ...]:
-    """The argv prefix that starts a node leader with PR_SET_PDEATHSIG=SIGKILL, or () without one.
-
-    util-linux's `setpriv --pdeathsig` sets it in the child and then execs the node's command (the
-    setting survives exec), so no Python code runs between fork and exec in this multi-threaded
-    process (a `preexec_fn` would, and would also force a full fork instead of vfork). The kernel
-    sends the signal when the *thread* that forked the leader exits, not the process: plx starts
-    every node from the executor's pool thread that then pumps that node's output and waits for it
-    until it ends, so that thread outlives the node and the signal fires only when plx dies."""
-    found = shutil.which("setpriv")
-    if not found or _prctl() is None:
-        return ()
-    try:
-        ok = subprocess.run([found, "--pdeathsig", "KILL", "--", "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    return (found, "--pdeathsig", "KILL", "--") if ok else ()
 
 
 # ---- /proc ------------------------------------------------------------------------------
@@ -182,3 +173,41 @@ def kill_leftovers(run_id: str, since: float, grace: float = 1.0) -> list[int]:
             sessions.discard(st[3])
     found = [(pid, table[pid][4]) for pid in recent if pid in marked or table[pid][3] in sessions]
     return kill_checked(found, grace) if found else []
+
+
+# ---- the guardian -------------------------------------------------------------------------
+
+
+def start_guardian() -> subprocess.Popen[bytes] | None:
+    """Start the guardian (see the module's docstring); its stdin is the pipe to it. None: no /proc."""
+    if not os.path.isdir("/proc"):
+        return None
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from plx.procs import guard; guard()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not stopped by a signal to plx's process group or terminal
+            env={k: v for k, v in os.environ.items() if k not in ("PLX_RUN_ID", "PLX_NODE")},
+        )
+    except OSError:
+        return None
+    return proc
+
+
+def guard() -> None:
+    """The guardian's loop: `<run id> <start time>` lines name the runs to watch; `done` ends it.
+    End of file without `done` means plx is gone: stop every process still carrying those run ids."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    runs: dict[str, float] = {}
+    for line in sys.stdin:
+        words = line.split()
+        if words == ["done"]:
+            return
+        if len(words) == 2:
+            runs[words[0]] = float(words[1])
+    for _ in range(5):  # again, while stopping one lets another be found (a node starting one more)
+        if not any([kill_leftovers(rid, since, grace=1.0) for rid, since in runs.items()]):
+            return

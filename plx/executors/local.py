@@ -228,6 +228,8 @@ class LocalExecutor:
         self._marks: dict[str, tuple[str, str]] = {}  # job id -> (run id, node)
         self._runs: set[str] = set()
         self._done = threading.Event()
+        self._guardian: subprocess.Popen[bytes] | None = None
+        self._guardian_tried = False
         self._reaper: threading.Thread | None = None
         if _subreaper(True):
             self._reaper = threading.Thread(target=self._reap_loop, name="plx-reaper", daemon=True)
@@ -246,8 +248,23 @@ class LocalExecutor:
             self.running[job.id] = None
             self._marks[job.id] = mark
             self._active.add(mark)
+            new_run = mark[0] not in self._runs
             self._runs.add(mark[0])
+        if new_run and self._reaper is not None:
+            self._guard(mark[0])
         self._waiters.submit(self._run, job)
+
+    def _guard(self, run_id: str) -> None:
+        """Tell the guardian (started with the first node) which run to stop if plx dies."""
+        if not self._guardian_tried:
+            self._guardian_tried = True
+            self._guardian = procs.start_guardian()
+        if self._guardian is not None and self._guardian.stdin is not None:
+            try:
+                self._guardian.stdin.write(f"{run_id} {time.time() - 1:.3f}\n".encode())
+                self._guardian.stdin.flush()
+            except OSError:  # the guardian is gone: the next plx command still stops what is left
+                pass
 
     def _spawn(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int]:
         """Start the job's process; returns it and the read ends of its stdout and stderr pipes."""
@@ -258,11 +275,7 @@ class LocalExecutor:
         proc = None
         try:
             env = {**os.environ, **job.env}
-            program = _resolve(job.argv[0], env.get("PATH"))
-            # The leader dies with plx where the OS allows it (PR_SET_PDEATHSIG, see procs.py); a
-            # program that cannot be run is started plainly, so Popen's own error names it.
-            wrap = procs.pdeathsig_prefix() if os.path.isabs(program) and os.access(program, os.X_OK) else ()
-            argv = [*wrap, program, *job.argv[1:]]
+            argv = [_resolve(job.argv[0], env.get("PATH")), *job.argv[1:]]
             # A new session makes the node a process-group leader: killing the group reaches
             # every grandchild it spawns, and a Ctrl-C on plx's terminal does not reach it directly.
             proc = subprocess.Popen(argv, cwd=job.cwd, env=env, stdout=out_w, stderr=err_w, stdin=self._null, start_new_session=True)
@@ -348,6 +361,8 @@ class LocalExecutor:
                 return 0
             reap = not self._spawning
             live = {p.pid for p in self.running.values() if p is not None}
+            if self._guardian is not None:
+                live.add(self._guardian.pid)
             for pid, (state, ppid, pgid, sid, start) in procs.descendants(me).items():
                 if pid in live or sid == mysid:  # a node's leader, or plx's own helpers (git)
                     continue
@@ -381,6 +396,14 @@ class LocalExecutor:
                 if not self._sweep(final=True):
                     break
             self._sweep(final=True)
+            if self._guardian is not None:  # the run ended as a run ends: nothing left for the guardian to do
+                proc = self._guardian
+                try:
+                    proc.communicate(b"done\n", timeout=5)
+                except (OSError, subprocess.TimeoutExpired):
+                    proc.kill()
+                    proc.wait()
+                self._guardian = None
             _subreaper(False)
             self._reaper = None
         self._waiters.shutdown(wait=False)

@@ -4,7 +4,6 @@ and a node that fails while the run stops is `failed` with its own reason."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -160,39 +159,71 @@ def test_what_a_finished_node_leaves_is_stopped_while_the_run_goes_on(project: P
     assert _survivors(_pids(d), project.last_run()["id"]) == []
 
 
-def test_a_killed_plx_leaves_nothing_once_the_next_command_looks(project: Project, tmp_path: Path) -> None:
-    d = _setup(project, tmp_path, t=300)
-    proc = project.popen("run", "graphs/g.yaml")
-    pids = _pids(d)
-    leader = pids["leader"]
-    proc.kill()
-    proc.communicate(timeout=30)
-    if shutil.which("setpriv"):  # PR_SET_PDEATHSIG: the kernel kills the leader with plx
-        deadline = time.monotonic() + 5
-        while _alive(leader) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not _alive(leader)
-    else:
-        print("no setpriv on this machine: node leaders cannot get a death signal; the next command stops them")
-    run = project.last_run()  # reading the history finds the run interrupted and stops its processes
-    assert run["status"] == "interrupted"
+def test_a_first_failure_leaves_nothing_running(project: Project, tmp_path: Path) -> None:
+    d = _setup(project, tmp_path)
+    project.write(
+        "graphs/g.yaml",
+        f"kind: graph\nname: g\nnodes:\n  a: {{operation: escape, params: {{dir: '{d}', code: 3}}}}\n  b: {{operation: escape, params: {{dir: '{d}', t: 2, code: 4}}}}\n",
+    )
+    r = project.plx("run", "graphs/g.yaml", "-j", "2")
+    assert r.code == 1, r
+    run = project.last_run()
+    assert run["nodes"]["a"]["state"] == "failed" and run["nodes"]["b"]["state"] == "failed", run
+    lines = (d / "pids").read_text().split()
+    pids = {f"{i}": int(p) for i, p in enumerate(lines[1::2])}
+    assert len(pids) == 12
     assert _survivors(pids, run["id"]) == []
 
 
-def test_plx_run_stops_what_an_earlier_killed_run_left(project: Project, tmp_path: Path) -> None:
+def _guardian_of(pid: int) -> int:
+    """The guardian plx started (a child of plx running plx.procs.guard)."""
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                stat = Path(f"/proc/{p}/stat").read_bytes().rpartition(b")")[2].split()
+                cmd = Path(f"/proc/{p}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and b"plx.procs" in cmd:
+                return int(p)
+    raise AssertionError("plx started no guardian")
+
+
+def test_a_killed_plx_leaves_nothing_running(project: Project, tmp_path: Path) -> None:
+    """SIGKILL of plx: its guardian stops every process of the run at once, with no plx command."""
     d = _setup(project, tmp_path, t=300)
     proc = project.popen("run", "graphs/g.yaml")
     pids = _pids(d)
     proc.kill()
     proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10  # a generous guard: the guardian's TERM grace is 1 s
+    while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [name for name, p in pids.items() if _alive(p)] == []
+    run = project.last_run()
+    assert run["status"] == "interrupted"
+    assert _survivors(pids, run["id"], wait=0) == []
+
+
+def test_the_next_plx_command_stops_what_a_killed_run_left(project: Project, tmp_path: Path) -> None:
+    """plx and its guardian both SIGKILLed: `plx run` (of another graph) finds the dead run and stops
+    its processes before anything else, without a `plx log` in between."""
+    d = _setup(project, tmp_path, t=300)
+    proc = project.popen("run", "graphs/g.yaml")
+    pids = _pids(d)
+    guardian = _guardian_of(proc.pid)
+    os.kill(guardian, signal.SIGKILL)
+    proc.kill()
+    proc.communicate(timeout=30)
+    time.sleep(0.5)
+    assert any(_alive(p) for p in pids.values())  # nothing stopped them yet
     project.write("graphs/h.yaml", "kind: graph\nname: h\nnodes: {}\n")
     r = project.plx("run", "graphs/h.yaml")
     assert r.code == 0, r
-    # Without any `plx log` in between: the run itself found the dead run and stopped its processes.
-    assert [p for p in pids.values() if _alive(p)] == [], "plx run did not stop the leftovers"
+    assert [name for name, p in pids.items() if _alive(p)] == [], "plx run did not stop the leftovers"
     runs = project.plx("log", "--json").json()
     assert runs[1]["status"] == "interrupted"
-    assert _survivors(pids, runs[1]["id"]) == []
+    assert _survivors(pids, runs[1]["id"], wait=0) == []
 
 
 def test_a_node_failing_while_the_run_stops_is_failed_with_its_reason(project: Project) -> None:
