@@ -415,11 +415,14 @@ class History:
         """Find the runs whose plx died (marking them `interrupted` stops what they left running)."""
         if not (self.dir / "index.sqlite").exists():
             return
-        index = Index(self.dir)
         try:
-            rows = index.query(None, "running", None)
-        finally:
-            index.close()
+            index = Index(self.dir)
+            try:
+                rows = index.query(None, "running", None)
+            finally:
+                index.close()
+        except (sqlite3.Error, OSError, ValueError):  # a damaged index: `plx log` rebuilds it and settles then
+            return
         for row in rows:
             try:
                 self.load(row["id"])

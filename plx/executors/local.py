@@ -423,6 +423,8 @@ class LocalExecutor:
                 _kill_group(p.pid, signal.SIGKILL)
             return
         threads = [threading.Thread(target=stop_group, args=(p.pid,)) for p in leaders]
+        if self._reaper is not None:  # what left the nodes' groups is stopped meanwhile, not after
+            threads.append(threading.Thread(target=self._sweep, args=(True,)))
         for t in threads:
             t.start()
         for t in threads:

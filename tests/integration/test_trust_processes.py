@@ -133,7 +133,7 @@ def test_timeout_stops_every_process(project: Project, tmp_path: Path) -> None:
 
 def test_what_a_finished_node_leaves_is_stopped_while_the_run_goes_on(project: Project, tmp_path: Path) -> None:
     d = _setup(project, tmp_path)
-    # b starts after a and checks, 3 s later, that nothing a started is still running.
+    # b starts after a and checks, 4 s later, that nothing a started is still running.
     project.write(
         "operations/check.yaml",
         f"""\
@@ -143,7 +143,7 @@ def test_what_a_finished_node_leaves_is_stopped_while_the_run_goes_on(project: P
         inputs: [{{name: after}}]
         outputs: [{{name: out}}]
         cmd: |
-          sleep 3
+          sleep 4
           for p in $(awk '{{print $2}}' {d}/pids); do
             if [ -e /proc/$p ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/$p/stat; then echo "alive: $p" >&2; exit 5; fi
           done
