@@ -20,7 +20,7 @@ test: $(BIN)/python
 	$(BIN)/ruff check plx
 	$(BIN)/ruff format --check plx
 	$(BIN)/mypy plx
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider  # -q comes from pyproject; a second -q would hide the summary line
 
 bench: $(BIN)/python
 	$(BIN)/pip install -q -e .

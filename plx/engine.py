@@ -22,7 +22,7 @@ from .errors import Interrupted, PlxError
 from .executors import make_executor
 from .executors.local import NOT_STARTED, Finished, Job
 from .hashing import compact, expand, explain, key_of, operation_recipe, task_recipe
-from .history import History, RunRecord, git_facts, new_run_id, now_iso, when_git_facts_ready
+from .history import History, RunRecord, new_run_id, now_iso, take_git_read
 from .planner import Plan, Source, Task
 from .project import Project
 from .runners import prepare
@@ -153,7 +153,7 @@ class Engine:
         self.spare_workdirs: list[Path] = []  # finished work folders left empty: renamed for the next node
         self._workdir_mode: int | None = None
         self._git_facts: dict[str, Any] | None = None
-        self._git_started = False
+        self._git_read: Any = None  # this run's own read of the git facts (history.take_git_read)
         self.down: dict[str, set[str]] = {t: set() for t in self.tasks}
         for t in self.tasks.values():
             for d in t.deps:
@@ -310,8 +310,8 @@ class Engine:
         """Git facts if known without waiting: the commit of --rev, or a finished background read."""
         if self.opts.rev:  # the files come from that commit, exactly
             return {"commit": self.opts.rev["commit"], "branch": None, "dirty": False}
-        if self._git_facts is None:
-            self._git_facts = git_facts(self.project.root, wait=False)
+        if self._git_facts is None and self._git_read is not None:
+            self._git_facts = self._git_read.facts(wait=False)
         return dict(self._git_facts) if self._git_facts is not None else None
 
     def _record_git(self, wait: bool) -> bool:
@@ -319,12 +319,12 @@ class Engine:
 
         Asking git takes about as long as launching the first nodes, so it happens in the
         background, and the facts are appended as a run event."""
-        if not self._git_started and not self.opts.rev:
-            when_git_facts_ready(self.project.root, lambda: self.events.put(_GitReady()))
-            self._git_started = True
+        if self._git_read is None and not self.opts.rev:
+            self._git_read = take_git_read(self.project.root)
+            self._git_read.when_done(lambda: self.events.put(_GitReady()))
         facts = self._git_now()
         if facts is None and wait:
-            self._git_facts = facts = git_facts(self.project.root)
+            self._git_facts = facts = self._git_read.facts(wait=True)
         if facts is None:
             return False
         for r in self.records:

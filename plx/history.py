@@ -61,6 +61,7 @@ class _GitRead:
     def __init__(self, root: Path):
         import threading
 
+        self.root = root
         self.result: dict[str, Any] = {}
         self.done = False
         self.callbacks: list[Any] = []
@@ -85,37 +86,28 @@ class _GitRead:
                 return
         callback()
 
+    def facts(self, wait: bool) -> dict[str, Any] | None:
+        """The facts, or None if the read is still going and wait is False."""
+        if not wait and not self.done:
+            return None
+        self.thread.join()
+        return dict(self.result) if self.result else _read_git_facts(self.root)
 
+
+# A prefetch is for the one run about to start, and handed to it: a process that runs twice (the
+# Python API, a notebook) must ask git again, or the second run records the first one's commit.
 _prefetched: dict[Path, _GitRead] = {}
 
 
 def prefetch_git_facts(root: Path) -> None:
-    """Start reading git facts in the background: asking git takes about as long as validating and
-    planning a small run, so the two overlap."""
-    if root not in _prefetched:
-        _prefetched[root] = _GitRead(root)
+    """Start reading git facts in the background for the next run: asking git takes about as long as
+    validating and planning a small run, so the two overlap."""
+    _prefetched[root] = _GitRead(root)
 
 
-def when_git_facts_ready(root: Path, callback: Any) -> None:
-    """Call callback (from any thread) once a prefetch of root's git facts is done; start one if needed."""
-    prefetch_git_facts(root)
-    _prefetched[root].when_done(callback)
-
-
-def git_facts(root: Path, wait: bool = True) -> Any:
-    """Commit, branch and dirty flag (tracked files changed, staged or not; untracked files don't count).
-
-    With wait=False, None unless a prefetch has already finished."""
-    read = _prefetched.get(root)
-    if read is None and not wait:
-        return None
-    if read is not None:
-        if not wait and not read.done:
-            return None
-        read.thread.join()
-        if read.result:
-            return dict(read.result)
-    return _read_git_facts(root)
+def take_git_read(root: Path) -> _GitRead:
+    """The read prefetched for this run (it is not handed out again), or a new one."""
+    return _prefetched.pop(root, None) or _GitRead(root)
 
 
 def _read_git_facts(root: Path) -> dict[str, Any]:

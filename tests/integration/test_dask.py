@@ -15,6 +15,9 @@ import pytest
 
 from tests.conftest import Project
 
+# The test extra brings dask; an install without it skips this module with the reason printed.
+pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install -e '.[test]' brings it)")
+
 DASK = str(Path(sys.executable).parent / "dask")
 
 

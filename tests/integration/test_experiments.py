@@ -233,3 +233,49 @@ def test_python_api_round_trip_and_run(project: Project) -> None:
     assert "operation: step" in saved and "value: ${word}" in saved
     assert project.plx("validate", "graphs/api.yaml").code == 0
     assert project.plx("log", out["id"], "--json").json()["status"] == "success"
+
+
+def test_python_api_records_each_runs_own_git_facts(project: Project) -> None:
+    """Two runs in one Python process, across an edit and a commit: each records the commit and
+    dirty flag of its own moment (git facts are read per run, never cached across runs)."""
+    project.write("operations/step.yaml", counting_op(project.root))
+    project.write(
+        "graphs/g.yaml",
+        """\
+        kind: graph
+        name: g
+        params:
+          - {name: value, type: str, default: x}
+        nodes:
+          a:
+            operation: step
+            params: {tag: a, value: "${value}"}
+        """,
+    )
+    project.git("add", "-A")
+    project.git("commit", "-qm", "first")
+    first = project.git("rev-parse", "HEAD").strip()
+    script = textwrap.dedent("""\
+        import json, subprocess
+        from plx import run
+
+        def facts(value):
+            r = run("graphs/g.yaml", params={"value": value})
+            return r.record["git"]
+
+        out = [facts("one")]
+        open("notes.txt", "w").write("tracked and edited")
+        subprocess.run(["git", "add", "notes.txt"], check=True)
+        out.append(facts("two"))
+        subprocess.run(["git", "commit", "-qm", "second"], check=True)
+        out.append(facts("three"))
+        print(json.dumps(out))
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=project.root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    one, two, three = json.loads(proc.stdout)
+    second = project.git("rev-parse", "HEAD").strip()
+    assert second != first
+    assert (one["commit"], one["dirty"]) == (first, False)
+    assert (two["commit"], two["dirty"]) == (first, True)
+    assert (three["commit"], three["dirty"]) == (second, False)
