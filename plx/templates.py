@@ -91,6 +91,7 @@ def environment() -> Any:
     env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, finalize=shell_quote, keep_trailing_newline=True, autoescape=False)
     env.filters["q"] = shell_quote
     env.filters["raw"] = raw
+    env.filters["_in_context"] = _in_context  # inserted by _contextualize, never written by hand
     return env
 
 
@@ -145,9 +146,203 @@ def check(cmd: str, declared: dict[str, set[str]]) -> list[tuple[int, str, str |
     return problems
 
 
+# ---- where in the shell script a value lands ----------------------------------------------
+#
+# Quoting for a bare word (shlex.quote) is wrong inside quotes the template writes itself:
+# `echo '{{ v }}'` with v = `a; b` would become `echo ''a; b''`, and `"{{ v }}"` would let `$(..)`
+# in v run. So, as HTML template engines escape by context, the template's own text is read with a
+# small bash lexer, and each {{ }} is escaped for where it stands: a bare word, inside '...',
+# "...", $'...', `...`, a comment, or a here-document.
+
+NONE, SQ, DQ, ANSI, BT, SUB, BRACE, DQBRACE, COMMENT, HEREDOC, HEREDOC_LITERAL = "none sq dq ansi bt sub brace dqbrace comment heredoc heredoc_literal".split()
+
+
+class ShellLexer:
+    """Tracks bash's quoting state across the template's literal text, fed in order."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = [NONE]
+        self.depth: list[int] = [0]  # open parentheses inside each $( )
+        self.pending: list[tuple[str, bool, bool]] = []  # here-documents to start at the next newline
+        self.heredoc: tuple[str, bool] | None = None  # (delimiter, strip tabs) of the current one
+        self.line = ""  # the current line of a here-document, to find its delimiter
+        self.prev = "\n"  # the previous character (`#` starts a comment only at a word's start)
+        self.escape = False
+
+    @property
+    def context(self) -> str:
+        return self.stack[-1]
+
+    def feed(self, text: str) -> None:
+        i = 0
+        while i < len(text):
+            c = text[i]
+            nxt = text[i + 1] if i + 1 < len(text) else ""
+            top = self.stack[-1]
+            if self.escape:
+                self.escape = False
+            elif top in (HEREDOC, HEREDOC_LITERAL):
+                if c == "\n":
+                    delim, strip = self.heredoc or ("", False)
+                    if (self.line.lstrip("\t") if strip else self.line) == delim:
+                        self.stack.pop()
+                        self.heredoc = None
+                    self.line = ""
+                else:
+                    self.line += c
+                    if top == HEREDOC:
+                        i += self._expansion(c, nxt)
+            elif top == SQ:
+                if c == "'":
+                    self.stack.pop()
+            elif top == ANSI:
+                if c == "\\":
+                    self.escape = True
+                elif c == "'":
+                    self.stack.pop()
+            elif top == COMMENT:
+                if c == "\n":
+                    self.stack.pop()
+                    self._newline()
+            elif top in (DQ, DQBRACE):  # ${...} inside "...": quotes in it are taken as text here
+                if c == "\\":
+                    self.escape = True
+                elif (c == '"' and top == DQ) or (c == "}" and top == DQBRACE):
+                    self.stack.pop()
+                else:
+                    i += self._expansion(c, nxt)
+            else:  # NONE, SUB, BRACE, BT: shell words
+                if c == "\\":
+                    self.escape = True
+                elif c == "'":
+                    self.stack.append(SQ)
+                elif c == '"':
+                    self.stack.append(DQ)
+                elif c == "$" and nxt == "'":
+                    self.stack.append(ANSI)
+                    i += 1
+                elif c == "#" and (self.prev.isspace() or self.prev in ";&|()"):
+                    self.stack.append(COMMENT)
+                elif c == "`" and top == BT:
+                    self.stack.pop()
+                elif c == "}" and top == BRACE:
+                    self.stack.pop()
+                elif c == ")" and top == SUB:
+                    if self.depth[-1]:
+                        self.depth[-1] -= 1
+                    else:
+                        self.stack.pop()
+                        self.depth.pop()
+                elif c == "(" and top == SUB:
+                    self.depth[-1] += 1
+                elif c == "<" and nxt == "<" and text[i + 2 : i + 3] != "<":
+                    i += self._heredoc_start(text, i)
+                elif c == "\n" and top == NONE:
+                    self._newline()
+                else:
+                    i += self._expansion(c, nxt)
+            self.prev = c
+            i += 1
+
+    def _expansion(self, c: str, nxt: str) -> int:
+        """`$(`, `${` and backquotes open a context of their own; returns characters consumed beyond c."""
+        if c == "$" and nxt == "(":
+            self.stack.append(SUB)
+            self.depth.append(0)
+            return 1
+        if c == "$" and nxt == "{":
+            self.stack.append(BRACE if self.stack[-1] in (NONE, SUB, BT, BRACE) else DQBRACE)
+            return 1
+        if c == "`":
+            self.stack.append(BT)
+        return 0
+
+    def _heredoc_start(self, text: str, i: int) -> int:
+        import re
+
+        m = re.compile(r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([^\s;&|<>()'\"]+))").match(text, i)
+        if not m:
+            return 1
+        delim = next(g for g in (m.group(2), m.group(3), m.group(4)) if g is not None)
+        self.pending.append((delim, bool(m.group(1)), m.group(4) is None or m.group(0)[2:].lstrip("- \t").startswith("\\")))
+        return m.end() - i - 1
+
+    def _newline(self) -> None:
+        if self.pending:
+            delim, strip, literal = self.pending.pop(0)
+            self.heredoc = (delim, strip)
+            self.stack.append(HEREDOC_LITERAL if literal else HEREDOC)
+
+
+class QuotingError(ValueError):
+    """A value that no escaping can keep inert where the template writes it."""
+
+
+def _escape_for(context: str, value: Any, heredoc: tuple[str, bool] | None) -> ShellSafe:
+    """A value written where the template put it (see ShellLexer)."""
+    if isinstance(value, ShellSafe):  # raw, or q: what the template asked for
+        return value
+    if context in (NONE, SUB, BRACE):
+        return shell_quote(value)
+    if context == BT:  # inside `...`, backslash, backquote and $ are taken once more before parsing
+        return ShellSafe(shell_quote(value).replace("\\", "\\\\").replace("`", "\\`").replace("$", "\\$"))
+    text = _text(value)
+    if context == SQ:
+        return ShellSafe(text.replace("'", "'\\''"))
+    if context == ANSI:
+        return ShellSafe(text.replace("\\", "\\\\").replace("'", "\\'"))
+    if context in (HEREDOC, HEREDOC_LITERAL):
+        delim, strip = heredoc or ("", False)
+        if any((line.lstrip("\t") if strip else line) == delim for line in text.split("\n")):
+            raise QuotingError(f"a value holds the line {delim!r}, which would end the here-document it is written in")
+        if context == HEREDOC_LITERAL:
+            return ShellSafe(text)
+    if context == DQBRACE and "'" in text:  # bash pairs single quotes even there; no escape keeps one
+        raise QuotingError('a value with a single quote cannot be written inside "${...}"; use $PARAM_NAME there instead')
+    if context in (DQ, DQBRACE, HEREDOC):
+        extra = {DQ: ('"',), DQBRACE: ('"', "}"), HEREDOC: ()}[context]
+        for ch in ("\\", "$", "`", *extra):
+            text = text.replace(ch, "\\" + ch)
+        return ShellSafe(text)
+    if context == COMMENT:  # a newline would end the comment and make the rest a command
+        return ShellSafe(text.replace("\r", " ").replace("\n", " "))
+    return shell_quote(value)  # pragma: no cover
+
+
+def _in_context(value: Any, context: str, delim: str = "", strip: bool = False) -> ShellSafe:
+    return _escape_for(context, value, (delim, strip))
+
+
+def _contextualize(ast: Any) -> Any:
+    """Wrap each {{ }} that is not a bare shell word in the `_in_context` filter for where it stands."""
+    from jinja2 import nodes
+
+    lexer = ShellLexer()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, nodes.Output):
+            out = []
+            for n in node.nodes:
+                if isinstance(n, nodes.TemplateData):
+                    lexer.feed(n.data)
+                elif lexer.context != NONE:
+                    delim, strip = lexer.heredoc or ("", False)
+                    args = [nodes.Const(lexer.context), nodes.Const(delim), nodes.Const(strip)]
+                    n = nodes.Filter(n, "_in_context", args, [], None, None, lineno=n.lineno)
+                out.append(n)
+            node.nodes = out
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    visit(ast)
+    return ast
+
+
 @lru_cache(maxsize=256)
 def _compiled(cmd: str) -> Any:
-    return environment().from_string(cmd)
+    env = environment()
+    return env.from_string(_contextualize(env.parse(cmd)))
 
 
 class RenderError(Exception):
@@ -170,6 +365,8 @@ def render(cmd: str, context: dict[str, dict[str, Any]]) -> str:
         raise RenderError(exc.message or str(exc), exc.lineno) from None
     except SecurityError as exc:
         raise RenderError(f"not allowed in a template (sandbox): {exc}", _template_line(exc)) from None
+    except QuotingError as exc:
+        raise RenderError(str(exc), _template_line(exc)) from None
     except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError, RecursionError, OverflowError) as exc:
         raise RenderError(f"{type(exc).__name__}: {exc}" if not isinstance(exc, TemplateError) else str(exc), _template_line(exc)) from None
 

@@ -57,3 +57,69 @@ def test_bash_reads_the_value_back_unchanged(value: str, tmp_path) -> None:
     out = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert out == value
     assert list(tmp_path.iterdir()) == []
+
+
+# Where the template writes a value decides how it is escaped: the same hostile values, in every
+# place a template can put them, reach bash as exactly their text and run nothing.
+HOSTILE = [
+    "x; touch PWN",
+    "$(touch PWN)",
+    "`touch PWN`",
+    "a'b\"c",
+    "it's",
+    "a\\b",
+    "a\nb",
+    "a\ntouch PWN #",
+    "${HOME}",
+    "$HOME",
+    "*",
+    "-n",
+    "",
+    "!x",
+    "'$(touch PWN)'",
+    "\\'",
+    "}$(touch PWN)",
+]
+PLACES = {
+    "bare word": ('printf "%s" {{ param.v }}', "{v}"),
+    "single quotes": ("printf '%s' '{{ param.v }}'", "{v}"),
+    "double quotes": ('printf "%s" "pre {{ param.v }} post"', "pre {v} post"),
+    "$'...'": ("printf '%s' $'{{ param.v }}'", "{v}"),
+    "$( ) in double quotes": ('printf "%s" "$(printf "%s" {{ param.v }})"', "{v_}"),
+    "quoted in $( )": ('printf "%s" "$(printf "%s" "{{ param.v }}")"', "{v_}"),
+    "backquotes": ('printf "%s" "`printf "%s" {{ param.v }}`"', "{v_}"),
+    "bare ${:-}": ('x=; printf "%s" ${x:-{{ param.v }}}', "{v}"),
+    "here-document": ("cat <<EOF | head -c -1\n{{ param.v }}\nEOF", "{v}"),
+    "quoted here-document": ("cat <<-'EOF' | head -c -1\n{{ param.v }}\n\tEOF", "{v}"),
+    "comment": ("# {{ param.v }}\nprintf ok", "ok"),
+}
+
+
+@pytest.mark.parametrize("place", list(PLACES))
+def test_every_place_a_value_can_stand(place: str, tmp_path) -> None:
+    template, expected = PLACES[place]
+    for value in HOSTILE:
+        if place == "bare ${:-}" and value == "":
+            continue  # ${x:-''} is empty either way
+        script = r(template, {"v": value})
+        done = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+        )
+        want = expected.format(v=value, v_=value.rstrip("\n"))
+        assert (done.returncode, done.stdout) == (0, want), (place, value, script, done.stderr)
+        assert list(tmp_path.iterdir()) == [], (place, value, script)
+
+
+def test_what_no_escaping_can_keep_inert_is_an_error_with_the_line() -> None:
+    with pytest.raises(RenderError, match="would end the here-document") as e:
+        r("cat <<EOF\n{{ param.v }}\nEOF\n", {"v": "ok\nEOF\ntouch PWN"})
+    assert e.value.line == 2
+    with pytest.raises(RenderError, match="single quote"):
+        r('echo "${x:-{{ param.v }}}"', {"v": "it's"})
+
+
+def test_the_template_text_itself_is_never_changed() -> None:
+    text = "printf 'a \"b\" $c' \"$d\" <<'X'\n$(e)\nX\n# f\n"
+    assert r(text) == text
+    assert r("{% if param.b %}echo '{{ param.v }}'{% else %}echo {{ param.v }}{% endif %}", {"b": True, "v": "a b"}) == "echo 'a b'"
+    assert r("{% if param.b %}echo '{{ param.v }}'{% else %}echo {{ param.v }}{% endif %}", {"b": False, "v": "a b"}) == "echo 'a b'"
