@@ -17,6 +17,7 @@ cmd: |
   echo {{ param.v }} > {{ output.out }}
   basename {{ input.f }} >> {{ output.out }}
   cat {{ input.f }} >> {{ output.out }}
+  printf '%s\\n' '{{ param.v }}' "{{ input.f }}" >> {{ output.out }}
 """
 
 
@@ -45,12 +46,14 @@ def test_hostile_param_and_input_file_name_execute_nothing(project: Project, tmp
     assert r.code == 0, r
     assert _pwned(project.root, home) == []
     out = project.plx("get", "last", "out", "-o", "-")
-    assert out.out == f"x; touch PWN\n{name}\ncontent\n", out
+    lines = out.out.splitlines()
+    assert lines[:3] == ["x; touch PWN", name, "content"] and lines[3] == "x; touch PWN" and lines[4].endswith("/" + name), out
     # The same through -p on the command line, and `plx preview` shows the quoted script.
     r = project.plx("run", "graphs/g.yaml", "-i", f"f=data/{name}", "-p", "e.v=$(touch PWN2)`touch PWN3`", env={"HOME": str(home)})
     assert r.code == 0, r
     assert _pwned(project.root, home) == []
-    assert project.plx("get", "last", "out", "-o", "-").out.startswith("$(touch PWN2)`touch PWN3`\n")
+    lines = project.plx("get", "last", "out", "-o", "-").out.splitlines()
+    assert lines[0] == lines[3] == "$(touch PWN2)`touch PWN3`", lines
     pv = project.plx("preview", "graphs/g.yaml", "e", "-p", "e.v=a; b")
     assert pv.code == 0 and "echo 'a; b' > " in pv.out, pv
 
