@@ -293,3 +293,36 @@ def test_loader_on_mutated_valid_files(root: Path, data: st.DataObject) -> None:
         path = data.draw(st.one_of(st.sampled_from(hot), st.sampled_from(paths)) if hot else st.sampled_from(paths))
         _mutate(doc, path, copy.deepcopy(data.draw(MUTANTS)), data.draw(st.booleans()))  # sampled values are shared
     _check(root, _dump(docs["graph"]), _dump(docs["op"]))
+
+
+SHELL_PLACES = [
+    ('printf "%s" {{ param.v }}', "{v}"),
+    ("printf '%s' '{{ param.v }}'", "{v}"),
+    ('printf "%s" "<{{ param.v }}>"', "<{v}>"),
+    ("printf '%s' $'{{ param.v }}'", "{v}"),
+    ('printf "%s" "$(printf "%s" {{ param.v }})"', "{v_}"),
+    ('printf "%s" "`printf "%s" {{ param.v }}`"', "{v_}"),
+    ("cat <<X | head -c -1\n{{ param.v }}\nX", "{v}"),
+]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], database=None)
+@given(place=st.sampled_from(SHELL_PLACES), value=st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12))
+def test_a_value_anywhere_in_a_template_reaches_bash_as_text(tmp_path: Path, place: tuple[str, str], value: str) -> None:
+    """Shell quoting by context: whatever the value, bash gets exactly its text and runs nothing."""
+    import subprocess
+
+    from plx.templates import RenderError, render
+
+    template, expected = place
+    try:
+        script = render(template, {"param": {"v": value}, "input": {}, "output": {}, "cloud_input": {}})
+    except RenderError:
+        assert "X" in value.split("\n")  # only a line equal to the here-document's delimiter is refused
+        return
+    work = tmp_path / "w"
+    work.mkdir(exist_ok=True)
+    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=work, capture_output=True, env={"PATH": "/usr/bin:/bin", "HOME": str(work)})
+    assert done.returncode == 0, (script, done.stderr)
+    assert done.stdout.decode("utf-8", "surrogateescape") == expected.format(v=value, v_=value.rstrip("\n")), script
+    assert list(work.iterdir()) == []
