@@ -189,11 +189,19 @@ def start_guardian() -> subprocess.Popen[bytes] | None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # not stopped by a signal to plx's process group or terminal
-            env={k: v for k, v in os.environ.items() if k not in ("PLX_RUN_ID", "PLX_NODE")},
+            env=_guardian_env(),
         )
     except OSError:
         return None
     return proc
+
+
+def _guardian_env() -> dict[str, str]:
+    """plx's environment without a run's marker, and with plx importable however plx was found."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PLX_RUN_ID", "PLX_NODE")}
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
 
 
 def guard() -> None:
