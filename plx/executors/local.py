@@ -392,10 +392,11 @@ class LocalExecutor:
             self._reaper.join()
             # Every way a run ends comes here: stop whatever any node left, including processes
             # that called setsid or double-forked (they were re-parented to plx), and reap them.
-            for _ in range(20):  # each round stops one more level of a tree of such processes
-                if not self._sweep(final=True):
-                    break
-            self._sweep(final=True)
+            # Each round stops one more level of a tree of such processes; a process that even KILL
+            # cannot end (stuck in the kernel) must not hold plx for long.
+            deadline = time.monotonic() + 3 * GRACE_SECONDS + 1
+            while self._sweep(final=True) and time.monotonic() < deadline:
+                pass
             if self._guardian is not None:  # the run ended as a run ends: nothing left for the guardian to do
                 proc = self._guardian
                 try:
