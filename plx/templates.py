@@ -235,7 +235,7 @@ class ShellLexer:
                         self.depth.pop()
                 elif c == "(" and top == SUB:
                     self.depth[-1] += 1
-                elif c == "<" and nxt == "<" and text[i + 2 : i + 3] != "<":
+                elif c == "<" and nxt == "<" and text[i + 2 : i + 3] != "<" and self.prev != "<":  # not <<<
                     i += self._heredoc_start(text, i)
                 elif c == "\n" and top == NONE:
                     self._newline()
@@ -325,10 +325,12 @@ def _contextualize(ast: Any) -> Any:
             for n in node.nodes:
                 if isinstance(n, nodes.TemplateData):
                     lexer.feed(n.data)
-                elif lexer.context != NONE:
-                    delim, strip = lexer.heredoc or ("", False)
-                    args = [nodes.Const(lexer.context), nodes.Const(delim), nodes.Const(strip)]
-                    n = nodes.Filter(n, "_in_context", args, [], None, None, lineno=n.lineno)
+                else:
+                    if lexer.context != NONE:
+                        delim, strip = lexer.heredoc or ("", False)
+                        args = [nodes.Const(lexer.context), nodes.Const(delim), nodes.Const(strip)]
+                        n = nodes.Filter(n, "_in_context", args, [], None, None, lineno=n.lineno)
+                    lexer.prev = "_"  # the value is part of a word: a `#` right after it starts no comment
                 out.append(n)
             node.nodes = out
             return

@@ -92,6 +92,8 @@ PLACES = {
     "here-document": ("cat <<EOF | head -c -1\n{{ param.v }}\nEOF", "{v}"),
     "quoted here-document": ("cat <<-'EOF' | head -c -1\n{{ param.v }}\n\tEOF", "{v}"),
     "comment": ("# {{ param.v }}\nprintf ok", "ok"),
+    "here-string": ('x=1; cat <<< "$x" >/dev/null; printf "%s" {{ param.v }}', "{v}"),
+    "word then #": ('printf "%s" {{ param.v }}#"{{ param.v }}"', "{v}#{v}"),
 }
 
 
