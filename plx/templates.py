@@ -53,6 +53,12 @@ def shell_quote(value: Any) -> ShellSafe:
     return ShellSafe(shlex.quote(_text(value)))
 
 
+def q(value: Any) -> Any:
+    """The `q` filter of older templates: every value is quoted (for where it stands) anyway, so
+    `q` returns it unchanged and quoting never happens twice."""
+    return value
+
+
 def raw(value: Any) -> ShellSafe:
     """The `raw` filter: the value verbatim, for a template that means to build shell syntax."""
     return value if isinstance(value, ShellSafe) else ShellSafe(_text(value))
@@ -89,7 +95,7 @@ def environment() -> Any:
     # only, never to the template's own text), as Jinja2's autoescape does for HTML: `raw` and `q`
     # return ShellSafe text, which finalize writes unchanged.
     env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, finalize=shell_quote, keep_trailing_newline=True, autoescape=False)
-    env.filters["q"] = shell_quote
+    env.filters["q"] = q
     env.filters["raw"] = raw
     env.filters["_in_context"] = _in_context  # inserted by _contextualize, never written by hand
     return env
@@ -115,6 +121,9 @@ def check(cmd: str, declared: dict[str, set[str]]) -> list[tuple[int, str, str |
     for a in ast.find_all(nodes.Getattr):
         if a.attr.startswith("_"):
             problems.append((a.lineno, f"the template reads '{a.attr}': names starting with '_' are not allowed in templates", "templates see data only (sandbox)"))
+    for f in _contextualize(env.parse(cmd)).find_all(nodes.Filter):
+        if f.name == "_in_context" and f.args and getattr(f.args[0], "value", None) in (AFTER_BACKSLASH, DELIMITER_LINE):
+            problems.append((f.lineno, AFTER_BACKSLASH_MESSAGE if f.args[0].value == AFTER_BACKSLASH else DELIMITER_LINE_MESSAGE, None))
     if problems:
         return problems  # find_undeclared_variables compiles the template, which fails on these
     known = set(ROOTS) | set(env.globals)
@@ -154,7 +163,9 @@ def check(cmd: str, declared: dict[str, set[str]]) -> list[tuple[int, str, str |
 # small bash lexer, and each {{ }} is escaped for where it stands: a bare word, inside '...',
 # "...", $'...', `...`, a comment, or a here-document.
 
-NONE, SQ, DQ, ANSI, BT, SUB, BRACE, DQBRACE, COMMENT, HEREDOC, HEREDOC_LITERAL = "none sq dq ansi bt sub brace dqbrace comment heredoc heredoc_literal".split()
+NONE, SQ, DQ, ANSI, BT, SUB, BRACE, DQBRACE, COMMENT, HEREDOC, HEREDOC_LITERAL, ARITH, ARITHB = (
+    "none sq dq ansi bt sub brace dqbrace comment heredoc heredoc_literal arith arithb".split()
+)
 
 
 class ShellLexer:
@@ -168,6 +179,10 @@ class ShellLexer:
         self.line = ""  # the current line of a here-document, to find its delimiter
         self.prev = "\n"  # the previous character (`#` starts a comment only at a word's start)
         self.escape = False
+        self.line_values: list[Any] = []  # the {{ }} on the current here-document line
+        self.on_delimiter_line: list[Any] = []  # {{ }} on a line whose own text is a delimiter
+        self.before_backslash = "\n"
+        self.word = ""
 
     @property
     def context(self) -> str:
@@ -179,38 +194,95 @@ class ShellLexer:
             c = text[i]
             nxt = text[i + 1] if i + 1 < len(text) else ""
             top = self.stack[-1]
+            if self.heredoc is not None and c == "\n" and self.escape and top == HEREDOC:
+                # backslash-newline in an expanding here-document joins two lines, also for its end
+                self.escape = False
+                self.line = self.line[:-1]
+                self.prev = self.before_backslash
+                i += 1
+                continue
+            if self.heredoc is not None and c == "\n":
+                # bash reads a here-document line by line and ends it at its delimiter line before
+                # it parses anything inside, so an open quote or $( in it does not matter here.
+                delim, strip = self.heredoc
+                if (self.line.lstrip("\t") if strip else self.line) == delim:
+                    # Its own text is the delimiter: a value on it would make it another line for bash.
+                    self.on_delimiter_line.extend(self.line_values)
+                    while self.stack.pop() not in (HEREDOC, HEREDOC_LITERAL):
+                        pass
+                    self.heredoc = None
+                    self.escape = False
+                    self.line = ""
+                    self.line_values = []
+                    self.prev = c
+                    i += 1
+                    if self.pending:  # `cat <<A <<B`: the next one starts right away
+                        self._newline()
+                    continue
+                self.line = ""
+                self.line_values = []
+            elif self.heredoc is not None:
+                self.line += c
+            after = c  # what `prev` becomes: a line continuation (backslash, newline) is no character
             if self.escape:
                 self.escape = False
-            elif top in (HEREDOC, HEREDOC_LITERAL):
                 if c == "\n":
-                    delim, strip = self.heredoc or ("", False)
-                    if (self.line.lstrip("\t") if strip else self.line) == delim:
-                        self.stack.pop()
-                        self.heredoc = None
-                    self.line = ""
+                    after = self.before_backslash
+            elif BT in self.stack and c in "`\\" and (c == "`" or nxt in "`$\\"):
+                # bash finds the end of `...` before parsing what is inside: the first backquote not
+                # escaped by a backslash ends it, whatever quotes or here-documents are open inside.
+                if c == "\\":
+                    self.escape = True
                 else:
-                    self.line += c
-                    if top == HEREDOC:
-                        i += self._expansion(c, nxt)
+                    while (gone := self.stack.pop()) != BT:
+                        if gone in (HEREDOC, HEREDOC_LITERAL):
+                            self.heredoc, self.line = None, ""
+                        if gone in (SUB, ARITH):
+                            self.depth.pop()
+            elif top in (HEREDOC, HEREDOC_LITERAL):
+                if top == HEREDOC and c == "\\":
+                    self.escape = True
+                elif top == HEREDOC and c != "\n":
+                    i += self._expansion(c, nxt, text[i + 2 : i + 3])
             elif top == SQ:
                 if c == "'":
                     self.stack.pop()
+                    after = "_"
             elif top == ANSI:
                 if c == "\\":
                     self.escape = True
                 elif c == "'":
                     self.stack.pop()
+                    after = "_"
             elif top == COMMENT:
                 if c == "\n":
                     self.stack.pop()
                     self._newline()
+            elif top == ARITHB:
+                if c == "]":
+                    self.stack.pop()
+                else:
+                    i += self._expansion(c, nxt, text[i + 2 : i + 3])
+            elif top == ARITH:  # $(( )) and (( )): expanded as inside double quotes, then evaluated
+                if c == "(":
+                    self.depth[-1] += 1
+                elif c == ")" and self.depth[-1]:
+                    self.depth[-1] -= 1
+                elif c == ")":
+                    self.stack.pop()
+                    self.depth.pop()
+                    i += 1 if nxt == ")" else 0
+                    after = "_"
+                else:
+                    i += self._expansion(c, nxt, text[i + 2 : i + 3])
             elif top in (DQ, DQBRACE):  # ${...} inside "...": quotes in it are taken as text here
                 if c == "\\":
                     self.escape = True
                 elif (c == '"' and top == DQ) or (c == "}" and top == DQBRACE):
                     self.stack.pop()
+                    after = "_"
                 else:
-                    i += self._expansion(c, nxt)
+                    i += self._expansion(c, nxt, text[i + 2 : i + 3])
             else:  # NONE, SUB, BRACE, BT: shell words
                 if c == "\\":
                     self.escape = True
@@ -225,27 +297,48 @@ class ShellLexer:
                     self.stack.append(COMMENT)
                 elif c == "`" and top == BT:
                     self.stack.pop()
+                    after = "_"  # the end of an expansion: the word goes on
                 elif c == "}" and top == BRACE:
                     self.stack.pop()
+                    after = "_"
                 elif c == ")" and top == SUB:
                     if self.depth[-1]:
                         self.depth[-1] -= 1
                     else:
                         self.stack.pop()
                         self.depth.pop()
+                        after = "_"
                 elif c == "(" and top == SUB:
                     self.depth[-1] += 1
-                elif c == "<" and nxt == "<" and text[i + 2 : i + 3] != "<" and self.prev != "<":  # not <<<
+                elif c == "<" and nxt == "<" and text[i + 2 : i + 3] != "<" and self.prev != "<" and top != BRACE:  # not <<<
                     i += self._heredoc_start(text, i)
-                elif c == "\n" and top == NONE:
+                elif c == "\n":
                     self._newline()
+                elif c == "[" and self.word.isidentifier() and self.word.isascii():
+                    self.stack.append(ARITHB)  # name[...]: an array subscript, evaluated as arithmetic
+                elif c == "(" and nxt == "(" and (self.prev.isspace() or self.prev in ";&|("):
+                    self.stack.append(ARITH)  # the (( )) command
+                    self.depth.append(0)
+                    i += 1
                 else:
-                    i += self._expansion(c, nxt)
-            self.prev = c
+                    i += self._expansion(c, nxt, text[i + 2 : i + 3])
+            # The shell word read so far in plain context (for `name[`, only at the start of a word).
+            boundary = c.isspace() or c in ";&|()<>"
+            self.word = "" if boundary or self.stack[-1] not in (NONE, SUB, BT, BRACE) else self.word + c
+            if self.escape and c == "\\":
+                self.before_backslash = self.prev
+            self.prev = after
             i += 1
 
-    def _expansion(self, c: str, nxt: str) -> int:
-        """`$(`, `${` and backquotes open a context of their own; returns characters consumed beyond c."""
+    def _expansion(self, c: str, nxt: str, nxt2: str) -> int:
+        """`$(`, `$((`, `${` and backquotes open a context of their own; returns characters consumed beyond c."""
+        if c == "$" and nxt == "(" and nxt2 == "(":
+            self.stack.append(ARITH)
+            self.depth.append(0)
+            return 2
+        if c == "$" and nxt == "[":  # the old $[ ] arithmetic
+            self.stack.append(ARITHB)
+            return 1
         if c == "$" and nxt == "(":
             self.stack.append(SUB)
             self.depth.append(0)
@@ -278,25 +371,32 @@ class QuotingError(ValueError):
     """A value that no escaping can keep inert where the template writes it."""
 
 
+AFTER_BACKSLASH = "after_backslash"
+AFTER_BACKSLASH_MESSAGE = "a backslash right before {{ }} would escape the first character of the value's quoting; remove the backslash"
+
+
 def _escape_for(context: str, value: Any, heredoc: tuple[str, bool] | None) -> ShellSafe:
     """A value written where the template put it (see ShellLexer)."""
+    if context == AFTER_BACKSLASH:
+        raise QuotingError(AFTER_BACKSLASH_MESSAGE)
     if isinstance(value, ShellSafe):  # raw, or q: what the template asked for
         return value
-    if context in (NONE, SUB, BRACE):
+    if context in (ARITH, ARITHB):
+        import re
+
+        text = _text(value)
+        if not re.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?", text):
+            raise QuotingError(f"a value inside $(( )) or (( )) must be a number, not {text[:40]!r}: bash evaluates anything else as code")
+        return ShellSafe(text)
+    if context in (NONE, SUB, BRACE, BT):
         return shell_quote(value)
-    if context == BT:  # inside `...`, backslash, backquote and $ are taken once more before parsing
-        return ShellSafe(shell_quote(value).replace("\\", "\\\\").replace("`", "\\`").replace("$", "\\$"))
     text = _text(value)
     if context == SQ:
         return ShellSafe(text.replace("'", "'\\''"))
     if context == ANSI:
         return ShellSafe(text.replace("\\", "\\\\").replace("'", "\\'"))
-    if context in (HEREDOC, HEREDOC_LITERAL):
-        delim, strip = heredoc or ("", False)
-        if any((line.lstrip("\t") if strip else line) == delim for line in text.split("\n")):
-            raise QuotingError(f"a value holds the line {delim!r}, which would end the here-document it is written in")
-        if context == HEREDOC_LITERAL:
-            return ShellSafe(text)
+    if context == HEREDOC_LITERAL:
+        return ShellSafe(text)
     if context == DQBRACE and "'" in text:  # bash pairs single quotes even there; no escape keeps one
         raise QuotingError('a value with a single quote cannot be written inside "${...}"; use $PARAM_NAME there instead')
     if context in (DQ, DQBRACE, HEREDOC):
@@ -309,8 +409,41 @@ def _escape_for(context: str, value: Any, heredoc: tuple[str, bool] | None) -> S
     return shell_quote(value)  # pragma: no cover
 
 
-def _in_context(value: Any, context: str, delim: str = "", strip: bool = False) -> ShellSafe:
-    return _escape_for(context, value, (delim, strip))
+def _in_context(value: Any, context: str, delim: str = "", strip: bool = False, backquotes: int = 0, before: str = "", after: str | None = None) -> ShellSafe:
+    if context == DELIMITER_LINE:
+        raise QuotingError(DELIMITER_LINE_MESSAGE)
+    out = _escape_for(context, value, (delim, strip))
+    if isinstance(value, ShellSafe):
+        return out
+    if delim:
+        _check_heredoc_lines(out, delim, strip, before, after)
+    # Inside `...` (at any depth), bash takes backslash, backquote and $ once more before parsing
+    # what is inside: escaped once per enclosing pair, they reach the inner parse as written.
+    for _ in range(backquotes):
+        out = ShellSafe(out.replace("\\", "\\\\").replace("`", "\\`").replace("$", "\\$"))
+    return out
+
+
+DELIMITER_LINE = "delimiter_line"
+DELIMITER_LINE_MESSAGE = "a {{ }} stands on a line whose text is the here-document's delimiter; move it to another line"
+
+
+def _check_heredoc_lines(out: str, delim: str, strip: bool, before: str, after: str | None) -> None:
+    """bash ends a here-document at its delimiter line before it parses anything in it, so no escaping
+    helps a value that makes such a line. A line is the delimiter only if every piece of it is a
+    piece of the delimiter: a value's line that is one (or, empty, leaves the template's text around
+    it to be the delimiter) is refused. `before`/`after`: the template's text around the value on its
+    line (after: None when another value follows)."""
+    pieces = out.split("\n")
+    for k, piece in enumerate(pieces):
+        text = piece.lstrip("\t") if strip and k else piece
+        if text and text in delim:
+            raise QuotingError(f"a value holds {text!r}, part of the line {delim!r} that would end the here-document it is written in")
+    if len(pieces) > 1:
+        first = (before + pieces[0]).lstrip("\t") if strip else before + pieces[0]
+        last = pieces[-1] + (after or "")
+        if first == delim or (after is not None and (last.lstrip("\t") if strip else last) == delim):
+            raise QuotingError(f"a value's line break leaves the line {delim!r}, which would end the here-document it is written in")
 
 
 def _contextualize(ast: Any) -> Any:
@@ -322,14 +455,22 @@ def _contextualize(ast: Any) -> Any:
     def visit(node: Any) -> None:
         if isinstance(node, nodes.Output):
             out = []
-            for n in node.nodes:
+            for k, n in enumerate(node.nodes):
                 if isinstance(n, nodes.TemplateData):
                     lexer.feed(n.data)
                 else:
-                    if lexer.context != NONE:
-                        delim, strip = lexer.heredoc or ("", False)
-                        args = [nodes.Const(lexer.context), nodes.Const(delim), nodes.Const(strip)]
+                    if lexer.escape:  # `\{{ x }}`: the backslash would take the value's first character
+                        args = [nodes.Const(AFTER_BACKSLASH)]
                         n = nodes.Filter(n, "_in_context", args, [], None, None, lineno=n.lineno)
+                        lexer.escape = False
+                    elif lexer.context != NONE:
+                        delim, strip = lexer.heredoc or ("", False)
+                        nxt = node.nodes[k + 1] if k + 1 < len(node.nodes) else None
+                        after = nxt.data.split("\n")[0] if isinstance(nxt, nodes.TemplateData) else None
+                        values = (lexer.context, delim, strip, lexer.stack.count(BT), lexer.line, after)
+                        n = nodes.Filter(n, "_in_context", [nodes.Const(c) for c in values], [], None, None, lineno=n.lineno)
+                        if lexer.heredoc is not None:
+                            lexer.line_values.append(n)
                     lexer.prev = "_"  # the value is part of a word: a `#` right after it starts no comment
                 out.append(n)
             node.nodes = out
@@ -338,6 +479,8 @@ def _contextualize(ast: Any) -> Any:
             visit(child)
 
     visit(ast)
+    for n in lexer.on_delimiter_line:
+        n.args = [nodes.Const(DELIMITER_LINE)]
     return ast
 
 

@@ -326,3 +326,33 @@ def test_a_value_anywhere_in_a_template_reaches_bash_as_text(tmp_path: Path, pla
     assert done.returncode == 0, (script, done.stderr)
     assert done.stdout.decode("utf-8", "surrogateescape") == expected.format(v=value, v_=value.rstrip("\n")), script
     assert list(work.iterdir()) == []
+
+
+# Templates made of bash's quoting and expansion syntax around a value, run by bash: whatever the
+# template's shape, a hostile value never runs (a value no escaping can keep inert is an error).
+SHELL_BITS = [*"'\"`)};#\n \\|(", "$'", "$(", "${x:-", "<<EOF\n", "\nEOF\n", "<<'EOF'\n", "<<-EOF\n", "<<\\EOF\n", '<<"EOF"\n', "EOF", "\tEOF\n"]
+SHELL_BITS += ["echo ", "printf %s ", "cat <<< ", "$((", "))", "((", "$[", "]", "a[", "x=", "[[ ", " ]]", "case a in a) ", ";; esac", "{ ", " }", "&&", ">/dev/null"]
+SHELL_BITS += ["\\\n", "<<A <<B\n", "\nA\n", "\nB\n", "{{ param.v }}", "{{ param.v | q }}", "{{ [param.v, 'a b'] }}"]
+HOSTILE_VALUES = ["$(touch PWN)", "`touch PWN`", "x; touch PWN", "'; touch PWN; '", '"; touch PWN; "', "\ntouch PWN\n", "EOF\ntouch PWN", "E", "}; touch PWN; {"]
+HOSTILE_VALUES += [")$(touch PWN)(", "\\'$(touch PWN)", "x'\"`$(touch PWN)`\"'", "a[$(touch PWN)]", "5"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], database=None)
+@given(bits=st.lists(st.sampled_from(SHELL_BITS), min_size=1, max_size=12), value=st.sampled_from(HOSTILE_VALUES))
+def test_no_template_shape_lets_a_value_run(tmp_path: Path, bits: list[str], value: str) -> None:
+    import subprocess
+
+    from plx.templates import RenderError, render
+
+    template = "".join(bits) if "{{" in "".join(bits) else "".join(bits) + "{{ param.v }}"
+    try:
+        script = render(template, {"param": {"v": value}, "input": {}, "output": {}, "cloud_input": {}})
+    except RenderError:
+        return
+    work = tmp_path / "w"
+    work.mkdir(exist_ok=True)
+    subprocess.run(["bash", "-c", script], cwd=work, capture_output=True, env={"PATH": "/usr/bin:/bin", "HOME": str(work)}, timeout=10)
+    made = sorted(p.name for p in work.iterdir())
+    for p in work.iterdir():
+        p.unlink() if p.is_file() else None
+    assert "PWN" not in made, (template, value, script)
