@@ -168,6 +168,9 @@ NONE, SQ, DQ, ANSI, BT, SUB, BRACE, DQBRACE, COMMENT, HEREDOC, HEREDOC_LITERAL, 
 )
 
 
+_KEYWORDS = {"then", "do", "else", "elif", "if", "while", "until", "!", "{", "}", "time", "exec", "command", "declare", "local", "export", "readonly", "typeset"}
+
+
 class ShellLexer:
     """Tracks bash's quoting state across the template's literal text, fed in order."""
 
@@ -183,6 +186,8 @@ class ShellLexer:
         self.on_delimiter_line: list[Any] = []  # {{ }} on a line whose own text is a delimiter
         self.before_backslash = "\n"
         self.word = ""
+        self.at_command = True  # the next word stands where a command (or an assignment) may
+        self.word_at_command = True
 
     @property
     def context(self) -> str:
@@ -237,7 +242,7 @@ class ShellLexer:
                     while (gone := self.stack.pop()) != BT:
                         if gone in (HEREDOC, HEREDOC_LITERAL):
                             self.heredoc, self.line = None, ""
-                        if gone in (SUB, ARITH):
+                        if gone in (SUB, ARITH, ARITHB):
                             self.depth.pop()
             elif top in (HEREDOC, HEREDOC_LITERAL):
                 if top == HEREDOC and c == "\\":
@@ -259,8 +264,14 @@ class ShellLexer:
                     self.stack.pop()
                     self._newline()
             elif top == ARITHB:
-                if c == "]":
+                if c == "[":
+                    self.depth[-1] += 1
+                elif c == "]" and self.depth[-1]:
+                    self.depth[-1] -= 1
+                elif c == "]":
                     self.stack.pop()
+                    self.depth.pop()
+                    after = "_"
                 else:
                     i += self._expansion(c, nxt, text[i + 2 : i + 3])
             elif top == ARITH:  # $(( )) and (( )): expanded as inside double quotes, then evaluated
@@ -310,12 +321,14 @@ class ShellLexer:
                         after = "_"
                 elif c == "(" and top == SUB:
                     self.depth[-1] += 1
-                elif c == "<" and nxt == "<" and text[i + 2 : i + 3] != "<" and self.prev != "<" and top != BRACE:  # not <<<
+                elif c == "<" and nxt == "<" and text[i + 2 : i + 3] != "<" and self.prev != "<" and top != BRACE and self.heredoc is None:
+                    # (not <<<; and inside a here-document's body, bash reads lines to its own end first)
                     i += self._heredoc_start(text, i)
                 elif c == "\n":
                     self._newline()
-                elif c == "[" and self.word.isidentifier() and self.word.isascii():
+                elif c == "[" and self.word_at_command and self.word.isidentifier() and self.word.isascii():
                     self.stack.append(ARITHB)  # name[...]: an array subscript, evaluated as arithmetic
+                    self.depth.append(0)
                 elif c == "(" and nxt == "(" and (self.prev.isspace() or self.prev in ";&|("):
                     self.stack.append(ARITH)  # the (( )) command
                     self.depth.append(0)
@@ -324,7 +337,17 @@ class ShellLexer:
                     i += self._expansion(c, nxt, text[i + 2 : i + 3])
             # The shell word read so far in plain context (for `name[`, only at the start of a word).
             boundary = c.isspace() or c in ";&|()<>"
-            self.word = "" if boundary or self.stack[-1] not in (NONE, SUB, BT, BRACE) else self.word + c
+            plain = self.stack[-1] in (NONE, SUB, BT, BRACE)
+            if boundary or not plain:
+                if self.word and plain:  # a word ended: after a keyword or an assignment, a command may follow
+                    self.at_command = self.word_at_command and (self.word in _KEYWORDS or "=" in self.word)
+                if c in ";&|(\n" and plain:
+                    self.at_command = True
+                self.word = ""
+            else:
+                if not self.word:
+                    self.word_at_command = self.at_command
+                self.word += c
             if self.escape and c == "\\":
                 self.before_backslash = self.prev
             self.prev = after
@@ -338,6 +361,7 @@ class ShellLexer:
             return 2
         if c == "$" and nxt == "[":  # the old $[ ] arithmetic
             self.stack.append(ARITHB)
+            self.depth.append(0)
             return 1
         if c == "$" and nxt == "(":
             self.stack.append(SUB)

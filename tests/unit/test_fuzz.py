@@ -345,9 +345,16 @@ def test_no_template_shape_lets_a_value_run(tmp_path: Path, bits: list[str], val
     from plx.templates import RenderError, render
 
     template = "".join(bits) if "{{" in "".join(bits) else "".join(bits) + "{{ param.v }}"
+    try:  # the property is about scripts: a template that is not valid bash with a harmless value is none
+        neutral = render(template, {"param": {"v": "5"}, "input": {}, "output": {}, "cloud_input": {}})
+    except RenderError:
+        return
+    if subprocess.run(["bash", "-n", "-c", neutral], capture_output=True).returncode != 0:
+        return
     try:
         script = render(template, {"param": {"v": value}, "input": {}, "output": {}, "cloud_input": {}})
-    except RenderError:
+    except RenderError as exc:  # a value no escaping keeps inert where it stands: refused, and said why
+        assert any(k in str(exc) for k in ("here-document", "single quote", "must be a number")), exc
         return
     work = tmp_path / "w"
     work.mkdir(exist_ok=True)
