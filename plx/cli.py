@@ -53,6 +53,13 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
         except BrokenPipeError:
             raise typer.Exit(0) from None
+        except Exception as exc:  # a full disk is the user's to fix, not a plx bug: a message, no traceback
+            from .errors import disk_full_message, is_disk_full
+
+            if not is_disk_full(exc):
+                raise
+            err(f"plx: error: {disk_full_message(getattr(exc, 'filename', None) or 'the store')}")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -309,6 +316,10 @@ def compare(
             d = (r.get("deltas") or [None] * len(r["values"]))[i]
             if i and d:
                 text += f" ({d:+.4g})"
+            if "changes" in r:  # a package: '-' where it is not installed, and what changed against the first run
+                text = text or "-"
+                if r["changes"][i]:
+                    text += f" ({r['changes'][i]})"
             cells.append(text)
         rows.append([r["name"], *cells])
     print(table(rows, ["", *(rid for rid in result["runs"])]))
@@ -332,10 +343,18 @@ def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
                 "cache_key": d.get("cache_key"),
                 "outputs": {k: {"hash": v["hash"], "size": v["size"], "type": v["type"]} for k, v in (d.get("outputs") or {}).items()},
                 **({"reason": d["reason"]} if d.get("reason") else {}),
+                "attempts": attempts_of(d),
             }
             for n, d in data.get("nodes", {}).items()
         }
     return out
+
+
+def attempts_of(node: dict[str, Any]) -> int:
+    """How many times a node's command was started in a run (0 when it was cached or did not run)."""
+    if node.get("attempts"):
+        return len(node["attempts"])
+    return int(node.get("attempt") or (1 if node.get("state") in ("success", "failed", "timeout", "running") or node.get("logs") else 0))
 
 
 @app.command()
@@ -363,6 +382,7 @@ def log(
     stderr: bool = typer.Option(False, "--stderr", help="The node's stderr."),
     worker: bool = typer.Option(False, "--worker", help="The node's worker log (what plx did)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the node ends (without NODE: the run's node changes, until it ends)."),
+    attempt: Optional[int] = typer.Option(None, "--attempt", min=1, help="Show this attempt of a retried node (default: the last)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     limit: int = typer.Option(20, "--limit", "-n", help="How many runs to list."),
     graph: Optional[str] = typer.Option(None, "--graph", help="Only runs of this graph."),
@@ -419,19 +439,36 @@ def log(
                 f"{d['duration']:.2f}s" if d.get("duration") is not None else "",
                 "yes" if d.get("state") == "cached" else "",
                 "" if d.get("exit_code") is None else d["exit_code"],
+                attempts_of(d) or "",
                 d.get("reason", ""),
             ]
             for n, d in data["nodes"].items()
         ]
         print(f"run {rid}  graph {data['graph']}  {data['status']}  started {data.get('started')}")
-        print(table(rows, ["node", "state", "duration", "cached", "exit", "reason"]))
+        print(table(rows, ["node", "state", "duration", "cached", "exit", "attempts", "reason"]))
         return
     if node not in data["nodes"]:
-        from .errors import RunError, did_you_mean
+        from .errors import RunError
+        from .fanout import missing_node_hint
 
-        hint = did_you_mean(node, list(data["nodes"]))
+        hint = missing_node_hint(node, list(data["nodes"]))
         raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
     stream = "worker" if worker else "stderr" if stderr else "stdout"
+    if attempt is not None:
+        made = attempts_of(data["nodes"][node])
+        if attempt > made:
+            from .errors import RunError
+
+            raise RunError(f"node '{node}' of run {rid} ran {made} attempt{'s' if made != 1 else ''} ({data['nodes'][node].get('state')}); --attempt counts from 1")
+        if attempt < made and stream != "worker":  # earlier attempts' logs are kept as <node>.attempt<N>.<stream>
+            if follow:
+                raise UsageError("--follow shows the attempt running now; leave out --attempt")
+            chunk, _ = history.read_log(rid, f"{node}.attempt{attempt}", stream)
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            if not chunk:
+                err(f"{node} wrote nothing to {stream} in attempt {attempt}")
+            return
     _print_log(history, rid, node, stream, follow)
 
 
@@ -469,10 +506,16 @@ def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> 
     out = sys.stdout.buffer
     pos = 0
     shown = 0
+    attempt = None
     while True:
         # Decide before copying, so the bytes written up to the end are copied once more.
         data = history.load(rid) if follow else None
         done = data is None or data["status"] != "running" or data["nodes"].get(node, {}).get("state") in FINAL_NODE_STATES
+        if data is not None and data["nodes"].get(node, {}).get("attempt") != attempt:
+            if attempt is not None:  # a new attempt writes new logs: follow those from their start
+                err(f"--- attempt {data['nodes'][node].get('attempt')} ---")
+                pos = 0
+            attempt = data["nodes"].get(node, {}).get("attempt")
         chunk, pos = history.read_log(rid, node, stream, pos)
         if chunk:
             out.write(chunk)
@@ -535,7 +578,19 @@ def cache_gc(keep_last: Optional[int] = typer.Option(None, "--keep-last", min=0,
 
     project, _ = open_project()
     r = gc(project, keep_last)
-    err(f"removed {r['runs']} runs, {r['entries']} cache entries, {r['objects']} objects ({r['bytes']:,} bytes freed)")
+    err(
+        f"removed {r['runs']} runs, {r['entries']} cache entries, {r['objects']} objects ({r['object_bytes']:,} bytes), "
+        f"{r['workdirs']} work folders kept from failed or killed nodes ({r['workdir_bytes']:,} bytes)"
+        + (f", temporary files ({r['temp_bytes']:,} bytes)" if r["temp_bytes"] else "")
+        + f": {r['bytes']:,} bytes freed"
+    )
+    if not r["exclusive"]:
+        from .cache_admin import GRACE_SECONDS
+
+        err(
+            f"plx: note: plx is running nodes on this store ({r['live']} live run{'s' if r['live'] != 1 else ''}): kept every cache entry, "
+            f"the work folders of live runs and objects stored in the last {GRACE_SECONDS // 60} minutes; run gc again when they end to remove the rest"
+        )
 
 
 @cache_app.command("stats")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import threading
 import time
@@ -60,6 +61,8 @@ class PlainReporter:
             extra = f" ({info['reason']})"
         elif info.get("duration") and state not in ("cached", "running"):
             extra = f" ({info['duration']:.2f} s)"
+        elif state == "running" and (info.get("attempt") or 0) > 1:
+            extra = f" (attempt {info['attempt']})"
         self._line(f"{state:<8} {node}{extra}")
 
     def _line(self, text: str) -> None:
@@ -80,7 +83,8 @@ class PlainReporter:
         for record in records:
             failed = [(n, d) for n, d in record["nodes"].items() if d.get("state") in ("failed", "timeout")]
             for n, d in failed:
-                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {n} --{d.get('log', 'stderr')}`\n")
+                # map[B] is a glob to a shell; the log named is the one that explains the failure
+                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {shlex.quote(n)} --{d.get('log', 'stderr')}`\n")
             self.out.write(summary_line(record) + (f" [{record['sweep']}]" if record.get("sweep") else "") + "\n")
         self.out.flush()
 
@@ -106,6 +110,8 @@ class LiveReporter:
         self.live.start()
 
     def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
+        from rich.markup import escape
+
         if state == "interrupt":
             self.console.print("[yellow]interrupted: stopping running nodes (Ctrl-C again to kill at once)[/]")
             return
@@ -113,12 +119,15 @@ class LiveReporter:
             self.states[node] = state
             if state == "running":
                 self.started[node] = time.monotonic()
+        if state == "running" and (info.get("attempt") or 0) > 1:
+            self.console.print(f"[yellow]retry   [/] {node} (attempt {info['attempt']})")
         if state in ("success", "failed", "timeout"):
             color = COLORS.get(state, "white")
             extra = f" ({info['reason']})" if info.get("reason") else (f" {info['duration']:.2f} s" if info.get("duration") else "")
-            self.console.print(f"[{color}]{state:<8}[/] {node}{extra}")
+            self.console.print(f"[{color}]{state:<8}[/] {escape(node)}{escape(extra)}")  # ids such as train[model=rf] are not markup
 
     def _render(self) -> Any:
+        from rich.markup import escape
         from rich.table import Table
 
         with self.lock:
@@ -129,7 +138,7 @@ class LiveReporter:
         t = Table.grid(padding=(0, 2))
         now = time.monotonic()
         for n in running[:12]:
-            t.add_row("[blue]running[/]", n, f"{now - self.started.get(n, now):6.1f}s")
+            t.add_row("[blue]running[/]", escape(n), f"{now - self.started.get(n, now):6.1f}s")
         if len(running) > 12:
             t.add_row("", f"... and {len(running) - 12} more", "")
         totals = "  ".join(f"[{COLORS.get(s, 'white')}]{s} {c[s]}[/]" for s in STATE_ORDER if c.get(s))
