@@ -99,6 +99,10 @@ def validate(paths: List[str] = typer.Argument(None, metavar="[PATH]...", help="
 
     project, lib = open_project()
     files, diags = do_validate(project, lib, paths or [])
+    from .commands import raw_warnings
+
+    for w in sorted(raw_warnings(lib), key=lambda d: (d.file, d.line or 0, d.col or 0)):
+        err(f"plx: warning: {w}")
     diags.sort(key=lambda d: (d.file, d.line or 0, d.col or 0))
     for d in diags:
         err(f"plx: error: {d}")
@@ -216,8 +220,10 @@ def run(
             return
         first = ["sweep"] if sweep else []
         print(table([[*(r[c] for c in first), r["node"], r["action"], "; ".join(r["why"])] for r in rows], [*first, "node", "action", "why"]))
-        n_run = sum(1 for r in rows if r["action"] == "run")
-        err(f"{n_run} would run, {len(rows) - n_run} cached")
+        n_run = sum(1 for r in rows if r["action"] == "run" and not r.get("shared"))
+        n_shared = sum(1 for r in rows if r.get("shared"))
+        n_cached = sum(1 for r in rows if r["action"] == "cached")
+        err(f"{n_run} would run, {n_cached} cached" + (f" ({n_shared} more shared between combinations, run once)" if n_shared else ""))
         return
     if executor not in ("local", "dask"):
         raise UsageError(f"--executor {executor}: choose local or dask")
@@ -419,7 +425,7 @@ def log(
     node: Optional[str] = typer.Argument(None, metavar="[NODE]", help="Show this node's stdout (or --stderr / --worker)."),
     stderr: bool = typer.Option(False, "--stderr", help="The node's stderr."),
     worker: bool = typer.Option(False, "--worker", help="The node's worker log (what plx did)."),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the node ends."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the node ends (without NODE: the run's node changes, until it ends)."),
     attempt: Optional[int] = typer.Option(None, "--attempt", min=1, help="Show this attempt of a retried node (default: the last)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     limit: int = typer.Option(20, "--limit", "-n", help="How many runs to list."),
@@ -476,6 +482,9 @@ def log(
         return
     rid = history.resolve(run_ref)
     data = history.load(rid)
+    if node is None and follow and not as_json:
+        _follow_run(history, rid)
+        return
     if node is None:
         if as_json:
             dump_json(public_run(data))
@@ -564,6 +573,33 @@ def note_cmd(
     project, _ = open_project()
     data = relabel(project.store, run_ref, note=text, set_note=True)
     err(f"run {data['id']} note {'set' if data.get('note') else 'cleared'}")
+
+
+def _follow_run(history: Any, rid: str) -> None:
+    """`plx log RUN -f`: print each node state change as it happens, until the run ends."""
+    from .history import read_events
+
+    pos = 0
+    while True:
+        data = history.load(rid)  # decided before reading, so the last changes are printed too
+        done = data["status"] != "running"
+        events, pos = read_events(history, rid, pos)
+        lines = []
+        for ev in events:
+            when = str(ev.get("finished") or ev.get("started") or "")[11:19]
+            extra = f" ({ev['reason']})" if ev.get("reason") else f" ({ev['duration']:.2f} s)" if ev.get("duration") and ev["state"] != "cached" else ""
+            lines.append(f"{when:>8} {ev['state']:<8} {ev['node']}{extra}\n")
+        if lines:
+            sys.stdout.write("".join(lines))
+            sys.stdout.flush()
+        if done:
+            c = data.get("nodes", {})
+            counts: dict[str, int] = {}
+            for d in c.values():
+                counts[d.get("state", "?")] = counts.get(d.get("state", "?"), 0) + 1
+            print(f"run {rid} {data['status']}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+            return
+        time.sleep(0.2)
 
 
 def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> None:

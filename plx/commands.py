@@ -58,6 +58,24 @@ def validate(project: Project, lib: Library, paths: list[str]) -> tuple[list[Pat
     return files, diags
 
 
+def raw_warnings(lib: Library) -> list[Diagnostic]:
+    """`| raw` applied to a param or an input in a bash_jinja2 template: allowed, but that value
+    reaches bash unquoted, so `plx validate` lists each one (SPEC §2)."""
+    from . import templates
+    from .loader import _cmd_line
+
+    out = []
+    for loaded in list(lib.files.values()):
+        op, doc = loaded.obj, loaded.doc
+        if not isinstance(op, Operation) or op.runner != "bash_jinja2" or doc is None:
+            continue
+        for lineno, what in templates.raw_uses(op.cmd):
+            line, col = _cmd_line(doc, lineno)
+            hint = "a value holding ; $( ) or spaces becomes shell syntax; drop '| raw' unless that is meant"
+            out.append(Diagnostic(doc.file, line, col, f"'{what} | raw' inserts the value into the script unquoted", hint))
+    return out
+
+
 def _duplicate_names(lib: Library) -> list[Diagnostic]:
     out = []
     for name, paths in lib.names().items():
@@ -188,16 +206,19 @@ def at_revision(project: Project, graph_file: Path, rev: str) -> tuple[Project, 
 
 def _sweep_values(lib: Library, graph: Graph, item: str) -> tuple[str, list[Any]]:
     """`NAME=V1,V2` or `NAME=[JSON list]` -> (NAME, typed values)."""
-    import json
 
     name, text = _split_assignment(item, "--sweep")
     _, spec = param_spec_for(lib, graph, name)
     values: list[Any] = []
     if text.strip().startswith("["):
+        from .model import _json
+
         try:
-            raw = json.loads(text)
+            raw = _json(text)
         except ValueError as exc:
-            raise RunError(f"--sweep {name}: not a JSON list: {exc}") from None
+            raise RunError(f"--sweep {name}: {exc}" if "finite" in str(exc) else f"--sweep {name}: not a JSON list: {exc}") from None
+        if not isinstance(raw, list):
+            raise RunError(f"--sweep {name}: not a JSON list: {text}")
         for v in raw:
             if isinstance(v, str) and spec.type not in ("str", "code", "enum"):
                 v = _parse_one(spec, name, v)
@@ -480,8 +501,16 @@ def dry_run(
 
     members, _ = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
     rows = []
+    first: dict[str, str] = {}  # the work of a node that would run -> the combination that runs it
     for m in members:
         for row in explain_plan(project, m.plan):
+            w = row.pop("work", None)  # set on cacheable nodes that would run
+            if w is not None:
+                if w in first:  # a sweep runs identical work once (SPEC §5)
+                    row["shared"] = True
+                    row["why"] = [*row["why"], f"the same work as in {first[w] or 'another combination'}: runs once"]
+                else:
+                    first[w] = m.label
             rows.append({"sweep": m.label, **row} if sweeps else row)
     return rows
 
@@ -539,7 +568,8 @@ def make_plan_no_inputs(lib: Library, graph: Graph, make_plan: Any) -> Any:
             fake[i.name] = resolve_graph_inputs(lib, Graph(graph.name, inputs=[i]), {})[i.name]
         except RunError:
             fake[i.name] = [Path(f"<{i.name}>")] if i.is_list else [Path(str(i.default or f"<{i.name}>"))]
-    return make_plan(lib, graph, inputs=fake)
+    unset = {p.name: f"<{p.name}>" for p in graph.params if p.required}  # nor need graph params a value
+    return make_plan(lib, graph, inputs=fake, params=unset)
 
 
 def render_graph(lib: Library, graph: Graph, fmt: str) -> str:
@@ -612,8 +642,8 @@ outputs:
     type: json
     filename: counts.json
 cmd: |
-  words=$(tr -s '[:space:]' '\\n' < {{ input.text | q }} | awk -v m={{ param.min_length }} 'length($0) >= m' | wc -l)
-  echo "{\\"words\\": $words}" > {{ output.counts | q }}
+  words=$(tr -s '[:space:]' '\\n' < {{ input.text }} | awk -v m={{ param.min_length }} 'length($0) >= m' | wc -l)
+  echo "{\\"words\\": $words}" > {{ output.counts }}
 """,
     "graphs/example.yaml": """\
 kind: graph

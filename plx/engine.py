@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from . import __version__
 from .environment import differences as environment_differences
-from .errors import Interrupted, RunError, disk_full_message, is_disk_full
+from .errors import Interrupted, PlxError, RunError, disk_full_message, is_disk_full
 from .executors import make_executor
 from .executors.local import NOT_STARTED, Finished, Job
 from .extras import Extras
@@ -205,6 +205,7 @@ class Engine:
             self.executor.close()
             self.store.close()
             raise
+        self.history.settle_running()  # a run found dead now: what it left running is stopped
         # Held until the store closes: `plx cache gc` in any process deletes nothing this run uses.
         self.store.acquire_lease()
         seen_ops: set[int] = set()
@@ -553,9 +554,10 @@ class Engine:
         try:
             prepared = prepare(task.op, task.params, paths, outputs, scratch, python=self.extras.python(task.op))
         except Exception as exc:  # a template error at run time (e.g. a value jinja cannot render)
-            wlog(f"failed: cannot render the command: {exc}")
+            why = str(exc) if isinstance(exc, PlxError) else f"cannot render the command: {exc}"
+            wlog(f"failed: {why}")
             record.worker(node, lines)
-            self._fail_now(tid, f"cannot render the command: {exc}")
+            self._fail_now(tid, why)
             return False
         wlog("command:\n" + prepared.script.rstrip("\n"))
         env = dict(prepared.env)  # the executor adds these to the environment where the node runs
@@ -625,16 +627,12 @@ class Engine:
                 state, reason = ("canceled" if ev.error == NOT_STARTED else "failed"), ev.error
             else:
                 wlog(f"exit code {ev.exit_code}, {duration:.3f} s" + (" (killed: timeout)" if ev.timed_out else ""))
-                if self.stopping and not ev.timed_out and ev.exit_code != 0:
-                    state = "canceled"
-                elif ev.timed_out:
+                # A node that fails while the run stops at a first failure failed on its own (plx
+                # lets running nodes finish): `failed` with its reason, never `canceled`.
+                if ev.timed_out:
                     state, reason = "timeout", f"timed out after {task.timeout} min; the process group was killed"
                 elif ev.exit_code != 0:
-                    state = "failed"
-                    reason = f"exit code {ev.exit_code}" + (f" (killed by signal {-(ev.exit_code or 0)})" if (ev.exit_code or 0) < 0 else "")
-                    last = _last_line(record.log(node, "stderr"))
-                    if last:
-                        reason += f": {last}"
+                    state, reason = "failed", _exit_reason(ev.exit_code, record.log(node, "stderr"))
             work = self.workdirs[tid]
             read: dict[str, bytes] = {}
             if state is None:
@@ -817,6 +815,11 @@ class Engine:
 
     def _set(self, tid: str, state: str, **info: Any) -> None:
         self.state[tid] = state
+        if state in ("failed", "timeout") and "log" not in info:
+            # The log that explains the failure: the node's stderr if it wrote any, else the worker
+            # log, where plx wrote why (inputs not placed, outputs missing, a template error, ...).
+            stderr = self.rec(tid).log(self.local[tid], "stderr")
+            info["log"] = "stderr" if stderr.exists() and stderr.stat().st_size else "worker"
         if "outputs" in info or state in DONE_OK:
             info["recipe"] = compact(self.recipes.get(tid))
         self.rec(tid).node_event(self.local[tid], state=state, **info)
@@ -829,18 +832,46 @@ class Engine:
             self.executor.cancel_all()
         except KeyboardInterrupt:
             self.executor.cancel_all(hard=True)  # a second Ctrl-C: kill at once
-        while self.executor.running:
+        while True:  # every job's Finished is queued before the job leaves executor.running
             try:
                 ev = self.events.get(timeout=0.1)
             except queue.Empty:
+                if not self.executor.running:
+                    break
                 continue
             except KeyboardInterrupt:
                 self.executor.cancel_all(hard=True)
                 continue
             if isinstance(ev, Finished):
-                self._set(ev.id, "canceled", exit_code=ev.exit_code, duration=round(ev.ended - ev.started, 3), finished=now_iso(), cache_key=self.keys.get(ev.id))
+                info: dict[str, Any] = {"exit_code": ev.exit_code, "duration": round(ev.ended - ev.started, 3), "finished": now_iso(), "cache_key": self.keys.get(ev.id)}
+                state = "canceled"
+                if ev.error is None and ev.exit_code not in _STOPPED_EXIT_CODES:
+                    # It failed on its own (e.g. exit 4) while the run was stopping, not by plx's
+                    # signal: recorded `failed` with its own reason (SPEC §9).
+                    state = "failed"
+                    info["reason"] = _exit_reason(ev.exit_code, self.rec(ev.id).log(self.local[ev.id], "stderr"))
+                    self.failed.add(self.member[ev.id])
+                elif ev.error is not None and ev.error != NOT_STARTED:
+                    state, info["reason"] = "failed", ev.error
+                self._set(ev.id, state, **info)
                 self._release(ev.id)
         self.interrupted = True
+
+
+# Exit codes of a node stopped by plx's TERM or KILL (or a Ctrl-C): by the signal itself, or as a
+# shell reports it (128 + signal). Anything else, while stopping, is the node's own failure.
+_STOPPED_EXIT_CODES = (
+    {None, 0}
+    | {-s for s in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGPIPE)}
+    | {128 + s for s in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGPIPE)}
+)
+
+
+def _exit_reason(code: int | None, stderr: Path) -> str:
+    """Why a node that exited non-zero failed: its exit code (or signal) and its last stderr line."""
+    reason = f"exit code {code}" + (f" (killed by signal {-(code or 0)})" if (code or 0) < 0 else "")
+    last = _last_line(stderr)
+    return f"{reason}: {last}" if last else reason
 
 
 def _last_line(path: Path, limit: int = 160) -> str:
@@ -996,11 +1027,17 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
     op_recipes: dict[str, Any] = {}
     known: dict[str, dict[str, Artifact] | None] = {}
     rows = []
+    work: dict[str, str] = {}  # task -> what identifies its work before its key is known (for sweeps)
     for tid, task in plan.tasks.items():
         unknown = [s.task for ss in task.inputs.values() for s in ss if s.task and known.get(s.task) is None]
         if unknown:
             known[tid] = None
-            rows.append({"node": tid, "action": "run", "why": [f"after upstream {', '.join(sorted(set(unknown)))} runs"]})
+            # Its key depends on outputs not made yet: the same operation, params and upstream work
+            # is the same work (two combinations of a sweep sharing it run it once).
+            ins_w = {n: [f"{work[s.task]}.{s.output}" if s.task else str(s.path) for s in ss] for n, ss in task.inputs.items()}
+            work[tid] = key_of({"operation": operation_recipe(task.op), "params": task.params, "after": ins_w})
+            row = {"node": tid, "action": "run", "why": [f"after upstream {', '.join(sorted(set(unknown)))} runs"]}
+            rows.append({**row, "work": work[tid]} if task.cacheable else row)
             continue
         ins: dict[str, list[dict[str, str]]] = {}
         for name, sources in task.inputs.items():
@@ -1011,6 +1048,7 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
             ins[name] = items
         recipe = task_recipe(task.op, task.params, ins, op_recipes, extra=extras.of(task.op))
         key = key_of(recipe)
+        work[tid] = key
         hit = store.lookup(key) if task.cacheable else None
         known[tid] = hit
         if hit is not None:
@@ -1024,7 +1062,7 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
             if changes:
                 shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
                 why = [f"python environment changed: {shown}" if w.startswith("python environment changed") else w for w in why]
-            rows.append({"node": tid, "action": "run", "why": why, "cache_key": key})
+            rows.append({"node": tid, "action": "run", "why": why, "cache_key": key, "work": key})
     store.close()
     return rows
 

@@ -36,7 +36,7 @@ def canonical(obj: Any) -> str:
 
 def operation_recipe(op: Any) -> dict[str, Any]:
     """The parts of an operation that decide what it computes (not its title, timeout, ...)."""
-    return {
+    recipe = {
         "runner": op.runner,
         "cmd": op.cmd,
         "env": dict(sorted(op.env.items())),
@@ -44,6 +44,11 @@ def operation_recipe(op: Any) -> dict[str, Any]:
         "inputs": [{"name": i.name, "type": i.type, "min": i.min, "max": i.max} for i in op.inputs],
         "outputs": [{"name": o.name, "type": o.type, "filename": o.file_name} for o in op.outputs],
     }
+    if op.runner == "bash_jinja2":
+        # Values are shell-quoted by default (SPEC §2): the same `cmd` text renders another
+        # script than it did before, so results cached under the old rendering must not be reused.
+        recipe["quoting"] = "shell"
+    return recipe
 
 
 def task_recipe(

@@ -473,6 +473,7 @@ class History:
         return False
 
     def _mark_interrupted(self, d: Path, data: dict[str, Any]) -> None:
+        _stop_leftovers(data)
         data["status"] = "interrupted"
         for node in data["nodes"].values():
             if node.get("state") not in FINAL_NODE_STATES:
@@ -482,6 +483,24 @@ class History:
         index = Index(self.dir)
         index.put(data)
         index.close()
+
+    def settle_running(self) -> None:
+        """Find the runs whose plx died (marking them `interrupted` stops what they left running)."""
+        if not (self.dir / "index.sqlite").exists():
+            return
+        try:
+            index = Index(self.dir)
+            try:
+                rows = index.query(None, "running", None)
+            finally:
+                index.close()
+        except (sqlite3.Error, OSError, ValueError):  # a damaged index: `plx log` rebuilds it and settles then
+            return
+        for row in rows:
+            try:
+                self.load(row["id"])
+            except (RunError, OSError, ValueError, KeyError):  # a damaged record: `plx log` says so
+                continue
 
     def summaries(self, graph: str | None = None, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Run summaries, newest first, from the index (brought up to date with the records first)."""
@@ -545,6 +564,34 @@ class History:
         tag = node.encode() + b"\t"
         mine = b"".join(line[len(tag) :] for line in complete.splitlines(keepends=True) if line.startswith(tag))
         return mine, pos + len(complete)
+
+
+def _stop_leftovers(data: dict[str, Any]) -> None:
+    """Stop the processes a dead plx left running for this run (marked with its run id, started
+    after the run did: a pid reused by another process is left alone)."""
+    from .procs import kill_leftovers
+
+    try:
+        since = datetime.fromisoformat(str(data.get("started"))).timestamp()
+    except ValueError:
+        since = time.time() - 7 * 86400
+    kill_leftovers(str(data.get("id")), since)
+
+
+def read_events(history: History, run_id: str, pos: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """A run's node state changes from byte pos of its events.jsonl on (complete lines only), and
+    the position to read on from: what `plx log RUN -f` prints as they happen."""
+    data = _read_from(history.dir / run_id / "events.jsonl", pos)
+    complete = data[: data.rfind(b"\n") + 1]
+    out = []
+    for line in complete.splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and "node" in ev and "state" in ev:
+            out.append(ev)
+    return out, pos + len(complete)
 
 
 def damaged_record(d: Path, why: str) -> str:

@@ -300,6 +300,8 @@ def _operation(doc: Doc, errors: list[Diagnostic]) -> Operation | None:
         resources=dict(d.get("resources", {})),
         retries=d.get("retries", 0),
     )
+    line, _ = _cmd_line(doc, 1)
+    op.cmd_offset = None if line is None else line - 1
     _check_cmd(doc, op, errors)
     return op
 

@@ -93,6 +93,7 @@ class Operation:
     sources: list[str] = field(default_factory=list)  # project files, folders or globs the cmd runs
     resources: dict[str, Any] = field(default_factory=dict)  # cpus, memory, gpus as written
     retries: int = 0
+    cmd_offset: int | None = None  # line N of cmd is line cmd_offset + N of the file (None: unknown)
 
     def input(self, name: str) -> InputSpec | None:
         return next((i for i in self.inputs if i.name == name), None)
@@ -167,10 +168,34 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+# Python refuses to convert integers longer than this to text (sys.get_int_max_str_digits()), and
+# every param value is written as JSON (records, cache keys): longer ones are refused up front.
+INT_MAX_DIGITS = 4300
+NOT_FINITE_HINT = "JSON, in which plx records params and computes cache keys, cannot hold inf or nan; give a finite number"
+
+
+def unrepresentable(value: Any) -> str | None:
+    """Why a value cannot be a param value (a non-finite float, an integer too long for text), or None."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    if _is_int(value) and value.bit_length() > INT_MAX_DIGITS * 3.32:  # about INT_MAX_DIGITS decimal digits
+        return f"an integer of about {int(value.bit_length() / 3.3219)} digits is too long (at most {INT_MAX_DIGITS})"
+    if isinstance(value, list):
+        return next((why for v in value if (why := unrepresentable(v))), None)
+    if isinstance(value, dict):
+        return next((why for v in value.values() if (why := unrepresentable(v))), None)
+    return None
+
+
 def check_param_value(spec: ParamSpec, value: Any, written: str | None = None) -> tuple[str, str | None] | None:
     """Why value does not fit spec as (message, hint), or None when it does. Nothing is converted."""
     t = spec.type
     ok: bool
+    why = unrepresentable(value)
+    if why is not None:
+        return (f"param '{spec.name}': {why}", NOT_FINITE_HINT if "finite" in why else None)
     if t in ("str", "code"):
         ok = isinstance(value, str)
         if not ok and (_is_num(value) or isinstance(value, bool)):
@@ -215,13 +240,38 @@ _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number; {NOT_FINITE_HINT}")
+
+
+def _json(text: str) -> Any:
+    """JSON as plx takes it: NaN and Infinity refused, numbers as long as Python can print."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 60 else repr(text[:40]) + f"… ({len(text)} characters)"
+
+
 def parse_param_text(spec: ParamSpec, text: str) -> Any:
     """Parse a command-line value by the param's type; raises ValueError with a clear message."""
+    value = _parse_param_text(spec, text)
+    why = unrepresentable(value)
+    if why is not None:
+        hint = f"; {NOT_FINITE_HINT}" if "finite" in why else ""
+        raise ValueError(f"bad value {_shown(text)} for {spec.type} param '{spec.name}': {why}{hint}")
+    return value
+
+
+def _parse_param_text(spec: ParamSpec, text: str) -> Any:
     t = spec.type
     try:
         if t in ("str", "code"):
             return text
         if t == "int":
+            digits = len(text.strip().lstrip("+-").replace("_", ""))
+            if digits > INT_MAX_DIGITS:
+                raise ValueError(f"an integer of {digits} digits is too long (at most {INT_MAX_DIGITS})")
             return int(text)
         if t == "float":
             return float(text)
@@ -241,7 +291,7 @@ def parse_param_text(spec: ParamSpec, text: str) -> Any:
             text_s = text.strip()
             items: list[Any]
             if text_s.startswith("["):
-                items = json.loads(text_s)
+                items = _json(text_s)
                 if not isinstance(items, list):
                     raise ValueError
             else:
@@ -251,11 +301,12 @@ def parse_param_text(spec: ParamSpec, text: str) -> Any:
                 return [x if isinstance(x, str) else json.dumps(x) for x in items]
             return [conv(x) for x in items]
         if t == "dict":
-            value = json.loads(text)
+            value = _json(text)
             if not isinstance(value, dict):
                 raise ValueError
             return value
     except ValueError as exc:
-        detail = str(exc) if str(exc) and "must be" in str(exc) else f"expected {_TYPE_WORDS.get(t, t)}"
-        raise ValueError(f"bad value {text!r} for {t} param '{spec.name}': {detail}") from None
+        known = ("must be", "finite", "too long")
+        detail = str(exc) if any(k in str(exc) for k in known) else f"expected {_TYPE_WORDS.get(t, t)}"
+        raise ValueError(f"bad value {_shown(text)} for {t} param '{spec.name}': {detail}") from None
     raise ValueError(f"unknown param type {t}")  # pragma: no cover

@@ -13,7 +13,7 @@ from typing import Any, Callable, NoReturn
 from . import fanout
 from .errors import RunError, UsageError, ValidationError, did_you_mean
 from .loader import Library, upstream_of
-from .model import Graph, Node, Operation, ParamSpec, binding, check_param_value, parse_ref
+from .model import MISSING, Graph, Node, Operation, ParamSpec, binding, check_param_value, parse_ref
 from .resources import Request, request_of
 
 
@@ -161,6 +161,12 @@ def _plan(
 ) -> Plan:
     gparams = {p.name: p.default for p in graph.params}
     gparams.update(params or {})
+    unset = [name for name, v in gparams.items() if v is MISSING]
+    if unset:
+        raise RunError(
+            f"the graph param{'s' if len(unset) > 1 else ''} {', '.join(repr(n) for n in unset)} of {graph.file or graph.name} "
+            f"{'have' if len(unset) > 1 else 'has'} no default; give {'them' if len(unset) > 1 else 'it'} with -p {unset[0]}=VALUE"
+        )
     files = resolve_graph_inputs(lib, graph, inputs or {})
     tasks: dict[str, Task] = {}
     sources = {name: [Source(path=p) for p in paths] for name, paths in files.items()}
@@ -303,6 +309,9 @@ def _emit(
                 )
             if spec_i.max != -1 and len(got) > spec_i.max:
                 fail(("nodes", nid, "inputs", name), f"node '{full}': input '{name}' takes at most {spec_i.max} files, but its gather gives {len(got)}")
+    unset = [k for k, v in values.items() if v is MISSING]  # bound to a sub-graph's param that has no value
+    if unset:
+        raise RunError(f"node '{full}': param '{unset[0]}' is bound to a graph param that has no value; give it a default or a value with -p")
     if isinstance(target, Operation):
         filled = dict(tpl.defaults)
         filled.update(values)

@@ -83,7 +83,8 @@ class PlainReporter:
         for record in records:
             failed = [(n, d) for n, d in record["nodes"].items() if d.get("state") in ("failed", "timeout")]
             for n, d in failed:
-                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {shlex.quote(n)} --stderr`\n")  # map[B] is a glob to a shell
+                # map[B] is a glob to a shell; the log named is the one that explains the failure
+                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {shlex.quote(n)} --{d.get('log', 'stderr')}`\n")
             self.out.write(summary_line(record) + (f" [{record['sweep']}]" if record.get("sweep") else "") + "\n")
         self.out.flush()
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import RunError
 from .model import Operation
 
 # The python runner's bootstrap: values arrive as JSON data, the user's source from a file,
@@ -15,8 +16,9 @@ from .model import Operation
 _PY_BOOT = """\
 import json, linecache, sys, traceback
 _v = json.load(open(sys.argv[1], encoding="utf-8"))
-_src = open(sys.argv[2], encoding="utf-8").read()
-# Tracebacks name the operation file, with line numbers counted from the first line of `cmd`.
+# Tracebacks name the operation file with the lines of the YAML file: `cmd` is compiled after as
+# many empty lines as precede it in the file (argv[4]).
+_src = "\\n" * int(sys.argv[4]) + open(sys.argv[2], encoding="utf-8").read()
 linecache.cache[sys.argv[3]] = (len(_src), None, _src.splitlines(True), sys.argv[3])
 sys.argv = [sys.argv[3]]
 # The Python-level hook reads linecache (the C one reads files); tb_next drops this bootstrap's frame.
@@ -28,6 +30,13 @@ _g["output"] = _g["outputs"] = _v["output"]
 del _v
 exec(compile(_src, sys.argv[0], "exec"), _g)
 """
+
+
+def cmd_location(op: Operation, line: int | None) -> str:
+    """`file:line` of a line of op's cmd (line 1 is its first line), as far as known."""
+    if line is None or op.cmd_offset is None:
+        return f"{op.file} cmd" + (f" line {line}" if line is not None else "")
+    return f"{op.file}:{op.cmd_offset + line}"
 
 
 @dataclass
@@ -89,12 +98,16 @@ def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]],
         if scratch is not None:
             (scratch / "values.json").write_text(json.dumps(v), encoding="utf-8")
             (scratch / "script.py").write_text(op.cmd, encoding="utf-8")
-        argv = [interpreter, "-c", _PY_BOOT, str((scratch or Path(".")) / "values.json"), str((scratch or Path(".")) / "script.py"), f"{op.file} cmd"]
+        where = (op.file, op.cmd_offset) if op.cmd_offset is not None else (f"{op.file} cmd", 0)
+        argv = [interpreter, "-c", _PY_BOOT, str((scratch or Path(".")) / "values.json"), str((scratch or Path(".")) / "script.py"), where[0], str(where[1])]
         return Prepared(argv, env, "# python: param/input/output are predefined\n" + "\n".join(f"{k} = {json.dumps(val)}" for k, val in v.items()) + "\n" + script)
     if op.runner == "bash_jinja2":
         from . import templates
 
-        script = templates.render(op.cmd, {**v, "cloud_input": _cloud_refs(op, v["input"])})
+        try:
+            script = templates.render(op.cmd, {**v, "cloud_input": _cloud_refs(op, v["input"])})
+        except templates.RenderError as exc:
+            raise RunError(f"{cmd_location(op, exc.line)}: cannot render the command: {exc}") from None
     else:
         script = op.cmd
     if len(script) < _INLINE_LIMIT:

@@ -1,42 +1,38 @@
-"""Jinja2 for bash_jinja2 commands: a sandbox, the `q` filter, and static name checks."""
+"""Jinja2 for bash_jinja2 commands: a sandbox, shell quoting by default (`raw`, `q`), static name checks."""
 
 from __future__ import annotations
 
-import json
-import shlex
 from functools import lru_cache
 from typing import Any
+
+from .shellquote import (
+    AFTER_BACKSLASH,
+    AFTER_BACKSLASH_MESSAGE,
+    DELIMITER_LINE,
+    DELIMITER_LINE_MESSAGE,
+    QuotingError,
+    ShellSafe,
+    _contextualize,
+    _in_context,
+    _text,
+    scalar_text,
+    shell_quote,
+)
+
+__all__ = ["ShellSafe", "scalar_text", "shell_quote", "render", "check", "raw_uses", "RenderError"]
 
 ROOTS = ("param", "input", "output", "cloud_input")
 
 
-def scalar_text(value: Any) -> str:
-    """A scalar as plx writes it for bash: bools as true/false, None as nothing."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return ""
-    return str(value)
+def q(value: Any) -> Any:
+    """The `q` filter of older templates: every value is quoted (for where it stands) anyway, so
+    `q` returns it unchanged and quoting never happens twice."""
+    return value
 
 
-def _text(value: Any) -> str:
-    """How a value appears in a rendered script: lists as their items joined by spaces, dicts as JSON."""
-    if isinstance(value, (list, tuple)):
-        return " ".join(_text(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return scalar_text(value)
-
-
-def shell_quote(value: Any) -> str:
-    """The `q` filter: quote for bash; a list becomes its quoted items joined by spaces."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        return " ".join(shell_quote(v) for v in value)
-    return shlex.quote(_text(value))
+def raw(value: Any) -> ShellSafe:
+    """The `raw` filter: the value verbatim, for a template that means to build shell syntax."""
+    return value if isinstance(value, ShellSafe) else ShellSafe(_text(value))
 
 
 class Namespace:
@@ -66,8 +62,14 @@ def environment() -> Any:
     from jinja2 import StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, finalize=_text, keep_trailing_newline=True, autoescape=False)
-    env.filters["q"] = shell_quote
+    # Every {{ }} value goes through shell_quote (the finalize hook, applied to expression results
+    # only, never to the template's own text), as Jinja2's autoescape does for HTML: `raw` returns
+    # ShellSafe text, which finalize writes unchanged. A value inside quotes or other shell syntax
+    # of the template is escaped for that place instead (shellquote._contextualize).
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, finalize=shell_quote, keep_trailing_newline=True, autoescape=False)
+    env.filters["q"] = q
+    env.filters["raw"] = raw
+    env.filters["_in_context"] = _in_context  # inserted by _contextualize, never written by hand
     return env
 
 
@@ -83,8 +85,25 @@ def check(cmd: str, declared: dict[str, set[str]]) -> list[tuple[int, str, str |
     except TemplateSyntaxError as exc:
         return [(exc.lineno or 1, f"template syntax error: {exc.message}", None)]
     problems: list[tuple[int, str, str | None]] = []
+    for f in ast.find_all((nodes.Filter, nodes.Test)):
+        table, what = (env.filters, "filter") if isinstance(f, nodes.Filter) else (env.tests, "test")
+        if f.name not in table:
+            hint = did_you_mean(f.name, list(table)) or ("quoting is the default; `raw` opts out" if what == "filter" else None)
+            problems.append((f.lineno, f"the template uses an unknown {what} '{f.name}'", hint))
+    for a in ast.find_all(nodes.Getattr):
+        if a.attr.startswith("_"):
+            problems.append((a.lineno, f"the template reads '{a.attr}': names starting with '_' are not allowed in templates", "templates see data only (sandbox)"))
+    for f in _contextualize(env.parse(cmd)).find_all(nodes.Filter):
+        if f.name == "_in_context" and f.args and getattr(f.args[0], "value", None) in (AFTER_BACKSLASH, DELIMITER_LINE):
+            problems.append((f.lineno, AFTER_BACKSLASH_MESSAGE if f.args[0].value == AFTER_BACKSLASH else DELIMITER_LINE_MESSAGE, None))
+    if problems:
+        return problems  # find_undeclared_variables compiles the template, which fails on these
     known = set(ROOTS) | set(env.globals)
-    for name in sorted(meta.find_undeclared_variables(ast) - known):
+    try:
+        undeclared = meta.find_undeclared_variables(ast)
+    except TemplateSyntaxError as exc:
+        return [(exc.lineno or 1, f"template error: {exc.message}", None)]
+    for name in sorted(undeclared - known):
         line = next((n.lineno for n in ast.find_all(nodes.Name) if n.name == name), 1)
         problems.append(
             (line, f"the template uses '{name}', which is not defined", did_you_mean(name, list(ROOTS)) or "use param.NAME, input.NAME, output.NAME or cloud_input.NAME")
@@ -110,10 +129,67 @@ def check(cmd: str, declared: dict[str, set[str]]) -> list[tuple[int, str, str |
 
 @lru_cache(maxsize=256)
 def _compiled(cmd: str) -> Any:
-    return environment().from_string(cmd)
+    env = environment()
+    return env.from_string(_contextualize(env.parse(cmd)))
+
+
+class RenderError(Exception):
+    """The template could not be rendered; `line` is the line within cmd, when known."""
+
+    def __init__(self, message: str, line: int | None):
+        super().__init__(message)
+        self.line = line
 
 
 def render(cmd: str, context: dict[str, dict[str, Any]]) -> str:
-    """Render cmd with param/input/output/cloud_input; raises jinja2 errors on mistakes."""
+    """Render cmd with param/input/output/cloud_input; raises RenderError on a mistake."""
+    from jinja2 import TemplateError, TemplateSyntaxError
+    from jinja2.exceptions import SecurityError
+
     ns = {k: Namespace(k, v) for k, v in context.items()}
-    return str(_compiled(cmd).render(**ns))
+    try:
+        return str(_compiled(cmd).render(**ns))
+    except TemplateSyntaxError as exc:  # also an unknown filter, found when compiling
+        raise RenderError(exc.message or str(exc), exc.lineno) from None
+    except SecurityError as exc:
+        raise RenderError(f"not allowed in a template (sandbox): {exc}", _template_line(exc)) from None
+    except QuotingError as exc:
+        raise RenderError(str(exc), _template_line(exc)) from None
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError, RecursionError, OverflowError) as exc:
+        raise RenderError(f"{type(exc).__name__}: {exc}" if not isinstance(exc, TemplateError) else str(exc), _template_line(exc)) from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error happened on: Jinja2 rewrites tracebacks to frames of the template."""
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def raw_uses(cmd: str) -> list[tuple[int, str]]:
+    """Every `| raw` applied to a param or an input, as (line within cmd, what it is applied to):
+    `plx validate` warns about each, since such a value reaches bash unquoted."""
+    from jinja2 import TemplateSyntaxError, nodes
+
+    try:
+        ast = environment().parse(cmd)
+    except TemplateSyntaxError:
+        return []  # reported by check()
+    out: list[tuple[int, str]] = []
+    for f in ast.find_all(nodes.Filter):
+        if f.name != "raw" or f.node is None:
+            continue
+        names = []
+        for n in [f.node, *f.node.find_all((nodes.Getattr, nodes.Getitem, nodes.Name))]:
+            if isinstance(n, (nodes.Getattr, nodes.Getitem)) and isinstance(n.node, nodes.Name) and n.node.name in ("param", "input"):
+                key = n.attr if isinstance(n, nodes.Getattr) else getattr(n.arg, "value", "?")
+                names.append(f"{n.node.name}.{key}")
+            elif isinstance(n, nodes.Name) and n.name in ("param", "input"):
+                names.append(n.name)
+        if names:
+            out.append((f.lineno, names[0]))
+    return sorted(set(out))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,10 +173,22 @@ class _Builder:
             return node.value  # a date written unquoted stays the text the user wrote
         if node.tag not in _PLAIN_TAGS:
             raise self._bad_tag(node)
+        m = node.start_mark
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise _yaml_error(self.doc.file, exc) from None
+        except ValueError:  # an integer longer than Python converts from text (4300 digits)
+            raise _fail(self.doc.file, m.line + 1, m.column + 1, f"a number of {len(node.value)} digits is too long", "plx takes integers up to 4300 digits") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _fail(
+                self.doc.file,
+                m.line + 1,
+                m.column + 1,
+                f"{node.value} is not a finite number",
+                "plx records values as JSON, which cannot hold inf or nan; write a finite number, or quote it to make it text",
+            )
+        return value
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
         if node.tag != "tag:yaml.org,2002:map":

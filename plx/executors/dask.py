@@ -111,11 +111,11 @@ class DaskExecutor:
                     f.write(f"plx: the Dask task failed: {exc!r}\n".encode())
             except OSError:
                 pass
+        self.results.put(Finished(job_id, code, timed_out, started, ended))  # queued before it leaves `running`
         with self._lock:
             self.running.pop(job_id, None)
             self.keys.pop(job_id, None)
             self.stderr.pop(job_id, None)
-        self.results.put(Finished(job_id, code, timed_out, started, ended))
 
     def check_resources(self, requests: dict[str, Any]) -> list[str]:
         """Why some nodes' resources could never be met by the cluster's workers (a node Dask cannot

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import procs
+
 GRACE_SECONDS = float(os.environ.get("PLX_KILL_GRACE", "2"))
 NOT_STARTED = "canceled before it started"
 
@@ -182,6 +184,26 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
+_subreapers = 0  # executors alive in this process that need plx to be a child subreaper
+_subreaper_lock = threading.Lock()
+
+
+def _subreaper(on: bool) -> bool:
+    """Count the executors that need orphans re-parented to plx; the setting is process-wide, so
+    it is dropped when the last one closes (a Python program using plx.run keeps its usual ways)."""
+    global _subreapers
+    with _subreaper_lock:
+        if on:
+            if _subreapers == 0 and not procs.set_child_subreaper(True):
+                return False
+            _subreapers += 1
+            return True
+        _subreapers -= 1
+        if _subreapers == 0:
+            procs.set_child_subreaper(False)
+        return True
+
+
 class LocalExecutor:
     """Runs jobs as subprocesses. A pool of -j threads starts each job's process, waits for it and
     reports back on a queue: starting a process costs ~0.3 ms, and doing it here, where the GIL is
@@ -197,6 +219,22 @@ class LocalExecutor:
         self.running: dict[str, subprocess.Popen[bytes] | None] = {}
         self._lock = threading.Lock()
         self._canceled = False
+        self._canceled_hard = False
+        # What nodes leave behind (see plx/procs.py): processes marked with a run id of ours, or in
+        # the group or session of one of our leaders, that outlive their node are stopped by a
+        # reaper thread, and all of them when the executor closes (every way a run ends).
+        self._spawning = 0  # processes being started: their pids are not known yet
+        self._owner: dict[int, tuple[str, str]] = {}  # every leader pid -> (run id, node)
+        self._active: set[tuple[str, str]] = set()  # (run id, node) of jobs not finished
+        self._marks: dict[str, tuple[str, str]] = {}  # job id -> (run id, node)
+        self._runs: set[str] = set()
+        self._done = threading.Event()
+        self._guardian: subprocess.Popen[bytes] | None = None
+        self._guardian_tried = False
+        self._reaper: threading.Thread | None = None
+        if _subreaper(True):
+            self._reaper = threading.Thread(target=self._reap_loop, name="plx-reaper", daemon=True)
+            self._reaper.start()
 
     def _devnull(self) -> int:
         # One descriptor for every node's stdin, instead of opening /dev/null per node.
@@ -206,14 +244,36 @@ class LocalExecutor:
 
     def submit(self, job: Job) -> None:
         self._devnull()
+        mark = (job.env.get("PLX_RUN_ID", ""), job.env.get("PLX_NODE", job.id))
         with self._lock:
             self.running[job.id] = None
+            self._marks[job.id] = mark
+            self._active.add(mark)
+            new_run = mark[0] not in self._runs
+            self._runs.add(mark[0])
+        if new_run and self._reaper is not None:
+            self._guard(mark[0])
         self._waiters.submit(self._run, job)
+
+    def _guard(self, run_id: str) -> None:
+        """Tell the guardian (started with the first node) which run to stop if plx dies."""
+        if not self._guardian_tried:
+            self._guardian_tried = True
+            self._guardian = procs.start_guardian()
+        if self._guardian is not None and self._guardian.stdin is not None:
+            try:
+                self._guardian.stdin.write(f"{run_id} {time.time() - 1:.3f}\n".encode())
+                self._guardian.stdin.flush()
+            except OSError:  # the guardian is gone: the next plx command still stops what is left
+                pass
 
     def _spawn(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int]:
         """Start the job's process; returns it and the read ends of its stdout and stderr pipes."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        with self._lock:
+            self._spawning += 1
+        proc = None
         try:
             env = {**os.environ, **job.env}
             argv = [_resolve(job.argv[0], env.get("PATH")), *job.argv[1:]]
@@ -227,12 +287,20 @@ class LocalExecutor:
         finally:
             os.close(out_w)
             os.close(err_w)
+            with self._lock:
+                self._spawning -= 1
+                if proc is not None:
+                    self._owner[proc.pid] = (job.env.get("PLX_RUN_ID", ""), job.env.get("PLX_NODE", job.id))
         return proc, out_r, err_r
 
     def _report(self, ev: Finished) -> None:
+        # Queued before the job leaves `running`: once `running` is empty, every Finished is queued.
+        self.results.put(ev)
         with self._lock:
             self.running.pop(ev.id, None)
-        self.results.put(ev)
+            mark = self._marks.pop(ev.id, None)
+            if mark is not None:
+                self._active.discard(mark)
 
     def _run(self, job: Job) -> None:
         started = time.time()
@@ -266,7 +334,80 @@ class LocalExecutor:
             return
         self._report(Finished(job.id, proc.returncode, timed_out, started, time.time()))
 
+    # ---- what nodes leave behind ----
+
+    def _reap_loop(self) -> None:
+        """Stop what finished nodes left running, every so often (never more than ~2 % of a core:
+        a scan of /proc costs about 11 µs a process)."""
+        interval = 0.2
+        while not self._done.wait(interval):
+            t0 = time.monotonic()
+            try:
+                self._sweep(final=False)
+            except Exception:  # never let the reaper take plx down; close() sweeps again
+                pass
+            interval = max(0.2, 50 * (time.monotonic() - t0))
+
+    def _sweep(self, final: bool) -> int:
+        """Stop the leftovers of finished nodes (every leftover of ours when final) and reap the
+        orphans re-parented to plx once they exit; returns how many processes were signalled.
+
+        Runs under the lock, with no process being started: the pid of a leader not registered
+        yet must never be reaped here (its Popen would lose its exit code)."""
+        me = os.getpid()
+        mysid = os.getsid(0)
+        victims: list[tuple[int, int]] = []
+        with self._lock:
+            if self._spawning and not final:
+                return 0
+            reap = not self._spawning
+            live = {p.pid for p in self.running.values() if p is not None}
+            if self._guardian is not None:
+                live.add(self._guardian.pid)
+            for pid, (state, ppid, pgid, sid, start) in procs.descendants(me).items():
+                if pid in live or sid == mysid:  # a node's leader, or plx's own helpers (git)
+                    continue
+                if state == "Z":
+                    if ppid == me and reap:  # an orphan of a node, adopted by plx as subreaper, now exited
+                        try:
+                            os.waitpid(pid, os.WNOHANG)
+                        except ChildProcessError:
+                            pass
+                    continue
+                if pgid in live:  # inside a running node's group: the group's kill reaches it
+                    continue
+                marks = procs.environ_marks(pid)
+                if marks.get(procs.MARKER) in self._runs:
+                    owner: tuple[str, str] | None = (marks[procs.MARKER], marks.get("PLX_NODE", ""))
+                else:  # its environment was cleared: known by the group or session it started in
+                    owner = self._owner.get(pgid) or self._owner.get(sid)
+                if owner is not None and (final or owner not in self._active):
+                    victims.append((pid, start))
+        if victims:
+            procs.kill_checked(victims, 0.0 if self._canceled_hard else GRACE_SECONDS)
+        return len(victims)
+
     def close(self) -> None:
+        self._done.set()
+        if self._reaper is not None:
+            self._reaper.join()
+            # Every way a run ends comes here: stop whatever any node left, including processes
+            # that called setsid or double-forked (they were re-parented to plx), and reap them.
+            # Each round stops one more level of a tree of such processes; a process that even KILL
+            # cannot end (stuck in the kernel) must not hold plx for long.
+            deadline = time.monotonic() + 3 * GRACE_SECONDS + 1
+            while self._sweep(final=True) and time.monotonic() < deadline:
+                pass
+            if self._guardian is not None:  # the run ended as a run ends: nothing left for the guardian to do
+                proc = self._guardian
+                try:
+                    proc.communicate(b"done\n", timeout=5)
+                except (OSError, subprocess.TimeoutExpired):
+                    proc.kill()
+                    proc.wait()
+                self._guardian = None
+            _subreaper(False)
+            self._reaper = None
         self._waiters.shutdown(wait=False)
         if self._null is not None:
             os.close(self._null)
@@ -277,12 +418,15 @@ class LocalExecutor:
         Jobs not started yet are not started."""
         with self._lock:
             self._canceled = True
-            procs = [p for p in self.running.values() if p is not None]
+            self._canceled_hard = self._canceled_hard or hard
+            leaders = [p for p in self.running.values() if p is not None]
         if hard:
-            for p in procs:
+            for p in leaders:
                 _kill_group(p.pid, signal.SIGKILL)
             return
-        threads = [threading.Thread(target=stop_group, args=(p.pid,)) for p in procs]
+        threads = [threading.Thread(target=stop_group, args=(p.pid,)) for p in leaders]
+        if self._reaper is not None:  # what left the nodes' groups is stopped meanwhile, not after
+            threads.append(threading.Thread(target=self._sweep, args=(True,)))
         for t in threads:
             t.start()
         for t in threads:

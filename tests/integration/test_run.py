@@ -239,7 +239,7 @@ def test_failure_skips_downstream_and_stops_launching(project: Project) -> None:
         params: [{name: script, type: str}]
         outputs: [{name: out}]
         cmd: |
-          {{ param.script }}
+          {{ param.script | raw }}
           touch {{ output.out }}
         """,
     )
@@ -483,7 +483,7 @@ def test_preview_and_dry_run(project: Project) -> None:
     )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  a: {operation: p, params: {n: 4}}\n")
     r = project.plx("preview", g, "a")
-    assert r.code == 0 and "seq 4 > <workdir>/out" in r.out
+    assert r.code == 0 and "seq 4 > '<workdir>/out'" in r.out  # placeholders are quoted like any value
     r = project.plx("run", g, "--dry-run")
     assert "no cache entry yet" in r.out
     project.plx("run", g)
@@ -708,4 +708,4 @@ def test_a_python_failure_names_the_operation_and_the_error(project: Project) ->
     assert r.code == 1
     assert "failed: b: exit code 1: ValueError: bad value 1" in r.err
     stderr = project.plx("log", "last", "b", "--stderr").out
-    assert 'File "operations/boom.yaml cmd", line 2' in stderr and 'raise ValueError(f"bad value {x}")' in stderr
+    assert 'File "operations/boom.yaml", line 7' in stderr and 'raise ValueError(f"bad value {x}")' in stderr  # the YAML file's line

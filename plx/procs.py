@@ -1,0 +1,221 @@
+"""What nodes leave running: plx as a child subreaper, a guardian that outlives a killed plx, and
+the processes of a run found by their PLX_RUN_ID marker (SPEC §9, "nothing keeps running").
+
+Every node process carries `PLX_RUN_ID=<run id>` and `PLX_NODE=<node>` in its environment (the
+executor sets them, children inherit them). A process that calls `setsid` or double-forks leaves
+the node's process group, so killing the group misses it; but while plx is a child subreaper
+(`PR_SET_CHILD_SUBREAPER`), such an orphan is re-parented to plx instead of init, so it stays a
+descendant of plx, where the executor finds and stops it.
+
+When plx itself dies (SIGKILL, the OOM killer), its guardian stops every process of its runs at
+once: a small process in a session of its own that holds the read end of a pipe whose only write
+end is plx's, so it reads end-of-file exactly when plx is gone, however it died. This replaces
+`PR_SET_PDEATHSIG` on each node leader, which was built and measured first: it reaches only the
+leader (not the rest of the node's tree), and it must be set in the child between fork and exec,
+either by `preexec_fn` (Python code between fork and exec in a multi-threaded process, and a full
+fork instead of vfork: 2.3x the CPU of a run of 300 trivial nodes) or by exec'ing through
+`setpriv --pdeathsig` (one more exec per node: +22 % CPU on the same run). It also fires when the
+*thread* that forked the leader exits, not the process: the executor's pool threads fork the
+leaders, so it would only be correct because each pool thread waits for the node it started.
+Whatever the guardian misses (it was killed too) the next plx command that finds the run
+`interrupted` stops (`kill_leftovers`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+MARKER = "PLX_RUN_ID"
+
+
+@functools.lru_cache(maxsize=1)
+def _prctl() -> object | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+def set_child_subreaper(on: bool) -> bool:
+    """Make orphaned descendants re-parent to this process (Linux 3.4+); False where unsupported."""
+    prctl = _prctl()
+    if prctl is None:
+        return False
+    return bool(prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0) == 0)  # type: ignore[operator]
+
+
+# ---- /proc ------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int, int, int, int] | None:
+    """(state, ppid, pgid, sid, starttime in clock ticks since boot) of a process, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    try:
+        return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+
+
+def environ_marks(pid: int) -> dict[str, str]:
+    """PLX_RUN_ID and PLX_NODE of a process, if it carries them (unreadable or a zombie: {})."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            data = f.read()
+    except OSError:
+        return {}
+    out = {}
+    for item in data.split(b"\0"):
+        if item.startswith((b"PLX_RUN_ID=", b"PLX_NODE=")):
+            k, _, v = item.decode("utf-8", "replace").partition("=")
+            out[k] = v
+    return out
+
+
+def _boot_time() -> float:
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+def started_at(starttime_ticks: int) -> float:
+    """A process's start as a Unix time, from its /proc starttime."""
+    return _boot_time() + starttime_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(root: int) -> dict[int, tuple[str, int, int, int, int]]:
+    """Every process below root (children, theirs, ...), with its stat fields."""
+    table = {pid: st for pid in _pids() if (st := _stat(pid)) is not None}
+    below: dict[int, list[int]] = {}
+    for pid, st in table.items():
+        below.setdefault(st[1], []).append(pid)
+    out: dict[int, tuple[str, int, int, int, int]] = {}
+    todo = list(below.get(root, []))
+    while todo:
+        pid = todo.pop()
+        if pid in out or pid == root:
+            continue
+        out[pid] = table[pid]
+        todo.extend(below.get(pid, []))
+    return out
+
+
+def kill_checked(pids: Iterable[tuple[int, int]], grace: float) -> list[int]:
+    """TERM (pid, starttime) pairs, KILL what is left after grace; a pid whose start time changed is
+    another process now (PID reuse) and is left alone. Returns the pids signalled."""
+    todo = [(pid, start) for pid, start in pids]
+
+    def same(pid: int, start: int) -> bool:
+        st = _stat(pid)
+        return st is not None and st[4] == start and st[0] != "Z"
+
+    sent = []
+    for pid, start in todo:
+        if same(pid, start):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                sent.append(pid)
+            except OSError:
+                pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(same(p, s) for p, s in todo):
+        time.sleep(0.02)
+    for pid, start in todo:
+        if same(pid, start):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    return sent
+
+
+def kill_leftovers(run_id: str, since: float, grace: float = 1.0) -> list[int]:
+    """Stop every process still carrying PLX_RUN_ID=run_id that started after `since` (Unix time):
+    what a plx that died left running. The start time guards against a reused pid."""
+    if not os.path.isdir("/proc"):
+        return []
+    me = os.getpid()
+    boot, tick = _boot_time(), os.sysconf("SC_CLK_TCK")
+    table = {pid: st for pid in _pids() if pid != me and (st := _stat(pid)) is not None and st[0] != "Z"}
+    recent = {pid for pid, st in table.items() if boot + st[4] / tick >= since - 1.0}
+    marked = {pid for pid in recent if environ_marks(pid).get(MARKER) == run_id}
+    # A process that cleared its environment is still found in the session of a marked one: the
+    # node's own session, or one a node process created with setsid. Only a session that is the
+    # run's own: its leader marked or gone, every member started after the run, not plx's session.
+    sessions = {table[pid][3] for pid in marked} - {os.getsid(0)}
+    for pid, st in table.items():
+        if st[3] in sessions and (pid not in recent or (pid == st[3] and pid not in marked)):
+            sessions.discard(st[3])
+    found = [(pid, table[pid][4]) for pid in recent if pid in marked or table[pid][3] in sessions]
+    return kill_checked(found, grace) if found else []
+
+
+# ---- the guardian -------------------------------------------------------------------------
+
+
+def start_guardian() -> subprocess.Popen[bytes] | None:
+    """Start the guardian (see the module's docstring); its stdin is the pipe to it. None: no /proc."""
+    if not os.path.isdir("/proc"):
+        return None
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from plx.procs import guard; guard()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not stopped by a signal to plx's process group or terminal
+            env=_guardian_env(),
+        )
+    except OSError:
+        return None
+    return proc
+
+
+def _guardian_env() -> dict[str, str]:
+    """plx's environment without a run's marker, and with plx importable however plx was found."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PLX_RUN_ID", "PLX_NODE")}
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def guard() -> None:
+    """The guardian's loop: `<run id> <start time>` lines name the runs to watch; `done` ends it.
+    End of file without `done` means plx is gone: stop every process still carrying those run ids."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    runs: dict[str, float] = {}
+    for line in sys.stdin:
+        words = line.split()
+        if words == ["done"]:
+            return
+        if len(words) == 2:
+            runs[words[0]] = float(words[1])
+    for _ in range(5):  # again, while stopping one lets another be found (a node starting one more)
+        if not any([kill_leftovers(rid, since, grace=1.0) for rid, since in runs.items()]):
+            return

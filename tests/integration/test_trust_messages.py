@@ -1,0 +1,145 @@
+"""No tracebacks (SPEC §9): non-finite and huge numbers, templates that trip the sandbox or use an
+unknown filter are messages with file:line, never a Python traceback."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import Project
+
+OP = """\
+kind: operation
+name: p
+runner: command
+params:
+  - {name: s, type: float, default: 1.0}
+  - {name: n, type: int, default: 1}
+  - {name: d, type: dict, default: {}}
+  - {name: l, type: list_float, default: []}
+outputs: [{name: out}]
+cmd: echo $PARAM_S > $OUTPUT_OUT
+"""
+BIG = "9" * 5000
+
+
+def _clean(r) -> None:  # type: ignore[no-untyped-def]
+    assert "Traceback" not in r.err and r.err.startswith("plx: error:"), r
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a.s=inf", "a.s=nan", "a.s=-inf", "a.s=1e999", "a.s=-1e400", 'a.d={"x": NaN}', 'a.d={"x": [1e999]}', "a.l=[1e999]", "a.l=1,inf", "a.l=[Infinity]"],
+)
+def test_non_finite_params_on_the_command_line(project: Project, value: str) -> None:
+    project.write("operations/p.yaml", OP)
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: p}\n")
+    r = project.plx("run", "graphs/g.yaml", "-p", value)
+    assert r.code == 1
+    _clean(r)
+    assert "not a finite number" in r.err and "JSON" in r.err, r
+    assert project.plx("log", "--json").json() == []  # refused before anything ran
+
+
+def test_non_finite_sweep_values(project: Project) -> None:
+    project.write("operations/p.yaml", OP)
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: p}\n")
+    for sweep in ["a.s=1,inf", "a.s=[1, NaN]", "a.s=[1, 1e999]"]:
+        r = project.plx("run", "graphs/g.yaml", "--sweep", sweep)
+        assert r.code == 1 and "not a finite number" in r.err, r
+        _clean(r)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", ".NaN"])
+def test_non_finite_numbers_in_yaml_files(project: Project, value: str) -> None:
+    project.write("operations/p.yaml", OP.replace("default: 1.0", f"default: {value}"))
+    project.write("graphs/g.yaml", f"kind: graph\nname: g\nnodes:\n  a: {{operation: p, params: {{l: [1, {value}]}}}}\n")
+    r = project.plx("validate")
+    assert r.code == 1, r
+    _clean(r)
+    assert re.search(rf"operations/p.yaml:5:\d+: {re.escape(value)} is not a finite number", r.err), r
+    assert re.search(rf"graphs/g.yaml:4:\d+: {re.escape(value)} is not a finite number", r.err), r
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 1 and "is not a finite number" in r.err
+    _clean(r)
+
+
+def test_an_int_of_5000_digits(project: Project) -> None:
+    project.write("operations/p.yaml", OP)
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: p}\n")
+    r = project.plx("run", "graphs/g.yaml", "-p", f"a.n={BIG}")
+    assert r.code == 1 and "an integer of 5000 digits is too long (at most 4300)" in r.err, r
+    _clean(r)
+    assert len(r.err) < 400  # the value is shortened in the message
+    r = project.plx("run", "graphs/g.yaml", "--sweep", f"a.n=1,{BIG}")
+    assert r.code == 1 and "too long" in r.err, r
+    _clean(r)
+    project.write("graphs/g.yaml", f"kind: graph\nname: g\nnodes:\n  a: {{operation: p, params: {{n: {BIG}}}}}\n")
+    r = project.plx("validate")
+    assert r.code == 1 and "graphs/g.yaml:4:33: a number of 5000 digits is too long" in r.err, r
+    _clean(r)
+
+
+SANDBOX_OP = """\
+kind: operation
+name: s
+runner: bash_jinja2
+params: [{name: x, type: str, default: a}, {name: d, type: dict, default: {}}, {name: l, type: list_str, default: []}]
+outputs: [{name: out}]
+cmd: |
+  echo start
+  echo {{ BODY }} > {{ output.out }}
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("param.x.upper.mro", "has no attribute 'mro'"),
+        ("param.l.append(1)", "not allowed in a template (sandbox)"),
+        ("param.d.missing", "has no attribute 'missing'"),
+        ("range(10**9) | list", "sandbox"),
+        ("1 / 0", "ZeroDivisionError"),
+    ],
+)
+def test_templates_failing_at_render_time(project: Project, body: str, message: str) -> None:
+    project.write("operations/s.yaml", SANDBOX_OP.replace("BODY", body))
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: s}\n")
+    r = project.plx("preview", "graphs/g.yaml", "a")
+    assert r.code == 1 and "operations/s.yaml:8: cannot render the command" in r.err and message in r.err, r
+    _clean(r)
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 1 and "Traceback" not in r.err, r
+    node = project.last_run()["nodes"]["a"]
+    assert node["state"] == "failed" and node["reason"].startswith("operations/s.yaml:8: cannot render the command") and message in node["reason"], node
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("param.x | nosuch", "unknown filter 'nosuch'"),
+        ("param.x | quote", "unknown filter 'quote'"),
+        ("param.x is nosuch", "unknown test 'nosuch'"),
+        ("param.x.__class__", "names starting with '_' are not allowed"),
+        ("param.x.upper.__globals__", "names starting with '_' are not allowed"),
+    ],
+)
+def test_templates_refused_at_validation(project: Project, body: str, message: str) -> None:
+    project.write("operations/s.yaml", SANDBOX_OP.replace("BODY", "{% if param.x %}{{ " + body + " }}{% endif %}").replace("{{ {%", "{%").replace("%} }}", "%}"))
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: s}\n")
+    for args in (["validate"], ["preview", "graphs/g.yaml", "a"], ["run", "graphs/g.yaml"]):
+        r = project.plx(*args)
+        assert r.code == 1 and f"operations/s.yaml:8: the template {'reads' if '_' in message else 'uses'}" in r.err and message in r.err, r
+        _clean(r)
+
+
+def test_a_graph_param_without_default_or_value(project: Project) -> None:
+    """Found by the fuzz: a required graph param given no value was a TypeError from json."""
+    project.write("operations/p.yaml", OP)
+    project.write("graphs/g.yaml", 'kind: graph\nname: g\nparams: [{name: lr, type: float}]\nnodes:\n  a: {operation: p, params: {s: "${lr}"}}\n')
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 1 and "the graph param 'lr' of graphs/g.yaml has no default; give it with -p lr=VALUE" in r.err, r
+    _clean(r)
+    assert project.plx("graph", "graphs/g.yaml").code == 0  # showing the graph needs no value
+    assert project.plx("run", "graphs/g.yaml", "-p", "lr=0.5").code == 0
