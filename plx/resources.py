@@ -116,7 +116,7 @@ class Pool:
 def check_requests(requests: dict[str, Request], jobs: int, memory: int | None, gpus: list[str] | None, where: str = "this machine") -> list[str]:
     """Why some requests could never be met (each a sentence naming the node), or nothing.
     memory or gpus None: not checked here."""
-    problems = []
+    problems: list[str] = []
     for node, r in requests.items():
         if r.cpus > jobs:
             problems.append(f"node '{node}' asks for {r.cpus} cpus, but -j is {jobs}: run with -j {r.cpus} or more, or lower its resources.cpus")
@@ -125,4 +125,27 @@ def check_requests(requests: dict[str, Request], jobs: int, memory: int | None, 
         if gpus is not None and r.gpus > len(gpus):
             have = f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}" + (f" ({','.join(gpus)})" if gpus else "")
             problems.append(f"node '{node}' asks for {r.gpus} GPU{'s' if r.gpus != 1 else ''}, but {where} has {have} (found with CUDA_VISIBLE_DEVICES or nvidia-smi -L)")
-    return problems
+    return _fold_expansions(problems)
+
+
+def _fold_expansions(problems: list[str]) -> list[str]:
+    """One sentence for all the expansions of a fanned-out node that share a problem (10,000 are one line)."""
+    import re
+
+    out: list[str] = []
+    first: dict[str, int] = {}  # the problem with the expansion key taken out -> its line in out
+    more: dict[int, tuple[str, int]] = {}
+    for p in problems:
+        m = re.match(r"node '([^']*\])'", p)
+        generic = re.sub(r"\[[^\[\]]*\]", "[]", p) if m else None
+        if generic is not None and generic in first:
+            i = first[generic]
+            template, n = more.get(i, (re.sub(r"\[[^\[\]]*\]", "", m.group(1)) if m else "", 0))
+            more[i] = (template, n + 1)
+            continue
+        if generic is not None:
+            first[generic] = len(out)
+        out.append(p)
+    for i, (template, n) in more.items():
+        out[i] += f" (and {n} more expansion{'s' if n != 1 else ''} of '{template}')"
+    return out

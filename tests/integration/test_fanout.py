@@ -463,3 +463,16 @@ def test_a_failed_expansion_stops_only_its_own_chain_with_keep_going(project: Pr
     assert states["map[A]"] == states["sort[A]"] == states["map[C]"] == states["sort[C]"] == "success"
     assert f"see `plx log {r.json()['id']} 'map[B]' --stderr`" in r.err, r
     assert project.plx("log", "last", "map[B]", "--stderr").out == "empty input\n"
+
+
+def test_resources_and_retries_apply_to_every_expansion(project: Project) -> None:
+    setup(project, ("A", "B", "C"))
+    project.write("graphs/g.yaml", PIPELINE.replace("    params: {tag: map}\n", "    params: {tag: map}\n    resources: {cpus: 2}\n    retries: 1\n"))
+    r = project.plx("run", "graphs/g.yaml", "-j", "1")
+    assert r.code == 1, r
+    assert "node 'map[A]' asks for 2 cpus, but -j is 1: run with -j 2 or more, or lower its resources.cpus (and 2 more expansions of 'map')" in r.err, r
+    assert r.err.count("asks for") == 1  # one line, not one per expansion
+    assert project.counter("map") == 0
+    r = project.plx("run", "graphs/g.yaml", "-j", "2", "--json")
+    assert r.code == 0, r
+    assert project.counter("map") == 3
