@@ -276,3 +276,18 @@ def test_resources_and_retries_belong_to_operation_nodes(project: Project) -> No
     assert r.code == 1, r
     assert "graphs/top.yaml:4:35: node 's' runs the graph 'graphs/sub.yaml': 'retries' applies to operation nodes (set it on the nodes of graphs/sub.yaml)" in r.err
     assert "graphs/top.yaml:4:47: node 's' runs the graph 'graphs/sub.yaml': 'resources' applies to operation nodes" in r.err
+
+
+def test_expansions_of_a_fanned_out_node_take_its_resources_and_retries(project: Project) -> None:
+    g = spans(project, "{cpus: 1}", "  m:\n    operation: span\n    foreach: [a, b]\n    params: {tag: '${item}'}\n    resources: {cpus: 2}\n")
+    r = project.plx("run", g, "-j", "2", "--json")
+    assert r.code == 0, r
+    assert list(r.json()["nodes"]) == ["m[0]", "m[1]"]
+    assert not overlap(span_of(project, "m[0]"), span_of(project, "m[1]"))
+
+    flaky(project, retries=0)
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  f:\n    operation: flaky\n    foreach: [0, 2]\n    params: {fail_first: '${item}'}\n    retries: 1\n")
+    r = project.plx("run", g, "-j", "1", "--json")
+    assert r.code == 0, r
+    assert {n: d["attempts"] for n, d in r.json()["nodes"].items()} == {"f[0]": 1, "f[1]": 2}
+    assert "(PLX_ATTEMPT=1)" in project.plx("log", "last", "f[1]", "--attempt", "1").out
