@@ -477,6 +477,7 @@ def run_section(i: int, data: dict[str, Any], runs_dir: Path, open_: bool) -> st
             f'<details class="nodelog" id="{anchor}"{" open" if d.get("state") in ("failed", "timeout") else ""}><summary>{_badge(d.get("state"))} <code>{esc(n)}</code> '
             f'<span class="muted">{esc(fmt_dur(d.get("duration")))}'
             + (f" · exit {esc(d.get('exit_code'))}" if d.get("exit_code") is not None else "")
+            + (f" · {len(d['attempts'])} attempts" if isinstance(d.get("attempts"), list) and len(d["attempts"]) > 1 else "")
             + f"</span></summary>{reason}{inner}</details>"
         )
     body.append("".join(logs))
