@@ -179,6 +179,8 @@ def run(
     executor: str = typer.Option("local", "--executor", help="local (a process pool here) or dask (a Dask cluster)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="The Dask scheduler, tcp://HOST:8786 (with --executor dask)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help="A shared cache for this run (any fsspec URL; overrides PLX_REMOTE and plx.yaml)."),
+    no_remote: bool = typer.Option(False, "--no-remote", help="Use no remote cache in this run."),
 ) -> None:
     """Validate, plan and run a graph, or only the named nodes and their upstream."""
     from . import commands
@@ -211,11 +213,13 @@ def run(
         no_cache=no_cache,
         keep_going=keep_going,
         reporter=reporter_for(as_json),
-        argv=sys.argv[1:],
+        argv=_redacted(sys.argv[1:]),
         sweeps=sweep,
         rev=rev,
         executor=executor,
         scheduler=scheduler,
+        remote=remote,
+        no_remote=no_remote,
     )
     if not sweep:
         _finish(records[0], as_json)
@@ -226,6 +230,13 @@ def run(
         _print_sweep_table(project, records)
     if any(r["status"] != "success" for r in records):
         raise typer.Exit(1)
+
+
+def _redacted(argv: list[str]) -> list[str]:
+    """The command line as recorded: a password inside a --remote URL is never written to the history."""
+    from .remote import redact
+
+    return [redact(a) if "://" in a else a for a in argv]
 
 
 def _print_sweep_table(project: Any, records: list[dict[str, Any]]) -> None:
@@ -326,6 +337,7 @@ def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
                 "cache_key": d.get("cache_key"),
                 "outputs": {k: {"hash": v["hash"], "size": v["size"], "type": v["type"]} for k, v in (d.get("outputs") or {}).items()},
                 **({"reason": d["reason"]} if d.get("reason") else {}),
+                **({"source": d["source"]} if d.get("source") else {}),
             }
             for n, d in data.get("nodes", {}).items()
         }

@@ -262,12 +262,16 @@ def run_many(
     rev: str | None = None,
     executor: str = "local",
     scheduler: str | None = None,
+    remote: str | None = None,
+    no_remote: bool = False,
 ) -> list[dict[str, Any]]:
     """Run a graph: one run, or with `sweeps` every combination of the swept values as one DAG on
     one pool, recorded as one run each. Returns the records."""
     from .engine import Engine, RunOptions
     from .history import prefetch_git_facts
+    from .project import resolve_url
 
+    remote_url = resolve_url(project, remote, no_remote)
     rev_info = None
     if rev:
         project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
@@ -275,7 +279,15 @@ def run_many(
         prefetch_git_facts(project.root)  # overlaps validation and planning
     members, flat = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
     opts = RunOptions(
-        jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
+        jobs=jobs or project.default_jobs(),
+        no_cache=no_cache,
+        keep_going=keep_going,
+        argv=argv,
+        overrides=flat,
+        rev=rev_info,
+        executor=executor,
+        scheduler=scheduler,
+        remote=remote_url,
     )
     return Engine(project, members, opts, reporter, lib).run_all()
 
@@ -299,6 +311,7 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
     from .history import History
     from .planner import plan as make_plan
     from .project import Project as P
+    from .project import resolve_url
 
     history = History(project.store)
     rid = history.resolve(run_ref)
@@ -347,7 +360,14 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
                 gparams[key] = value
         the_plan = make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files)
         opts = RunOptions(
-            jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=data.get("params") or {}, rerun_of=rid, snapshot=snap
+            jobs=jobs or project.default_jobs(),
+            no_cache=no_cache,
+            keep_going=keep_going,
+            argv=argv,
+            overrides=data.get("params") or {},
+            rerun_of=rid,
+            snapshot=snap,
+            remote=resolve_url(project),
         )
         record = Engine(replay, the_plan, opts, reporter, lib).run()
         return record, notes

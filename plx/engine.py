@@ -60,6 +60,7 @@ class RunOptions:
     scheduler: str | None = None  # the Dask scheduler's address
     rev: dict[str, str] | None = None
     snapshot: dict[str, Any] | None = None
+    remote: str | None = None  # the shared cache's URL (SPEC §8), resolved from --remote, PLX_REMOTE, plx.yaml
 
 
 @dataclass
@@ -72,6 +73,14 @@ class _Retry:
 
 class _GitReady:
     """The background read of git facts is done: record them."""
+
+
+@dataclass
+class _Fetched:
+    """The remote's answer for a task's key (a Future of remote.Fetched or None)."""
+
+    id: str
+    future: Any
 
 
 @dataclass
@@ -122,7 +131,7 @@ class Engine:
         self.store = Store(project.store)
         self.history = History(project.store)
         self.lib = lib
-        self.events: queue.Queue[Finished | _Retry | _GitReady] = queue.Queue()
+        self.events: queue.Queue[Finished | _Retry | _GitReady | _Fetched] = queue.Queue()
         self.executor = make_executor(opts, self.events)
         self.tasks: dict[str, Task] = {}
         self.member: dict[str, int] = {}
@@ -165,6 +174,16 @@ class Engine:
         self.interrupted = False
         self.input_arts: dict[Path, Avail] = {}
         self.records: list[RunRecord] = []
+        self.remote: Any = None
+        if opts.remote:
+            from .remote import open_remote
+
+            # Nothing is imported or contacted until a local miss: a no-op run never reaches the remote.
+            self.remote = open_remote(opts.remote, warn=self._warn, progress=getattr(reporter, "transfer", None))
+        self.fetching: dict[str, tuple[dict[str, list[Avail]], str]] = {}  # task -> (inputs, key) while the remote is asked
+
+    def _warn(self, text: str) -> None:
+        getattr(self.reporter, "warning", lambda _t: None)(text)
 
     def display(self, iid: str) -> str:
         label = self.members[self.member[iid]].label
@@ -214,6 +233,7 @@ class Engine:
                 "snapshot": self.opts.snapshot or (snapshot(plan, self.lib) if self.lib else {}),
                 "nodes": {t: {"state": "pending"} for t in plan.tasks},
                 "op_recipes": self.op_recipes,
+                **({"remote": self.remote.shown} if self.remote is not None else {}),
             }
             while True:
                 try:
@@ -227,11 +247,15 @@ class Engine:
         try:
             try:
                 self._loop()
+                if self.remote is not None:
+                    self.remote.wait()  # the write-through of this run's results
             except KeyboardInterrupt:
                 self._interrupt()
             self._record_git(wait=True)
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if self.remote is not None:
+                self.remote.close()
             try:
                 self.store.close()  # commits the cache entries not committed yet
             finally:
@@ -282,6 +306,14 @@ class Engine:
                 continue
             if isinstance(event, _GitReady):
                 git_recorded = self._record_git(wait=False)
+                continue
+            if isinstance(event, _Fetched):
+                running -= 1
+                if self._fetched(event):
+                    running += 1
+                else:
+                    for done in [event.id, *self._serve_waiters(event.id)]:
+                        ready.extend(self._settled(done))
                 continue
             if isinstance(event, _Retry):
                 if event.held_slot:
@@ -381,9 +413,37 @@ class Engine:
                 self._serve(tid, hit)
                 return False
             self.locks[tid] = lock
+            if self.remote is not None and self.remote.usable:
+                # A local miss: ask the remote off the loop's thread (the key's lock is held meanwhile).
+                self.inflight[key] = tid
+                self.fetching[tid] = (ins, key)
+                self._set(tid, "pending", waiting_for="the remote")
+                future = self.remote.submit(self.remote.fetch, key, self.store)
+                future.add_done_callback(lambda f, tid=tid: self.events.put(_Fetched(tid, f)))
+                return True
         if task.cacheable:
             self.inflight[key] = tid
         return self._launch(task, ins, key)
+
+    def _fetched(self, ev: _Fetched) -> bool:
+        """The remote answered for a task: serve its verified outputs, or launch the task. True if launched."""
+        from .remote import adopt
+
+        tid = ev.id
+        ins, key = self.fetching.pop(tid)
+        fetched = None if ev.future.cancelled() or ev.future.exception() is not None else ev.future.result()
+        outputs = adopt(self.store, fetched) if fetched is not None else None
+        if outputs is not None:
+            self.store.record(key, outputs, self.rec(tid).id)
+            self._serve(tid, outputs, remote=self.remote.shown)
+            self._release(tid)
+            return False
+        if fetched is not None:
+            self._warn(f"remote {self.remote.shown}: the objects of cache entry {key[:12]} are not intact here after download: not used")
+        if self.stopping or self.state[tid] != "pending":
+            self._release(tid)
+            return False
+        return self._launch(self.tasks[tid], ins, key)
 
     def _launch(self, task: Task, ins: dict[str, list[Avail]], key: str) -> bool:
         tid = task.id
@@ -524,6 +584,9 @@ class Engine:
                 # lock is held until then, so another plx waiting on it finds the entry.
                 self.store.record(self.keys[tid], stored, self.rec(tid).id)
                 wlog("cache entry written")
+                if self.remote is not None and self.remote.push and self.remote.usable:
+                    self._push(self.keys[tid], stored)
+                    wlog(f"pushed to the remote {self.remote.shown} (in the background)")
         finally:
             record.worker(node, lines)
         # Finished folders are removed when the run ends, not now: on some filesystems (ext4 without
@@ -543,6 +606,23 @@ class Engine:
         for other in self._serve_waiters(tid):
             released.extend(self._settled(other))
         return released
+
+    def _push(self, key: str, stored: dict[str, Artifact]) -> None:
+        """Write-through after a success: the artifacts, then the entry, in the background."""
+        from .remote import RemoteDown, objects_of
+
+        remote = self.remote
+        objects = objects_of(self.store, stored)
+
+        def push() -> None:
+            try:
+                remote.push_entry(key, stored, objects)
+            except RemoteDown:
+                pass  # warned once already
+            except Exception as exc:  # a back end's error on one object: the others still go
+                remote.warn(f"cannot push cache entry {key[:12]}: {exc}")
+
+        remote.submit(push)
 
     def _reusable(self, work: Path) -> bool:
         """Whether a finished work folder is exactly as a new one would be: empty, with the usual mode.
@@ -571,15 +651,17 @@ class Engine:
             self._serve(other, outputs)
         return waiters
 
-    def _serve(self, tid: str, outputs: dict[str, Artifact]) -> None:
+    def _serve(self, tid: str, outputs: dict[str, Artifact], remote: str | None = None) -> None:
         self.results[tid] = {n: Avail(a) for n, a in outputs.items()}
         now = now_iso()
+        where = f"the remote {remote}" if remote else "the store"
         self.rec(tid).worker(
             self.local[tid],
-            [f"{now} cache hit {self.keys[tid]}: not executed\n"]
-            + [f"{now} output {n}: {a.hash} ({a.type}, {a.size} bytes) from the store\n" for n, a in outputs.items()],
+            [f"{now} cache hit {self.keys[tid]}" + (f" from the remote {remote} (downloaded and verified)" if remote else "") + ": not executed\n"]
+            + [f"{now} output {n}: {a.hash} ({a.type}, {a.size} bytes) from {where}\n" for n, a in outputs.items()],
         )
-        self._set(tid, "cached", cache_key=self.keys[tid], exit_code=None, duration=0.0, outputs={n: a.to_json() for n, a in outputs.items()})
+        extra = {"source": "remote"} if remote else {}
+        self._set(tid, "cached", cache_key=self.keys[tid], exit_code=None, duration=0.0, outputs={n: a.to_json() for n, a in outputs.items()}, **extra)
 
     def _settled(self, tid: str) -> list[str]:
         """Tasks that became ready because tid is done (success or cached)."""

@@ -60,7 +60,13 @@ class PlainReporter:
             extra = f" ({info['reason']})"
         elif info.get("duration") and state not in ("cached", "running"):
             extra = f" ({info['duration']:.2f} s)"
+        elif info.get("source") == "remote":
+            extra = " (from the remote)"
         self._line(f"{state:<8} {node}{extra}")
+
+    def warning(self, text: str) -> None:
+        self._line(f"plx: warning: {text}")
+        self.flush()
 
     def _line(self, text: str) -> None:
         # Kept until flush(), which the engine calls at least every 0.1 s: a write per line
@@ -118,6 +124,11 @@ class LiveReporter:
             extra = f" ({info['reason']})" if info.get("reason") else (f" {info['duration']:.2f} s" if info.get("duration") else "")
             self.console.print(f"[{color}]{state:<8}[/] {node}{extra}")
 
+    def warning(self, text: str) -> None:
+        from rich.markup import escape
+
+        self.console.print(f"[yellow]plx: warning:[/] {escape(text)}", highlight=False)
+
     def _render(self) -> Any:
         from rich.table import Table
 
@@ -139,6 +150,33 @@ class LiveReporter:
     def run_finished(self, records: list[dict[str, Any]]) -> None:
         self.live.stop()
         PlainReporter(out=self.console.file).run_finished(records)
+
+
+class TransferProgress:
+    """Progress of large remote transfers on a terminal: one line rewritten in place (nothing without a terminal)."""
+
+    def __init__(self, out: IO[str] | None = None) -> None:
+        self.out = out or sys.stderr
+        self.enabled = self.out.isatty()
+        self.last = 0.0
+        self.lock = threading.Lock()
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        with self.lock:
+            if done < total and now - self.last < 0.2:
+                return
+            self.last = now
+            self.out.write(f"\r\x1b[K{label}: {done / 1e6:,.1f} / {total / 1e6:,.1f} MB" + ("\n" if done >= total else ""))
+            self.out.flush()
+
+
+def warn(text: str) -> None:
+    """A warning on stderr, for commands that have no run reporter."""
+    sys.stderr.write(f"plx: warning: {text}\n")
+    sys.stderr.flush()
 
 
 def reporter_for(json_mode: bool) -> Any:
