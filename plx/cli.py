@@ -485,9 +485,66 @@ def get(
 # ---- cache ----------------------------------------------------------------------
 
 
+# ---- sharing (SPEC §8) ----------------------------------------------------------
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+@app.command()
+@handle_errors
+def push(
+    runs: List[str] = typer.Argument(None, metavar="[RUN]...", help="Runs whose cache entries to upload (default: every local run)."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help="The remote (default: PLX_REMOTE, else plx.yaml)."),
+) -> None:
+    """Upload the cache entries and artifacts of runs to the remote (idempotent)."""
+    from . import sharing
+    from .commands import open_project
+    from .report import TransferProgress, warn
+
+    project = open_project()[0]
+    r = sharing.push(project, runs or [], sharing.open_for_command(project, remote, warn, TransferProgress()))
+    err(f"pushed {r['entries']} cache entries ({r['entries_there']} already there), {r['objects']} objects, {_mb(r['bytes'])} from {r['runs']} runs")
+    if r["missing_locally"]:
+        err(f"{r['missing_locally']} outputs are no longer in the local store (removed by `plx cache gc`?): not pushed")
+
+
+@app.command()
+@handle_errors
+def pull(
+    targets: List[str] = typer.Argument(..., metavar="GRAPH|RUN...", help="A graph file (what a run of it would take from the cache), or runs."),
+    param: List[str] = typer.Option([], "--param", "-p", help="With GRAPH: overrides, as for plx run."),
+    input_: List[str] = typer.Option([], "--input", "-i", help="With GRAPH: NAME=PATH, as for plx run."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help="The remote (default: PLX_REMOTE, else plx.yaml)."),
+) -> None:
+    """Download cache entries and artifacts from the remote into the local store."""
+    from . import commands, sharing
+    from .report import TransferProgress, warn
+
+    project, lib = commands.open_project()
+    rem = sharing.open_for_command(project, remote, warn, TransferProgress())
+    graphs = [t for t in targets if Path(t).suffix in (".yaml", ".yml") or (Path(t).is_file())]
+    if graphs:
+        if len(targets) != 1:
+            raise UsageError("pull takes one GRAPH, or runs")
+        members, _ = commands.plan_members(project, lib, commands.graph_path(project, graphs[0]), targets=[], params=param, inputs=input_)
+        r = sharing.pull_graph(project, members[0].plan, rem)
+        err(f"pulled {r['entries']} cache entries ({_mb(r['bytes'])}); a run would now take {r['cached']} nodes from the cache and run {r['run']}")
+        return
+    if param or input_:
+        raise UsageError("-p and -i go with a GRAPH, not with runs")
+    r = sharing.pull_runs(project, targets, rem)
+    err(f"pulled {r['entries']} cache entries and {r['objects']} other objects ({_mb(r['bytes'])}); {r['misses']} not found on the remote")
+    if r["misses"]:
+        raise typer.Exit(1)
+
+
 @cache_app.command("verify")
 @handle_errors
-def cache_verify() -> None:
+def cache_verify(
+    remote: bool = typer.Option(False, "--remote", help="Also download and re-hash every object of the remote."),
+) -> None:
     """Re-hash every stored artifact; report damage (exit 1)."""
     from .cache_admin import verify
     from .commands import open_project
@@ -497,6 +554,22 @@ def cache_verify() -> None:
     for h, why in damaged:
         err(f"damaged: {h} ({why})")
     err(f"{checked} objects checked, {len(damaged)} damaged")
+    if remote:
+        from . import sharing
+        from .report import TransferProgress, warn
+
+        rem = sharing.open_for_command(project, None, warn, TransferProgress())
+        r_checked, r_damaged = sharing.verify_remote(project, rem)
+        for h, why in r_damaged:
+            err(f"damaged on the remote: {h} ({why})")
+        err(f"remote {rem.shown}: {r_checked} objects checked, {len(r_damaged)} damaged")
+        if r_damaged:
+            err("damaged remote objects are never served (each is a miss); the next run that misses on one recomputes it and pushes a good copy")
+        if damaged:
+            err("damaged objects are never served: the nodes that made them run again on the next `plx run`")
+        if damaged or r_damaged:
+            raise typer.Exit(1)
+        return
     if damaged:
         err("damaged objects are never served: the nodes that made them run again on the next `plx run`")
         raise typer.Exit(1)

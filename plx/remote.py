@@ -91,6 +91,7 @@ class Remote:
         self._jobs: cf.ThreadPoolExecutor | None = None  # per-entry work (which waits on object transfers)
         self._pushing: dict[str, cf.Future[int]] = {}  # object hash -> its upload in this process
         self._pending: list[cf.Future[Any]] = []
+        self._bad: set[str] = set()  # objects found damaged on the remote: a push overwrites them
         self.pushed_entries = 0
         self.pushed_objects = 0
         self.pushed_bytes = 0
@@ -320,6 +321,8 @@ class Remote:
                 self.progress(f"download {h[:12]}", size, size)
             got = hasher.hexdigest()
             if got != h:
+                with self._lock:
+                    self._bad.add(h)
                 what = "truncated" if 0 <= size and done < size else "damaged"
                 raise Damaged(f"object {h[:12]} is {what} ({done} bytes, hash {got[:12]})")
             ok = True
@@ -373,7 +376,7 @@ class Remote:
         size = path.stat().st_size
         self._note("info", dst)
         try:
-            if fs.info(dst).get("size") == size:
+            if h not in self._bad and fs.info(dst).get("size") == size:
                 return 0  # content-addressed: the same name holds the same bytes
         except FileNotFoundError:
             pass

@@ -329,3 +329,96 @@ def test_s3_credentials_in_the_url_are_not_recorded(clones: tuple[Project, Proje
     for f in (one.root / ".plx" / "runs").rglob("*.json*"):
         assert b"pa55word" not in f.read_bytes()
     assert "pa55word" not in record
+
+
+# ---- plx push / pull / cache verify --remote -------------------------------------------
+
+WIDE = """\
+kind: graph
+name: wide
+nodes:
+{nodes}
+  big: {{operation: big}}
+"""
+
+BIG_OP = """\
+kind: operation
+name: big
+runner: command
+outputs: [{name: out, type: file}]
+cmd: python3 -c "import random; r = random.Random(7); open('$OUTPUT_OUT', 'wb').write(r.randbytes(24 << 20))"
+"""
+
+
+def _wide(p: Project, n: int = 24) -> None:
+    p.write("operations/big.yaml", BIG_OP)
+    p.write("graphs/wide.yaml", WIDE.format(nodes="\n".join(f"  n{i}: {{operation: step, params: {{tag: n{i}, value: v{i}}}}}" for i in range(n))))
+
+
+def test_push_pull_and_verify(clones: tuple[Project, Project, Path]) -> None:
+    one, two, remote = clones
+    env = _env(remote)
+    assert one.plx("run", "graphs/chain.yaml", env=_env(remote, PLX_REMOTE_PUSH="0")).code == 0
+    r = one.plx("push", env=_env(remote, PLX_REMOTE_PUSH="0"))
+    assert r.code == 1 and "read-only" in r.err
+    r = one.plx("push", env=env)
+    assert r.code == 0 and "pushed 3 cache entries (0 already there), 5 objects" in r.err, r.err
+    r = one.plx("push", "last", env=env)  # idempotent
+    assert r.code == 0 and "pushed 0 cache entries (3 already there), 0 objects" in r.err, r.err
+
+    r = two.plx("pull", "graphs/chain.yaml", env=env)
+    assert r.code == 0 and "pulled 3 cache entries" in r.err and "take 3 nodes from the cache and run 0" in r.err, r.err
+    r = two.plx("run", "graphs/chain.yaml", "--json", "--no-remote")
+    assert set(_states(r).values()) == {"cached"} and two.counter("a") == 0
+    r = two.plx("pull", "graphs/chain.yaml", "-p", "a.value=other", env=env)  # nothing on the remote for that
+    assert r.code == 0 and "pulled 0 cache entries" in r.err and "run 3" in r.err, r.err
+
+    # pull RUN: what a recorded run used and produced, after the local store lost it
+    for d in ("objects", "index", "stats"):
+        subprocess.run(["rm", "-rf", str(one.root / ".plx" / d)], check=True)
+    r = one.plx("pull", "last", env=env)
+    assert r.code == 0 and "pulled 3 cache entries" in r.err, r.err
+    assert one.plx("get", "last", "b", "-o", "-").out == "one\ntwo\n"
+    assert set(_states(one.plx("run", "graphs/chain.yaml", "--json", "--no-remote")).values()) == {"cached"}
+
+    r = one.plx("cache", "verify", "--remote", env=env)
+    assert r.code == 0 and "5 objects checked, 0 damaged" in r.err, r.err
+    entry = _remote_files(remote, "entries")[0]
+    obj = sorted(_remote_files(remote, "objects"))[0]
+    _flip(obj)
+    entry.write_text("garbage")
+    r = one.plx("cache", "verify", "--remote", env=env)
+    assert r.code == 1 and "Traceback" not in r.err
+    assert f"damaged on the remote: {obj.parent.name}{obj.name}" in r.err and "is damaged (not a plx entry)" in r.err, r.err
+    assert one.plx("cache", "verify", "--remote").code == 1 and "no remote is configured" in one.plx("push").err
+
+
+@pytest.mark.parametrize("backend", ["file", "s3"])
+def test_two_machines_push_the_same_work_at_once(clones: tuple[Project, Project, Path], backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    one, two, remote = clones
+    for p in (one, two):
+        _wide(p)
+    if backend == "s3":
+        endpoint = request.getfixturevalue("s3")
+        _bucket(endpoint, "race")
+        env = _s3_env(endpoint, "race")
+    else:
+        env = _env(remote)
+    for p in (one, two):  # the same work computed on both machines, not pushed yet
+        r = p.plx("run", "graphs/wide.yaml", "--json", env={**env, "PLX_REMOTE_PUSH": "0"})
+        assert r.code == 0, r
+    assert _states(r)["big"] == "success"
+    procs = [subprocess.Popen([sys.executable, "-m", "plx", "push"], cwd=p.root, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True) for p in (one, two)]
+    errs = [proc.communicate(timeout=300)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], errs
+    assert all("pushed" in e and "Traceback" not in e for e in errs), errs
+    r = one.plx("cache", "verify", "--remote", env=env)
+    assert r.code == 0 and "25 objects checked, 0 damaged" in r.err, r.err  # 24 small outputs and the big one
+    if backend == "file":
+        assert not [p for p in remote.rglob("*") if ".tmp-" in p.name]
+    third = Clone(tmp_path / "third")
+    subprocess.run(["git", "clone", "-q", str(one.root), str(third.root)], check=True)
+    _wide(third)
+    r = third.plx("run", "graphs/wide.yaml", "--json", env=env)
+    assert r.code == 0 and set(_states(r).values()) == {"cached"}, r
+    assert third.counter("n0") == 0
