@@ -338,6 +338,7 @@ def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
                 "outputs": {k: {"hash": v["hash"], "size": v["size"], "type": v["type"]} for k, v in (d.get("outputs") or {}).items()},
                 **({"reason": d["reason"]} if d.get("reason") else {}),
                 **({"source": d["source"]} if d.get("source") else {}),
+                **({"worker": d["worker"], "dask_attempts": len(d.get("dask_attempts") or [])} if d.get("worker") else {}),
             }
             for n, d in data.get("nodes", {}).items()
         }

@@ -542,7 +542,13 @@ class Engine:
             def wlog(msg: str) -> None:
                 lines.append(f"{now_iso()} {msg}\n")
 
-            common = {"exit_code": ev.exit_code, "duration": duration, "finished": now_iso(), "cache_key": self.keys[tid]}
+            common: dict[str, Any] = {"exit_code": ev.exit_code, "duration": duration, "finished": now_iso(), "cache_key": self.keys[tid]}
+            attempts = getattr(ev, "attempts", None)  # the Dask executor's: one per worker that ran the node
+            if attempts:
+                common["worker"] = attempts[-1].get("worker")
+                common["dask_attempts"] = [{k: at.get(k) for k in ("attempt", "worker", "host", "pid")} for at in attempts]
+                for at in attempts:
+                    wlog(f"attempt {at.get('attempt')} on Dask worker {at.get('worker')} (host {at.get('host')}, pid {at.get('pid')})")
             state: str | None = None  # set when the node did not succeed
             reason = ""
             if ev.error is not None:  # no process ran
