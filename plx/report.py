@@ -41,6 +41,7 @@ class PlainReporter:
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
         self.pending: list[str] = []
+        self._progress: TransferProgress | None = None
 
     def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
         self.t0 = time.monotonic()
@@ -67,6 +68,12 @@ class PlainReporter:
     def warning(self, text: str) -> None:
         self._line(f"plx: warning: {text}")
         self.flush()
+
+    def transfer(self, label: str, done: int, total: int) -> None:
+        """A large remote transfer's progress: shown on a terminal only (a CI log gets no progress bars)."""
+        if self._progress is None:
+            self._progress = TransferProgress(self.out)
+        self._progress(label, done, total)
 
     def _line(self, text: str) -> None:
         # Kept until flush(), which the engine calls at least every 0.1 s: a write per line
@@ -105,6 +112,7 @@ class LiveReporter:
         self.lock = threading.Lock()
         self.console = Console(stderr=True)
         self.live = Live(console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render)
+        self.transfers: dict[str, tuple[int, int]] = {}  # large remote transfers under way
 
     def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
         self.run_id, self.graph = title, ""
@@ -123,6 +131,13 @@ class LiveReporter:
             color = COLORS.get(state, "white")
             extra = f" ({info['reason']})" if info.get("reason") else (f" {info['duration']:.2f} s" if info.get("duration") else "")
             self.console.print(f"[{color}]{state:<8}[/] {node}{extra}")
+
+    def transfer(self, label: str, done: int, total: int) -> None:
+        with self.lock:
+            if done >= total:
+                self.transfers.pop(label, None)
+            else:
+                self.transfers[label] = (done, total)
 
     def warning(self, text: str) -> None:
         from rich.markup import escape
@@ -143,6 +158,10 @@ class LiveReporter:
             t.add_row("[blue]running[/]", n, f"{now - self.started.get(n, now):6.1f}s")
         if len(running) > 12:
             t.add_row("", f"... and {len(running) - 12} more", "")
+        with self.lock:
+            transfers = list(self.transfers.items())
+        for label, (done, total) in transfers[:4]:
+            t.add_row("[magenta]remote[/]", label, f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB")
         totals = "  ".join(f"[{COLORS.get(s, 'white')}]{s} {c[s]}[/]" for s in STATE_ORDER if c.get(s))
         t.add_row("", f"{self.run_id}: {totals}", "")
         return t
