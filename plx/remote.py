@@ -33,6 +33,7 @@ from .store import TREE_TYPE, Artifact, Store
 
 FORMAT = "plx-remote-1"
 CHUNK = 4 << 20  # transfers stream in pieces of this size: never a whole artifact in memory
+BLOCK = 16 << 20  # what a back end fetches or uploads per request (fewer, larger requests; still bounded)
 BIG = 32 << 20  # a transfer at least this large shows progress on a terminal
 WORKERS = int(os.environ.get("PLX_REMOTE_THREADS", "8"))
 LOCAL_PROTOCOLS = ("file", "local")
@@ -299,16 +300,14 @@ class Remote:
         try:
             with os.fdopen(fd, "wb") as out:
                 try:
-                    with fs.open(path, "rb", block_size=CHUNK) as f:
-                        while True:
-                            chunk = f.read(CHUNK)
-                            if not chunk:
-                                break
-                            hasher.update(chunk)
-                            out.write(chunk)
-                            done += len(chunk)
-                            if self.progress and size >= BIG:
-                                self.progress(f"download {h[:12]}", done, size)
+                    data = self._small(fs, path, size)
+                    if data is not None:
+                        hasher.update(data)
+                        out.write(data)
+                        done = len(data)
+                    else:
+                        self._stream(fs, path, out, hasher, h, size)
+                        done = out.tell()
                 except FileNotFoundError:
                     raise Damaged(f"object {h[:12]} is missing") from None
                 except Damaged:
@@ -333,6 +332,33 @@ class Remote:
                     os.unlink(name)
                 except FileNotFoundError:
                     pass
+
+    def _small(self, fs: Any, path: str, size: int) -> bytes | None:
+        """A small object of known size in one ranged GET (no HEAD first), or None to stream it.
+
+        At most one byte more than expected is asked for, so a longer object is caught without
+        reading it all; an object shorter than expected (a range the server refuses) is streamed."""
+        if self.local or not 0 < size <= CHUNK:
+            return None
+        try:
+            return bytes(fs.cat_file(path, start=0, end=size + 1))
+        except FileNotFoundError:
+            raise
+        except Exception:
+            return None
+
+    def _stream(self, fs: Any, path: str, out: Any, hasher: Any, h: str, size: int) -> None:
+        done = 0
+        with fs.open(path, "rb", block_size=BLOCK) as f:
+            while True:
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    break
+                hasher.update(chunk)
+                out.write(chunk)
+                done += len(chunk)
+                if self.progress and size >= BIG:
+                    self.progress(f"download {h[:12]}", done, size)
 
     # ---- writing -----------------------------------------------------------------
 
@@ -398,7 +424,7 @@ class Remote:
             if self.local:
                 fs.makedirs(dst.rpartition("/")[0], exist_ok=True)
             done = 0
-            with fs.open(target, "wb", block_size=max(CHUNK, 5 << 20)) as out:
+            with fs.open(target, "wb", block_size=BLOCK) as out:
                 while True:
                     chunk = src.read(CHUNK)
                     if not chunk:
