@@ -64,12 +64,11 @@ def big_op(root: Path, mb: int, small: int) -> None:
     (root / "operations").mkdir(exist_ok=True)
     (root / "graphs").mkdir(exist_ok=True)
     (root / "operations/big.yaml").write_text(
-        "kind: operation\nname: big\nrunner: command\noutputs: [{name: out, type: file}]\n"
-        f"cmd: head -c {mb << 20} /dev/urandom > \"$OUTPUT_OUT\"\n"
+        f'kind: operation\nname: big\nrunner: command\noutputs: [{{name: out, type: file}}]\ncmd: head -c {mb << 20} /dev/urandom > "$OUTPUT_OUT"\n'
     )
     (root / "operations/many.yaml").write_text(
         "kind: operation\nname: many\nrunner: command\noutputs: [{name: out, type: directory}]\n"
-        f"cmd: for i in $(seq {small}); do head -c 4096 /dev/urandom > \"$OUTPUT_OUT/f$i\"; done\n"
+        f'cmd: for i in $(seq {small}); do head -c 4096 /dev/urandom > "$OUTPUT_OUT/f$i"; done\n'
     )
     (root / "graphs/big.yaml").write_text("kind: graph\nname: big\nnodes:\n  big: {operation: big}\n")
     (root / "graphs/many.yaml").write_text("kind: graph\nname: many\nnodes:\n  many: {operation: many}\n")
@@ -125,7 +124,14 @@ def dask(tmp: Path) -> None:
         return
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ]
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -137,7 +143,12 @@ def dask(tmp: Path) -> None:
                     raise
                 time.sleep(0.5)
         procs.append(
-            subprocess.Popen([str(BIN / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            subprocess.Popen(
+                [str(BIN / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         )
         client.wait_for_workers(2, timeout=60)
         client.close()
@@ -147,7 +158,9 @@ def dask(tmp: Path) -> None:
         local = timed([PLX, "run", "graphs/wide.yaml", "-j2", "--no-cache"], root, repeat=3)
         rows = [["local -j2", f"{local:.2f}", "-"]]
         for jobs in JOBS:
-            on_dask = timed([PLX, "run", "graphs/wide.yaml", "--no-cache", "--executor", "dask", "--scheduler", address, *(["-j", str(jobs)] if jobs else [])], root, repeat=3)
+            on_dask = timed(
+                [PLX, "run", "graphs/wide.yaml", "--no-cache", "--executor", "dask", "--scheduler", address, *(["-j", str(jobs)] if jobs else [])], root, repeat=3
+            )
             rows.append([f"dask -j {jobs or 'default'}", f"{on_dask:.2f}", f"{(on_dask - local) / (N + 1) * 1000:.1f}"])
         print_table(f"Dask vs the local pool, cold runs of {N} nodes + 1 (median of 3; 2 workers x 1 thread vs -j2)", rows, ["executor", "seconds", "overhead ms/node"])
     finally:

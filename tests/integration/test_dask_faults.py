@@ -31,7 +31,14 @@ def _start_cluster(workers: list[list[str]], n: int) -> tuple[str, list[subproce
     """A scheduler on 127.0.0.1 and worker commands (each a prefix before `dask worker ADDRESS`); waits for n workers."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    procs = [
+        subprocess.Popen(
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ]
     try:
         from distributed import Client
 
@@ -45,7 +52,11 @@ def _start_cluster(workers: list[list[str]], n: int) -> tuple[str, list[subproce
                     raise
                 time.sleep(0.5)
         for prefix in workers:
-            procs.append(subprocess.Popen([*prefix, DASK, "worker", address, "--nthreads", "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [*prefix, DASK, "worker", address, "--nthreads", "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                )
+            )
         try:
             client.wait_for_workers(n, timeout=60)
         finally:
