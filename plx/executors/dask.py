@@ -126,13 +126,31 @@ def _fresh_folder(cwd: str, n: int, fresh_dirs: list[str], earlier: list[dict[st
         (work / d).mkdir(parents=True, exist_ok=True)
 
 
+Result = tuple[int | None, bool, float, float, str | None, dict[str, Any] | None]
+
+
 def run_on_worker(
-    key: str, argv: list[str], extra_env: dict[str, str], cwd: str, stdout: str, stderr: str, timeout: float | None, grace: float, fresh_dirs: list[str] | None = None
-) -> tuple[int | None, bool, float, float, str | None]:
-    """Runs on a Dask worker: one attempt of a node; returns (exit code, timed out, start, end, error)."""
+    key: str,
+    argv: list[str],
+    extra_env: dict[str, str],
+    cwd: str,
+    stdout: str,
+    stderr: str,
+    timeout: float | None,
+    grace: float,
+    fresh_dirs: list[str] | None = None,
+    remote: str | None = None,
+    bundle: list[tuple[str, str, int, bool]] | None = None,
+) -> Result:
+    """Runs on a Dask worker: one attempt of a node; returns (exit code, timed out, start, end, error, remote result).
+
+    A worker that sees the work folder (a shared folder) runs the node there; one that does not,
+    with a remote, runs it through the remote (see _via_remote)."""
     started = time.time()
     missing = _invisible(cwd)
     if missing is not None:
+        if remote and bundle is not None:
+            return _via_remote(key, argv, extra_env, cwd, timeout, grace, fresh_dirs or [], remote, bundle)
         return (
             None,
             False,
@@ -140,12 +158,98 @@ def run_on_worker(
             time.time(),
             f"the Dask worker {_worker_address()} on {socket.gethostname()} cannot see {missing} "
             f"(needed for the work folder {cwd}): mount the project's shared folder at the same path on every worker, "
-            "or start the worker where it can see it",
+            "or configure a remote (remote: in plx.yaml, or PLX_REMOTE) so that workers need no shared folder",
+            None,
         )
     earlier = _read_attempts(cwd)
     n = len(earlier) + 1
     if earlier:
         _fresh_folder(cwd, n, fresh_dirs or [], earlier)
+    code, timed_out = _run_attempt(key, argv, extra_env, cwd, stdout, stderr, timeout, grace, n, started)
+    return code, timed_out, started, time.time(), None, None
+
+
+def worker_cache() -> Path:
+    """The local cache of a worker that has no shared folder: PLX_WORKER_CACHE, else ~/.cache/plx/worker."""
+    return Path(os.environ.get("PLX_WORKER_CACHE") or Path.home() / ".cache" / "plx" / "worker")
+
+
+def _via_remote(
+    key: str,
+    argv: list[str],
+    extra_env: dict[str, str],
+    cwd: str,
+    timeout: float | None,
+    grace: float,
+    fresh_dirs: list[str],
+    url: str,
+    bundle: list[tuple[str, str, int, bool]],
+) -> Result:
+    """One attempt on a worker with no shared folder: the node's inputs come from the remote into the
+    worker's own cache and are placed at the same paths as on plx's machine (so the command plx
+    prepared works as is); its outputs are stored in that cache and uploaded; plx downloads them."""
+    from ..remote import Fetched, Remote, adopt, objects_of
+    from ..store import TREE_TYPE, Artifact, Store
+
+    started = time.time()
+    warnings: list[str] = []
+    rem = Remote(url, warn=warnings.append)
+    store = Store(worker_cache())
+    work = Path(cwd)
+    indir = work.with_name(work.name + ".in")
+    logs = work.with_name(work.name + ".logs")
+    try:
+        for d in (work, indir, logs):
+            shutil.rmtree(d, ignore_errors=True)  # every attempt starts afresh
+        work.mkdir(parents=True)
+        logs.mkdir()
+        for name in fresh_dirs:
+            (work / name).mkdir(parents=True, exist_ok=True)
+        wanted = {rel: Artifact(h, size, "executable" if ex else "file", Path(rel).name) for rel, h, size, ex in bundle}
+        fetched = Fetched("", wanted)
+        rem._download_all(fetched, store)
+        if adopt(store, fetched) is None:
+            raise RuntimeError("the inputs downloaded from the remote are not intact")
+        for rel, art in wanted.items():
+            store.materialize(art, indir / rel)
+    except Exception as exc:
+        store.close()
+        why = rem.down or (warnings[-1] if warnings else f"{type(exc).__name__}: {exc}")
+        return None, False, started, time.time(), f"the Dask worker {_worker_address()} cannot fetch the node's inputs from the remote {rem.shown}: {why}", None
+    code, timed_out = _run_attempt(key, argv, extra_env, cwd, str(logs / "stdout"), str(logs / "stderr"), timeout, grace, 1, started)
+    extra: dict[str, Any] = {"worker": _worker_address(), "host": socket.gethostname(), "outputs": {}}
+    for stream in ("stdout", "stderr"):
+        try:
+            with open(logs / stream, "rb") as f:
+                extra[stream] = f.read(8 << 20)
+        except OSError:
+            extra[stream] = b""
+    error = None
+    try:
+        if code == 0 and not timed_out:
+            outputs: dict[str, Any] = {}
+            for entry in sorted(os.scandir(work), key=lambda e: e.name):
+                p = Path(entry.path)
+                if entry.is_symlink():
+                    outputs = {}
+                    break  # plx reports the link when it checks the (missing) output
+                outputs[entry.name] = store.put_tree(p, entry.name) if entry.is_dir() else store.put_file(p, "file", entry.name)
+            rem.push_objects(objects_of(store, outputs))
+            extra["outputs"] = {name: a.to_json() for name, a in outputs.items()}
+            extra["trees"] = [name for name, a in outputs.items() if a.type == TREE_TYPE]
+    except Exception as exc:
+        error = f"the Dask worker {_worker_address()} cannot upload the node's outputs to the remote {rem.shown}: {rem.down or exc}"
+    finally:
+        store.close()
+        for d in (work, indir, logs):
+            shutil.rmtree(d, ignore_errors=True)
+    return code, timed_out, started, time.time(), error, extra
+
+
+def _run_attempt(
+    key: str, argv: list[str], extra_env: dict[str, str], cwd: str, stdout: str, stderr: str, timeout: float | None, grace: float, n: int, started: float
+) -> tuple[int | None, bool]:
+    """Start the node (its leader dies with this thread), a watchdog for its group, and wait for it."""
     # The watchdog: `read` ends with an error when the worker's end of the pipe closes (the worker
     # died), and then kills the node's group; a line from the worker (the node ended) lets it go.
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
@@ -188,7 +292,7 @@ def run_on_worker(
             pass
         os.close(wd_w)
         watchdog.wait()
-    return proc.returncode, timed_out, started, time.time(), None
+    return proc.returncode, timed_out
 
 
 def kill_on_worker(keys: list[str], hard: bool, grace: float) -> int:
@@ -209,7 +313,7 @@ def kill_on_worker(keys: list[str], hard: bool, grace: float) -> int:
 class DaskExecutor:
     """Submits each job as a Dask task (not pure: a node's process is never deduplicated by Dask)."""
 
-    def __init__(self, results: queue.Queue[Any], scheduler: str):
+    def __init__(self, results: queue.Queue[Any], scheduler: str, remote: str | None = None):
         try:
             from distributed import Client
         except ImportError:
@@ -223,7 +327,40 @@ class DaskExecutor:
         self.keys: dict[str, str] = {}
         self.stderr: dict[str, str] = {}
         self.cwd: dict[str, str] = {}
+        self.stdout: dict[str, str] = {}
+        self.remote_url = remote
+        self._remote: Any = None
         self._lock = threading.Lock()
+
+    def remote(self) -> Any:
+        if self._remote is None and self.remote_url:
+            from ..remote import Remote
+
+            self._remote = Remote(self.remote_url)
+        return self._remote
+
+    def _bundle(self, job: Job) -> list[tuple[str, str, int, bool]] | None:
+        """With a remote: the node's input folder as (path, hash, size, executable), uploaded, for workers without a shared folder."""
+        rem = self.remote()
+        if rem is None or not rem.usable:
+            return None
+        from ..hashing import hash_file
+
+        indir = job.cwd.with_name(job.cwd.name + ".in")
+        items: list[tuple[str, str, int, bool]] = []
+        objects: list[tuple[str, Path]] = []
+        if indir.is_dir():
+            for p in sorted(indir.rglob("*")):
+                if p.is_file():
+                    h = hash_file(p)
+                    st = p.stat()
+                    items.append((str(p.relative_to(indir)), h, st.st_size, bool(st.st_mode & 0o100)))
+                    objects.append((h, p))
+        try:
+            rem.push_objects(objects)
+        except Exception:
+            return None  # warned; workers then need the shared folder
+        return items
 
     def submit(self, job: Job) -> None:
         if job.before is not None:  # the inputs go to the shared store folder the workers see
@@ -231,21 +368,39 @@ class DaskExecutor:
         key = f"plx-node-{uuid.uuid4().hex}"
         # Empty folders plx made for directory outputs: a retried attempt starts with the same.
         fresh_dirs = [e.name for e in os.scandir(job.cwd) if e.is_dir()] if job.cwd.is_dir() else []
+        bundle = self._bundle(job)
         future = self.client.submit(
-            run_on_worker, key, job.argv, job.env, str(job.cwd), str(job.stdout), str(job.stderr), job.timeout, GRACE_SECONDS, fresh_dirs, key=key, pure=False
+            run_on_worker,
+            key,
+            job.argv,
+            job.env,
+            str(job.cwd),
+            str(job.stdout),
+            str(job.stderr),
+            job.timeout,
+            GRACE_SECONDS,
+            fresh_dirs,
+            self.remote_url if bundle is not None else None,
+            bundle,
+            key=key,
+            pure=False,
         )
         with self._lock:
             self.running[job.id] = future
             self.keys[job.id] = key
             self.stderr[job.id] = str(job.stderr)
             self.cwd[job.id] = str(job.cwd)
+            self.stdout[job.id] = str(job.stdout)
         future.add_done_callback(lambda f, job_id=job.id: self._done(job_id, f))
 
     def _done(self, job_id: str, future: Any) -> None:
         now = time.time()
         error: str | None = None
+        extra: dict[str, Any] | None = None
         try:
-            code, timed_out, started, ended, error = future.result()
+            code, timed_out, started, ended, error, extra = future.result()
+            if extra is not None:
+                error = self._from_remote(job_id, extra) or error
         except Exception as exc:  # the workers died too often, or the task was cancelled: the node failed
             code, timed_out, started, ended = -1, False, now, now
             error = f"the Dask task failed: {type(exc).__name__}: {exc}"
@@ -260,7 +415,41 @@ class DaskExecutor:
             self.keys.pop(job_id, None)
             self.stderr.pop(job_id, None)
             self.cwd.pop(job_id, None)
+            self.stdout.pop(job_id, None)
+        if not attempts and extra:  # ran through the remote: the worker said where
+            attempts = [{"attempt": 1, "worker": extra.get("worker"), "host": extra.get("host"), "pid": None}]
         self.results.put(DaskFinished(job_id, None if error else code, timed_out, started, ended, error, attempts=attempts))
+
+    def _from_remote(self, job_id: str, extra: dict[str, Any]) -> str | None:
+        """A node that ran on a worker without the shared folder: its logs and outputs, here. Returns an error or None."""
+        for stream, paths in (("stdout", self.stdout), ("stderr", self.stderr)):
+            if extra.get(stream) and paths.get(job_id):
+                with open(paths[job_id], "wb") as f:
+                    f.write(extra[stream])
+        outputs = extra.get("outputs") or {}
+        if not outputs:
+            return None
+        from ..remote import Fetched, adopt
+        from ..store import Artifact, Store
+
+        work = Path(self.cwd[job_id])
+        root = next((p.parent for p in work.parents if p.name == "tmp" and (p.parent / "objects").is_dir()), None)
+        if root is None:
+            return f"cannot find the store of {work}"
+        store = Store(root)
+        try:
+            arts = {name: Artifact.from_json(a) for name, a in outputs.items()}
+            fetched = Fetched("", arts)
+            self.remote()._download_all(fetched, store)
+            if adopt(store, fetched) is None:
+                return f"the outputs the Dask worker {extra.get('worker')} uploaded to the remote are not intact"
+            for name, art in arts.items():
+                store.materialize(art, work / name)
+        except Exception as exc:
+            return f"cannot download the outputs of the Dask worker {extra.get('worker')} from the remote: {exc}"
+        finally:
+            store.close()
+        return None
 
     def cancel_all(self, hard: bool = False) -> None:
         with self._lock:

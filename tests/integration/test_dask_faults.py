@@ -185,3 +185,48 @@ def test_a_worker_that_cannot_see_the_project(project: Project, tmp_path: Path) 
         assert "Traceback" not in r.err and "FileNotFoundError" not in r.err
     finally:
         _stop(procs)
+
+
+def test_workers_without_a_shared_folder_go_through_the_remote(project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The only worker cannot see the project (a tmpfs over its parent, in its own mount
+    namespace); with a file:// remote it still runs every node: inputs from the remote, outputs to it."""
+    hidden = project.root.parent
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {hidden} && test ! -e {project.root}"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"cannot hide a folder with unshare -m + tmpfs here: {probe.stderr.strip()}")
+        pytest.skip(f"this machine forbids unshare -m / mount: {probe.stderr.strip()}")
+    remote = tmp_path_factory.mktemp("remote")
+    cache = hidden / "worker-cache"  # inside the worker's tmpfs: a cache of its own
+    worker = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size=64m tmpfs {hidden} && PLX_WORKER_CACHE={cache} exec "$@"', "sh"]
+    address, procs = _start_cluster([worker], 1)
+    try:
+        project.write("data/in.txt", "from the user\n")
+        project.write(
+            "operations/a.yaml",
+            "kind: operation\nname: a\nrunner: command\ninputs: [{name: src, type: text}]\noutputs: [{name: out, type: text}, {name: d, type: directory}]\n"
+            'cmd: |\n  cat "$INPUT_SRC" > "$OUTPUT_OUT"; echo a >> "$OUTPUT_OUT"\n  mkdir -p "$OUTPUT_D/sub"; echo deep > "$OUTPUT_D/sub/x"\n  echo "a ran on $(hostname)"\n',
+        )
+        project.write(
+            "operations/b.yaml",
+            "kind: operation\nname: b\nrunner: python\ninputs: [{name: src, type: text}, {name: d, type: directory}]\noutputs: [{name: out, type: text}]\n"
+            "cmd: |\n  import os\n  text = open(input['src']).read() + open(os.path.join(input['d'], 'sub', 'x')).read()\n  open(output['out'], 'w').write(text + 'b\\n')\n",
+        )
+        project.write(
+            "graphs/g.yaml",
+            "kind: graph\nname: g\ninputs: [{name: data, type: text, default: data/in.txt}]\nnodes:\n"
+            "  a: {operation: a, inputs: {src: inputs.data}}\n  b: {operation: b, inputs: {src: a.out, d: a.d}}\noutputs: {b: b.out}\n",
+        )
+        env = {"PLX_REMOTE": f"file://{remote}"}
+        r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", address, "--json", env=env)
+        assert r.code == 0, r
+        nodes = r.json()["nodes"]
+        assert {n["state"] for n in nodes.values()} == {"success"}
+        assert all(n["worker"].startswith("tcp://127.0.0.1") for n in nodes.values())
+        assert project.plx("get", "last", "b", "-o", "-").out == "from the user\na\ndeep\nb\n"
+        assert project.plx("log", "last", "a").out.startswith("a ran on ")  # its stdout came back too
+        assert project.plx("cache", "verify", "--remote", env=env).code == 0
+        # Without the remote, the same worker says what it cannot see and what to do.
+        r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", address, "--no-cache", "--json", env={"PLX_REMOTE": ""})
+        assert r.code == 1 and "or configure a remote" in r.json()["nodes"]["a"]["reason"]
+    finally:
+        _stop(procs)
