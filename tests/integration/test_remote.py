@@ -422,3 +422,28 @@ def test_two_machines_push_the_same_work_at_once(clones: tuple[Project, Project,
     r = third.plx("run", "graphs/wide.yaml", "--json", env=env)
     assert r.code == 0 and set(_states(r).values()) == {"cached"}, r
     assert third.counter("n0") == 0
+
+
+def _s3_put(endpoint: str, path: str, data: bytes) -> None:
+    code = f"import s3fs, sys; s3fs.S3FileSystem(endpoint_url={endpoint!r}).pipe_file({path!r}, sys.stdin.buffer.read())"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, **S3_ENV}, input=data, timeout=60)
+
+
+def test_s3_damaged_truncated_and_longer_objects_are_misses(clones: tuple[Project, Project, Path], s3: str) -> None:
+    one, two, _ = clones
+    _bucket(s3, "damage")
+    env = _s3_env(s3, "damage")
+    r1 = one.plx("run", "graphs/chain.yaml", "--json", env=env)
+    assert r1.code == 0, r1
+    outs = {n: d["outputs"] for n, d in r1.json()["nodes"].items()}
+    a, b = outs["a"]["out"]["hash"], outs["b"]["out"]["hash"]
+    _s3_put(s3, f"damage/team/plx/objects/{a[:2]}/{a[2:]}", b"one\n" + b"x" * 100)  # longer than its entry says
+    _s3_put(s3, f"damage/team/plx/objects/{b[:2]}/{b[2:]}", b"on")  # truncated
+    r2 = two.plx("run", "graphs/chain.yaml", "--json", env=env)
+    assert r2.code == 0 and "Traceback" not in r2.err, r2
+    assert _states(r2) == {"a": "success", "b": "success", "tree": "cached"}, r2.err
+    assert f"object {a[:12]} is damaged" in r2.err and f"object {b[:12]} is truncated" in r2.err, r2.err
+    assert two.plx("get", "last", "b", "-o", "-").out == "one\ntwo\n"
+    # Clone 2 found them damaged, ran a and b, and pushed good copies over the bad ones.
+    r = one.plx("cache", "verify", "--remote", env=env)
+    assert r.code == 0, r.err
