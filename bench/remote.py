@@ -110,6 +110,14 @@ def pull(tmp: Path) -> None:
             t = sorted(times)[1]
             rate = f"{size / t / 1e6:,.0f} MB/s" if graph == "big" else f"{small / t:,.0f} files/s ({size / t / 1e6:,.1f} MB/s)"
             rows.append([what, f"{push:.2f}", f"{t:.2f}", rate])
+        wide_src = temp_project(str(tmp))
+        plx_project(wide_src, N)
+        timed([PLX, "run", "graphs/wide.yaml", "-j2"], wide_src, env={**env, "PLX_REMOTE_PUSH": "0"})
+        push = timed([PLX, "push"], wide_src, env=env)
+        dst = temp_project(str(tmp))
+        plx_project(dst, N)
+        t = timed([PLX, "pull", "graphs/wide.yaml"], dst, env=env)
+        rows.append([f"the wide graph: {N + 1} entries of a few bytes", f"{push:.2f}", f"{t:.2f}", f"{(N + 1) / t:,.0f} entries/s"])
         print_table("Cold pull from a local S3 server (moto on 127.0.0.1; median of 3 fresh clones)", rows, ["what", "push s", "pull s", "pull throughput"])
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -100,36 +100,34 @@ def pull_runs(project: Project, refs: list[str], remote: Remote) -> dict[str, An
 
 
 def pull_graph(project: Project, plan: Any, remote: Remote) -> dict[str, Any]:
-    """Fetch what a run of the plan would take from the cache: keys computed as --dry-run does,
-    node after node (a node's key needs its upstream outputs, which may come from the remote)."""
+    """Fetch what a run of the plan would take from the cache: keys computed as --dry-run does.
+
+    A node's key needs its upstream outputs, which may come from the remote: so the plan is
+    explained once per level of the DAG, and each time every missing key it could compute is
+    fetched at once (concurrently)."""
     from .engine import explain_plan
 
     store = Store(project.store)
-    fetched: dict[str, int] = {"entries": 0, "bytes": 0, "misses": 0}
-
-    def lookup(key: str) -> dict[str, Artifact] | None:
-        hit = store.lookup(key)
-        if hit is not None:
-            return hit
-        got = remote.fetch(key, store)
-        if got is None:
-            if remote.down:
-                raise _down(remote)
-            fetched["misses"] += 1
-            return None
-        fetched["bytes"] += got.bytes
-        outputs = adopt(store, got)
-        if outputs is not None:
-            store.record(key, outputs, "pull")
-            fetched["entries"] += 1
-        return outputs
-
+    total = {"entries": 0, "bytes": 0, "misses": 0}
+    tried: set[str] = set()
     try:
-        rows = explain_plan(project, plan, lookup=lookup, store=store)
+        while True:
+            rows = explain_plan(project, plan, store=store)
+            keys = {r["cache_key"]: "pull" for r in rows if r["action"] == "run" and r.get("cache_key") and "not cacheable" not in r["why"]}
+            keys = {k: v for k, v in keys.items() if k not in tried}
+            if not keys:
+                break
+            tried.update(keys)
+            got = _fetch_many(store, remote, keys, {})
+            store.commit_entries()
+            for k in total:
+                total[k] += got.get(k, 0)
+            if not got["entries"]:
+                break
     finally:
         store.close()
         remote.close()
-    return {**fetched, "cached": sum(1 for r in rows if r["action"] == "cached"), "run": sum(1 for r in rows if r["action"] == "run"), "rows": rows}
+    return {**total, "cached": sum(1 for r in rows if r["action"] == "cached"), "run": sum(1 for r in rows if r["action"] == "run"), "rows": rows}
 
 
 def _fetch_many(store: Store, remote: Remote, keys: dict[str, str], loose: dict[str, Artifact]) -> dict[str, Any]:
