@@ -245,6 +245,9 @@ def plan_members(
     return members, flat
 
 
+DASK_JOBS = 64  # nodes in flight on a Dask cluster unless -j or plx.yaml says otherwise
+
+
 def run_many(
     project: Project,
     lib: Library,
@@ -278,6 +281,10 @@ def run_many(
     else:
         prefetch_git_facts(project.root)  # overlaps validation and planning
     members, flat = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+    if executor == "dask" and not jobs and not project.jobs:
+        # This machine's CPUs say nothing about a cluster's; Dask queues what its workers cannot run
+        # yet, and a round trip per node with few in flight would cost more than the node (bench/remote.py).
+        jobs = DASK_JOBS
     opts = RunOptions(
         jobs=jobs or project.default_jobs(),
         no_cache=no_cache,

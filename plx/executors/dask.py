@@ -9,8 +9,9 @@ A worker can die mid-node (killed, out of memory, its machine lost); Dask then r
 again elsewhere. So that a retried node never mixes two attempts' outputs:
   * the node's processes die with their worker: the leader gets PR_SET_PDEATHSIG (SIGKILL when
     the worker's thread that started it is gone; that thread waits for the node, so it outlives
-    it otherwise), and a tiny watchdog outside the worker kills the node's whole process group
-    when the worker's end of a pipe closes, which the kernel does when the worker dies;
+    it otherwise), and a watchdog process outside the worker (one per worker) kills the node's
+    whole process group when the worker's end of a pipe closes, which the kernel does when the
+    worker dies;
   * every attempt is written down (`<work>.attempts`: attempt, worker, host, pid) before it
     starts; a later attempt kills what an earlier one on the same host may have left, moves the
     earlier attempt's work folder aside and starts in a fresh one, so the outputs plx stores come
@@ -27,6 +28,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -124,6 +126,44 @@ def _fresh_folder(cwd: str, n: int, fresh_dirs: list[str], earlier: list[dict[st
     work.mkdir()
     for d in fresh_dirs:  # the empty directory outputs plx created before the first attempt
         (work / d).mkdir(parents=True, exist_ok=True)
+
+
+# One watchdog process per worker, outside the worker's process group and session: it reads the
+# process groups of the worker's running nodes from a pipe that only the worker writes to, and
+# when the pipe closes (the worker died, however) it kills every group still listed.
+_WATCHDOG_CODE = """
+import os, signal, sys
+groups = set()
+for line in sys.stdin:
+    op, _, pgid = line.partition(" ")
+    if pgid.strip().isdigit():
+        (groups.add if op == "add" else groups.discard)(int(pgid))
+for g in groups:
+    try:
+        os.killpg(g, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+_WATCHDOG: subprocess.Popen[bytes] | None = None
+_WATCH_LOCK = threading.Lock()
+
+
+def _watch(line: str) -> None:
+    """Tell this worker's watchdog (started on first use, restarted if it is gone) about a node's group."""
+    global _WATCHDOG
+    with _WATCH_LOCK:
+        for _ in range(2):
+            if _WATCHDOG is None or _WATCHDOG.poll() is not None:
+                _WATCHDOG = subprocess.Popen(
+                    [sys.executable, "-c", _WATCHDOG_CODE], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                )
+            try:
+                assert _WATCHDOG.stdin is not None
+                _WATCHDOG.stdin.write(line.encode() + b"\n")
+                _WATCHDOG.stdin.flush()
+                return
+            except OSError:
+                _WATCHDOG = None
 
 
 Result = tuple[int | None, bool, float, float, str | None, dict[str, Any] | None]
@@ -249,9 +289,7 @@ def _via_remote(
 def _run_attempt(
     key: str, argv: list[str], extra_env: dict[str, str], cwd: str, stdout: str, stderr: str, timeout: float | None, grace: float, n: int, started: float
 ) -> tuple[int | None, bool]:
-    """Start the node (its leader dies with this thread), a watchdog for its group, and wait for it."""
-    # The watchdog: `read` ends with an error when the worker's end of the pipe closes (the worker
-    # died), and then kills the node's group; a line from the worker (the node ended) lets it go.
+    """Start the node (its leader dies with this thread), tell the watchdog its group, and wait for it."""
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         proc = subprocess.Popen(
             [*_pdeathsig_prefix(), *argv],
@@ -262,11 +300,7 @@ def _run_attempt(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    wd_r, wd_w = os.pipe()
-    watchdog = subprocess.Popen(
-        ["sh", "-c", f"read _ || kill -KILL -{proc.pid} 2>/dev/null"], stdin=wd_r, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    os.close(wd_r)
+    _watch(f"add {proc.pid}")
     line = {"attempt": n, "worker": _worker_address(), "host": socket.gethostname(), "pid": proc.pid, "pgid": proc.pid, "started": started}
     with open(_attempts_file(cwd), "a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
@@ -286,12 +320,7 @@ def _run_attempt(
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        try:
-            os.write(wd_w, b"done\n")
-        except OSError:
-            pass
-        os.close(wd_w)
-        watchdog.wait()
+        _watch(f"del {proc.pid}")
     return proc.returncode, timed_out
 
 
@@ -408,7 +437,7 @@ class DaskExecutor:
         attempts = _read_attempts(cwd) if cwd else []
         if cwd:
             _attempts_file(cwd).unlink(missing_ok=True)
-            for lost in Path(cwd).parent.glob(Path(cwd).name + ".lost-attempt*"):  # its processes are gone: see _fresh_folder
+            for lost in [] if len(attempts) < 2 else Path(cwd).parent.glob(Path(cwd).name + ".lost-attempt*"):  # its processes are gone: see _fresh_folder
                 shutil.rmtree(lost, ignore_errors=True)
         with self._lock:
             self.running.pop(job_id, None)
