@@ -363,15 +363,15 @@ class DaskExecutor:
 
     def remote(self) -> Any:
         if self._remote is None and self.remote_url:
-            from ..remote import Remote
+            from ..remote import Remote, push_enabled
 
-            self._remote = Remote(self.remote_url)
+            self._remote = Remote(self.remote_url, push=push_enabled())
         return self._remote
 
     def _bundle(self, job: Job) -> list[tuple[str, str, int, bool]] | None:
         """With a remote: the node's input folder as (path, hash, size, executable), uploaded, for workers without a shared folder."""
         rem = self.remote()
-        if rem is None or not rem.usable:
+        if rem is None or not rem.usable or not rem.push:  # a read-only remote (PLX_REMOTE_PUSH=0) cannot carry them
             return None
         from ..hashing import hash_file
 
