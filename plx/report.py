@@ -111,8 +111,8 @@ class LiveReporter:
         self.graph = ""
         self.lock = threading.Lock()
         self.console = Console(stderr=True)
-        self.live = Live(console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render)
         self.transfers: dict[str, tuple[int, int]] = {}  # large remote transfers under way
+        self.live = Live(console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render)
 
     def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
         self.run_id, self.graph = title, ""
