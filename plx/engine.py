@@ -180,7 +180,10 @@ class Engine:
 
             # Nothing is imported or contacted until a local miss: a no-op run never reaches the remote.
             self.remote = open_remote(opts.remote, warn=self._warn, progress=getattr(reporter, "transfer", None))
-        self.fetching: dict[str, tuple[dict[str, list[Avail]], str]] = {}  # task -> (inputs, key) while the remote is asked
+        # Asking the remote is waiting on the network, not work: it holds no -j slot (the remote's own
+        # thread pool bounds it). task -> (inputs, key) while asked; then, on a miss, until launched.
+        self.fetching: dict[str, tuple[dict[str, list[Avail]], str]] = {}
+        self.missed: dict[str, tuple[dict[str, list[Avail]], str]] = {}
 
     def _warn(self, text: str) -> None:
         getattr(self.reporter, "warning", lambda _t: None)(text)
@@ -292,7 +295,7 @@ class Engine:
                 else:
                     for done in [tid, *self._serve_waiters(tid)]:
                         ready.extend(self._settled(done))
-            if running == 0 and self.retries == 0:
+            if running == 0 and self.retries == 0 and not self.fetching:
                 if self.stopping or not ready:
                     break
                 continue
@@ -308,9 +311,8 @@ class Engine:
                 git_recorded = self._record_git(wait=False)
                 continue
             if isinstance(event, _Fetched):
-                running -= 1
-                if self._fetched(event):
-                    running += 1
+                if self._fetched(event):  # a miss: the task runs here when a slot is free
+                    ready.insert(0, event.id)
                 else:
                     for done in [event.id, *self._serve_waiters(event.id)]:
                         ready.extend(self._settled(done))
@@ -379,6 +381,9 @@ class Engine:
 
     def _start(self, tid: str) -> bool:
         """Serve tid from the cache, or launch it. True if a process (or a wait) now occupies a slot."""
+        if tid in self.missed:  # the remote had nothing: its key is locked and in flight already
+            ins, key = self.missed.pop(tid)
+            return self._launch(self.tasks[tid], ins, key)
         task = self.tasks[tid]
         ins = self._inputs_of(task)
         recipe = task_recipe(task.op, task.params, {n: [{"hash": a.art.hash, "name": a.art.filename} for a in v] for n, v in ins.items()})
@@ -420,13 +425,13 @@ class Engine:
                 self._set(tid, "pending", waiting_for="the remote")
                 future = self.remote.submit(self.remote.fetch, key, self.store)
                 future.add_done_callback(lambda f, tid=tid: self.events.put(_Fetched(tid, f)))
-                return True
+                return False
         if task.cacheable:
             self.inflight[key] = tid
         return self._launch(task, ins, key)
 
     def _fetched(self, ev: _Fetched) -> bool:
-        """The remote answered for a task: serve its verified outputs, or launch the task. True if launched."""
+        """The remote answered for a task: serve its verified outputs (False), or True: it must run here."""
         from .remote import adopt
 
         tid = ev.id
@@ -443,7 +448,8 @@ class Engine:
         if self.stopping or self.state[tid] != "pending":
             self._release(tid)
             return False
-        return self._launch(self.tasks[tid], ins, key)
+        self.missed[tid] = (ins, key)
+        return True
 
     def _launch(self, task: Task, ins: dict[str, list[Avail]], key: str) -> bool:
         tid = task.id
