@@ -851,13 +851,9 @@ def _install_sigterm() -> Any:
     return signal.getsignal(signal.SIGTERM)
 
 
-def explain_plan(project: Project, plan: Plan, lookup: Any = None, store: Store | None = None) -> list[dict[str, Any]]:
-    """For --dry-run: per task, whether it would come from cache or run, and why.
-
-    `lookup(key)` replaces the store's own (`plx pull GRAPH` asks the remote on a local miss)."""
-    own = store is None
-    store = store or Store(project.store)
-    lookup = lookup or store.lookup
+def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
+    """For --dry-run: per task, whether it would come from cache or run, and why."""
+    store = Store(project.store)
     history = History(project.store)
     last = _last_recipes(history, plan.graph.name, set(plan.tasks))
     op_recipes: dict[str, Any] = {}
@@ -878,7 +874,7 @@ def explain_plan(project: Project, plan: Plan, lookup: Any = None, store: Store 
             ins[name] = items
         recipe = task_recipe(task.op, task.params, ins, op_recipes)
         key = key_of(recipe)
-        hit = lookup(key) if task.cacheable else None
+        hit = store.lookup(key) if task.cacheable else None
         known[tid] = hit
         if hit is not None:
             rows.append({"node": tid, "action": "cached", "why": [], "cache_key": key})
@@ -886,8 +882,7 @@ def explain_plan(project: Project, plan: Plan, lookup: Any = None, store: Store 
             rows.append({"node": tid, "action": "run", "why": ["not cacheable"], "cache_key": key})
         else:
             rows.append({"node": tid, "action": "run", "why": explain(last.get(tid), recipe), "cache_key": key})
-    if own:
-        store.close()
+    store.close()
     return rows
 
 

@@ -112,7 +112,7 @@ def pull_graph(project: Project, plan: Any, remote: Remote) -> dict[str, Any]:
     tried: set[str] = set()
     try:
         while True:
-            rows = explain_plan(project, plan, store=store)
+            rows = explain_plan(project, plan)  # reads the entries committed below
             keys = {r["cache_key"]: "pull" for r in rows if r["action"] == "run" and r.get("cache_key") and "not cacheable" not in r["why"]}
             keys = {k: v for k, v in keys.items() if k not in tried}
             if not keys:
