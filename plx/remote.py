@@ -47,6 +47,10 @@ class RemoteDown(Exception):
     """The remote cannot be used at all (unreachable, no credentials, back end not installed)."""
 
 
+class _Stopped(Exception):
+    """An upload stopped because the process is stopping."""
+
+
 class Damaged(Exception):
     """One remote object or entry is unusable: a miss, reported as a warning."""
 
@@ -92,6 +96,7 @@ class Remote:
         self._jobs: cf.ThreadPoolExecutor | None = None  # per-entry work (which waits on object transfers)
         self._pushing: dict[str, cf.Future[int]] = {}  # object hash -> its upload in this process
         self._pending: list[cf.Future[Any]] = []
+        self.closing = False
         self._bad: set[str] = set()  # objects found damaged on the remote: a push overwrites them
         self.pushed_entries = 0
         self.pushed_objects = 0
@@ -424,8 +429,11 @@ class Remote:
             if self.local:
                 fs.makedirs(dst.rpartition("/")[0], exist_ok=True)
             done = 0
-            with fs.open(target, "wb", block_size=BLOCK) as out:
+            out = fs.open(target, "wb", block_size=BLOCK)
+            try:
                 while True:
+                    if self.closing:
+                        raise _Stopped()
                     chunk = src.read(CHUNK)
                     if not chunk:
                         break
@@ -433,6 +441,16 @@ class Remote:
                     done += len(chunk)
                     if self.progress and label and size >= BIG:
                         self.progress(label, done, size)
+            except BaseException:
+                # Never let a file object's close() commit part of the data (an object store's
+                # multipart upload would): discard aborts it.
+                try:
+                    out.discard()
+                    out.closed = True  # or its __del__ would try to finish the upload it just aborted
+                except Exception:
+                    pass
+                raise
+            out.close()
             if self.local:
                 os.chmod(target, 0o444 if "/objects/" in dst else 0o644)
                 os.replace(target, dst)  # same folder: atomic
@@ -442,6 +460,8 @@ class Remote:
                     os.unlink(target)
                 except OSError:
                     pass
+            if isinstance(exc, _Stopped):
+                raise RemoteDown("stopped") from None
             raise self._failed(exc) from None
 
     def wait(self) -> None:
@@ -454,7 +474,9 @@ class Remote:
             cf.wait(pending)
 
     def close(self) -> None:
-        """Drop queued work (an interrupted run); work already running finishes on its own."""
+        """Drop queued work and stop uploads under way at their next piece (an interrupted run):
+        an upload stopped half-way leaves nothing under its final name, and no entry is written."""
+        self.closing = True
         for pool in (self._jobs, self._io):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)

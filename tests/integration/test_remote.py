@@ -447,3 +447,33 @@ def test_s3_damaged_truncated_and_longer_objects_are_misses(clones: tuple[Projec
     # Clone 2 found them damaged, ran a and b, and pushed good copies over the bad ones.
     r = one.plx("cache", "verify", "--remote", env=env)
     assert r.code == 0, r.err
+
+
+def test_stopping_during_an_upload_leaves_nothing_half_written(clones: tuple[Project, Project, Path], s3: str, tmp_path: Path) -> None:
+    one, _, _ = clones
+    _bucket(s3, "stopping")
+    one.write(
+        "operations/big.yaml", 'kind: operation\nname: big\nrunner: command\noutputs: [{name: out, type: file}]\ncmd: head -c 300000000 /dev/zero > "$OUTPUT_OUT"\n'
+    )
+    one.write("graphs/big.yaml", "kind: graph\nname: big\nnodes:\n  b: {operation: big}\n")
+    trace = tmp_path / "trace"
+    env = {**os.environ, **_s3_env(s3, "stopping"), "PLX_REMOTE_TRACE": str(trace), "COUNTS": str(one.root / "counts")}
+    proc = subprocess.Popen([sys.executable, "-m", "plx", "run", "graphs/big.yaml"], cwd=one.root, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while "put " not in (trace.read_text() if trace.exists() else ""):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # as Ctrl-C: the upload under way stops at its next piece
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    listing = subprocess.run(
+        [sys.executable, "-c", f"import s3fs; print(s3fs.S3FileSystem(endpoint_url={s3!r}).find('stopping'))"],
+        env={**os.environ, **S3_ENV},
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert listing.strip() == "[]", listing  # no entry, and no object cut short under its final name
+    r = one.plx("push", env=_s3_env(s3, "stopping"))  # the node did succeed: a push shares it now
+    assert r.code == 0 and "pushed 1 cache entries" in r.err, r.err
+    assert one.plx("cache", "verify", "--remote", env=_s3_env(s3, "stopping")).code == 0
