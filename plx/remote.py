@@ -356,6 +356,8 @@ class Remote:
         done = 0
         with fs.open(path, "rb", block_size=BLOCK) as f:
             while True:
+                if self.closing:  # the process is stopping: no need to finish (the temp file is removed)
+                    raise RemoteDown("stopped")
                 chunk = f.read(CHUNK)
                 if not chunk:
                     break
