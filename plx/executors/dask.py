@@ -273,7 +273,8 @@ def _via_remote(
                 if entry.is_symlink():
                     outputs = {}
                     break  # plx reports the link when it checks the (missing) output
-                outputs[entry.name] = store.put_tree(p, entry.name) if entry.is_dir() else store.put_file(p, "file", entry.name)
+                kind = "executable" if os.access(p, os.X_OK) else "file"  # plx checks the declared type when it gets them
+                outputs[entry.name] = store.put_tree(p, entry.name) if entry.is_dir() else store.put_file(p, kind, entry.name)
             rem.push_objects(objects_of(store, outputs))
             extra["outputs"] = {name: a.to_json() for name, a in outputs.items()}
             extra["trees"] = [name for name, a in outputs.items() if a.type == TREE_TYPE]
