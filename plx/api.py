@@ -51,6 +51,9 @@ class _Node:
     params: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     cacheable: bool | None = None
+    foreach: Any = None
+    resources: dict[str, Any] | None = None
+    retries: int | None = None
 
 
 class Graph:
@@ -104,11 +107,15 @@ class Graph:
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
         cacheable: bool | None = None,
+        foreach: Any = None,
+        resources: dict[str, Any] | None = None,
+        retries: int | None = None,
     ) -> NodeRef:
-        """Add a node; returns a handle whose attributes are its output references (`node.model` -> 'train.model')."""
+        """Add a node; returns a handle whose attributes are its output references (`node.model` -> 'train.model').
+        `foreach` fans it out as in YAML: 'inputs.NAME', 'params.NAME', a node id, a list or a mapping of lists."""
         if id in self._nodes:
             raise UsageError(f"graph '{self.name}' already has a node '{id}'")
-        self._nodes[id] = _Node(self._operation_ref(operation), dict(inputs or {}), dict(params or {}), timeout, cacheable)
+        self._nodes[id] = _Node(self._operation_ref(operation), dict(inputs or {}), dict(params or {}), timeout, cacheable, foreach, resources, retries)
         return NodeRef(id)
 
     def output(self, name: str, ref: str | NodeOutput) -> None:
@@ -146,6 +153,8 @@ class Graph:
         nodes: dict[str, Any] = {}
         for nid, n in self._nodes.items():
             entry: dict[str, Any] = {"operation": n.operation}
+            if n.foreach is not None:
+                entry["foreach"] = n.foreach
             if n.inputs:
                 entry["inputs"] = {k: ([str(x) for x in v] if isinstance(v, list) else str(v)) for k, v in n.inputs.items()}
             if n.params:
@@ -154,6 +163,10 @@ class Graph:
                 entry["timeout"] = n.timeout
             if n.cacheable is not None:
                 entry["cacheable"] = n.cacheable
+            if n.resources is not None:
+                entry["resources"] = dict(n.resources)
+            if n.retries is not None:
+                entry["retries"] = n.retries
             nodes[nid] = entry
         d["nodes"] = nodes
         if self._outputs:
@@ -181,7 +194,16 @@ class Graph:
         g._inputs = [dict(i) for i in data.get("inputs", [])]
         g._params = [dict(p) for p in data.get("params", [])]
         for nid, n in data.get("nodes", {}).items():
-            g._nodes[nid] = _Node(n["operation"], dict(n.get("inputs", {})), dict(n.get("params", {})), n.get("timeout"), n.get("cacheable"))
+            g._nodes[nid] = _Node(
+                n["operation"],
+                dict(n.get("inputs", {})),
+                dict(n.get("params", {})),
+                n.get("timeout"),
+                n.get("cacheable"),
+                n.get("foreach"),
+                n.get("resources"),
+                n.get("retries"),
+            )
         g._outputs = dict(data.get("outputs", {}))
         return g
 

@@ -53,6 +53,13 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
         except BrokenPipeError:
             raise typer.Exit(0) from None
+        except Exception as exc:  # a full disk is the user's to fix, not a plx bug: a message, no traceback
+            from .errors import disk_full_message, is_disk_full
+
+            if not is_disk_full(exc):
+                raise
+            err(f"plx: error: {disk_full_message(getattr(exc, 'filename', None) or 'the store')}")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -120,19 +127,30 @@ class GraphFormat(str, Enum):
     text = "text"
     dot = "dot"
     mermaid = "mermaid"
+    svg = "svg"
+    json = "json"
 
 
 @app.command("graph")
 @handle_errors
 def graph_cmd(
     graph: str = typer.Argument(..., metavar="GRAPH", help="A graph file."),
-    fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, dot or mermaid."),
+    fmt: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, dot, mermaid, svg (the drawing of plx report) or json (node-link)."),
 ) -> None:
     """Print the DAG of a graph (sub-graphs expanded as parent/child)."""
     from .commands import graph_path, load_graph, open_project, render_graph
 
     project, lib = open_project()
     g = load_graph(lib, graph_path(project, graph))
+    if fmt.value in ("svg", "json"):
+        from .commands import graph_edges, make_plan_no_inputs
+        from .planner import plan as make_plan
+        from .report_html import graph_drawing
+
+        nodes, edges = graph_edges(lib, g)
+        ops = {t: task.op.name for t, task in make_plan_no_inputs(lib, g, make_plan).tasks.items()}
+        print(graph_drawing(nodes, edges, fmt.value, ops))
+        return
     print(render_graph(lib, g, fmt.value))
 
 
@@ -181,6 +199,9 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout."),
     remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help="A shared cache for this run (any fsspec URL; overrides PLX_REMOTE and plx.yaml)."),
     no_remote: bool = typer.Option(False, "--no-remote", help="Use no remote cache in this run."),
+    name: Optional[str] = typer.Option(None, "--name", help="A name for the run (shown and filtered by plx log)."),
+    tag: List[str] = typer.Option([], "--tag", help="A tag for the run; repeatable (a sweep's runs are also tagged with their combination)."),
+    note: Optional[str] = typer.Option(None, "--note", help="A free-text note recorded with the run."),
 ) -> None:
     """Validate, plan and run a graph, or only the named nodes and their upstream."""
     from . import commands
@@ -220,6 +241,7 @@ def run(
         scheduler=scheduler,
         remote=remote,
         no_remote=no_remote,
+        labels=_labels(name, tag, note),
     )
     if not sweep:
         _finish(records[0], as_json)
@@ -237,6 +259,13 @@ def _redacted(argv: list[str]) -> list[str]:
     from .remote import redact
 
     return [redact(a) if "://" in a else a for a in argv]
+
+
+def _labels(name: Optional[str], tags: List[str], note: Optional[str]) -> dict[str, Any]:
+    from .tracking import check_labels, merge_tags
+
+    check_labels(name, tags, note)
+    return {"name": name, "tags": merge_tags(tags), "note": note}
 
 
 def _print_sweep_table(project: Any, records: list[dict[str, Any]]) -> None:
@@ -273,13 +302,19 @@ def rerun(
     no_cache: bool = typer.Option(False, "--no-cache", help="Run everything and refresh the cache."),
     keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Keep launching independent nodes after a failure."),
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout."),
+    name: Optional[str] = typer.Option(None, "--name", help="A name for the new run."),
+    tag: List[str] = typer.Option([], "--tag", help="A tag for the new run; repeatable."),
+    note: Optional[str] = typer.Option(None, "--note", help="A free-text note recorded with the new run."),
 ) -> None:
     """Run again the graph, operations and overrides recorded in RUN."""
     from . import commands
     from .report import reporter_for
 
     project, _ = commands.open_project()
-    record, notes = commands.rerun(project, run_ref, jobs=jobs, no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:])
+    labels = _labels(name, tag, note)
+    record, notes = commands.rerun(
+        project, run_ref, jobs=jobs, no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], labels=labels
+    )
     for note in notes:
         err(f"plx: note: {note}")
     _finish(record, as_json)
@@ -314,6 +349,10 @@ def compare(
             d = (r.get("deltas") or [None] * len(r["values"]))[i]
             if i and d:
                 text += f" ({d:+.4g})"
+            if "changes" in r:  # a package: '-' where it is not installed, and what changed against the first run
+                text = text or "-"
+                if r["changes"][i]:
+                    text += f" ({r['changes'][i]})"
             cells.append(text)
         rows.append([r["name"], *cells])
     print(table(rows, ["", *(rid for rid in result["runs"])]))
@@ -322,11 +361,12 @@ def compare(
 def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
     """A run as SPEC §5's JSON."""
     from .history import count_states
+    from .tracking import public_fields
 
     out = {k: data.get(k) for k in ("id", "graph", "status", "started", "finished", "duration", "git")}
     out["counts"] = count_states(data.get("nodes", {}))
+    out.update(public_fields(data, with_nodes))
     if with_nodes:
-        out["params"] = data.get("params", {})
         out["inputs"] = data.get("inputs", {})
         out["rerun_of"] = data.get("rerun_of")
         out["nodes"] = {
@@ -337,12 +377,20 @@ def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
                 "cache_key": d.get("cache_key"),
                 "outputs": {k: {"hash": v["hash"], "size": v["size"], "type": v["type"]} for k, v in (d.get("outputs") or {}).items()},
                 **({"reason": d["reason"]} if d.get("reason") else {}),
+                "attempts": attempts_of(d),
                 **({"source": d["source"]} if d.get("source") else {}),
                 **({"worker": d["worker"], "dask_attempts": len(d.get("dask_attempts") or [])} if d.get("worker") else {}),
             }
             for n, d in data.get("nodes", {}).items()
         }
     return out
+
+
+def attempts_of(node: dict[str, Any]) -> int:
+    """How many times a node's command was started in a run (0 when it was cached or did not run)."""
+    if node.get("attempts"):
+        return len(node["attempts"])
+    return int(node.get("attempt") or (1 if node.get("state") in ("success", "failed", "timeout", "running") or node.get("logs") else 0))
 
 
 @app.command()
@@ -364,16 +412,37 @@ def preview(
 
 @app.command()
 @handle_errors
+def report(
+    runs: List[str] = typer.Argument(None, metavar="[RUN]...", help="Runs to show (default: the last run, or every run of the last sweep)."),
+    output: str = typer.Option("plx-report.html", "--output", "-o", help="The HTML file to write."),
+) -> None:
+    """Write one self-contained HTML page about runs: table, DAGs, timelines, charts, log tails."""
+    from .commands import open_project
+    from .report_html import write_report
+
+    project, _ = open_project()
+    path, ids = write_report(project, runs or [], Path(output))
+    err(f"wrote {path} ({len(ids)} run{'s' if len(ids) != 1 else ''}); open it in a browser")
+
+
+@app.command()
+@handle_errors
 def log(
     run_ref: Optional[str] = typer.Argument(None, metavar="[RUN]", help="A run id, a unique prefix, or 'last'."),
     node: Optional[str] = typer.Argument(None, metavar="[NODE]", help="Show this node's stdout (or --stderr / --worker)."),
     stderr: bool = typer.Option(False, "--stderr", help="The node's stderr."),
     worker: bool = typer.Option(False, "--worker", help="The node's worker log (what plx did)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the node ends."),
+    attempt: Optional[int] = typer.Option(None, "--attempt", min=1, help="Show this attempt of a retried node (default: the last)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     limit: int = typer.Option(20, "--limit", "-n", help="How many runs to list."),
     graph: Optional[str] = typer.Option(None, "--graph", help="Only runs of this graph."),
     status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
+    tag: List[str] = typer.Option([], "--tag", help="Only runs with this tag; repeatable (all must match)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Only runs with this name."),
+    where: List[str] = typer.Option([], "--where", help="FIELD OP VALUE, e.g. 'metrics.eval.accuracy>0.9', 'params.lr=0.1', 'tags~base'; repeatable."),
+    sort: Optional[str] = typer.Option(None, "--sort", help="[-]FIELD: sort by a field (- for descending), e.g. -metrics.eval.accuracy."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Extra columns: FIELD,FIELD,... e.g. params.lr,metrics.eval.accuracy."),
 ) -> None:
     """List runs; show one run's nodes; or print a node's logs."""
     from .commands import open_project
@@ -383,13 +452,19 @@ def log(
     project, _ = open_project()
     history = History(project.store)
     if run_ref is None:
-        runs = history.summaries(graph=graph, status=status, limit=limit)
+        from .tracking import check_field, column_value, select_runs
+
+        extra = [c.strip() for c in (columns or "").split(",") if c.strip()]
+        for c in extra:
+            check_field(c, "--columns")
+        runs = select_runs(history, graph=graph, status=status, limit=limit, tags=tag, name=name, where=where, sort=sort)
         if as_json:
             dump_json(runs)
             return
         if not runs:
-            err("no runs yet" if not (graph or status) else "no runs match")
+            err("no runs yet" if not (graph or status or tag or name or where) else "no runs match")
             return
+        labelled = any(r.get("name") or r.get("tags") for r in runs)
         rows = []
         for r in runs:
             c = r["counts"]
@@ -406,9 +481,11 @@ def log(
                     c.get("cached", 0),
                     c.get("failed", 0) + c.get("timeout", 0),
                     commit,
+                    *([r.get("name") or "", ",".join(r.get("tags") or [])] if labelled else []),
+                    *(column_value(r, c) for c in extra),
                 ]
             )
-        print(table(rows, ["id", "graph", "status", "started", "duration", "ran", "cached", "failed", "commit"]))
+        print(table(rows, ["id", "graph", "status", "started", "duration", "ran", "cached", "failed", "commit", *(["name", "tags"] if labelled else []), *extra]))
         return
     rid = history.resolve(run_ref)
     data = history.load(rid)
@@ -423,20 +500,83 @@ def log(
                 f"{d['duration']:.2f}s" if d.get("duration") is not None else "",
                 "yes" if d.get("state") == "cached" else "",
                 "" if d.get("exit_code") is None else d["exit_code"],
+                attempts_of(d) or "",
                 d.get("reason", ""),
             ]
             for n, d in data["nodes"].items()
         ]
         print(f"run {rid}  graph {data['graph']}  {data['status']}  started {data.get('started')}")
-        print(table(rows, ["node", "state", "duration", "cached", "exit", "reason"]))
+        _print_labels(data)
+        print(table(rows, ["node", "state", "duration", "cached", "exit", "attempts", "reason"]))
         return
     if node not in data["nodes"]:
-        from .errors import RunError, did_you_mean
+        from .errors import RunError
+        from .fanout import missing_node_hint
 
-        hint = did_you_mean(node, list(data["nodes"]))
+        hint = missing_node_hint(node, list(data["nodes"]))
         raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
     stream = "worker" if worker else "stderr" if stderr else "stdout"
+    if attempt is not None:
+        made = attempts_of(data["nodes"][node])
+        if attempt > made:
+            from .errors import RunError
+
+            raise RunError(f"node '{node}' of run {rid} ran {made} attempt{'s' if made != 1 else ''} ({data['nodes'][node].get('state')}); --attempt counts from 1")
+        if attempt < made and stream != "worker":  # earlier attempts' logs are kept as <node>.attempt<N>.<stream>
+            if follow:
+                raise UsageError("--follow shows the attempt running now; leave out --attempt")
+            chunk, _ = history.read_log(rid, f"{node}.attempt{attempt}", stream)
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            if not chunk:
+                err(f"{node} wrote nothing to {stream} in attempt {attempt}")
+            return
     _print_log(history, rid, node, stream, follow)
+
+
+def _print_labels(data: dict[str, Any]) -> None:
+    """Name, tags, note and metrics of one run, under its header line (only those it has)."""
+    if data.get("name"):
+        print(f"name: {data['name']}")
+    if data.get("tags"):
+        print(f"tags: {', '.join(data['tags'])}")
+    if data.get("note"):
+        print("note: " + str(data["note"]).replace("\n", "\n      "))
+    metrics = list((data.get("metrics") or {}).items())
+    if metrics:
+        more = f"  ... {len(metrics) - 8} more (--json)" if len(metrics) > 8 else ""
+        print("metrics: " + "  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics[:8]) + more)
+
+
+@app.command("tag")
+@handle_errors
+def tag_cmd(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="A run id, a unique prefix, or 'last'."),
+    tags: List[str] = typer.Argument(..., metavar="TAG...", help="Tags to add (or remove, with --remove)."),
+    remove: bool = typer.Option(False, "--remove", help="Remove these tags instead of adding them."),
+) -> None:
+    """Add tags to a recorded run, or remove them."""
+    from .commands import open_project
+    from .tracking import relabel
+
+    project, _ = open_project()
+    data = relabel(project.store, run_ref, add=() if remove else tuple(tags), remove=tuple(tags) if remove else ())
+    err(f"run {data['id']} tags: {', '.join(data['tags']) or '(none)'}")
+
+
+@app.command("note")
+@handle_errors
+def note_cmd(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="A run id, a unique prefix, or 'last'."),
+    text: str = typer.Argument(..., metavar="TEXT", help="The note (replaces the run's note; '' clears it)."),
+) -> None:
+    """Set the note of a recorded run."""
+    from .commands import open_project
+    from .tracking import relabel
+
+    project, _ = open_project()
+    data = relabel(project.store, run_ref, note=text, set_note=True)
+    err(f"run {data['id']} note {'set' if data.get('note') else 'cleared'}")
 
 
 def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> None:
@@ -446,10 +586,16 @@ def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> 
     out = sys.stdout.buffer
     pos = 0
     shown = 0
+    attempt = None
     while True:
         # Decide before copying, so the bytes written up to the end are copied once more.
         data = history.load(rid) if follow else None
         done = data is None or data["status"] != "running" or data["nodes"].get(node, {}).get("state") in FINAL_NODE_STATES
+        if data is not None and data["nodes"].get(node, {}).get("attempt") != attempt:
+            if attempt is not None:  # a new attempt writes new logs: follow those from their start
+                err(f"--- attempt {data['nodes'][node].get('attempt')} ---")
+                pos = 0
+            attempt = data["nodes"].get(node, {}).get("attempt")
         chunk, pos = history.read_log(rid, node, stream, pos)
         if chunk:
             out.write(chunk)
@@ -585,7 +731,19 @@ def cache_gc(keep_last: Optional[int] = typer.Option(None, "--keep-last", min=0,
 
     project, _ = open_project()
     r = gc(project, keep_last)
-    err(f"removed {r['runs']} runs, {r['entries']} cache entries, {r['objects']} objects ({r['bytes']:,} bytes freed)")
+    err(
+        f"removed {r['runs']} runs, {r['entries']} cache entries, {r['objects']} objects ({r['object_bytes']:,} bytes), "
+        f"{r['workdirs']} work folders kept from failed or killed nodes ({r['workdir_bytes']:,} bytes)"
+        + (f", temporary files ({r['temp_bytes']:,} bytes)" if r["temp_bytes"] else "")
+        + f": {r['bytes']:,} bytes freed"
+    )
+    if not r["exclusive"]:
+        from .cache_admin import GRACE_SECONDS
+
+        err(
+            f"plx: note: plx is running nodes on this store ({r['live']} live run{'s' if r['live'] != 1 else ''}): kept every cache entry, "
+            f"the work folders of live runs and objects stored in the last {GRACE_SECONDS // 60} minutes; run gc again when they end to remove the rest"
+        )
 
 
 @cache_app.command("stats")

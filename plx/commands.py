@@ -95,6 +95,7 @@ def param_spec_for(lib: Library, graph: Graph, name: str) -> tuple[str | None, P
     node_path, _, pname = name.rpartition(".")
     current: Graph | Operation = graph
     for part in node_path.split("/"):
+        part = part.split("[", 1)[0]  # an expansion `map[A]` has the params of its node `map`
         if not isinstance(current, Graph) or part not in current.nodes:
             choices = list(current.nodes) if isinstance(current, Graph) else []
             hint = did_you_mean(part, choices)
@@ -142,6 +143,14 @@ def parse_inputs(project: Project, graph: Graph, items: list[str]) -> dict[str, 
             hint = did_you_mean(name, choices)
             raise RunError(f"-i {name}: the graph has no input '{name}'" + (f" ({hint})" if hint else "") + (f"; its inputs: {', '.join(choices)}" if choices else ""))
         path = Path(value).expanduser()
+        if not path.exists() and spec.is_list and any(ch in value for ch in "*?["):
+            import glob
+
+            matches = sorted(glob.glob(str(path), recursive=True))  # a list input takes a pattern, as its default may
+            if not matches:
+                raise UsageError(f"-i {name}={value}: the pattern matches no file")
+            out.setdefault(name, []).extend(Path(m).resolve() for m in matches)
+            continue
         if not path.exists():
             raise UsageError(f"-i {name}={value}: no such file")
         out.setdefault(name, []).append(path.resolve())
@@ -221,6 +230,7 @@ def plan_members(
 
     from .engine import Member
     from .planner import plan as make_plan
+    from .tracking import sweep_tags
 
     graph = load_graph(lib, graph_file)
     axes = [_sweep_values(lib, graph, s) for s in sweeps or []]
@@ -241,7 +251,7 @@ def plan_members(
             else:
                 n.setdefault(node, {})[spec.name] = value
         label = ",".join(f"{k}={_show(v)}" for k, v in zip(names, combo, strict=True))
-        members.append(Member(make_plan(lib, graph, params=g, node_params=n, inputs=files, targets=targets), f, label))
+        members.append(Member(make_plan(lib, graph, params=g, node_params=n, inputs=files, targets=targets), f, label, sweep_tags(names, combo)))
     return members, flat
 
 
@@ -267,36 +277,45 @@ def run_many(
     scheduler: str | None = None,
     remote: str | None = None,
     no_remote: bool = False,
+    labels: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run a graph: one run, or with `sweeps` every combination of the swept values as one DAG on
     one pool, recorded as one run each. Returns the records."""
+    from contextlib import ExitStack
+
     from .engine import Engine, RunOptions
     from .history import prefetch_git_facts
     from .project import resolve_url
+    from .store import Store
 
     remote_url = resolve_url(project, remote, no_remote)
-    rev_info = None
-    if rev:
-        project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
-    else:
-        prefetch_git_facts(project.root)  # overlaps validation and planning
-    members, flat = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
-    if executor == "dask" and not jobs and not project.jobs:
-        # This machine's CPUs say nothing about a cluster's; Dask queues what its workers cannot run
-        # yet, and a round trip per node with few in flight would cost more than the node (bench/remote.py).
-        jobs = DASK_JOBS
-    opts = RunOptions(
-        jobs=jobs or project.default_jobs(),
-        no_cache=no_cache,
-        keep_going=keep_going,
-        argv=argv,
-        overrides=flat,
-        rev=rev_info,
-        executor=executor,
-        scheduler=scheduler,
-        remote=remote_url,
-    )
-    return Engine(project, members, opts, reporter, lib).run_all()
+    with ExitStack() as cleanup:
+        rev_info = None
+        if rev:
+            lease = Store(project.store)  # `plx cache gc` keeps the exported files while this run needs them
+            lease.acquire_lease()
+            cleanup.callback(lease.close)
+            project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
+        else:
+            prefetch_git_facts(project.root)  # overlaps validation and planning
+        members, flat = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+        if executor == "dask" and not jobs and not project.jobs:
+            # This machine's CPUs say nothing about a cluster's; Dask queues what its workers cannot run
+            # yet, and a round trip per node with few in flight would cost more than the node (bench/remote.py).
+            jobs = DASK_JOBS
+        opts = RunOptions(
+            jobs=jobs or project.default_jobs(),
+            no_cache=no_cache,
+            keep_going=keep_going,
+            argv=argv,
+            overrides=flat,
+            rev=rev_info,
+            executor=executor,
+            scheduler=scheduler,
+            remote=remote_url,
+        )
+        opts.labels = labels or {}
+        return Engine(project, members, opts, reporter, lib).run_all()
 
 
 def run(project: Project, lib: Library, graph_file: Path, **options: Any) -> dict[str, Any]:
@@ -310,7 +329,9 @@ def _show(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
-def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+def rerun(
+    project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], labels: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Run again the graph, operations and overrides recorded in a run; returns (record, notes)."""
     import json
 
@@ -327,6 +348,10 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
     if not snap.get("files") or not snap.get("graph"):
         raise RunError(f"run {rid} has no snapshot of its files to rerun")
     root = project.store / "tmp" / f"rerun-{rid}-{os.getpid()}"
+    from .store import Store
+
+    lease = Store(project.store)  # `plx cache gc` keeps the replayed files while this run needs them
+    lease.acquire_lease()
     try:
         for rel, content in snap["files"].items():
             if Path(rel).is_absolute():
@@ -336,13 +361,12 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
             target.write_text(json.dumps(content, indent=1), encoding="utf-8")  # JSON is YAML
         settings = snap.get("settings", {})
         replay = P(root, operation_dirs=settings.get("operations", project.operation_dirs), store_dir=str(project.store), fallback_root=project.root)
+        replay.python = settings.get("python")
         lib = Library(replay)
         graph = load_graph(lib, root / snap["graph"])
         notes: list[str] = []
         files: dict[str, list[Path]] = {}
         missing: list[str] = []
-        from .store import Store
-
         store = Store(project.store)
         for name, rec in (data.get("inputs") or {}).items():
             items = rec if isinstance(rec, list) else ([rec] if rec else [])
@@ -376,10 +400,12 @@ def rerun(project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, k
             snapshot=snap,
             remote=resolve_url(project),
         )
+        opts.labels = labels or {}
         record = Engine(replay, the_plan, opts, reporter, lib).run()
         return record, notes
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        lease.close()
 
 
 def _numeric_leaves(value: Any, prefix: str, out: dict[str, float]) -> None:
@@ -421,32 +447,30 @@ def run_values(project: Project, data: dict[str, Any]) -> dict[str, dict[str, An
                 continue
             _numeric_leaves(value, f"{node}.{out}:", metrics)
     store.close()
-    return {"params": params, "inputs": inputs, "metrics": metrics}
+    return {"params": params, "inputs": inputs, "environment": environment_values(data), "metrics": metrics}
+
+
+def environment_values(data: dict[str, Any]) -> dict[str, Any]:
+    """A run's python environments as compare lines them up: `python`, `package NAME`; with several
+    interpreters in the run, each name is followed by the interpreter's path."""
+    envs = list((data.get("environments") or {}).values())
+    out: dict[str, Any] = {}
+    for fp in envs:
+        where = f" ({fp.get('executable')})" if len(envs) > 1 else ""
+        out[f"python{where}"] = fp.get("python")
+        for name, version in (fp.get("packages") or {}).items():
+            out[f"package {name}{where}"] = version
+    return out
 
 
 def output_metrics(project: Project, data: dict[str, Any]) -> dict[str, float]:
-    """Numeric leaves of a run's json graph outputs: {"metrics.accuracy": 0.96, ...}."""
-    import json
+    """Numeric leaves of a run's json graph outputs: {"metrics.accuracy": 0.96, ...}: the record's
+    `metrics` (plx/tracking.py), read from the store for a record made before plx kept them."""
+    from .tracking import run_metrics
 
-    from .store import Store
-
-    out: dict[str, float] = {}
-    store = Store(project.store)
-    try:
-        for name, ref in (data.get("outputs") or {}).items():
-            art = ((data["nodes"].get(ref.get("node"), {}).get("outputs") or {}).get(ref.get("output"))) if "node" in ref else None
-            if not art or art.get("type") != "json":
-                continue
-            try:
-                value = json.loads(store.object_path(art["hash"]).read_bytes())
-            except (OSError, ValueError):
-                continue
-            leaves: dict[str, float] = {}
-            _numeric_leaves(value, f"{name}:", leaves)
-            out.update({k.replace(":", ".", 1) if not k.endswith(":") else k[:-1]: v for k, v in leaves.items()})
-    finally:
-        store.close()
-    return out
+    if isinstance(data.get("metrics"), dict):
+        return dict(data["metrics"])
+    return run_metrics(project.store, data)
 
 
 def compare(project: Project, refs: list[str], show_all: bool) -> dict[str, Any]:
@@ -456,7 +480,7 @@ def compare(project: Project, refs: list[str], show_all: bool) -> dict[str, Any]
     ids = [history.resolve(r) for r in refs]
     values = [run_values(project, history.load(i)) for i in ids]
     rows = []
-    for kind in ("params", "inputs", "metrics"):
+    for kind in ("params", "inputs", "environment", "metrics"):
         keys: list[str] = []
         for v in values:
             keys += [k for k in v[kind] if k not in keys]
@@ -465,6 +489,10 @@ def compare(project: Project, refs: list[str], show_all: bool) -> dict[str, Any]
             if not show_all and all(c == cells[0] for c in cells):
                 continue
             row: dict[str, Any] = {"name": key, "kind": kind.rstrip("s"), "values": cells}
+            if kind == "environment" and any(v["environment"] for v in values):
+                # against the first run: a package added, removed or changed (a run without python nodes has no environment)
+                first = cells[0]
+                row["changes"] = [None if i == 0 or c == first else "added" if first is None else "removed" if c is None else "changed" for i, c in enumerate(cells)]
             if kind == "metrics" and isinstance(cells[0], (int, float)):
                 row["deltas"] = [None if not isinstance(c, (int, float)) else round(c - cells[0], 12) for c in cells]
             rows.append(row)
@@ -494,13 +522,19 @@ def preview(project: Project, lib: Library, graph_file: Path, node: str, params:
     the_plan = make_plan(lib, graph, params=gparams, node_params=nparams)
     task = the_plan.tasks.get(node)
     if task is None:
+        expansions = [t for t in the_plan.tasks if t.startswith(node + "[") and "/" not in t[len(node) :]]
+        if expansions:
+            shown = ", ".join(expansions[:5]) + (f", ... ({len(expansions)} in all)" if len(expansions) > 5 else "")
+            raise UsageError(f"node '{node}' is fanned out: preview one of its expansions: {shown}")
         hint = did_you_mean(node, list(the_plan.tasks))
         raise UsageError(f"no node '{node}' in {lib.display(graph_file)}" + (f" ({hint})" if hint else ""))
     ins = {}
     for name, sources in task.inputs.items():
         ins[name] = [str(s.path) if s.path else f"<{s.task}.{s.output}>" for s in sources]
     outs = {o.name: f"<workdir>/{o.file_name}" for o in task.op.outputs}
-    prepared = prepare(task.op, task.params, ins, outs, None)
+    from .environment import resolve_python
+
+    prepared = prepare(task.op, task.params, ins, outs, None, python=resolve_python(project, task.op.python) if task.op.runner == "python" else None)
     env = "\n".join(f"# {k}={v}" for k, v in sorted(prepared.env.items()))
     return f"# node {node}: operation {task.op.name}, runner {task.op.runner}\n{env}\n{prepared.script}"
 
@@ -522,8 +556,16 @@ def graph_edges(lib: Library, graph: Graph) -> tuple[list[str], list[tuple[str, 
 
 
 def make_plan_no_inputs(lib: Library, graph: Graph, make_plan: Any) -> Any:
-    """A plan for display only: graph input files need not exist."""
-    fake = {i.name: [Path(str(i.default or f"<{i.name}>"))] for i in graph.inputs}
+    """A plan for display only: graph input files need not exist (a list input's files are found
+    when they exist, so a fanned-out node shows its expansions)."""
+    from .planner import resolve_graph_inputs
+
+    fake: dict[str, list[Path]] = {}
+    for i in graph.inputs:
+        try:
+            fake[i.name] = resolve_graph_inputs(lib, Graph(graph.name, inputs=[i]), {})[i.name]
+        except RunError:
+            fake[i.name] = [Path(f"<{i.name}>")] if i.is_list else [Path(str(i.default or f"<{i.name}>"))]
     return make_plan(lib, graph, inputs=fake)
 
 
@@ -666,7 +708,9 @@ def get_output(project: Project, run_id: str, spec: str, dest: str | None, force
     else:
         raise UsageError(f"'{spec}': write NODE.OUTPUT, or the name of a graph output ({', '.join(data.get('outputs', {})) or 'none'})")
     if node not in nodes:
-        hint = did_you_mean(node, list(nodes))
+        from .fanout import missing_node_hint
+
+        hint = missing_node_hint(node, list(nodes))
         raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
     outs = nodes[node].get("outputs") or {}
     if out not in outs:
@@ -695,8 +739,15 @@ def get_output(project: Project, run_id: str, spec: str, dest: str | None, force
             else:
                 target.unlink()
         tmp = target.parent / f".{target.name}.plx-tmp-{os.getpid()}"
-        store.materialize(art, tmp)
-        os.replace(tmp, target)
+        try:
+            store.materialize(art, tmp)
+            os.replace(tmp, target)
+        except BaseException:  # a full disk: no half-written copy is left behind
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            raise
         return str(target)
     finally:
         store.close()

@@ -5,6 +5,7 @@ The engine never prints: it reports events to a Reporter (see report.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -18,15 +19,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import __version__
-from .errors import Interrupted
+from .environment import differences as environment_differences
+from .errors import Interrupted, RunError, disk_full_message, is_disk_full
 from .executors import make_executor
 from .executors.local import NOT_STARTED, Finished, Job
+from .extras import Extras
 from .hashing import compact, expand, explain, key_of, operation_recipe, task_recipe
 from .history import History, RunRecord, new_run_id, now_iso, take_git_read
 from .planner import Plan, Source, Task
 from .project import Project
+from .resources import Pool, check_requests, gpu_ids, machine_memory
 from .runners import prepare
+from .sources import place as place_sources
 from .store import TREE_TYPE, Artifact, KeyLock, Store, content_hash
+from .tracking import merge_tags, run_metrics
 
 DONE_OK = {"success", "cached"}
 
@@ -61,6 +67,7 @@ class RunOptions:
     rev: dict[str, str] | None = None
     snapshot: dict[str, Any] | None = None
     remote: str | None = None  # the shared cache's URL (SPEC §8), resolved from --remote, PLX_REMOTE, plx.yaml
+    labels: dict[str, Any] = field(default_factory=dict)  # name, tags, note (plx/tracking.py)
 
 
 @dataclass
@@ -105,7 +112,10 @@ def snapshot(plan: Plan, lib: Any) -> dict[str, Any]:
         files[obj.file] = data_of[id(obj)]
         if isinstance(obj, Graph):
             todo.extend(t for node in obj.nodes.values() if (t := lib.resolve_node(obj, node)) is not None)
-    return {"graph": plan.graph.file, "files": files, "settings": {"operations": lib.project.operation_dirs}}
+    settings: dict[str, Any] = {"operations": lib.project.operation_dirs}
+    if lib.project.python:
+        settings["python"] = lib.project.python
+    return {"graph": plan.graph.file, "files": files, "settings": settings}
 
 
 @dataclass
@@ -115,6 +125,7 @@ class Member:
     plan: Plan
     overrides: dict[str, Any]
     label: str = ""
+    tags: list[str] = field(default_factory=list)  # a sweep combination's own tags: `lr=0.1`
 
 
 SEP = "\x1f"  # joins a member's index and a task id inside a multi-run engine
@@ -142,7 +153,7 @@ class Engine:
             for tid, t in member.plan.tasks.items():
                 iid = prefix + tid
                 inputs = {n: [Source(task=prefix + x.task, output=x.output) if x.task else x for x in xs] for n, xs in t.inputs.items()}
-                self.tasks[iid] = Task(iid, t.op, t.params, inputs, t.timeout, t.cacheable, {prefix + d for d in t.deps})
+                self.tasks[iid] = dataclasses.replace(t, id=iid, inputs=inputs, deps={prefix + d for d in t.deps})
                 self.member[iid], self.local[iid] = m, tid
         self.state: dict[str, str] = {t: "pending" for t in self.tasks}
         self.results: dict[str, dict[str, Avail]] = {}
@@ -151,6 +162,9 @@ class Engine:
         self.op_recipes: dict[str, Any] = {}  # operation recipe hash -> recipe, kept once per run
         self.locks: dict[str, KeyLock] = {}
         self.unlock_after_commit: list[KeyLock] = []  # locks of keys whose cache entries are not committed yet
+        # Nodes done whose cache entries await the next commit: reported `success`, and their
+        # dependents started, only once the entry is committed (see _commit).
+        self.unconfirmed: list[tuple[str, dict[str, Any]]] = []
         self._committed = time.monotonic()
         self.inflight: dict[str, str] = {}  # key -> the task computing it in this run
         self.waiting: dict[str, list[str]] = {}  # key -> tasks of this run waiting on it
@@ -174,6 +188,11 @@ class Engine:
         self.interrupted = False
         self.input_arts: dict[Path, Avail] = {}
         self.records: list[RunRecord] = []
+        self.extras = Extras(project, self.store)  # per operation: its sources' hashes, its python fingerprint
+        self.pool: Pool | None = None  # what is free: -j slots, memory, GPUs (set up by run_all)
+        self.attempts: dict[str, list[dict[str, Any]]] = {}  # finished attempts of tasks that were retried
+        self.relaunched: set[str] = set()
+        self._env_used: dict[int, set[Any]] | None = None
         self.remote: Any = None
         if opts.remote:
             from .remote import open_remote
@@ -202,13 +221,21 @@ class Engine:
         return self.run_all()[0]
 
     def run_all(self) -> list[dict[str, Any]]:
+        try:  # before any record: a missing source, interpreter or resource is an error, not a run
+            self._check_up_front()
+        except BaseException:
+            self.executor.close()
+            self.store.close()
+            raise
+        # Held until the store closes: `plx cache gc` in any process deletes nothing this run uses.
+        self.store.acquire_lease()
         seen_ops: set[int] = set()
         for task in self.tasks.values():  # recorded up front, so even an interrupted run can explain itself
             if id(task.op) not in seen_ops:
                 seen_ops.add(id(task.op))
                 r = operation_recipe(task.op)
                 self.op_recipes.setdefault(key_of(r), r)
-        for member in self.members:
+        for m, member in enumerate(self.members):
             plan = member.plan
             arts = {}
             for name, paths in plan.inputs.items():
@@ -236,6 +263,11 @@ class Engine:
                 "snapshot": self.opts.snapshot or (snapshot(plan, self.lib) if self.lib else {}),
                 "nodes": {t: {"state": "pending"} for t in plan.tasks},
                 "op_recipes": self.op_recipes,
+                "environments": self._environments_of(m),
+                "name": self.opts.labels.get("name"),
+                "tags": merge_tags(list(self.opts.labels.get("tags") or []), member.tags),
+                "note": self.opts.labels.get("note"),
+                "deps": {t: sorted(task.deps) for t, task in plan.tasks.items() if task.deps},  # the DAG, for `plx report`
                 **({"remote": self.remote.shown} if self.remote is not None else {}),
             }
             while True:
@@ -246,6 +278,14 @@ class Engine:
                     data["id"] = new_run_id()
         title = ", ".join(r.id for r in self.records) if len(self.records) < 4 else f"{len(self.records)} runs"
         self.reporter.run_started(f"{self.members[0].plan.graph.name} {title}", [self.display(t) for t in self.tasks], self.opts.jobs)
+        track = getattr(self.reporter, "track", None)
+        if track is not None:  # the live view: where each node's logs go, and its operation (for the ETA)
+            op_hash: dict[int, str] = {}
+            where = {}
+            for t, task in self.tasks.items():
+                op = op_hash.setdefault(id(task.op), key_of(operation_recipe(task.op)))
+                where[self.display(t)] = (self.rec(t).id, self.local[t], op)
+            track(self.project.store, self.members[0].plan.graph.name, where)
         previous = _install_sigterm()
         try:
             try:
@@ -254,6 +294,7 @@ class Engine:
                     self.remote.wait()  # the write-through of this run's results
             except KeyboardInterrupt:
                 self._interrupt()
+            self._commit()  # nodes done but not yet confirmed: their entries are committed, they succeeded
             self._record_git(wait=True)
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -275,6 +316,7 @@ class Engine:
         out = []
         for m, record in enumerate(self.records):
             status = "canceled" if self.interrupted else "failed" if m in self.failed else "success"
+            record.data["metrics"] = run_metrics(self.project.store, record.data)
             record.finish(status)
             out.append(record.data)
         self.reporter.run_finished(out)
@@ -282,19 +324,62 @@ class Engine:
             raise Interrupted(f"run {', '.join(r['id'] for r in out)} canceled")
         return out
 
+    def _check_up_front(self) -> None:
+        """Sources and interpreters of every operation, and resource requests against -j and the machine."""
+        for task in self.tasks.values():
+            self.extras.of(task.op)
+        requests = {self.display(t): task.resources for t, task in self.tasks.items() if task.resources.declared}
+        jobs = max(1, self.opts.jobs)
+        if self.opts.executor == "dask":  # memory and GPUs are the workers' resources: the cluster checks them
+            problems = check_requests(requests, jobs, None, None)
+            if not problems and requests:
+                problems = self.executor.check_resources(requests)
+            self.pool = Pool(jobs, None, None)
+        else:
+            memory = machine_memory()
+            gpus = gpu_ids() if any(r.gpus for r in requests.values()) else []
+            problems = check_requests(requests, jobs, memory, gpus)
+            self.pool = Pool(jobs, memory or None, gpus)
+        if problems:
+            raise RunError("; ".join(problems) if len(problems) == 1 else "resources that can never be met:\n  " + "\n  ".join(problems))
+
+    def _environments_of(self, m: int) -> dict[str, Any]:
+        """The python environments a member's nodes use, each once: fingerprint hash -> fingerprint."""
+        if not self.extras.environments:
+            return {}
+        if self._env_used is None:  # one pass over the tasks for every member of a sweep
+            self._env_used = {}
+            for tid, t in self.tasks.items():
+                self._env_used.setdefault(self.member[tid], set()).add(self.extras.of(t.op).get("environment"))
+        used = self._env_used.get(m, set())
+        return {h: fp for h, fp in self.extras.environments.items() if h in used}
+
     def _loop(self) -> None:
         ready = [t for t, deps in self.remaining_deps.items() if not deps]
         running = 0
-        jobs = max(1, self.opts.jobs)
+        pool = self.pool or Pool(max(1, self.opts.jobs), None, None)
         git_recorded = False
         while True:
-            while ready and running < jobs and not self.stopping:
-                tid = ready.pop(0)
+            while ready and pool.slots > 0 and not self.stopping:
+                # The first ready task that fits in what is free (usually the first one): a task
+                # waiting for two slots does not stop one that needs a single slot from starting.
+                i = 0 if pool.fits(self.tasks[ready[0]].resources) else next((i for i, t in enumerate(ready) if pool.fits(self.tasks[t].resources)), -1)
+                if i < 0:
+                    break
+                tid = ready.pop(i)
+                pool.take(tid, self.tasks[tid].resources)
                 if self._start(tid):
                     running += 1
                 else:
+                    pool.give(tid)
                     for done in [tid, *self._serve_waiters(tid)]:
                         ready.extend(self._settled(done))
+            # Nodes that finished wait for one commit of their cache entries before they count as
+            # done: at once (with the others whose events are queued now) when a node waits on
+            # one of them, else with the next batch.
+            if self.unconfirmed and (running == 0 or (self.events.empty() and self._awaited()) or time.monotonic() - self._committed > COMMIT_EVERY):
+                ready.extend(self._commit())
+                continue
             if running == 0 and self.retries == 0 and not self.fetching:
                 if self.stopping or not ready:
                     break
@@ -302,7 +387,7 @@ class Engine:
             if not git_recorded:  # the first nodes are running: now there is time to ask git
                 git_recorded = self._record_git(wait=False)
             if time.monotonic() - self._committed > COMMIT_EVERY or len(self.unlock_after_commit) >= 256:
-                self._commit()
+                ready.extend(self._commit())
             try:  # wait no longer than COMMIT_EVERY for the next event: what is pending gets written meanwhile
                 event = self.events.get(timeout=COMMIT_EVERY)
             except queue.Empty:
@@ -320,24 +405,50 @@ class Engine:
             if isinstance(event, _Retry):
                 if event.held_slot:
                     running -= 1
+                    pool.give(event.id)
                 else:
                     self.retries -= 1
                 if self.state[event.id] == "pending":
                     ready.insert(0, event.id)
                 continue
             running -= 1
+            pool.give(event.id)
             ready.extend(self._finish(event))
+            if event.id in self.relaunched:  # a new attempt of a failed node: _finish took its resources again
+                self.relaunched.discard(event.id)
+                running += 1
 
-    def _commit(self) -> None:
-        """Commit the cache entries written since the last time, then let other plx processes see their keys."""
-        for r in self.records:
-            r.flush()
-        getattr(self.reporter, "flush", lambda: None)()
+    def _awaited(self) -> bool:
+        """Whether a task could start now but for the commit of nodes that finished (so: commit at
+        once); a fan-in still waiting on other nodes does not count (their commits are batched)."""
+        done = {tid for tid, _ in self.unconfirmed}
+        for tid in done:
+            if self.waiting.get(self.keys[tid]):
+                return True
+            for d in self.down[tid]:
+                rest = self.remaining_deps[d]
+                if self.state[d] == "pending" and len(rest) <= len(done) and rest <= done:
+                    return True
+        return False
+
+    def _commit(self) -> list[str]:
+        """Commit the cache entries written since the last time; then the nodes that made them
+        succeed (recorded, reported, their dependents released: returned) and other plx processes
+        see their keys. A plx killed at any moment thus never leaves a node recorded `success`, or
+        a node started on its outputs, without the node's cache entry."""
         self.store.commit_entries()
+        released: list[str] = []
+        done, self.unconfirmed = self.unconfirmed, []
+        for tid, info in done:
+            released.extend(self._succeed(tid, info))
         for lock in self.unlock_after_commit:
             lock.release()
         self.unlock_after_commit.clear()
+        for r in self.records:
+            r.flush()
+        getattr(self.reporter, "flush", lambda: None)()
         self._committed = time.monotonic()
+        return released
 
     def _git_now(self) -> dict[str, Any] | None:
         """Git facts if known without waiting: the commit of --rev, or a finished background read."""
@@ -386,7 +497,7 @@ class Engine:
             return self._launch(self.tasks[tid], ins, key)
         task = self.tasks[tid]
         ins = self._inputs_of(task)
-        recipe = task_recipe(task.op, task.params, {n: [{"hash": a.art.hash, "name": a.art.filename} for a in v] for n, v in ins.items()})
+        recipe = task_recipe(task.op, task.params, {n: [{"hash": a.art.hash, "name": a.art.filename} for a in v] for n, v in ins.items()}, extra=self.extras.of(task.op))
         key = key_of(recipe)
         self.keys[tid], self.recipes[tid] = key, recipe
         use_cache = task.cacheable and not self.opts.no_cache
@@ -440,6 +551,7 @@ class Engine:
         outputs = adopt(self.store, fetched) if fetched is not None else None
         if outputs is not None:
             self.store.record(key, outputs, self.rec(tid).id)
+            self.store.commit_entries()  # durable before any node reads these outputs (SPEC §9)
             self._serve(tid, outputs, remote=self.remote.shown)
             self._release(tid)
             return False
@@ -478,8 +590,15 @@ class Engine:
         def wlog(msg: str) -> None:
             lines.append(f"{now_iso()} {msg}\n")
 
+        attempt = len(self.attempts.get(tid, [])) + 1
+        if attempt > 1:
+            wlog(f"attempt {attempt} of {task.retries + 1}")
         wlog(f"node {self.local[tid]}: operation {task.op.name} ({task.op.file}), runner {task.op.runner}")
         wlog(f"cache key {key}" + ("" if task.cacheable else " (not cacheable: always runs)") + (" (--no-cache)" if self.opts.no_cache else ""))
+        source_files = self.extras.files(task.op)
+        source_hashes = self.extras.of(task.op).get("sources", {})
+        for rel, src in source_files:
+            wlog(f"source {rel}: {work / rel} <- {src} ({source_hashes[rel][:16]})")
         paths: dict[str, list[str]] = {}
         copies: list[tuple[Avail, Path]] = []
         for name, items in ins.items():
@@ -499,7 +618,7 @@ class Engine:
             if o.type == "directory":
                 (work / o.file_name).mkdir(parents=True, exist_ok=True)
         try:
-            prepared = prepare(task.op, task.params, paths, outputs, scratch)
+            prepared = prepare(task.op, task.params, paths, outputs, scratch, python=self.extras.python(task.op))
         except Exception as exc:  # a template error at run time (e.g. a value jinja cannot render)
             wlog(f"failed: cannot render the command: {exc}")
             record.worker(node, lines)
@@ -508,14 +627,32 @@ class Engine:
         wlog("command:\n" + prepared.script.rstrip("\n"))
         env = dict(prepared.env)  # the executor adds these to the environment where the node runs
         env["PLX_RUN_ID"], env["PLX_NODE"] = record.id, self.local[tid]
+        env["PLX_PROJECT_ROOT"] = str(self.project.fallback_root if self.opts.rerun_of and self.project.fallback_root else self.project.root)
+        env["PLX_ATTEMPT"] = str(attempt)
+        res = task.resources
+        gpus = self.pool.gpus_of(tid) if self.pool is not None else []
+        if res.gpus and self.opts.executor == "local":
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        if res.declared:
+            wlog(f"resources: {res.cpus} cpus" + (f", {res.memory} bytes of memory" if res.memory else "") + (f", GPUs {','.join(gpus) or res.gpus}" if res.gpus else ""))
         timeout = task.timeout * 60 if task.timeout else None
         store = self.store
 
         def place_inputs() -> None:  # in the executor's thread: a large copy must not hold up the loop
-            for a, dst in copies:
-                _place_input(store, a, dst)
+            try:
+                for a, dst in copies:
+                    _place_input(store, a, dst)
+                if source_files:
+                    place_sources(source_files, source_hashes, work)
+            except BaseException as exc:
+                shutil.rmtree(indir, ignore_errors=True)  # no partial copy is left behind (a full disk)
+                if is_disk_full(exc):
+                    raise OSError(exc.errno if isinstance(exc, OSError) else None, disk_full_message(store.root)) from None
+                raise
 
-        job = Job(tid, prepared.argv, env, work, record.log(node, "stdout"), record.log(node, "stderr"), timeout, before=place_inputs if copies else None)
+        job = Job(tid, prepared.argv, env, work, record.log(node, "stdout"), record.log(node, "stderr"), timeout, before=place_inputs if copies or source_files else None)
+        if res.declared:
+            job.resources = {"CPU": res.cpus, **({"MEMORY": res.memory} if res.memory else {}), **({"GPU": res.gpus} if res.gpus else {})}
         try:
             self.executor.submit(job)
         except Exception as exc:  # an executor that starts jobs at once (Dask) reports here
@@ -527,7 +664,7 @@ class Engine:
         record.worker(node, lines)
         logs = {s: str(record.log(node, s).relative_to(self.project.store)) for s in ("stdout", "stderr")}
         logs["worker"] = str(record.worker_log.relative_to(self.project.store))
-        self._set(tid, "running", started=now_iso(), cache_key=key, logs=logs)
+        self._set(tid, "running", started=now_iso(), cache_key=key, logs=logs, **({"attempt": attempt} if attempt > 1 or task.retries else {}))
         return True
 
     def _fail_now(self, tid: str, reason: str) -> None:
@@ -574,23 +711,47 @@ class Engine:
             work = self.workdirs[tid]
             read: dict[str, bytes] = {}
             if state is None:
-                problem = _check_outputs(task, work, read)
+                try:
+                    problem = _check_outputs(task, work, read)
+                except OSError as exc:
+                    problem = f"cannot read the outputs: {disk_full_message(self.project.store) if is_disk_full(exc) else exc}"
                 if problem:
                     state, reason = "failed", problem
             if state is not None:
                 if reason:
                     wlog(f"failed: {reason}")
+                if task.retries and state != "canceled":
+                    n = len(self.attempts.setdefault(tid, [])) + 1
+                    self.attempts[tid].append(
+                        {"attempt": n, "state": state, "exit_code": ev.exit_code, "reason": reason, "duration": duration, "finished": common["finished"]}
+                    )
+                    if n <= task.retries and not self.stopping:
+                        wlog(f"attempt {n} of {task.retries + 1} {state}: trying again")
+                        record.worker(node, lines)
+                        lines.clear()
+                        self._try_again(tid, n)
+                        return []
+                    common["attempts"] = self.attempts[tid]
                 self._set(tid, state, **({"reason": reason} if reason else {}), **common)
                 self._release(tid)
                 if state != "canceled":
                     self._after_failure(tid)
                 return []
             stored: dict[str, Artifact] = {}
-            for o in task.op.outputs:
-                p = work / o.file_name
-                art = self.store.put_tree(p, o.file_name) if o.type == TREE_TYPE else self.store.put_file(p, o.type, o.file_name, data=read.get(o.name))
-                stored[o.name] = art
-                wlog(f"output {o.name}: stored {art.hash} ({art.type}, {art.size} bytes)")
+            try:
+                for o in task.op.outputs:
+                    p = work / o.file_name
+                    art = self.store.put_tree(p, o.file_name) if o.type == TREE_TYPE else self.store.put_file(p, o.type, o.file_name, data=read.get(o.name))
+                    stored[o.name] = art
+                    wlog(f"output {o.name}: stored {art.hash} ({art.type}, {art.size} bytes)")
+            except (OSError, ValueError) as exc:  # a full disk, a link that appeared after the check
+                why = disk_full_message(self.project.store) if is_disk_full(exc) else exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                reason = f"cannot store output '{o.name}': {why}"
+                wlog(f"failed: {reason}")
+                self._set(tid, "failed", reason=reason, **common)
+                self._release(tid)
+                self._after_failure(tid)
+                return []
             if task.cacheable:
                 # Committed with others by _commit (one transaction, not one per node); the key's
                 # lock is held until then, so another plx waiting on it finds the entry.
@@ -612,7 +773,21 @@ class Engine:
         else:
             self.done_workdirs.append(done)
         self.results[tid] = {n: Avail(a) for n, a in stored.items()}
-        self._set(tid, "success", outputs={n: a.to_json() for n, a in stored.items()}, **common)
+        if tid in self.attempts:  # it succeeded after failed attempts
+            n = len(self.attempts[tid]) + 1
+            common["attempts"] = [
+                *self.attempts[tid],
+                {"attempt": n, "state": "success", "exit_code": ev.exit_code, "duration": duration, "finished": common["finished"]},
+            ]
+        info = {"outputs": {n: a.to_json() for n, a in stored.items()}, **common}
+        if task.cacheable:
+            self.unconfirmed.append((tid, info))  # succeeds at the next commit
+            return []
+        return self._succeed(tid, info)
+
+    def _succeed(self, tid: str, info: dict[str, Any]) -> list[str]:
+        """Record and report tid's success; the tasks that became ready."""
+        self._set(tid, "success", **info)
         self._release(tid)
         released = self._settled(tid)
         for other in self._serve_waiters(tid):
@@ -635,6 +810,37 @@ class Engine:
                 remote.warn(f"cannot push cache entry {key[:12]}: {exc}")
 
         remote.submit(push)
+
+    def _try_again(self, tid: str, n: int) -> None:
+        """Launch attempt n+1 of a failed task: in a fresh work folder, with fresh logs; the failed
+        attempt's logs are kept as logs/<node>.attempt<n>.<stream> and its folder until the run ends."""
+        task, record, node = self.tasks[tid], self.rec(tid), self.local[tid]
+        logs = {}
+        for stream in ("stdout", "stderr"):
+            path = record.log(node, stream)
+            kept = path.with_name(f"{node.rpartition('/')[2]}.attempt{n}.{stream}")
+            try:
+                os.rename(path, kept)
+                logs[stream] = str(kept.relative_to(self.project.store))
+            except FileNotFoundError:
+                pass  # it wrote nothing there
+        self.attempts[tid][-1]["logs"] = logs
+        record.node_event(node, attempts=self.attempts[tid])
+        work = self.workdirs.pop(tid)
+        old = work.with_name(f"{work.name}.attempt{n}")
+        os.rename(work, old)
+        had_in = tid in self.with_indir
+        if had_in:
+            os.rename(work.with_name(work.name + ".in"), old.with_name(old.name + ".in"))
+            self.with_indir.discard(tid)
+        self.big_inputs.discard(tid)
+        self.done_workdirs.append((old, had_in))
+        if self.pool is not None:
+            self.pool.take(tid, task.resources)
+        if self._launch(task, self._inputs_of(task), self.keys[tid]):
+            self.relaunched.add(tid)
+        elif self.pool is not None:
+            self.pool.give(tid)
 
     def _reusable(self, work: Path) -> bool:
         """Whether a finished work folder is exactly as a new one would be: empty, with the usual mode.
@@ -814,14 +1020,9 @@ def _check_outputs(task: Task, work: Path, read: dict[str, bytes]) -> str | None
         if o.type == "directory":
             if not stat.S_ISDIR(mode):
                 return f"output '{o.name}' must be a directory, but {o.file_name} is a file"
-            root = work.resolve()
-            for dirpath, dirnames, filenames in os.walk(p):
-                for name in dirnames + filenames:
-                    q = Path(dirpath) / name
-                    if q.is_symlink():
-                        target = q.resolve()
-                        if not (target == root or root in target.parents) or target.is_dir():
-                            return f"output '{o.name}' holds a link {q.relative_to(work)} pointing outside the working directory"
+            problem = _replace_links(o.name, work, p)
+            if problem:
+                return problem
             continue
         if stat.S_ISDIR(mode):
             return f"output '{o.name}' must be a file, but {o.file_name} is a directory"
@@ -840,6 +1041,36 @@ def _check_outputs(task: Task, work: Path, read: dict[str, bytes]) -> str | None
     return None
 
 
+def _replace_links(name: str, work: Path, top: Path) -> str | None:
+    """A directory output is stored as files and folders, never links: each link to a file inside
+    the work folder is replaced by a copy of that file; any other link fails the node (why, or None)."""
+    from .store import reflink_or_copy
+
+    root = work.resolve()
+    for dirpath, dirnames, filenames in os.walk(top):
+        for entry in dirnames + filenames:
+            q = Path(dirpath) / entry
+            rel = q.relative_to(work)
+            mode = os.lstat(q).st_mode
+            if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+                continue
+            if not stat.S_ISLNK(mode):
+                return f"output '{name}' holds {rel}, which is neither a file nor a folder (a pipe, socket or device)"
+            try:
+                target = q.resolve(strict=True)
+            except (OSError, RuntimeError):
+                return f"output '{name}' holds a link {rel} that points to nothing (or to itself); write the file itself"
+            if root not in target.parents:
+                return f"output '{name}' holds a link {rel} pointing outside the working directory ({os.readlink(q)}); copy the file instead"
+            if not target.is_file():
+                return f"output '{name}' holds a link {rel} to a folder; write the files themselves"
+            copy = q.with_name(f".plx-link-{entry}")
+            reflink_or_copy(target, copy)
+            os.chmod(copy, 0o755 if target.stat().st_mode & stat.S_IXUSR else 0o644)
+            os.replace(copy, q)  # the link itself becomes the content it pointed to
+    return None
+
+
 def _install_sigterm() -> Any:
     """SIGTERM stops a run like Ctrl-C does (only possible from the main thread)."""
 
@@ -854,6 +1085,7 @@ def _install_sigterm() -> Any:
 def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
     """For --dry-run: per task, whether it would come from cache or run, and why."""
     store = Store(project.store)
+    extras = Extras(project, store)
     history = History(project.store)
     last = _last_recipes(history, plan.graph.name, set(plan.tasks))
     op_recipes: dict[str, Any] = {}
@@ -872,7 +1104,7 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
                 art = known[s.task][s.output] if s.task else store.hash_input(s.path, task.op.input(name).type)  # type: ignore[index,arg-type,union-attr]
                 items.append({"hash": art.hash, "name": art.filename})
             ins[name] = items
-        recipe = task_recipe(task.op, task.params, ins, op_recipes)
+        recipe = task_recipe(task.op, task.params, ins, op_recipes, extra=extras.of(task.op))
         key = key_of(recipe)
         hit = store.lookup(key) if task.cacheable else None
         known[tid] = hit
@@ -881,7 +1113,13 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
         elif not task.cacheable:
             rows.append({"node": tid, "action": "run", "why": ["not cacheable"], "cache_key": key})
         else:
-            rows.append({"node": tid, "action": "run", "why": explain(last.get(tid), recipe), "cache_key": key})
+            why = explain(last.get(tid), recipe)
+            old_env, new_env = (last.get(tid) or {}).get("_environment"), extras.environments.get(recipe.get("environment") or "")
+            changes = environment_differences(old_env, new_env)
+            if changes:
+                shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
+                why = [f"python environment changed: {shown}" if w.startswith("python environment changed") else w for w in why]
+            rows.append({"node": tid, "action": "run", "why": why, "cache_key": key})
     store.close()
     return rows
 
@@ -891,13 +1129,16 @@ def _last_recipes(history: History, graph: str, wanted: set[str], scan: int = 50
     for run_id in history.ids()[:scan]:
         try:
             data = history.load(run_id)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RunError):  # a damaged record explains nothing
             continue
         if data.get("graph") != graph:
             continue
         for tid, node in data.get("nodes", {}).items():
             if tid in wanted and tid not in found and node.get("recipe"):
                 found[tid] = expand(node["recipe"], data.get("op_recipes") or {})
+                env = found[tid].get("environment")
+                if env and env in (data.get("environments") or {}):  # its packages, for --dry-run to name what changed
+                    found[tid] = {**found[tid], "_environment": data["environments"][env]}
         if len(found) == len(wanted):
             break
     return found

@@ -63,3 +63,44 @@ def did_you_mean(word: str, choices: list[str] | set[str] | tuple[str, ...]) -> 
 
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+class StoreFullError(PlxError):
+    """The disk holding the store (or a node's work folder) is full."""
+
+
+def disk_full_message(where: object) -> str:
+    return f"no space left on the disk holding {where} (or it cannot be written); free some space (`plx cache gc` removes what no run needs) and run again"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError (ENOSPC, EDQUOT) or an SQLite error that says the disk or the quota is full."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):
+        # SQLITE_FULL; SQLITE_IOERR is what SQLite reports when it cannot grow its shared-memory
+        # file on a full tmpfs: both are the disk's to fix.
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in (10, 13) or "disk is full" in str(exc) or "disk I/O error" in str(exc)
+    return False
+
+
+def is_damaged_db(exc: BaseException) -> bool:
+    """An SQLite error that means the database file itself is damaged (not a full disk, not a lock)."""
+    import sqlite3
+
+    if not isinstance(exc, sqlite3.DatabaseError) or is_disk_full(exc):
+        return False
+    return getattr(exc, "sqlite_errorcode", None) in (11, 26) or "malformed" in str(exc) or "not a database" in str(exc)  # CORRUPT, NOTADB
+
+
+def warn(message: str, kind: str = "warning") -> None:
+    """Tell the user something (on stderr) from code that otherwise does not print: a damaged
+    derived file that plx set aside and rebuilt, a record it had to skip."""
+    import sys
+
+    sys.stderr.write(f"plx: {kind}: {message}\n")
+    sys.stderr.flush()

@@ -10,7 +10,7 @@ from typing import Any
 from blake3 import blake3
 
 # Bump when the recipe's shape or meaning changes: old entries then simply never match.
-KEY_FORMAT = "plx-key-1"
+KEY_FORMAT = "plx-key-2"  # 2: the contents of `sources` and the python interpreter's fingerprint
 _MMAP_FROM = 4 * 1024 * 1024  # below this, a plain read beats mmap + threads
 
 
@@ -46,14 +46,18 @@ def operation_recipe(op: Any) -> dict[str, Any]:
     }
 
 
-def task_recipe(op: Any, params: dict[str, Any], inputs: dict[str, list[dict[str, str]]], ops_seen: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The recipe of one node: operation, params (defaults filled), input contents and names.
+def task_recipe(
+    op: Any, params: dict[str, Any], inputs: dict[str, list[dict[str, str]]], ops_seen: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The recipe of one node: operation, params (defaults filled), input contents and names, and
+    in `extra` the contents of its `sources` ({path: hash}) and its python `environment` (the
+    interpreter's fingerprint hash), each only when the operation has one.
 
     ops_seen collects each distinct operation recipe by its hash, so a run records it once."""
     op_recipe = operation_recipe(op)
     if ops_seen is not None:
         ops_seen.setdefault(key_of(op_recipe), op_recipe)
-    return {"format": KEY_FORMAT, "operation": op_recipe, "params": params, "inputs": inputs}
+    return {"format": KEY_FORMAT, "operation": op_recipe, "params": params, "inputs": inputs, **(extra or {})}
 
 
 def compact(recipe: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -94,6 +98,12 @@ def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     for name in sorted(set(i_old) | set(i_new)):
         if i_old.get(name) != i_new.get(name):
             out.append(f"input {name} changed ({_short(i_old.get(name))} → {_short(i_new.get(name))})")
+    s_old, s_new = old.get("sources") or {}, new.get("sources") or {}
+    for path in sorted(set(s_old) | set(s_new)):
+        if s_old.get(path) != s_new.get(path):
+            out.append(f"source {path} " + ("added" if path not in s_old else "removed" if path not in s_new else "changed"))
+    if old.get("environment") != new.get("environment"):
+        out.append("python environment changed (`plx compare` shows the packages)")
     return out or ["the cache entry or its artifacts are missing"]
 
 

@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import RunError, did_you_mean
+from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, warn
+from .repair import ensure_dir, set_aside
 
 WORKER_LOG = "worker.log"
 FINAL_NODE_STATES = {"success", "cached", "failed", "timeout", "skipped", "canceled"}
@@ -162,21 +163,72 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
         "duration": data.get("duration"),
         "git": data.get("git"),
         "counts": c,
+        **_tracking(data),
     }
+
+
+def _tracking(data: dict[str, Any]) -> dict[str, Any]:
+    """Labels, params as used and metrics (plx/tracking.py): what `plx log` filters and sorts by."""
+    from .tracking import labels, run_params
+
+    metrics = data.get("metrics")
+    return {**labels(data), "params": run_params(data), "metrics": metrics if isinstance(metrics, dict) else {}}
+
+
+# Bumped whenever a summary gains a field: an index of an older version is dropped and rebuilt
+# from the records (2: labels, params as used, metrics).
+INDEX_VERSION = 2
 
 
 class Index:
     """runs/index.sqlite: run summaries; rebuilt from the records whenever it misses one."""
 
     def __init__(self, runs_dir: Path):
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(runs_dir / "index.sqlite", timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)")
+        ensure_dir(runs_dir)
+        self.path = runs_dir / "index.sqlite"
+        if os.path.lexists(self.path) and not self.path.is_file():  # a folder or link in its place
+            aside = set_aside(self.path)
+            warn(f"{self.path} was not a file (set aside as {aside.name}); rebuilding it from the run records", kind="note")
+        try:
+            self._open()
+        except sqlite3.Error as exc:
+            if not is_damaged_db(exc):
+                raise
+            self.rebuild(exc)
+
+    def _open(self) -> None:
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:  # an older plx's rows: rebuilt from the records
+                self.db.execute("DROP TABLE IF EXISTS runs")
+                self.db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+            self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)")
+            self.db.execute("SELECT count(*) FROM runs").fetchone()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def rebuild(self, exc: BaseException) -> None:
+        """The index is derived data: a damaged one is deleted and rebuilt from the run records."""
+        try:
+            self.db.close()
+        except (AttributeError, sqlite3.Error):
+            pass
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        warn(f"{self.path} was damaged ({exc}); rebuilt it from the run records", kind="note")
+        self._open()
 
     def put(self, data: dict[str, Any]) -> None:
         s = summary(data)
         self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", (s["id"], s["graph"], s["status"], json.dumps(s)))
+
+    def put_summaries(self, rows: list[dict[str, Any]]) -> None:
+        """Many summaries in one transaction: a commit per row made rebuilding 10,000 runs take 10 s."""
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", [(s["id"], s["graph"], s["status"], json.dumps(s)) for s in rows])
+        self.db.execute("COMMIT")
 
     def ids(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT id FROM runs")}
@@ -252,7 +304,8 @@ class RunRecord:
 
     def __init__(self, runs_dir: Path, data: dict[str, Any]):
         self.dir = runs_dir / data["id"]
-        self.dir.mkdir(parents=True, exist_ok=False)
+        ensure_dir(runs_dir)
+        self.dir.mkdir(exist_ok=False)
         self.data = data
         self._log_dirs: set[str] = set()
         self._log_paths: dict[tuple[str, str], Path] = {}
@@ -359,29 +412,57 @@ class History:
         raise RunError(f"no run '{ref}'" + (f" ({hint})" if hint else "; `plx log` lists the runs"))
 
     def load(self, run_id: str) -> dict[str, Any]:
+        """A run's record; a damaged one is a RunError that says so (callers listing runs skip it)."""
         d = self.dir / run_id
-        data: dict[str, Any] = json.loads((d / "run.json").read_text(encoding="utf-8"))
+        try:
+            data: Any = json.loads((d / "run.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunError(f"run {run_id} has no record ({d / 'run.json'} is missing)") from None
+        except (OSError, ValueError) as exc:
+            raise RunError(damaged_record(d, str(exc.strerror or exc) if isinstance(exc, OSError) else f"not JSON: {exc}")) from None
+        if not isinstance(data, dict) or not isinstance(data.get("nodes"), dict) or not all(isinstance(n, dict) for n in data["nodes"].values()):
+            raise RunError(damaged_record(d, "not a plx run record"))
+        data["id"] = run_id
         if data.get("status") == "running":
-            events = d / "events.jsonl"
-            if events.exists():
-                for line in events.read_text(encoding="utf-8", errors="replace").splitlines():
-                    try:
-                        ev = json.loads(line)
-                    except ValueError:
-                        continue  # a line cut short by a crash
-                    if "node" in ev:
-                        data["nodes"].setdefault(ev.pop("node"), {}).update(ev)
-                    else:
-                        data.update(ev.get("run", {}))  # run-level facts learnt after the start
+            try:
+                lines = (d / "events.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:  # none yet, or unreadable: the record as written at the start
+                lines = []
+            for line in lines:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a crash
+                if not isinstance(ev, dict):
+                    continue  # JSON, but not an event plx wrote
+                if isinstance(ev.get("node"), str):
+                    data["nodes"].setdefault(ev.pop("node"), {}).update(ev)
+                elif isinstance(ev.get("run"), dict):
+                    data.update(ev["run"])  # run-level facts learnt after the start
             if not self._alive(d):
-                self._mark_interrupted(d, data)
+                try:
+                    self._mark_interrupted(d, data)
+                except (OSError, sqlite3.Error):  # a full disk: the next reader marks it
+                    pass
+        elif "metrics" not in data:  # recorded by a plx without metrics: read them from the store
+            from .tracking import run_metrics
+
+            data["metrics"] = run_metrics(self.dir.parent, data)
         return data
+
+    def load_or_warn(self, run_id: str) -> dict[str, Any] | None:
+        """A run's record, or None with a warning when it is damaged (for commands that list runs)."""
+        try:
+            return self.load(run_id)
+        except RunError as exc:
+            warn(f"skipped: {exc}")
+            return None
 
     @staticmethod
     def _alive(d: Path) -> bool:
         try:
             fd = os.open(d / "lock", os.O_RDWR)
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -407,31 +488,51 @@ class History:
         on_disk = self.ids()
         if not on_disk:
             return []
-        index = Index(self.dir)
         try:
-            known = index.ids()
-            missing = [i for i in on_disk if i not in known]
-            for rid in missing:  # records written by an older plx, or an index lost or deleted
-                try:
-                    index.put(self.load(rid))
-                except (OSError, ValueError, KeyError):
-                    continue
-            gone = list(known - set(on_disk))
-            if gone:
-                index.delete(gone)
-            rows = index.query(graph, status if status != "interrupted" else None, None if status == "interrupted" else limit)
-        finally:
-            index.close()
+            rows = self._indexed(on_disk, graph, status, limit)
+        except sqlite3.Error as exc:
+            if not is_disk_full(exc):
+                raise
+            warn("the disk holding the store is full: listing the runs from their records (slower)")
+            rows = [summary(d) for d in map(self.load_or_warn, on_disk) if d is not None and (not graph or d.get("graph") == graph)]
         out = []
         for row in rows:
             if row["status"] == "running":
-                row = summary(self.load(row["id"]))  # live counts, or found dead: `interrupted`
+                data = self.load_or_warn(row["id"])  # live counts, or found dead: `interrupted`
+                if data is None:
+                    continue
+                row = summary(data)
             if status and row["status"] != status:
                 continue
             out.append(row)
             if limit and len(out) >= limit:
                 break
         return out
+
+    def _indexed(self, on_disk: list[str], graph: str | None, status: str | None, limit: int | None) -> list[dict[str, Any]]:
+        """Summaries from the index, brought up to date with the records; a damaged index is rebuilt."""
+        index = Index(self.dir)
+        try:
+            for attempt in (1, 2):
+                try:
+                    known = index.ids()
+                    missing = [i for i in on_disk if i not in known]
+                    # records written by an older plx, or an index lost, deleted or rebuilt; all loaded
+                    # first (a load may mark a dead run in the index itself), then put in one transaction
+                    fresh = [summary(d) for d in map(self.load_or_warn, missing) if d is not None]
+                    if fresh:
+                        index.put_summaries(fresh)
+                    gone = list(known - set(on_disk))
+                    if gone:
+                        index.delete(gone)
+                    return index.query(graph, status if status != "interrupted" else None, None if status == "interrupted" else limit)
+                except sqlite3.DatabaseError as exc:
+                    if attempt == 2 or not is_damaged_db(exc):
+                        raise
+                    index.rebuild(exc)
+            raise AssertionError("unreachable")
+        finally:
+            index.close()
 
     def read_log(self, run_id: str, node: str, stream: str, pos: int = 0) -> tuple[bytes, int]:
         """A node's log from byte pos of its file on: (bytes, the position to read on from)."""
@@ -444,6 +545,10 @@ class History:
         tag = node.encode() + b"\t"
         mine = b"".join(line[len(tag) :] for line in complete.splitlines(keepends=True) if line.startswith(tag))
         return mine, pos + len(complete)
+
+
+def damaged_record(d: Path, why: str) -> str:
+    return f"the record of run {d.name} is damaged ({d / 'run.json'}: {why}); its logs are still in {d / 'logs'}; delete the folder {d} to forget the run"
 
 
 def _read_from(path: Path, pos: int) -> bytes:

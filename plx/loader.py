@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ast as python_ast
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import schema, templates
+from . import fanout, schema, templates
 from .errors import Diagnostic, ValidationError, did_you_mean
 from .model import (
     MISSING,
@@ -26,7 +27,7 @@ from .model import (
 from .project import Project
 from .yamldoc import Doc, load_file
 
-RESERVED_NODE_IDS = {"inputs", "params"}
+RESERVED_NODE_IDS = {"inputs", "params", fanout.ITEM}
 
 
 @dataclass
@@ -138,6 +139,10 @@ class Library:
         kind = data.get("kind")
         if kind == "operation":
             loaded.obj = _operation(doc, loaded.diagnostics)
+            if isinstance(loaded.obj, Operation) and loaded.obj.sources:
+                from . import sources
+
+                sources.check(self.project, doc, loaded.obj, loaded.diagnostics)
         elif kind == "graph":
             loaded.obj = _graph(doc, loaded.diagnostics)
         elif kind is None:
@@ -195,6 +200,13 @@ class Library:
         if isinstance(found, list):
             return None
         return self.load(found).obj
+
+    def diag(self, graph: Graph, path: tuple[Any, ...], message: str, hint: str | None = None) -> Diagnostic:
+        """A problem found after validation (while planning), located in graph's file."""
+        for loaded in self.files.values():
+            if loaded.obj is graph and loaded.doc is not None:
+                return loaded.doc.diag(path, message, hint)
+        return Diagnostic(graph.file, None, None, message, hint)
 
     def runnable(self, path: Path) -> Runnable:
         """Load and fully validate a graph or operation file, or raise every problem."""
@@ -262,6 +274,10 @@ def _operation(doc: Doc, errors: list[Diagnostic]) -> Operation | None:
     files: dict[str, str] = {}
     for i, o in enumerate(outputs):
         fname = o.get("filename", o["name"])
+        if not isinstance(fname, str) or not re.match(schema.FILENAME_RE, fname):  # the schema says so too: never write outside the work folder
+            where = ("outputs", i, "filename") if "filename" in o else ("outputs", i)
+            errors.append(doc.diag(where, f"output '{o['name']}': {fname!r} is not a plain file name", "not empty, not '.' or '..', without '/'"))
+            continue
         if fname in files:
             errors.append(doc.diag(("outputs", i), f"outputs '{files[fname]}' and '{o['name']}' would both be written to '{fname}'", "give them different filenames"))
         files[fname] = o["name"]
@@ -280,6 +296,9 @@ def _operation(doc: Doc, errors: list[Diagnostic]) -> Operation | None:
         description=d.get("description"),
         file=doc.file,
         raw=d,
+        sources=list(d.get("sources", [])),
+        resources=dict(d.get("resources", {})),
+        retries=d.get("retries", 0),
     )
     _check_cmd(doc, op, errors)
     return op
@@ -337,6 +356,8 @@ def _graph(doc: Doc, errors: list[Diagnostic]) -> Graph | None:
         nodes[nid] = Node(
             nid, n["operation"], dict(n.get("inputs", {})), dict(n.get("params", {})), n.get("timeout"), n.get("cacheable"), n.get("title"), n.get("description")
         )
+        nodes[nid].foreach = n.get("foreach")
+        nodes[nid].resources, nodes[nid].retries = n.get("resources"), n.get("retries")
     return Graph(
         name=d["name"],
         inputs=_input_specs(inputs),
@@ -380,11 +401,12 @@ def _check_graph(lib: Library, g: Graph, doc: Doc, errors: list[Diagnostic], sta
             errors.append(doc.diag(("nodes", nid, "operation"), f"node '{nid}' uses '{node.operation}', which is invalid (see the errors of {lib.display(found)})"))
             continue
         targets[nid] = loaded.obj
+    statics = fanout.static_infos(g, doc, errors)
     for nid, node in g.nodes.items():
         if nid in targets:
-            _check_node(lib, g, doc, node, targets[nid], targets, errors)
+            _check_node(lib, g, doc, node, targets[nid], targets, errors, statics)
     for name, ref in g.outputs.items():
-        _check_ref(lib, g, doc, ("outputs", name), ref, targets, None, f"graph output '{name}'", errors)
+        _check_ref(lib, g, doc, ("outputs", name), ref, targets, None, f"graph output '{name}'", errors, statics=statics)
     _check_cycles(g, doc, errors)
 
 
@@ -392,8 +414,29 @@ def _interface(obj: Runnable) -> tuple[list[InputSpec], list[ParamSpec]]:
     return obj.inputs, obj.params
 
 
-def _check_node(lib: Library, g: Graph, doc: Doc, node: Node, target: Runnable, targets: dict[str, Runnable], errors: list[Diagnostic]) -> None:
+def _check_node(
+    lib: Library,
+    g: Graph,
+    doc: Doc,
+    node: Node,
+    target: Runnable,
+    targets: dict[str, Runnable],
+    errors: list[Diagnostic],
+    statics: dict[str, fanout.Static | None] | None = None,
+) -> None:
+    statics = statics or {}
     base = ("nodes", node.id)
+    if isinstance(target, Graph):
+        for key in ("resources", "retries"):
+            if getattr(node, key) is not None:
+                errors.append(
+                    doc.diag(
+                        base + (key,),
+                        f"node '{node.id}' runs the graph '{node.operation}': '{key}' applies to operation nodes",
+                        f"set it on the nodes of {target.file}",
+                        key=True,
+                    )
+                )
     in_specs, param_specs = _interface(target)
     by_name = {i.name: i for i in in_specs}
     for name, value in node.inputs.items():
@@ -414,11 +457,11 @@ def _check_node(lib: Library, g: Graph, doc: Doc, node: Node, target: Runnable, 
                 )
             elif spec.max != -1 and len(value) > spec.max:
                 errors.append(doc.diag(base + ("inputs", name), f"node '{node.id}': input '{name}' takes at most {spec.max} files, but is given {len(value)}"))
-            elif len(value) < spec.min:
+            elif len(value) < spec.min and not any(fanout.is_fan_ref(r) for r in value):
                 errors.append(doc.diag(base + ("inputs", name), f"node '{node.id}': input '{name}' needs at least {spec.min} files, but is given {len(value)}"))
         for i, ref in enumerate(refs):
             path = base + ("inputs", name) + ((i,) if isinstance(value, list) else ())
-            _check_ref(lib, g, doc, path, ref, targets, spec, f"node '{node.id}' input '{name}'", errors)
+            _check_ref(lib, g, doc, path, ref, targets, spec, f"node '{node.id}' input '{name}'", errors, node.id, statics)
     for spec in in_specs:
         if spec.min >= 1 and spec.name not in node.inputs:
             errors.append(doc.diag(base, f"node '{node.id}' is missing the required input '{spec.name}'", f"wire it: inputs: {{{spec.name}: <node>.<output>}}"))
@@ -431,13 +474,31 @@ def _check_node(lib: Library, g: Graph, doc: Doc, node: Node, target: Runnable, 
             continue
         bound = binding(value)
         if bound is not None:
+            if node.foreach is not None:
+                st = statics.get(node.id)
+                if st is None:
+                    continue  # foreach is wrong: reported there
+                if bound in st.vars:
+                    why = fanout.check_binding(spec_p, st.vars[bound])
+                    if why:
+                        errors.append(doc.diag(base + ("params", name), f"node '{node.id}': {why} (bound to '${{{bound}}}')"))
+                    continue
             gp = g.param(bound)
-            if gp is None:
+            if gp is None and bound in fanout.RESERVED_VARS and node.foreach is None:
+                errors.append(
+                    doc.diag(
+                        base + ("params", name),
+                        f"node '{node.id}': param '{name}' is bound to '${{{bound}}}', which is only defined in a node with foreach",
+                        "add 'foreach: ...' to the node, or bind a graph param",
+                    )
+                )
+            elif gp is None:
                 errors.append(
                     doc.diag(
                         base + ("params", name),
                         f"node '{node.id}': param '{name}' is bound to '${{{bound}}}', but the graph declares no param '{bound}'",
-                        did_you_mean(bound, [p.name for p in g.params]) or "declare it under the graph's params",
+                        did_you_mean(bound, [p.name for p in g.params] + (list(st.vars) if node.foreach is not None and st else []))
+                        or "declare it under the graph's params",
                     )
                 )
             elif gp.type != spec_p.type and not (spec_p.type == "float" and gp.type == "int"):
@@ -452,11 +513,29 @@ def _check_node(lib: Library, g: Graph, doc: Doc, node: Node, target: Runnable, 
 
 
 def _check_ref(
-    lib: Library, g: Graph, doc: Doc, path: tuple[Any, ...], ref: str, targets: dict[str, Runnable], spec: InputSpec | None, who: str, errors: list[Diagnostic]
+    lib: Library,
+    g: Graph,
+    doc: Doc,
+    path: tuple[Any, ...],
+    ref: str,
+    targets: dict[str, Runnable],
+    spec: InputSpec | None,
+    who: str,
+    errors: list[Diagnostic],
+    node_id: str | None = None,
+    statics: dict[str, fanout.Static | None] | None = None,
 ) -> None:
     def errors_append(doc: Doc, path: tuple[Any, ...], message: str, hint: str | None = None) -> None:
         errors.append(doc.diag(path, message, hint))
 
+    out_type: str | None
+    if fanout.is_fan_ref(ref):
+        out_type = fanout.check_fan_ref(lib, g, doc, path, ref, node_id, statics or {}, targets, spec, who, errors)
+        if out_type is not None and spec is not None and not accepts(spec.type, out_type):
+            errors_append(
+                doc, path, f"{who} is {spec.type}, but '{ref}' is {out_type}", "an input of type file takes any type but directory; text takes text, csv and json"
+            )
+        return
     parts = parse_ref(ref)
     if parts is None:
         errors_append(doc, path, f"{who}: '{ref}' is not a reference", "write '<node>.<output>' or 'inputs.<graph input>'")
@@ -479,6 +558,14 @@ def _check_ref(
             return
         if head not in targets:
             return  # its operation is already reported
+        if g.nodes[head].foreach is not None:
+            errors_append(
+                doc,
+                path,
+                f"{who} reads '{ref}', but node '{head}' is fanned out",
+                f"read every expansion with '{head}[*].{tail}' (into a list input), or one with '{head}[KEY].{tail}'",
+            )
+            return
         outs = lib.outputs_of(targets[head])
         if tail not in outs:
             errors_append(
@@ -506,9 +593,12 @@ def _upstream(node: Node) -> set[str]:
     out = set()
     for value in node.inputs.values():
         for ref in value if isinstance(value, list) else [value]:
-            parts = parse_ref(ref) if isinstance(ref, str) else None
-            if parts and parts[0] != "inputs":
-                out.add(parts[0])
+            head = fanout.ref_node(ref)
+            if head is not None:
+                out.add(head)
+    up = fanout.upstream(node.foreach) if node.foreach is not None else None
+    if up is not None:
+        out.add(up)
     return out
 
 

@@ -90,6 +90,9 @@ class Operation:
     description: str | None = None
     file: str = ""
     raw: dict[str, Any] = field(default_factory=dict)  # the file's data, recorded with each run
+    sources: list[str] = field(default_factory=list)  # project files, folders or globs the cmd runs
+    resources: dict[str, Any] = field(default_factory=dict)  # cpus, memory, gpus as written
+    retries: int = 0
 
     def input(self, name: str) -> InputSpec | None:
         return next((i for i in self.inputs if i.name == name), None)
@@ -111,6 +114,9 @@ class Node:
     cacheable: bool | None = None
     title: str | None = None
     description: str | None = None
+    foreach: Any = None  # fan-out (see fanout.py): one node per item when planned
+    resources: dict[str, Any] | None = None  # overrides the operation's, key by key
+    retries: int | None = None
 
 
 @dataclass

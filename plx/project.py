@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import Diagnostic, ValidationError
 
-_SETTINGS = {"operations", "graphs", "jobs", "store", "remote"}
+_SETTINGS = {"operations", "graphs", "jobs", "store", "python", "remote"}
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -32,10 +32,12 @@ class Project:
     store_dir: str = ".plx"
     remote: str | None = None  # a shared cache's fsspec URL (PLX_REMOTE and --remote override it: remote.resolve_url)
     fallback_root: Path | None = None  # with --rev: files git does not track come from the work tree
+    python: str | None = None  # default interpreter of python operations, as written in plx.yaml
 
     @property
     def store(self) -> Path:
-        return self.root / self.store_dir
+        """The store: $PLX_STORE if set (a CI job or a laptop points at its own), else plx.yaml's `store`."""
+        return self.root / (os.environ.get("PLX_STORE") or self.store_dir)  # an absolute path stays itself
 
     def default_jobs(self) -> int:
         return self.jobs or os.cpu_count() or 1
@@ -99,6 +101,11 @@ def project_at(root: Path) -> Project:
                 errors.append(doc.diag((key,), "'store' must be a folder path"))
             else:
                 project.store_dir = value
+        elif key == "python":
+            if not isinstance(value, str) or not value:
+                errors.append(doc.diag((key,), "'python' must be an interpreter: a path relative to the project root, an absolute path or a command on PATH"))
+            else:
+                project.python = value
         elif key == "remote":
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 errors.append(doc.diag((key,), "'remote' must be a URL (s3://bucket/path, gs://..., file:///shared/folder) or a folder path"))

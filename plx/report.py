@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import threading
 import time
@@ -61,6 +62,8 @@ class PlainReporter:
             extra = f" ({info['reason']})"
         elif info.get("duration") and state not in ("cached", "running"):
             extra = f" ({info['duration']:.2f} s)"
+        elif state == "running" and (info.get("attempt") or 0) > 1:
+            extra = f" (attempt {info['attempt']})"
         elif info.get("source") == "remote":
             extra = " (from the remote)"
         self._line(f"{state:<8} {node}{extra}")
@@ -93,13 +96,14 @@ class PlainReporter:
         for record in records:
             failed = [(n, d) for n, d in record["nodes"].items() if d.get("state") in ("failed", "timeout")]
             for n, d in failed:
-                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {n} --stderr`\n")
+                self.out.write(f"  {d['state']}: {n}: {d.get('reason', '')}; see `plx log {record['id']} {shlex.quote(n)} --stderr`\n")  # map[B] is a glob to a shell
             self.out.write(summary_line(record) + (f" [{record['sweep']}]" if record.get("sweep") else "") + "\n")
         self.out.flush()
 
 
 class LiveReporter:
-    """A rich live display: running nodes with elapsed time and counts by state."""
+    """A rich live display: a progress bar of nodes done with an ETA, running nodes with their elapsed
+    time and the last line they printed, and counts by state."""
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -107,6 +111,13 @@ class LiveReporter:
 
         self.states: dict[str, str] = {}
         self.started: dict[str, float] = {}
+        self.jobs = 1
+        self.where: dict[str, tuple[str, str, str]] = {}  # node -> (run id, node id in the run, operation hash)
+        self.store: Any = None
+        self.past: dict[str, dict[str, float]] = {"key": {}, "op": {}, "node": {}}
+        self.keys: dict[str, str] = {}
+        self.took: list[float] = []  # durations of nodes that ran in this run
+        self.last_lines: dict[str, tuple[float, str]] = {}
         self.run_id = ""
         self.graph = ""
         self.lock = threading.Lock()
@@ -117,9 +128,27 @@ class LiveReporter:
     def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
         self.run_id, self.graph = title, ""
         self.states = dict.fromkeys(nodes, "pending")
+        self.jobs = max(1, jobs)
         self.live.start()
 
+    def track(self, store: Any, graph: str, where: dict[str, tuple[str, str, str]]) -> None:
+        """Called by the engine: where each node's logs are and its operation, and the recorded
+        durations that the ETA is estimated from."""
+        from .tracking import duration_history
+
+        self.store, self.where = store, where
+
+        def read() -> None:  # in the background: large records take a while to parse, the run must not wait
+            try:
+                self.past = duration_history(store, graph)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # no estimate: the ETA waits for this run's own durations
+
+        threading.Thread(target=read, daemon=True).start()
+
     def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
+        from rich.markup import escape
+
         if state == "interrupt":
             self.console.print("[yellow]interrupted: stopping running nodes (Ctrl-C again to kill at once)[/]")
             return
@@ -127,10 +156,86 @@ class LiveReporter:
             self.states[node] = state
             if state == "running":
                 self.started[node] = time.monotonic()
+                if info.get("cache_key"):
+                    self.keys[node] = info["cache_key"]
+            elif state == "success" and isinstance(info.get("duration"), (int, float)):
+                self.took.append(info["duration"])
+        if state == "running" and (info.get("attempt") or 0) > 1:
+            self.console.print(f"[yellow]retry   [/] {escape(node)} (attempt {info['attempt']})")
         if state in ("success", "failed", "timeout"):
             color = COLORS.get(state, "white")
             extra = f" ({info['reason']})" if info.get("reason") else (f" {info['duration']:.2f} s" if info.get("duration") else "")
-            self.console.print(f"[{color}]{state:<8}[/] {node}{extra}")
+            self.console.print(f"[{color}]{state:<8}[/] {escape(node)}{escape(extra)}")  # ids such as train[model=rf] are not markup
+
+    def _estimate(self, node: str) -> float | None:
+        """A node's expected duration: the same cache key's, else the same operation's, else the same
+        node's in earlier runs of the graph (recorded medians)."""
+        key = self.keys.get(node)
+        if key and key in self.past["key"]:
+            return self.past["key"][key]
+        run_node = self.where.get(node)
+        if run_node:
+            if run_node[2] in self.past["op"]:
+                return self.past["op"][run_node[2]]
+            if run_node[1] in self.past["node"]:
+                return self.past["node"][run_node[1]]
+        return None
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left: the expected durations of running and pending nodes placed on the -j slots
+        (None: no estimate for some node)."""
+        with self.lock:
+            waiting = [n for n, s in self.states.items() if s == "pending"]
+            running = [n for n, s in self.states.items() if s == "running"]
+        if not waiting and not running:
+            return 0.0
+        import heapq
+
+        fallback = sum(self.took) / len(self.took) if self.took else None
+        slots = [0.0] * self.jobs  # when each of the -j slots is free, placing nodes in order (dependencies aside)
+        for n in running + waiting:
+            est = self._estimate(n)
+            if est is None:
+                est = fallback
+            if est is None:
+                return None
+            if n in self.started and self.states.get(n) == "running":
+                est = max(est - (now - self.started[n]), 0.0)
+            heapq.heapreplace(slots, slots[0] + est)
+        return max(slots)
+
+    def _last_line(self, node: str, now: float) -> str:
+        """The last line a running node printed (stdout or stderr, whichever was written last),
+        read at most every 0.25 s; control characters removed so a node cannot drive the terminal."""
+        cached = self.last_lines.get(node)
+        if cached and now - cached[0] < 0.25:
+            return cached[1]
+        line = ""
+        where = self.where.get(node)
+        if where and self.store is not None:
+            import os
+            import re
+
+            best = -1.0
+            for stream in ("stdout", "stderr"):
+                path = self.store / "runs" / where[0] / "logs" / f"{where[1]}.{stream}"
+                try:
+                    st = os.stat(path)
+                    if st.st_mtime < best:
+                        continue
+                    with open(path, "rb") as f:
+                        f.seek(max(0, st.st_size - 2048))
+                        text = f.read().decode("utf-8", errors="replace")
+                except OSError:
+                    continue
+                # escape sequences (CSI, OSC) and other control characters out, then the last line left
+                text = re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x09\x0b-\x1f\x7f]", "", text)
+                lines = [x.strip() for x in text.split("\n") if x.strip()]
+                if lines:
+                    best, line = st.st_mtime, lines[-1]
+        line = line if len(line) <= 70 else line[:69] + "…"
+        self.last_lines[node] = (now, line)
+        return line
 
     def transfer(self, label: str, done: int, total: int) -> None:
         with self.lock:
@@ -145,7 +250,10 @@ class LiveReporter:
         self.console.print(f"[yellow]plx: warning:[/] {escape(text)}", highlight=False)
 
     def _render(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
         with self.lock:
             c: dict[str, int] = {}
@@ -155,16 +263,21 @@ class LiveReporter:
         t = Table.grid(padding=(0, 2))
         now = time.monotonic()
         for n in running[:12]:
-            t.add_row("[blue]running[/]", n, f"{now - self.started.get(n, now):6.1f}s")
+            t.add_row("[blue]running[/]", Text(n), f"{now - self.started.get(n, now):6.1f}s", Text(self._last_line(n, now), style="dim"))
         if len(running) > 12:
-            t.add_row("", f"... and {len(running) - 12} more", "")
+            t.add_row("", f"... and {len(running) - 12} more", "", "")
+        total = len(self.states)
+        done = sum(v for k, v in c.items() if k not in ("pending", "running"))
+        eta = self.eta(now)
+        eta_text = "ETA ?" if eta is None else f"ETA {_fmt_secs(eta)}"
         with self.lock:
             transfers = list(self.transfers.items())
-        for label, (done, total) in transfers[:4]:
-            t.add_row("[magenta]remote[/]", label, f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB")
+        for label, (moved, size) in transfers[:4]:
+            t.add_row("[magenta]remote[/]", label, f"{moved / 1e6:,.0f}/{size / 1e6:,.0f} MB", "")
+        bar = Table.grid(padding=(0, 1))
         totals = "  ".join(f"[{COLORS.get(s, 'white')}]{s} {c[s]}[/]" for s in STATE_ORDER if c.get(s))
-        t.add_row("", f"{self.run_id}: {totals}", "")
-        return t
+        bar.add_row(ProgressBar(total=max(total, 1), completed=done, width=32), f"{done}/{total} nodes", f"[bold]{eta_text}[/]", f"  {self.run_id}: {totals}")
+        return Group(t, bar) if running or transfers else bar
 
     def run_finished(self, records: list[dict[str, Any]]) -> None:
         self.live.stop()
@@ -196,6 +309,11 @@ def warn(text: str) -> None:
     """A warning on stderr, for commands that have no run reporter."""
     sys.stderr.write(f"plx: warning: {text}\n")
     sys.stderr.flush()
+
+
+def _fmt_secs(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def reporter_for(json_mode: bool) -> Any:

@@ -72,8 +72,9 @@ def _cloud_refs(op: Operation, ins: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]], outputs: dict[str, str], scratch: Path | None) -> Prepared:
-    """Build what to execute; writes helper files into scratch when given (None: preview only)."""
+def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]], outputs: dict[str, str], scratch: Path | None, python: str | None = None) -> Prepared:
+    """Build what to execute; writes helper files into scratch when given (None: preview only).
+    python: the interpreter of a python op as resolved (environment.resolve_python)."""
     v = _values(op, params, inputs, outputs)
     env = dict(op.env)
     for kind, values in v.items():
@@ -83,7 +84,7 @@ def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]],
             else:
                 env[f"{kind.upper()}_{name.upper()}"] = env_value(value)
     if op.runner == "python":
-        interpreter = op.python or sys.executable
+        interpreter = python or op.python or sys.executable
         script = op.cmd
         if scratch is not None:
             (scratch / "values.json").write_text(json.dumps(v), encoding="utf-8")

@@ -17,6 +17,8 @@ from .yamldoc import Doc
 
 NAME_RE = r"^[A-Za-z0-9_-]+$"
 IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# An output's file name inside the node's work folder: one path component that stays inside it.
+FILENAME_RE = r"^(?!\.\.?$)[^/\\\x00]+$"
 ARTIFACT_TYPES = ["file", "text", "json", "csv", "executable", "directory", "cloud"]
 PARAM_TYPES = ["str", "int", "float", "bool", "enum", "list_str", "list_int", "list_float", "code", "dict"]
 RUNNERS = ["bash_jinja2", "command", "python"]
@@ -26,6 +28,24 @@ _name = {"type": "string", "pattern": NAME_RE, "x-what": "a name of letters, dig
 _ident = {"type": "string", "pattern": IDENT_RE, "x-what": "an identifier (a letter or '_', then letters, digits, '_')"}
 _timeout = {"type": "number", "exclusiveMinimum": 0, "description": "minutes"}
 _max = {"type": "integer", "minimum": -1, "description": "1 for one file, >1 or -1 (unlimited) for a list"}
+MEMORY_RE = r"^\s*[0-9]+(\.[0-9]+)?\s*([kKmMgGtT][iI]?)?[bB]?\s*$"
+_resources = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "what one node takes while it runs; the scheduler never exceeds -j slots, the machine's memory or its GPUs",
+    "properties": {
+        "cpus": {"type": "integer", "minimum": 1, "default": 1, "description": "slots of -j the node holds"},
+        "memory": {
+            "anyOf": [
+                {"type": "string", "pattern": MEMORY_RE, "x-what": "a size such as 512MB, 4GB or 1.5GiB"},
+                {"type": "integer", "minimum": 0, "description": "bytes"},
+            ],
+            "description": "memory budget, e.g. 4GB",
+        },
+        "gpus": {"type": "integer", "minimum": 0, "default": 0, "description": "GPUs; CUDA_VISIBLE_DEVICES names the ones assigned"},
+    },
+}
+_retries = {"type": "integer", "minimum": 0, "description": "re-run a failed or timed-out attempt up to this many times"}
 
 _input: dict[str, Any] = {
     "type": "object",
@@ -60,7 +80,7 @@ _output = {
     "properties": {
         "name": _ident,
         "type": {"enum": ARTIFACT_TYPES, "default": "file"},
-        "filename": {"type": "string", "pattern": r"^[^/\\]+$", "x-what": "a plain file name, without '/'"},
+        "filename": {"type": "string", "pattern": FILENAME_RE, "x-what": "a plain file name: not empty, not '.' or '..', without '/'"},
         "title": _text,
         "description": _text,
     },
@@ -85,6 +105,13 @@ OPERATION_SCHEMA: dict[str, Any] = {
         "timeout": _timeout,
         "env": {"type": "object", "additionalProperties": {"type": "string"}},
         "python": {"type": "string", "description": "the interpreter of a python operation"},
+        "sources": {
+            "type": "array",
+            "items": {"type": "string", "x-what": "a project file, folder or glob"},
+            "description": "project files, folders or globs the cmd runs: hashed into the cache key and copied into the work folder",
+        },
+        "resources": _resources,
+        "retries": _retries,
         "cmd": {"type": "string"},
     },
 }
@@ -98,6 +125,19 @@ _graph_input = {
         **_input["properties"],
         "default": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     },
+}
+_foreach = {
+    "description": (
+        "fan-out: one node per item. 'inputs.NAME' (the files of a list graph input, keyed by file name without extension), "
+        "'params.NAME' or '${NAME}' (a list graph param, keyed 0, 1, ...), a list of values (keyed 0, 1, ...; bound as ${item}), "
+        "the id of another fanned-out node (same keys; its outputs as item.OUTPUT), or a matrix {KEY: [values] or '${NAME}'} "
+        "(the cartesian product, keyed KEY=VALUE,...; bound as ${KEY})"
+    ),
+    "anyOf": [
+        {"type": "string", "x-what": "inputs.NAME, params.NAME, ${NAME} or a node id"},
+        {"type": "array"},
+        {"type": "object", "additionalProperties": {"anyOf": [{"type": "array"}, {"type": "string"}]}},
+    ],
 }
 _node = {
     "type": "object",
@@ -114,6 +154,9 @@ _node = {
         "params": {"type": "object"},
         "timeout": _timeout,
         "cacheable": {"type": "boolean"},
+        "foreach": _foreach,
+        "resources": _resources,
+        "retries": _retries,
     },
 }
 

@@ -5,6 +5,8 @@ Layout under the store folder (default `.plx/`):
   index/               cache entries: key -> JSON outputs (diskcache, JSON only)
   stats/               (path, size, mtime, inode, ctime) -> hash, so unchanged files are not re-read
   key-locks            one file; a byte-range lock per cache key being computed (released if a holder dies)
+  lease                one file: every plx that runs nodes or stores holds a shared flock on it for as
+                       long as it does; `plx cache gc` deletes freely only while it holds it exclusively
   tmp/                 work folders and half-written objects, on the same filesystem as objects/
 Directories are stored as trees: a JSON manifest object listing (path, hash, mode) of every file.
 """
@@ -22,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import is_damaged_db, warn
 from .hashing import canonical, hash_bytes, hash_file
+from .repair import ensure_dir, open_lock_file, set_aside
 
 TREE_TYPE = "directory"
 
@@ -94,12 +98,13 @@ class Store:
         self.tmp = root / "tmp"
         self.locks = root / "key-locks"
         for d in (self.objects, self.tmp):
-            d.mkdir(parents=True, exist_ok=True)
+            ensure_dir(d)
         self._index: Any = None
         self._stats: Any = None
         self._new_stats: dict[str, str] = {}  # written in one transaction, not one per object
         self._new_entries: dict[str, str] = {}  # cache entries waiting for commit_entries
         self._lock_fd: int | None = None
+        self._lease: Any = None  # a file object: closed (the lease released) even if close() is never called
         self._prefixes: set[str] = set()  # objects/xx folders known to exist
 
     # ---- index and stat cache (opened lazily: dry runs and logs rarely need both) ----
@@ -107,35 +112,87 @@ class Store:
     @property
     def index(self) -> Any:
         if self._index is None:
-            import diskcache
-
-            self._index = diskcache.Cache(str(self.root / "index"), disk=_json_only_disk(), eviction_policy="none")
+            self._index = self._open_db("index", "cache misses: the nodes run again once")
         return self._index
 
     @property
     def stats(self) -> Any:
         if self._stats is None:
-            import diskcache
-
-            self._stats = diskcache.Cache(str(self.root / "stats"), disk=_json_only_disk(), eviction_policy="none")
+            self._stats = self._open_db("stats", "files are hashed again once")
         return self._stats
 
+    def _open_db(self, name: str, what: str) -> Any:
+        """Open index/ or stats/; a damaged database is set aside and started afresh (misses, not errors)."""
+        import diskcache
+
+        path = self.root / name
+        ensure_dir(path)
+        try:
+            db = diskcache.Cache(str(path), disk=_json_only_disk(), eviction_policy="none")
+            db.get("\x00plx-probe")  # reads a page: a damaged file says so now, not in the middle of a run
+            return db
+        except Exception as exc:
+            if not is_damaged_db(exc):
+                raise
+            why = str(exc)
+        aside = set_aside(path)
+        warn(f"{path} was damaged ({why}); set aside as {aside.name} and started empty ({what})")
+        return diskcache.Cache(str(path), disk=_json_only_disk(), eviction_policy="none")
+
+    def _damaged(self, name: str, exc: BaseException) -> None:
+        """A database found damaged while in use: close it; the next use sets it aside and starts afresh."""
+        db = self._index if name == "index" else self._stats
+        try:
+            if db is not None:
+                db.close()
+        except Exception:
+            pass
+        if name == "index":
+            self._index = None
+        else:
+            self._stats = None
+        path = self.root / name
+        aside = set_aside(path)
+        warn(f"{path} was damaged ({exc}); set aside as {aside.name} and started empty")
+
+    def acquire_lease(self) -> None:
+        """Hold the store's lease (shared) until close(): `plx cache gc` then deletes nothing this
+        process may be using. Blocks only while a gc that found no live run works (it holds the lease exclusively)."""
+        if self._lease is not None:
+            return
+        fd = open_lock_file(self.root / "lease")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            warn("waiting for `plx cache gc` to finish", kind="note")
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        self._lease = os.fdopen(fd, "r+b", buffering=0)
+
     def close(self) -> None:
-        self.flush()
-        for c in (self._index, self._stats):
-            if c is not None:
-                c.close()
-        self._index = self._stats = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        try:
+            self.flush()
+        finally:
+            for c in (self._index, self._stats):
+                if c is not None:
+                    c.close()
+            self._index = self._stats = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+            if self._lease is not None:
+                self._lease.close()
+            self._lock_fd = self._lease = None
 
     def flush(self) -> None:
         self.commit_entries()
         if self._new_stats:
-            with self.stats.transact():
-                for k, v in self._new_stats.items():
-                    self.stats.set(k, v)
+            try:
+                with self.stats.transact():
+                    for k, v in self._new_stats.items():
+                        self.stats.set(k, v)
+            except Exception as exc:
+                if not is_damaged_db(exc):
+                    raise
+                self._damaged("stats", exc)  # only a cache of hashes: lose this batch, not the run
             self._new_stats.clear()
 
     def _remember(self, key: str, h: str) -> None:
@@ -150,11 +207,16 @@ class Store:
                 h = self.stats.get(key)
             except ValueError:  # a row that is not text: ignore it
                 return None
+            except Exception as exc:
+                if not is_damaged_db(exc):
+                    raise
+                self._damaged("stats", exc)
+                return None
         return None if h is None else str(h)
 
     def lock_fd(self) -> int:
         if self._lock_fd is None:
-            self._lock_fd = os.open(self.locks, os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock_fd = open_lock_file(self.locks)
         return self._lock_fd
 
     # ---- hashing with the stat cache ----
@@ -188,20 +250,27 @@ class Store:
         return self.objects / h[:2] / h[2:]
 
     def _place(self, src: Path, h: str, move: bool) -> None:
-        """Put src's bytes at object h atomically: temp file + rename on the same filesystem."""
+        """Put src's bytes at object h atomically: temp file + rename on the same filesystem.
+
+        Every object placed (or found already there) gets the current time as its mtime: the
+        store's own write time, from which `plx cache gc` counts its grace period (a node's
+        output may carry any mtime: `cp -p`, `tar x`, `touch -d`)."""
+        self.acquire_lease()
         dst = self.object_path(h)
-        if dst.exists():
-            if self._object_ok(h):
+        if os.path.lexists(dst):
+            if self._object_ok(h) and self._refresh(dst, h):
                 return
-            self.drop_object(h)  # damaged: replace it with these good bytes
+            self.drop_object(h)  # damaged (or taken by gc this instant): replace it with these good bytes
         if dst.parent.name not in self._prefixes:
             dst.parent.mkdir(exist_ok=True)
             self._prefixes.add(dst.parent.name)
-        if move:
-            # src is plx's own file (a node's output, already checked): rename it straight in.
+        st = os.lstat(src)
+        if move and stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            # src is plx's own file (a node's output, already checked, linked nowhere else): rename it in.
             os.chmod(src, 0o444)
+            os.utime(src)
             os.replace(src, dst)
-        else:
+        else:  # a copy: a hard-linked output's other names (a user's file) keep their inode and mode
             fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="obj-")
             os.close(fd)
             tmp = Path(tmp_name)
@@ -214,13 +283,29 @@ class Store:
                     tmp.unlink()
         self._remember(self._stat_key(dst, dst.stat()), h)
 
+    def _refresh(self, dst: Path, h: str) -> bool:
+        """Mark an existing object as just stored (see _place), keeping its stat-cache entry.
+        False if it is gone (a `plx cache gc` took it at this instant): the caller stores it again."""
+        try:
+            os.utime(dst)
+            self._remember(self._stat_key(dst, dst.stat()), h)
+        except FileNotFoundError:
+            return False
+        except OSError:  # an object of another user in a shared store: gc's reference walk still keeps it
+            pass
+        return True
+
     def put_bytes(self, data: bytes) -> str:
         h = hash_bytes(data)
-        if not (self.object_path(h).exists() and self._object_ok(h)):
+        if not (self.object_path(h).exists() and self._object_ok(h) and self._refresh(self.object_path(h), h)):
             fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="obj-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            self._place(Path(tmp_name), h, move=True)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                self._place(Path(tmp_name), h, move=True)
+            finally:
+                if os.path.lexists(tmp_name):  # a full disk: no half-written file is left behind
+                    os.unlink(tmp_name)
         return h
 
     def put_file(self, path: Path, type_: str, filename: str, move: bool = True, data: bytes | None = None) -> Artifact:
@@ -232,7 +317,7 @@ class Store:
 
     def put_tree(self, path: Path, filename: str) -> Artifact:
         """Store every file of a folder and a manifest naming them; the manifest's hash names the tree."""
-        manifest = self._manifest(path, hash_file)
+        manifest = self._manifest(path, hash_file, follow_links=False)
         for entry in manifest:
             if entry["hash"]:  # empty folders are listed with no content
                 self._place(path / entry["path"], entry["hash"], move=True)
@@ -240,10 +325,17 @@ class Store:
         return Artifact(h, sum(e["size"] for e in manifest), TREE_TYPE, filename)
 
     @staticmethod
-    def _manifest(path: Path, hasher: Any) -> list[dict[str, Any]]:
+    def _manifest(path: Path, hasher: Any, follow_links: bool = True) -> list[dict[str, Any]]:
+        """(path, hash, size, exec) of every file of a folder. A stored tree never holds a link:
+        with follow_links=False (a node's output, whose links the engine replaced by what they
+        point to) any link found is an error."""
         out = []
         for dirpath, dirnames, filenames in os.walk(path):
             dirnames.sort()
+            if not follow_links:
+                for name in dirnames + filenames:
+                    if os.path.islink(os.path.join(dirpath, name)):
+                        raise ValueError(f"{Path(dirpath, name).relative_to(path.parent)} is a symbolic link; a stored folder holds only files and folders")
             for name in sorted(filenames):
                 p = Path(dirpath) / name
                 st = p.stat()
@@ -272,8 +364,10 @@ class Store:
     def _object_ok(self, h: str) -> bool:
         p = self.object_path(h)
         try:
-            st = p.stat()
+            st = os.lstat(p)
         except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(st.st_mode):  # a link or folder left by damage (or an older plx): never served
             return False
         # Any write to the object changes its ctime, so a matching signature means unchanged bytes.
         if self._known(self._stat_key(p, st)) == h:
@@ -286,8 +380,10 @@ class Store:
     def drop_object(self, h: str) -> None:
         p = self.object_path(h)
         try:
-            os.chmod(p, 0o644)
-            p.unlink()
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()  # unlinking needs no write permission on the file itself
         except FileNotFoundError:
             pass
 
@@ -324,6 +420,11 @@ class Store:
             raw = self._new_entries.get(key) or self.index.get(key)
         except ValueError:
             return None  # a row that is not plain text (tampered or foreign): a miss, never unpickled
+        except Exception as exc:
+            if not is_damaged_db(exc):
+                raise
+            self._damaged("index", exc)
+            return None
         if raw is None:
             return None
         try:
@@ -341,17 +442,33 @@ class Store:
 
     def commit_entries(self) -> None:
         if self._new_entries:
-            with self.index.transact():
-                for k, v in self._new_entries.items():
-                    self.index.set(k, v)
+            for attempt in (1, 2):
+                try:
+                    with self.index.transact():
+                        for k, v in self._new_entries.items():
+                            self.index.set(k, v)
+                    break
+                except Exception as exc:
+                    if attempt == 2 or not is_damaged_db(exc):
+                        raise
+                    self._damaged("index", exc)  # then commit into the fresh, empty index
             self._new_entries.clear()
 
     def entries(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        for key in list(self.index.iterkeys()):
+        try:
+            keys = list(self.index.iterkeys())
+        except Exception as exc:
+            if not is_damaged_db(exc):
+                raise
+            self._damaged("index", exc)
+            return
+        for key in keys:
             try:
                 raw = self.index.get(key)
                 if raw is not None:
-                    yield key, json.loads(raw)
+                    entry = json.loads(raw)
+                    if isinstance(entry, dict) and isinstance(entry.get("outputs"), dict):
+                        yield key, entry
             except ValueError:
                 continue
 

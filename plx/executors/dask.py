@@ -399,6 +399,9 @@ class DaskExecutor:
         # Empty folders plx made for directory outputs: a retried attempt starts with the same.
         fresh_dirs = [e.name for e in os.scandir(job.cwd) if e.is_dir()] if job.cwd.is_dir() else []
         bundle = self._bundle(job)
+        # A node's declared resources become Dask worker resources (CPU, MEMORY, GPU): the scheduler
+        # runs it only on a worker started with enough of them (`dask worker --resources "CPU=4,GPU=1"`).
+        extra = {"resources": job.resources} if job.resources else {}
         future = self.client.submit(
             run_on_worker,
             key,
@@ -414,6 +417,7 @@ class DaskExecutor:
             bundle,
             key=key,
             pure=False,
+            **extra,
         )
         with self._lock:
             self.running[job.id] = future
@@ -480,6 +484,24 @@ class DaskExecutor:
         finally:
             store.close()
         return None
+
+    def check_resources(self, requests: dict[str, Any]) -> list[str]:
+        """Why some nodes' resources could never be met by the cluster's workers (a node Dask cannot
+        place would wait forever), or nothing."""
+        try:
+            workers = self.client.scheduler_info().get("workers", {}).values()
+        except Exception as exc:
+            return [f"cannot ask the Dask scheduler about its workers: {exc}"]
+        offers = [w.get("resources") or {} for w in workers]
+        problems = []
+        for node, r in requests.items():
+            need = {"CPU": r.cpus, **({"MEMORY": r.memory} if r.memory else {}), **({"GPU": r.gpus} if r.gpus else {})}
+            if not any(all(offer.get(k, 0) >= v for k, v in need.items()) for offer in offers):
+                wanted = ",".join(f"{k}={v}" for k, v in need.items())
+                problems.append(
+                    f"node '{node}' needs the Dask worker resources {wanted}, and no worker of the cluster has them (start workers with --resources \"{wanted}\")"
+                )
+        return problems
 
     def cancel_all(self, hard: bool = False) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ class Job:
     stderr: Path
     timeout: float | None  # seconds
     before: Callable[[], None] | None = None  # run first, where the job runs (placing the inputs)
+    resources: dict[str, float] | None = None  # what the node declared, as Dask worker resources
 
 
 @dataclass

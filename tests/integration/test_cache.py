@@ -60,7 +60,7 @@ def test_param_change_reruns_that_node_and_downstream_only(project: Project) -> 
     r = project.plx("run", g, "-p", "v=two", "--json")
     assert r.code == 0
     assert counts(project) == {"a": 1, "b": 2, "c": 2, "d": 1}
-    assert r.json()["params"] == {"v": "two"}
+    assert r.json()["overrides"] == {"v": "two"}
 
 
 def test_input_content_change_versus_touch(project: Project) -> None:

@@ -121,10 +121,30 @@ def test_a_sweep_runs_on_dask_with_its_shared_upstream_once(project: Project, sc
     r = project.plx("run", "graphs/g.yaml", "--sweep", "c.v=x,y", "--executor", "dask", "--scheduler", scheduler, "--json")
     assert r.code == 0, r
     runs = r.json()
-    assert [run["params"] for run in runs] == [{"c.v": "x"}, {"c.v": "y"}]
+    assert [run["overrides"] for run in runs] == [{"c.v": "x"}, {"c.v": "y"}]
     assert [project.plx("get", run["id"], "c", "-o", "-").out for run in runs] == ["a\nx\n", "a\ny\n"]
     ran_a = [run["nodes"]["a"]["state"] for run in runs]
     assert ran_a.count("success") == 1, ran_a  # the shared upstream executed once
+
+
+def test_a_fan_out_runs_on_dask(project: Project, scheduler: str) -> None:
+    _setup(project)
+    project.write(
+        "graphs/fan.yaml",
+        """\
+        kind: graph
+        name: fan
+        nodes:
+          a: {operation: w, foreach: {v: [x, y, z]}, params: {v: "${v}"}}
+          c: {operation: w, foreach: a, inputs: {src: item.out}, params: {v: "${key}"}}
+        outputs: {y: "c[v=y].out"}
+        """,
+    )
+    r = project.plx("run", "graphs/fan.yaml", "--executor", "dask", "--scheduler", scheduler, "--json")
+    assert r.code == 0, r
+    assert list(r.json()["nodes"]) == ["a[v=x]", "a[v=y]", "a[v=z]", "c[v=x]", "c[v=y]", "c[v=z]"]
+    assert project.plx("get", "last", "y", "-o", "-").out == "y\nv=y\n"
+    assert "node c[v=z]" in project.plx("log", "last", "c[v=z]").out
 
 
 def test_failure_and_timeout_on_dask(project: Project, scheduler: str) -> None:

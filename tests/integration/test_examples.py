@@ -47,3 +47,29 @@ def test_sweep_script(repo_copy: Project) -> None:
     proc = subprocess.run([sys.executable, "graphs/lr_sweep.py"], cwd=repo_copy.root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "metrics_3.accuracy" in proc.stdout
+
+
+def test_cross_validation_gathers_five_folds(repo_copy: Project) -> None:
+    r = repo_copy.plx("run", "graphs/cross_validation.yaml", "--json")
+    assert r.code == 0, r
+    nodes = r.json()["nodes"]
+    assert [n for n in nodes if n.startswith("evaluate")] == [f"evaluate[fold={i}]" for i in range(5)]
+    folds = repo_copy.plx("get", "last", "folds", "-o", "-").out.splitlines()
+    assert len(folds) == 6 and folds[0].startswith("source,accuracy,n_test")
+    assert sum(int(line.split(",")[2]) for line in folds[1:]) == 180  # every row is tested exactly once
+    summary = json.loads(repo_copy.plx("get", "last", "summary", "-o", "-").out)
+    assert summary["columns"]["accuracy"]["mean"] > 0.9
+
+
+def test_per_file_pipeline_runs_only_a_new_files_nodes(repo_copy: Project) -> None:
+    assert repo_copy.plx("run", "graphs/shops.yaml").code == 0
+    (repo_copy.root / "data/shops/zurich.csv").write_text("date,product,quantity,amount\n2026-03-01,tea,3,9.00\n")
+    try:
+        r = repo_copy.plx("run", "graphs/shops.yaml", "--json")
+        assert r.code == 0, r
+        ran = [n for n, d in r.json()["nodes"].items() if d["state"] == "success"]
+        assert ran == ["tagged[zurich]", "large[zurich]", "all", "by_shop"]
+        by_shop = repo_copy.plx("get", "last", "by_shop", "-o", "-").out
+        assert by_shop.splitlines()[0] == "shop,count,sum_amount,mean_quantity" and "zurich,1,9" in by_shop
+    finally:
+        (repo_copy.root / "data/shops/zurich.csv").unlink()

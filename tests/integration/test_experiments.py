@@ -79,7 +79,7 @@ def test_overrides_of_every_type(project: Project) -> None:
     assert r.code == 0, r
     got = json.loads(project.plx("get", "last", "out", "-o", "-").out)
     assert got == {"s": "0123", "i": 7, "f": 0.001, "b": True, "e": "green", "ls": ["a", "b"], "li": [1, 2], "lf": [0.5, 2.0], "d": {"k": [1]}, "c": "print(1)\nprint(2)"}
-    assert r.json()["params"]["level"] == 7 and r.json()["params"]["n.b"] is True
+    assert r.json()["overrides"]["level"] == 7 and r.json()["overrides"]["n.b"] is True
     # A node param given directly wins over its graph-param binding.
     project.plx("run", g, "-p", "n.i=11")
     assert json.loads(project.plx("get", "last", "out", "-o", "-").out)["i"] == 11
@@ -140,7 +140,7 @@ def test_sweep_shares_upstream_and_records_each_combination(project: Project) ->
     assert len(runs) == 6
     assert project.counter("up") == 2  # one per distinct up.value, shared by the three v's
     assert project.counter("down") == 6
-    assert sorted(json.dumps(x["params"], sort_keys=True) for x in runs)[0] == '{"up.value": "p", "v": "a"}'
+    assert sorted(json.dumps(x["overrides"], sort_keys=True) for x in runs)[0] == '{"up.value": "p", "v": "a"}'
     assert len(project.plx("log", "--json").json()) == 6
     table = project.plx("run", "graphs/s.yaml", "--sweep", "v=a,bb", "-p", "up.value=p").out
     assert "m.len" in table and "v=a" in table and "v=bb" in table

@@ -72,7 +72,7 @@ def test_record_holds_git_facts_and_snapshot(project: Project) -> None:
     project.write("data/words.txt", "one two\n")
     assert project.plx("run", g, "--json").json()["git"]["dirty"] is True
     runs = project.plx("log", "--json").json()
-    assert [set(r) for r in runs][0] == {"id", "graph", "status", "started", "finished", "duration", "git", "counts"}
+    assert [set(r) for r in runs][0] == {"id", "graph", "status", "started", "finished", "duration", "git", "counts", "name", "tags", "note", "params", "metrics"}
     table = project.plx("log").out
     assert head[:8] + "*" in table, table
     assert head[:8] + "\n" in table, table
@@ -138,7 +138,7 @@ def test_rerun_uses_the_recorded_files(project: Project) -> None:
     r = project.plx("rerun", first["id"], "--no-cache", "--json")
     assert r.code == 0, r
     again = r.json()
-    assert again["rerun_of"] == first["id"] and again["params"] == {"scale": 3.0}
+    assert again["rerun_of"] == first["id"] and again["overrides"] == {"scale": 3.0}
     assert again["nodes"]["s"]["outputs"]["metrics"]["hash"] == first["nodes"]["s"]["outputs"]["metrics"]["hash"]
     assert json.loads(project.plx("get", "last", "metrics", "-o", "-").out)["score"] == 9.0
     # A changed input is read again and reported; a missing one is a clear error.
@@ -170,7 +170,7 @@ def test_run_at_a_git_revision(project: Project) -> None:
     r = project.plx("run", g, "--rev", first_commit, "--sweep", "scale=2,3", "--json")
     assert r.code == 0, r
     runs = r.json()
-    assert [run["params"] for run in runs] == [{"scale": 2.0}, {"scale": 3.0}]
+    assert [run["overrides"] for run in runs] == [{"scale": 2.0}, {"scale": 3.0}]
     assert {run["git"]["commit"] for run in runs} == {first_commit}
     scores = [json.loads(project.plx("get", run["id"], "metrics", "-o", "-").out)["score"] for run in runs]
     assert scores == [6.0, 9.0]

@@ -200,3 +200,20 @@ def test_every_operation_is_documented_and_listed(lib: Project) -> None:
         text = path.read_text()
         assert "\ntitle: " in text and "\ndescription: " in text, path
     assert textwrap.dedent("x") == "x"
+
+
+def test_kfold_split_and_add_column(lib: Project) -> None:
+    tests = []
+    for fold in range(2):
+        code, text, _ = run_op(lib, "kfold_split", {"fold": fold, "folds": 2, "seed": 3}, {"table": "data/people.csv"}, "test")
+        assert code == 0
+        tests += [r["name"] for r in rows(text)]
+    assert sorted(tests) == ["ann", "bob", "cid", "dee"]  # every row is in exactly one test fold
+    code, text, _ = run_op(lib, "kfold_split", {"fold": 0, "folds": 2, "seed": 3}, {"table": "data/people.csv"}, "train")
+    assert code == 0 and len(rows(text)) == 2
+    code, _, stderr = run_op(lib, "kfold_split", {"fold": 2, "folds": 2}, {"table": "data/people.csv"})
+    assert code == 1 and "fold must be between 0 and 1, got 2" in stderr
+    code, text, _ = run_op(lib, "csv_add_column", {"column": "source", "value": "people"}, {"table": "data/people.csv"}, "tagged")
+    assert code == 0 and [r["source"] for r in rows(text)] == ["people"] * 4 and list(rows(text)[0])[-1] == "source"
+    code, _, stderr = run_op(lib, "csv_add_column", {"column": "city", "value": "x"}, {"table": "data/people.csv"}, "tagged")
+    assert code == 1 and "already has a column 'city'" in stderr
