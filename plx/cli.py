@@ -201,6 +201,8 @@ def run(
     executor: str = typer.Option("local", "--executor", help="local (a process pool here) or dask (a Dask cluster)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="The Dask scheduler, tcp://HOST:8786 (with --executor dask)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help="A shared cache for this run (any fsspec URL; overrides PLX_REMOTE and plx.yaml)."),
+    no_remote: bool = typer.Option(False, "--no-remote", help="Use no remote cache in this run."),
     name: Optional[str] = typer.Option(None, "--name", help="A name for the run (shown and filtered by plx log)."),
     tag: List[str] = typer.Option([], "--tag", help="A tag for the run; repeatable (a sweep's runs are also tagged with their combination)."),
     note: Optional[str] = typer.Option(None, "--note", help="A free-text note recorded with the run."),
@@ -238,11 +240,13 @@ def run(
         no_cache=no_cache,
         keep_going=keep_going,
         reporter=reporter_for(as_json),
-        argv=sys.argv[1:],
+        argv=_redacted(sys.argv[1:]),
         sweeps=sweep,
         rev=rev,
         executor=executor,
         scheduler=scheduler,
+        remote=remote,
+        no_remote=no_remote,
         labels=_labels(name, tag, note),
     )
     if not sweep:
@@ -254,6 +258,13 @@ def run(
         _print_sweep_table(project, records)
     if any(r["status"] != "success" for r in records):
         raise typer.Exit(1)
+
+
+def _redacted(argv: list[str]) -> list[str]:
+    """The command line as recorded: a password inside a --remote URL is never written to the history."""
+    from .remote import redact
+
+    return [redact(a) if "://" in a else a for a in argv]
 
 
 def _labels(name: Optional[str], tags: List[str], note: Optional[str]) -> dict[str, Any]:
@@ -373,6 +384,8 @@ def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
                 "outputs": {k: {"hash": v["hash"], "size": v["size"], "type": v["type"]} for k, v in (d.get("outputs") or {}).items()},
                 **({"reason": d["reason"]} if d.get("reason") else {}),
                 "attempts": attempts_of(d),
+                **({"source": d["source"]} if d.get("source") else {}),
+                **({"worker": d["worker"], "dask_attempts": len(d.get("dask_attempts") or [])} if d.get("worker") else {}),
             }
             for n, d in data.get("nodes", {}).items()
         }
@@ -655,9 +668,66 @@ def get(
 # ---- cache ----------------------------------------------------------------------
 
 
+# ---- sharing (SPEC §8) ----------------------------------------------------------
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+@app.command()
+@handle_errors
+def push(
+    runs: List[str] = typer.Argument(None, metavar="[RUN]...", help="Runs whose cache entries to upload (default: every local run)."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help="The remote (default: PLX_REMOTE, else plx.yaml)."),
+) -> None:
+    """Upload the cache entries and artifacts of runs to the remote (idempotent)."""
+    from . import sharing
+    from .commands import open_project
+    from .report import TransferProgress, warn
+
+    project = open_project()[0]
+    r = sharing.push(project, runs or [], sharing.open_for_command(project, remote, warn, TransferProgress()))
+    err(f"pushed {r['entries']} cache entries ({r['entries_there']} already there), {r['objects']} objects, {_mb(r['bytes'])} from {r['runs']} runs")
+    if r["missing_locally"]:
+        err(f"{r['missing_locally']} outputs are no longer in the local store (removed by `plx cache gc`?): not pushed")
+
+
+@app.command()
+@handle_errors
+def pull(
+    targets: List[str] = typer.Argument(..., metavar="GRAPH|RUN...", help="A graph file (what a run of it would take from the cache), or runs."),
+    param: List[str] = typer.Option([], "--param", "-p", help="With GRAPH: overrides, as for plx run."),
+    input_: List[str] = typer.Option([], "--input", "-i", help="With GRAPH: NAME=PATH, as for plx run."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help="The remote (default: PLX_REMOTE, else plx.yaml)."),
+) -> None:
+    """Download cache entries and artifacts from the remote into the local store."""
+    from . import commands, sharing
+    from .report import TransferProgress, warn
+
+    project, lib = commands.open_project()
+    rem = sharing.open_for_command(project, remote, warn, TransferProgress())
+    graphs = [t for t in targets if Path(t).suffix in (".yaml", ".yml") or (Path(t).is_file())]
+    if graphs:
+        if len(targets) != 1:
+            raise UsageError("pull takes one GRAPH, or runs")
+        members, _ = commands.plan_members(project, lib, commands.graph_path(project, graphs[0]), targets=[], params=param, inputs=input_)
+        r = sharing.pull_graph(project, members[0].plan, rem)
+        err(f"pulled {r['entries']} cache entries ({_mb(r['bytes'])}); a run would now take {r['cached']} nodes from the cache and run {r['run']}")
+        return
+    if param or input_:
+        raise UsageError("-p and -i go with a GRAPH, not with runs")
+    r = sharing.pull_runs(project, targets, rem)
+    err(f"pulled {r['entries']} cache entries and {r['objects']} other objects ({_mb(r['bytes'])}); {r['misses']} not found on the remote")
+    if r["misses"]:
+        raise typer.Exit(1)
+
+
 @cache_app.command("verify")
 @handle_errors
-def cache_verify() -> None:
+def cache_verify(
+    remote: bool = typer.Option(False, "--remote", help="Also download and re-hash every object of the remote."),
+) -> None:
     """Re-hash every stored artifact; report damage (exit 1)."""
     from .cache_admin import verify
     from .commands import open_project
@@ -667,6 +737,22 @@ def cache_verify() -> None:
     for h, why in damaged:
         err(f"damaged: {h} ({why})")
     err(f"{checked} objects checked, {len(damaged)} damaged")
+    if remote:
+        from . import sharing
+        from .report import TransferProgress, warn
+
+        rem = sharing.open_for_command(project, None, warn, TransferProgress())
+        r_checked, r_damaged = sharing.verify_remote(project, rem)
+        for h, why in r_damaged:
+            err(f"damaged on the remote: {h} ({why})")
+        err(f"remote {rem.shown}: {r_checked} objects checked, {len(r_damaged)} damaged")
+        if r_damaged:
+            err("damaged remote objects are never served (each is a miss); the next run that misses on one recomputes it and pushes a good copy")
+        if damaged:
+            err("damaged objects are never served: the nodes that made them run again on the next `plx run`")
+        if damaged or r_damaged:
+            raise typer.Exit(1)
+        return
     if damaged:
         err("damaged objects are never served: the nodes that made them run again on the next `plx run`")
         raise typer.Exit(1)

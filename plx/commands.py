@@ -276,6 +276,9 @@ def plan_members(
     return members, flat
 
 
+DASK_JOBS = 64  # nodes in flight on a Dask cluster unless -j or plx.yaml says otherwise
+
+
 def run_many(
     project: Project,
     lib: Library,
@@ -293,6 +296,8 @@ def run_many(
     rev: str | None = None,
     executor: str = "local",
     scheduler: str | None = None,
+    remote: str | None = None,
+    no_remote: bool = False,
     labels: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run a graph: one run, or with `sweeps` every combination of the swept values as one DAG on
@@ -301,8 +306,10 @@ def run_many(
 
     from .engine import Engine, RunOptions
     from .history import prefetch_git_facts
+    from .project import resolve_url
     from .store import Store
 
+    remote_url = resolve_url(project, remote, no_remote)
     with ExitStack() as cleanup:
         rev_info = None
         if rev:
@@ -313,8 +320,20 @@ def run_many(
         else:
             prefetch_git_facts(project.root)  # overlaps validation and planning
         members, flat = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+        if executor == "dask" and not jobs and not project.jobs:
+            # This machine's CPUs say nothing about a cluster's; Dask queues what its workers cannot run
+            # yet, and a round trip per node with few in flight would cost more than the node (bench/remote.py).
+            jobs = DASK_JOBS
         opts = RunOptions(
-            jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=flat, rev=rev_info, executor=executor, scheduler=scheduler
+            jobs=jobs or project.default_jobs(),
+            no_cache=no_cache,
+            keep_going=keep_going,
+            argv=argv,
+            overrides=flat,
+            rev=rev_info,
+            executor=executor,
+            scheduler=scheduler,
+            remote=remote_url,
         )
         opts.labels = labels or {}
         return Engine(project, members, opts, reporter, lib).run_all()
@@ -341,6 +360,7 @@ def rerun(
     from .history import History
     from .planner import plan as make_plan
     from .project import Project as P
+    from .project import resolve_url
 
     history = History(project.store)
     rid = history.resolve(run_ref)
@@ -392,7 +412,14 @@ def rerun(
                 gparams[key] = value
         the_plan = make_plan(lib, graph, params=gparams, node_params=nparams, inputs=files)
         opts = RunOptions(
-            jobs=jobs or project.default_jobs(), no_cache=no_cache, keep_going=keep_going, argv=argv, overrides=data.get("params") or {}, rerun_of=rid, snapshot=snap
+            jobs=jobs or project.default_jobs(),
+            no_cache=no_cache,
+            keep_going=keep_going,
+            argv=argv,
+            overrides=data.get("params") or {},
+            rerun_of=rid,
+            snapshot=snap,
+            remote=resolve_url(project),
         )
         opts.labels = labels or {}
         record = Engine(replay, the_plan, opts, reporter, lib).run()

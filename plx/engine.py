@@ -66,6 +66,7 @@ class RunOptions:
     scheduler: str | None = None  # the Dask scheduler's address
     rev: dict[str, str] | None = None
     snapshot: dict[str, Any] | None = None
+    remote: str | None = None  # the shared cache's URL (SPEC §8), resolved from --remote, PLX_REMOTE, plx.yaml
     labels: dict[str, Any] = field(default_factory=dict)  # name, tags, note (plx/tracking.py)
 
 
@@ -79,6 +80,14 @@ class _Retry:
 
 class _GitReady:
     """The background read of git facts is done: record them."""
+
+
+@dataclass
+class _Fetched:
+    """The remote's answer for a task's key (a Future of remote.Fetched or None)."""
+
+    id: str
+    future: Any
 
 
 @dataclass
@@ -133,7 +142,7 @@ class Engine:
         self.store = Store(project.store)
         self.history = History(project.store)
         self.lib = lib
-        self.events: queue.Queue[Finished | _Retry | _GitReady] = queue.Queue()
+        self.events: queue.Queue[Finished | _Retry | _GitReady | _Fetched] = queue.Queue()
         self.executor = make_executor(opts, self.events)
         self.tasks: dict[str, Task] = {}
         self.member: dict[str, int] = {}
@@ -184,6 +193,19 @@ class Engine:
         self.attempts: dict[str, list[dict[str, Any]]] = {}  # finished attempts of tasks that were retried
         self.relaunched: set[str] = set()
         self._env_used: dict[int, set[Any]] | None = None
+        self.remote: Any = None
+        if opts.remote:
+            from .remote import open_remote
+
+            # Nothing is imported or contacted until a local miss: a no-op run never reaches the remote.
+            self.remote = open_remote(opts.remote, warn=self._warn, progress=getattr(reporter, "transfer", None))
+        # Asking the remote is waiting on the network, not work: it holds no -j slot (the remote's own
+        # thread pool bounds it). task -> (inputs, key) while asked; then, on a miss, until launched.
+        self.fetching: dict[str, tuple[dict[str, list[Avail]], str]] = {}
+        self.missed: dict[str, tuple[dict[str, list[Avail]], str]] = {}
+
+    def _warn(self, text: str) -> None:
+        getattr(self.reporter, "warning", lambda _t: None)(text)
 
     def display(self, iid: str) -> str:
         label = self.members[self.member[iid]].label
@@ -247,6 +269,7 @@ class Engine:
                 "tags": merge_tags(list(self.opts.labels.get("tags") or []), member.tags),
                 "note": self.opts.labels.get("note"),
                 "deps": {t: sorted(task.deps) for t, task in plan.tasks.items() if task.deps},  # the DAG, for `plx report`
+                **({"remote": self.remote.shown} if self.remote is not None else {}),
             }
             while True:
                 try:
@@ -268,12 +291,16 @@ class Engine:
         try:
             try:
                 self._loop()
+                if self.remote is not None:
+                    self.remote.wait()  # the write-through of this run's results
             except KeyboardInterrupt:
                 self._interrupt()
             self._commit()  # nodes done but not yet confirmed: their entries are committed, they succeeded
             self._record_git(wait=True)
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if self.remote is not None:
+                self.remote.close()
             try:
                 self.store.close()  # commits the cache entries not committed yet
             finally:
@@ -354,7 +381,7 @@ class Engine:
             if self.unconfirmed and (running == 0 or (self.events.empty() and self._awaited()) or time.monotonic() - self._committed > COMMIT_EVERY):
                 ready.extend(self._commit())
                 continue
-            if running == 0 and self.retries == 0:
+            if running == 0 and self.retries == 0 and not self.fetching:
                 if self.stopping or not ready:
                     break
                 continue
@@ -368,6 +395,13 @@ class Engine:
                 continue
             if isinstance(event, _GitReady):
                 git_recorded = self._record_git(wait=False)
+                continue
+            if isinstance(event, _Fetched):
+                if self._fetched(event):  # a miss: the task runs here when a slot is free
+                    ready.insert(0, event.id)
+                else:
+                    for done in [event.id, *self._serve_waiters(event.id)]:
+                        ready.extend(self._settled(done))
                 continue
             if isinstance(event, _Retry):
                 if event.held_slot:
@@ -459,6 +493,9 @@ class Engine:
 
     def _start(self, tid: str) -> bool:
         """Serve tid from the cache, or launch it. True if a process (or a wait) now occupies a slot."""
+        if tid in self.missed:  # the remote had nothing: its key is locked and in flight already
+            ins, key = self.missed.pop(tid)
+            return self._launch(self.tasks[tid], ins, key)
         task = self.tasks[tid]
         ins = self._inputs_of(task)
         recipe = task_recipe(task.op, task.params, {n: [{"hash": a.art.hash, "name": a.art.filename} for a in v] for n, v in ins.items()}, extra=self.extras.of(task.op))
@@ -493,9 +530,39 @@ class Engine:
                 self._serve(tid, hit)
                 return False
             self.locks[tid] = lock
+            if self.remote is not None and self.remote.usable:
+                # A local miss: ask the remote off the loop's thread (the key's lock is held meanwhile).
+                self.inflight[key] = tid
+                self.fetching[tid] = (ins, key)
+                self._set(tid, "pending", waiting_for="the remote")
+                future = self.remote.submit(self.remote.fetch, key, self.store)
+                future.add_done_callback(lambda f, tid=tid: self.events.put(_Fetched(tid, f)))
+                return False
         if task.cacheable:
             self.inflight[key] = tid
         return self._launch(task, ins, key)
+
+    def _fetched(self, ev: _Fetched) -> bool:
+        """The remote answered for a task: serve its verified outputs (False), or True: it must run here."""
+        from .remote import adopt
+
+        tid = ev.id
+        ins, key = self.fetching.pop(tid)
+        fetched = None if ev.future.cancelled() or ev.future.exception() is not None else ev.future.result()
+        outputs = adopt(self.store, fetched) if fetched is not None else None
+        if outputs is not None:
+            self.store.record(key, outputs, self.rec(tid).id)
+            self.store.commit_entries()  # durable before any node reads these outputs (SPEC §9)
+            self._serve(tid, outputs, remote=self.remote.shown)
+            self._release(tid)
+            return False
+        if fetched is not None:
+            self._warn(f"remote {self.remote.shown}: the objects of cache entry {key[:12]} are not intact here after download: not used")
+        if self.stopping or self.state[tid] != "pending":
+            self._release(tid)
+            return False
+        self.missed[tid] = (ins, key)
+        return True
 
     def _launch(self, task: Task, ins: dict[str, list[Avail]], key: str) -> bool:
         tid = task.id
@@ -621,6 +688,12 @@ class Engine:
                 lines.append(f"{now_iso()} {msg}\n")
 
             common: dict[str, Any] = {"exit_code": ev.exit_code, "duration": duration, "finished": now_iso(), "cache_key": self.keys[tid]}
+            attempts = getattr(ev, "attempts", None)  # the Dask executor's: one per worker that ran the node
+            if attempts:
+                common["worker"] = attempts[-1].get("worker")
+                common["dask_attempts"] = [{k: at.get(k) for k in ("attempt", "worker", "host", "pid")} for at in attempts]
+                for at in attempts:
+                    wlog(f"attempt {at.get('attempt')} on Dask worker {at.get('worker')} (host {at.get('host')}, pid {at.get('pid')})")
             state: str | None = None  # set when the node did not succeed
             reason = ""
             if ev.error is not None:  # no process ran
@@ -682,6 +755,9 @@ class Engine:
                 # lock is held until then, so another plx waiting on it finds the entry.
                 self.store.record(self.keys[tid], stored, self.rec(tid).id)
                 wlog("cache entry written")
+                if self.remote is not None and self.remote.push and self.remote.usable:
+                    self._push(self.keys[tid], stored)
+                    wlog(f"pushed to the remote {self.remote.shown} (in the background)")
         finally:
             record.worker(node, lines)
         # Finished folders are removed when the run ends, not now: on some filesystems (ext4 without
@@ -715,6 +791,23 @@ class Engine:
         for other in self._serve_waiters(tid):
             released.extend(self._settled(other))
         return released
+
+    def _push(self, key: str, stored: dict[str, Artifact]) -> None:
+        """Write-through after a success: the artifacts, then the entry, in the background."""
+        from .remote import RemoteDown, objects_of
+
+        remote = self.remote
+        objects = objects_of(self.store, stored)
+
+        def push() -> None:
+            try:
+                remote.push_entry(key, stored, objects)
+            except RemoteDown:
+                pass  # warned once already
+            except Exception as exc:  # a back end's error on one object: the others still go
+                remote.warn(f"cannot push cache entry {key[:12]}: {exc}")
+
+        remote.submit(push)
 
     def _try_again(self, tid: str, n: int) -> None:
         """Launch attempt n+1 of a failed task: in a fresh work folder, with fresh logs; the failed
@@ -774,15 +867,17 @@ class Engine:
             self._serve(other, outputs)
         return waiters
 
-    def _serve(self, tid: str, outputs: dict[str, Artifact]) -> None:
+    def _serve(self, tid: str, outputs: dict[str, Artifact], remote: str | None = None) -> None:
         self.results[tid] = {n: Avail(a) for n, a in outputs.items()}
         now = now_iso()
+        where = f"the remote {remote}" if remote else "the store"
         self.rec(tid).worker(
             self.local[tid],
-            [f"{now} cache hit {self.keys[tid]}: not executed\n"]
-            + [f"{now} output {n}: {a.hash} ({a.type}, {a.size} bytes) from the store\n" for n, a in outputs.items()],
+            [f"{now} cache hit {self.keys[tid]}" + (f" from the remote {remote} (downloaded and verified)" if remote else "") + ": not executed\n"]
+            + [f"{now} output {n}: {a.hash} ({a.type}, {a.size} bytes) from {where}\n" for n, a in outputs.items()],
         )
-        self._set(tid, "cached", cache_key=self.keys[tid], exit_code=None, duration=0.0, outputs={n: a.to_json() for n, a in outputs.items()})
+        extra = {"source": "remote"} if remote else {}
+        self._set(tid, "cached", cache_key=self.keys[tid], exit_code=None, duration=0.0, outputs={n: a.to_json() for n, a in outputs.items()}, **extra)
 
     def _settled(self, tid: str) -> list[str]:
         """Tasks that became ready because tid is done (success or cached)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import Diagnostic, ValidationError
 
-_SETTINGS = {"operations", "graphs", "jobs", "store", "python"}
+_SETTINGS = {"operations", "graphs", "jobs", "store", "python", "remote"}
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -30,6 +30,7 @@ class Project:
     graph_dirs: list[str] = field(default_factory=lambda: ["graphs"])
     jobs: int | None = None
     store_dir: str = ".plx"
+    remote: str | None = None  # a shared cache's fsspec URL (PLX_REMOTE and --remote override it: remote.resolve_url)
     fallback_root: Path | None = None  # with --rev: files git does not track come from the work tree
     python: str | None = None  # default interpreter of python operations, as written in plx.yaml
 
@@ -105,6 +106,24 @@ def project_at(root: Path) -> Project:
                 errors.append(doc.diag((key,), "'python' must be an interpreter: a path relative to the project root, an absolute path or a command on PATH"))
             else:
                 project.python = value
+        elif key == "remote":
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                errors.append(doc.diag((key,), "'remote' must be a URL (s3://bucket/path, gs://..., file:///shared/folder) or a folder path"))
+            else:
+                project.remote = value
     if errors:
         raise ValidationError(errors)
     return project
+
+
+def resolve_url(project: Project, flag: str | None = None, off: bool = False) -> str | None:
+    """The remote of this process: --no-remote, else --remote, else PLX_REMOTE (empty: none), else plx.yaml."""
+    if off:
+        return None
+    url = flag if flag else os.environ["PLX_REMOTE"] if "PLX_REMOTE" in os.environ else project.remote
+    if not url or not url.strip():
+        return None
+    url = url.strip()
+    if "://" not in url and "::" not in url:  # a plain path: relative to the project root, like every path
+        url = str((project.root / Path(url).expanduser()).resolve())
+    return url

@@ -42,6 +42,7 @@ class PlainReporter:
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
         self.pending: list[str] = []
+        self._progress: TransferProgress | None = None
 
     def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
         self.t0 = time.monotonic()
@@ -63,7 +64,19 @@ class PlainReporter:
             extra = f" ({info['duration']:.2f} s)"
         elif state == "running" and (info.get("attempt") or 0) > 1:
             extra = f" (attempt {info['attempt']})"
+        elif info.get("source") == "remote":
+            extra = " (from the remote)"
         self._line(f"{state:<8} {node}{extra}")
+
+    def warning(self, text: str) -> None:
+        self._line(f"plx: warning: {text}")
+        self.flush()
+
+    def transfer(self, label: str, done: int, total: int) -> None:
+        """A large remote transfer's progress: shown on a terminal only (a CI log gets no progress bars)."""
+        if self._progress is None:
+            self._progress = TransferProgress(self.out)
+        self._progress(label, done, total)
 
     def _line(self, text: str) -> None:
         # Kept until flush(), which the engine calls at least every 0.1 s: a write per line
@@ -110,6 +123,7 @@ class LiveReporter:
         self.graph = ""
         self.lock = threading.Lock()
         self.console = Console(stderr=True)
+        self.transfers: dict[str, tuple[int, int]] = {}  # large remote transfers under way
         self.live = Live(console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render)
 
     def run_started(self, title: str, nodes: list[str], jobs: int) -> None:
@@ -224,6 +238,18 @@ class LiveReporter:
         self.last_lines[node] = (now, line)
         return line
 
+    def transfer(self, label: str, done: int, total: int) -> None:
+        with self.lock:
+            if done >= total:
+                self.transfers.pop(label, None)
+            else:
+                self.transfers[label] = (done, total)
+
+    def warning(self, text: str) -> None:
+        from rich.markup import escape
+
+        self.console.print(f"[yellow]plx: warning:[/] {escape(text)}", highlight=False)
+
     def _render(self) -> Any:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
@@ -245,14 +271,45 @@ class LiveReporter:
         done = sum(v for k, v in c.items() if k not in ("pending", "running"))
         eta = self.eta(now)
         eta_text = "ETA ?" if eta is None else f"ETA {_fmt_secs(eta)}"
+        with self.lock:
+            transfers = list(self.transfers.items())
+        for label, (moved, size) in transfers[:4]:
+            t.add_row("[magenta]remote[/]", label, f"{moved / 1e6:,.0f}/{size / 1e6:,.0f} MB", "")
         bar = Table.grid(padding=(0, 1))
         totals = "  ".join(f"[{COLORS.get(s, 'white')}]{s} {c[s]}[/]" for s in STATE_ORDER if c.get(s))
         bar.add_row(ProgressBar(total=max(total, 1), completed=done, width=32), f"{done}/{total} nodes", f"[bold]{eta_text}[/]", f"  {self.run_id}: {totals}")
-        return Group(t, bar) if running else bar
+        return Group(t, bar) if running or transfers else bar
 
     def run_finished(self, records: list[dict[str, Any]]) -> None:
         self.live.stop()
         PlainReporter(out=self.console.file).run_finished(records)
+
+
+class TransferProgress:
+    """Progress of large remote transfers on a terminal: one line rewritten in place (nothing without a terminal)."""
+
+    def __init__(self, out: IO[str] | None = None) -> None:
+        self.out = out or sys.stderr
+        self.enabled = self.out.isatty()
+        self.last = 0.0
+        self.lock = threading.Lock()
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        with self.lock:
+            if done < total and now - self.last < 0.2:
+                return
+            self.last = now
+            self.out.write(f"\r\x1b[K{label}: {done / 1e6:,.1f} / {total / 1e6:,.1f} MB" + ("\n" if done >= total else ""))
+            self.out.flush()
+
+
+def warn(text: str) -> None:
+    """A warning on stderr, for commands that have no run reporter."""
+    sys.stderr.write(f"plx: warning: {text}\n")
+    sys.stderr.flush()
 
 
 def _fmt_secs(s: float) -> str:

@@ -19,5 +19,5 @@ def make_executor(opts: Any, results: queue.Queue[Any]) -> Any:
             raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT")
         from .dask import DaskExecutor
 
-        return DaskExecutor(results, opts.scheduler)
+        return DaskExecutor(results, opts.scheduler, remote=getattr(opts, "remote", None))
     raise UsageError(f"unknown executor '{opts.executor}' (local or dask)")

@@ -4,17 +4,36 @@ Workers must see the store at the same path as plx (a shared folder): they write
 logs and outputs there, and plx checks and stores the outputs as with the local executor.
 On the worker, the node runs exactly as locally: in its own process group, with the timeout
 enforced there, and killed (TERM, then KILL) when plx cancels the run.
+
+A worker can die mid-node (killed, out of memory, its machine lost); Dask then runs the task
+again elsewhere. So that a retried node never mixes two attempts' outputs:
+  * the node's processes die with their worker: the leader gets PR_SET_PDEATHSIG (SIGKILL when
+    the worker's thread that started it is gone; that thread waits for the node, so it outlives
+    it otherwise), and a watchdog process outside the worker (one per worker) kills the node's
+    whole process group when the worker's end of a pipe closes, which the kernel does when the
+    worker dies;
+  * every attempt is written down (`<work>.attempts`: attempt, worker, host, pid) before it
+    starts; a later attempt kills what an earlier one on the same host may have left, moves the
+    earlier attempt's work folder aside and starts in a fresh one, so the outputs plx stores come
+    from exactly one attempt, and the record names the worker of each attempt.
+A worker that cannot see the work folder fails the node with the path it cannot see.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import RunError
@@ -25,13 +44,267 @@ _RUNNING: dict[str, subprocess.Popen[bytes]] = {}
 _LOCK = threading.Lock()
 
 
+@dataclass
+class DaskFinished(Finished):
+    """A node's end on Dask, with every attempt Dask made (a dead worker's task is run again)."""
+
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _pdeathsig_prefix() -> list[str]:
+    """`setpriv --pdeathsig KILL --` where util-linux has it: the leader dies with the thread that started it."""
+    found = shutil.which("setpriv")
+    return [found, "--pdeathsig", "KILL", "--"] if found and os.uname().sysname == "Linux" else []
+
+
+def _attempts_file(cwd: str) -> Path:
+    return Path(cwd + ".attempts")
+
+
+def _read_attempts(cwd: str) -> list[dict[str, Any]]:
+    try:
+        text = _attempts_file(cwd).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a worker killed while writing it
+    return out
+
+
+def _invisible(path: str) -> str | None:
+    """The first folder on the way to path that this worker cannot see, or None if it sees path."""
+    p = Path(path)
+    if p.is_dir():
+        return None
+    missing = p
+    for parent in p.parents:
+        if parent.is_dir():
+            break
+        missing = parent
+    return str(missing)
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except Exception:  # not inside a Dask worker (tests call this directly)
+        return f"pid {os.getpid()}"
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _fresh_folder(cwd: str, n: int, fresh_dirs: list[str], earlier: list[dict[str, Any]]) -> None:
+    """Before attempt n (> 1): stop what earlier attempts on this host left, move their folder aside, start clean."""
+    host = socket.gethostname()
+    for a in earlier:
+        pgid = a.get("pgid")
+        if a.get("host") == host and isinstance(pgid, int) and pgid > 1:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            deadline = time.monotonic() + 5
+            while not _group_gone(pgid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+    work = Path(cwd)
+    if work.exists():
+        os.rename(work, work.with_name(f"{work.name}.lost-attempt{n - 1}-{uuid.uuid4().hex[:8]}"))
+    work.mkdir()
+    for d in fresh_dirs:  # the empty directory outputs plx created before the first attempt
+        (work / d).mkdir(parents=True, exist_ok=True)
+
+
+# One watchdog process per worker, outside the worker's process group and session: it reads the
+# process groups of the worker's running nodes from a pipe that only the worker writes to, and
+# when the pipe closes (the worker died, however) it kills every group still listed.
+_WATCHDOG_CODE = """
+import os, signal, sys
+groups = set()
+for line in sys.stdin:
+    op, _, pgid = line.partition(" ")
+    if pgid.strip().isdigit():
+        (groups.add if op == "add" else groups.discard)(int(pgid))
+for g in groups:
+    try:
+        os.killpg(g, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+_WATCHDOG: subprocess.Popen[bytes] | None = None
+_WATCH_LOCK = threading.Lock()
+
+
+def _watch(line: str) -> None:
+    """Tell this worker's watchdog (started on first use, restarted if it is gone) about a node's group."""
+    global _WATCHDOG
+    with _WATCH_LOCK:
+        for _ in range(2):
+            if _WATCHDOG is None or _WATCHDOG.poll() is not None:
+                _WATCHDOG = subprocess.Popen(
+                    [sys.executable, "-c", _WATCHDOG_CODE], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                )
+            try:
+                assert _WATCHDOG.stdin is not None
+                _WATCHDOG.stdin.write(line.encode() + b"\n")
+                _WATCHDOG.stdin.flush()
+                return
+            except OSError:
+                _WATCHDOG = None
+
+
+Result = tuple[int | None, bool, float, float, str | None, dict[str, Any] | None]
+
+
 def run_on_worker(
-    key: str, argv: list[str], extra_env: dict[str, str], cwd: str, stdout: str, stderr: str, timeout: float | None, grace: float
-) -> tuple[int | None, bool, float, float]:
-    """Runs on a Dask worker: one node's process; returns (exit code, timed out, start, end)."""
+    key: str,
+    argv: list[str],
+    extra_env: dict[str, str],
+    cwd: str,
+    stdout: str,
+    stderr: str,
+    timeout: float | None,
+    grace: float,
+    fresh_dirs: list[str] | None = None,
+    remote: str | None = None,
+    bundle: list[tuple[str, str, int, bool]] | None = None,
+) -> Result:
+    """Runs on a Dask worker: one attempt of a node; returns (exit code, timed out, start, end, error, remote result).
+
+    A worker that sees the work folder (a shared folder) runs the node there; one that does not,
+    with a remote, runs it through the remote (see _via_remote)."""
+    started = time.time()
+    missing = _invisible(cwd)
+    if missing is not None:
+        if remote and bundle is not None:
+            return _via_remote(key, argv, extra_env, cwd, timeout, grace, fresh_dirs or [], remote, bundle)
+        return (
+            None,
+            False,
+            started,
+            time.time(),
+            f"the Dask worker {_worker_address()} on {socket.gethostname()} cannot see {missing} "
+            f"(needed for the work folder {cwd}): mount the project's shared folder at the same path on every worker, "
+            "or configure a remote (remote: in plx.yaml, or PLX_REMOTE) so that workers need no shared folder",
+            None,
+        )
+    earlier = _read_attempts(cwd)
+    n = len(earlier) + 1
+    if earlier:
+        _fresh_folder(cwd, n, fresh_dirs or [], earlier)
+    code, timed_out = _run_attempt(key, argv, extra_env, cwd, stdout, stderr, timeout, grace, n, started)
+    return code, timed_out, started, time.time(), None, None
+
+
+def worker_cache() -> Path:
+    """The local cache of a worker that has no shared folder: PLX_WORKER_CACHE, else ~/.cache/plx/worker."""
+    return Path(os.environ.get("PLX_WORKER_CACHE") or Path.home() / ".cache" / "plx" / "worker")
+
+
+def _via_remote(
+    key: str,
+    argv: list[str],
+    extra_env: dict[str, str],
+    cwd: str,
+    timeout: float | None,
+    grace: float,
+    fresh_dirs: list[str],
+    url: str,
+    bundle: list[tuple[str, str, int, bool]],
+) -> Result:
+    """One attempt on a worker with no shared folder: the node's inputs come from the remote into the
+    worker's own cache and are placed at the same paths as on plx's machine (so the command plx
+    prepared works as is); its outputs are stored in that cache and uploaded; plx downloads them."""
+    from ..remote import Fetched, Remote, adopt, objects_of
+    from ..store import TREE_TYPE, Artifact, Store
+
+    started = time.time()
+    warnings: list[str] = []
+    rem = Remote(url, warn=warnings.append)
+    store = Store(worker_cache())
+    work = Path(cwd)
+    indir = work.with_name(work.name + ".in")
+    logs = work.with_name(work.name + ".logs")
+    try:
+        for d in (work, indir, logs):
+            shutil.rmtree(d, ignore_errors=True)  # every attempt starts afresh
+        work.mkdir(parents=True)
+        logs.mkdir()
+        for name in fresh_dirs:
+            (work / name).mkdir(parents=True, exist_ok=True)
+        wanted = {rel: Artifact(h, size, "executable" if ex else "file", Path(rel).name) for rel, h, size, ex in bundle}
+        fetched = Fetched("", wanted)
+        rem._download_all(fetched, store)
+        if adopt(store, fetched) is None:
+            raise RuntimeError("the inputs downloaded from the remote are not intact")
+        for rel, art in wanted.items():
+            store.materialize(art, indir / rel)
+    except Exception as exc:
+        store.close()
+        why = rem.down or (warnings[-1] if warnings else f"{type(exc).__name__}: {exc}")
+        return None, False, started, time.time(), f"the Dask worker {_worker_address()} cannot fetch the node's inputs from the remote {rem.shown}: {why}", None
+    code, timed_out = _run_attempt(key, argv, extra_env, cwd, str(logs / "stdout"), str(logs / "stderr"), timeout, grace, 1, started)
+    extra: dict[str, Any] = {"worker": _worker_address(), "host": socket.gethostname(), "outputs": {}}
+    for stream in ("stdout", "stderr"):
+        try:
+            with open(logs / stream, "rb") as f:
+                extra[stream] = f.read(8 << 20)
+        except OSError:
+            extra[stream] = b""
+    error = None
+    try:
+        if code == 0 and not timed_out:
+            outputs: dict[str, Any] = {}
+            for entry in sorted(os.scandir(work), key=lambda e: e.name):
+                p = Path(entry.path)
+                if entry.is_symlink():
+                    outputs = {}
+                    break  # plx reports the link when it checks the (missing) output
+                kind = "executable" if os.access(p, os.X_OK) else "file"  # plx checks the declared type when it gets them
+                outputs[entry.name] = store.put_tree(p, entry.name) if entry.is_dir() else store.put_file(p, kind, entry.name)
+            rem.push_objects(objects_of(store, outputs))
+            extra["outputs"] = {name: a.to_json() for name, a in outputs.items()}
+            extra["trees"] = [name for name, a in outputs.items() if a.type == TREE_TYPE]
+    except Exception as exc:
+        error = f"the Dask worker {_worker_address()} cannot upload the node's outputs to the remote {rem.shown}: {rem.down or exc}"
+    finally:
+        store.close()
+        for d in (work, indir, logs):
+            shutil.rmtree(d, ignore_errors=True)
+    return code, timed_out, started, time.time(), error, extra
+
+
+def _run_attempt(
+    key: str, argv: list[str], extra_env: dict[str, str], cwd: str, stdout: str, stderr: str, timeout: float | None, grace: float, n: int, started: float
+) -> tuple[int | None, bool]:
+    """Start the node (its leader dies with this thread), tell the watchdog its group, and wait for it."""
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        started = time.time()
-        proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **extra_env}, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [*_pdeathsig_prefix(), *argv],
+            cwd=cwd,
+            env={**os.environ, **extra_env, "PLX_DASK_ATTEMPT": str(n)},
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    _watch(f"add {proc.pid}")
+    line = {"attempt": n, "worker": _worker_address(), "host": socket.gethostname(), "pid": proc.pid, "pgid": proc.pid, "started": started}
+    with open(_attempts_file(cwd), "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
     with _LOCK:
         _RUNNING[key] = proc
     timed_out = False
@@ -48,7 +321,8 @@ def run_on_worker(
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    return proc.returncode, timed_out, started, time.time()
+        _watch(f"del {proc.pid}")
+    return proc.returncode, timed_out
 
 
 def kill_on_worker(keys: list[str], hard: bool, grace: float) -> int:
@@ -69,7 +343,7 @@ def kill_on_worker(keys: list[str], hard: bool, grace: float) -> int:
 class DaskExecutor:
     """Submits each job as a Dask task (not pure: a node's process is never deduplicated by Dask)."""
 
-    def __init__(self, results: queue.Queue[Any], scheduler: str):
+    def __init__(self, results: queue.Queue[Any], scheduler: str, remote: str | None = None):
         try:
             from distributed import Client
         except ImportError:
@@ -82,40 +356,135 @@ class DaskExecutor:
         self.running: dict[str, Any] = {}  # job id -> future
         self.keys: dict[str, str] = {}
         self.stderr: dict[str, str] = {}
+        self.cwd: dict[str, str] = {}
+        self.stdout: dict[str, str] = {}
+        self.remote_url = remote
+        self._remote: Any = None
         self._lock = threading.Lock()
+
+    def remote(self) -> Any:
+        if self._remote is None and self.remote_url:
+            from ..remote import Remote, push_enabled
+
+            self._remote = Remote(self.remote_url, push=push_enabled())
+        return self._remote
+
+    def _bundle(self, job: Job) -> list[tuple[str, str, int, bool]] | None:
+        """With a remote: the node's input folder as (path, hash, size, executable), uploaded, for workers without a shared folder."""
+        rem = self.remote()
+        if rem is None or not rem.usable or not rem.push:  # a read-only remote (PLX_REMOTE_PUSH=0) cannot carry them
+            return None
+        from ..hashing import hash_file
+
+        indir = job.cwd.with_name(job.cwd.name + ".in")
+        items: list[tuple[str, str, int, bool]] = []
+        objects: list[tuple[str, Path]] = []
+        if indir.is_dir():
+            for p in sorted(indir.rglob("*")):
+                if p.is_file():
+                    h = hash_file(p)
+                    st = p.stat()
+                    items.append((str(p.relative_to(indir)), h, st.st_size, bool(st.st_mode & 0o100)))
+                    objects.append((h, p))
+        try:
+            rem.push_objects(objects)
+        except Exception:
+            return None  # warned; workers then need the shared folder
+        return items
 
     def submit(self, job: Job) -> None:
         if job.before is not None:  # the inputs go to the shared store folder the workers see
             job.before()
         key = f"plx-node-{uuid.uuid4().hex}"
+        # Empty folders plx made for directory outputs: a retried attempt starts with the same.
+        fresh_dirs = [e.name for e in os.scandir(job.cwd) if e.is_dir()] if job.cwd.is_dir() else []
+        bundle = self._bundle(job)
         # A node's declared resources become Dask worker resources (CPU, MEMORY, GPU): the scheduler
         # runs it only on a worker started with enough of them (`dask worker --resources "CPU=4,GPU=1"`).
         extra = {"resources": job.resources} if job.resources else {}
         future = self.client.submit(
-            run_on_worker, key, job.argv, job.env, str(job.cwd), str(job.stdout), str(job.stderr), job.timeout, GRACE_SECONDS, key=key, pure=False, **extra
+            run_on_worker,
+            key,
+            job.argv,
+            job.env,
+            str(job.cwd),
+            str(job.stdout),
+            str(job.stderr),
+            job.timeout,
+            GRACE_SECONDS,
+            fresh_dirs,
+            self.remote_url if bundle is not None else None,
+            bundle,
+            key=key,
+            pure=False,
+            **extra,
         )
         with self._lock:
             self.running[job.id] = future
             self.keys[job.id] = key
             self.stderr[job.id] = str(job.stderr)
+            self.cwd[job.id] = str(job.cwd)
+            self.stdout[job.id] = str(job.stdout)
         future.add_done_callback(lambda f, job_id=job.id: self._done(job_id, f))
 
     def _done(self, job_id: str, future: Any) -> None:
         now = time.time()
+        error: str | None = None
+        extra: dict[str, Any] | None = None
         try:
-            code, timed_out, started, ended = future.result()
-        except Exception as exc:  # the worker died or the task was cancelled: the node failed
+            code, timed_out, started, ended, error, extra = future.result()
+            if extra is not None:
+                error = self._from_remote(job_id, extra) or error
+        except Exception as exc:  # the workers died too often, or the task was cancelled: the node failed
             code, timed_out, started, ended = -1, False, now, now
-            try:
-                with open(self.stderr[job_id], "ab") as f:
-                    f.write(f"plx: the Dask task failed: {exc!r}\n".encode())
-            except OSError:
-                pass
-        self.results.put(Finished(job_id, code, timed_out, started, ended))  # queued before it leaves `running`
+            error = f"the Dask task failed: {type(exc).__name__}: {exc}"
+        cwd = self.cwd.get(job_id, "")
+        attempts = _read_attempts(cwd) if cwd else []
+        if cwd:
+            _attempts_file(cwd).unlink(missing_ok=True)
+            for lost in [] if len(attempts) < 2 else Path(cwd).parent.glob(Path(cwd).name + ".lost-attempt*"):  # its processes are gone: see _fresh_folder
+                shutil.rmtree(lost, ignore_errors=True)
+        if not attempts and extra:  # ran through the remote: the worker said where
+            attempts = [{"attempt": 1, "worker": extra.get("worker"), "host": extra.get("host"), "pid": None}]
+        # queued before it leaves `running`, so a stop in between still waits for this result
+        self.results.put(DaskFinished(job_id, None if error else code, timed_out, started, ended, error, attempts=attempts))
         with self._lock:
             self.running.pop(job_id, None)
             self.keys.pop(job_id, None)
             self.stderr.pop(job_id, None)
+            self.cwd.pop(job_id, None)
+            self.stdout.pop(job_id, None)
+
+    def _from_remote(self, job_id: str, extra: dict[str, Any]) -> str | None:
+        """A node that ran on a worker without the shared folder: its logs and outputs, here. Returns an error or None."""
+        for stream, paths in (("stdout", self.stdout), ("stderr", self.stderr)):
+            if extra.get(stream) and paths.get(job_id):
+                with open(paths[job_id], "wb") as f:
+                    f.write(extra[stream])
+        outputs = extra.get("outputs") or {}
+        if not outputs:
+            return None
+        from ..remote import Fetched, adopt
+        from ..store import Artifact, Store
+
+        work = Path(self.cwd[job_id])
+        root = next((p.parent for p in work.parents if p.name == "tmp" and (p.parent / "objects").is_dir()), None)
+        if root is None:
+            return f"cannot find the store of {work}"
+        store = Store(root)
+        try:
+            arts = {name: Artifact.from_json(a) for name, a in outputs.items()}
+            fetched = Fetched("", arts)
+            self.remote()._download_all(fetched, store)
+            if adopt(store, fetched) is None:
+                return f"the outputs the Dask worker {extra.get('worker')} uploaded to the remote are not intact"
+            for name, art in arts.items():
+                store.materialize(art, work / name)
+        except Exception as exc:
+            return f"cannot download the outputs of the Dask worker {extra.get('worker')} from the remote: {exc}"
+        finally:
+            store.close()
+        return None
 
     def check_resources(self, requests: dict[str, Any]) -> list[str]:
         """Why some nodes' resources could never be met by the cluster's workers (a node Dask cannot

@@ -1,0 +1,232 @@
+"""The Dask executor under faults, for real: a worker SIGKILLed mid-node, a worker that cannot see the project."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project
+
+pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install -e '.[test]' brings it)")
+
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_cluster(workers: list[list[str]], n: int) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    """A scheduler on 127.0.0.1 and worker commands (each a prefix before `dask worker ADDRESS`); waits for n workers."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [
+        subprocess.Popen(
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ]
+    try:
+        from distributed import Client
+
+        deadline = time.monotonic() + 60
+        client = None
+        while client is None:
+            try:
+                client = Client(address, timeout=2, set_as_default=False)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        for prefix in workers:
+            procs.append(
+                subprocess.Popen(
+                    [*prefix, DASK, "worker", address, "--nthreads", "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                )
+            )
+        try:
+            client.wait_for_workers(n, timeout=60)
+        finally:
+            client.close()
+    except BaseException:
+        _stop(procs)
+        raise
+    return address, procs
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in reversed(procs):
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+@pytest.fixture
+def two_workers() -> Iterator[str]:
+    address, procs = _start_cluster([[], []], 2)
+    try:
+        yield address
+    finally:
+        _stop(procs)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_worker_killed_mid_node_leaves_one_attempt(project: Project, two_workers: str) -> None:
+    pids = project.root / "pids"
+    pids.mkdir()
+    # Attempt 1 is killed with its worker while its processes (the leader, and a child in the
+    # background that writes later) would go on appending to the output; only attempt 2 may count.
+    project.write(
+        "operations/slow.yaml",
+        f"""\
+        kind: operation
+        name: slow
+        runner: command
+        outputs: [{{name: out, type: text}}]
+        cmd: |
+          a=$PLX_DASK_ATTEMPT
+          echo "start $a" >> "$OUTPUT_OUT"
+          (sleep 2; echo "late $a" >> "$OUTPUT_OUT"; if [ "$a" = 1 ]; then sleep 120; fi) &
+          echo $! > {pids}/child-$a
+          echo $$ > {pids}/leader-$a
+          echo $PPID > {pids}/worker-$a
+          sleep 4
+          echo "end $a" >> "$OUTPUT_OUT"
+          wait
+        """,
+    )
+    project.write(
+        "operations/quick.yaml",
+        "kind: operation\nname: quick\nrunner: command\ninputs: [{name: src, type: text}]\noutputs: [{name: out, type: text}]\ncmd: cat $INPUT_SRC > $OUTPUT_OUT\n",
+    )
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  slow: {operation: slow}\n  after: {operation: quick, inputs: {src: slow.out}}\n")
+    proc = project.popen("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", two_workers, "--json")
+    deadline = time.monotonic() + 60
+    while not (pids / "worker-1").exists() or not (pids / "worker-1").read_text().strip():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    worker1, leader1, child1 = (int((pids / f"{w}-1").read_text()) for w in ("worker", "leader", "child"))
+    os.kill(worker1, signal.SIGKILL)
+    # The worker's node processes die with it, not later: before any retry could start.
+    deadline = time.monotonic() + 5
+    while (_alive(leader1) or _alive(child1)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(leader1) and not _alive(child1)
+    try:
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    import json
+
+    run = json.loads(out)
+    node = run["nodes"]["slow"]
+    assert node["state"] == "success", err
+    assert node["dask_attempts"] == 2, node
+    got = project.plx("get", "last", "slow.out", "-o", "-")
+    assert got.out == "start 2\nlate 2\nend 2\n", got
+    assert project.plx("get", "last", "after.out", "-o", "-").out == "start 2\nlate 2\nend 2\n"
+    record = project.last_run()
+    assert run["status"] == "success" and record["status"] == "success"
+    data = json.loads(next((project.root / ".plx" / "runs").glob(f"{run['id']}/run.json")).read_text())
+    attempts = data["nodes"]["slow"]["dask_attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2] and attempts[0]["pid"] == leader1
+    assert attempts[0]["worker"] != attempts[1]["worker"] or attempts[0]["pid"] != attempts[1]["pid"]
+    assert data["nodes"]["slow"]["worker"] == attempts[1]["worker"]
+    worker_log = project.plx("log", "last", "slow", "--worker").out
+    assert "attempt 1 on Dask worker" in worker_log and "attempt 2 on Dask worker" in worker_log
+    assert not list((project.root / ".plx" / "tmp").rglob("*.lost-attempt*")) and not list((project.root / ".plx" / "tmp").rglob("*.attempts"))
+
+
+def test_a_worker_that_cannot_see_the_project(project: Project, tmp_path: Path) -> None:
+    """A worker in its own mount namespace, with an empty tmpfs over the project's parent folder."""
+    hidden = project.root.parent
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {hidden} && test ! -e {project.root}"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"cannot hide a folder with unshare -m + tmpfs here: {probe.stderr.strip()}")
+        pytest.skip(f"this machine forbids unshare -m / mount: {probe.stderr.strip()}")
+    address, procs = _start_cluster([["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size=1m tmpfs {hidden} && exec "$@"', "sh"]], 1)
+    try:
+        project.write("operations/w.yaml", "kind: operation\nname: w\nrunner: command\noutputs: [{name: out}]\ncmd: echo hi > $OUTPUT_OUT\n")
+        project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  w: {operation: w}\n")
+        r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", address, "--json")
+        assert r.code == 1, r
+        node = r.json()["nodes"]["w"]
+        assert node["state"] == "failed"
+        assert f"cannot see {project.root}" in node["reason"] and "mount the project's shared folder at the same path on every worker" in node["reason"], node
+        assert "Traceback" not in r.err and "FileNotFoundError" not in r.err
+    finally:
+        _stop(procs)
+
+
+def test_workers_without_a_shared_folder_go_through_the_remote(project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The only worker cannot see the project (a tmpfs over its parent, in its own mount
+    namespace); with a file:// remote it still runs every node: inputs from the remote, outputs to it."""
+    hidden = project.root.parent
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {hidden} && test ! -e {project.root}"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"cannot hide a folder with unshare -m + tmpfs here: {probe.stderr.strip()}")
+        pytest.skip(f"this machine forbids unshare -m / mount: {probe.stderr.strip()}")
+    remote = tmp_path_factory.mktemp("remote")
+    cache = hidden / "worker-cache"  # inside the worker's tmpfs: a cache of its own
+    worker = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size=64m tmpfs {hidden} && PLX_WORKER_CACHE={cache} exec "$@"', "sh"]
+    address, procs = _start_cluster([worker], 1)
+    try:
+        project.write("data/in.txt", "from the user\n")
+        project.write(
+            "operations/a.yaml",
+            "kind: operation\nname: a\nrunner: command\ninputs: [{name: src, type: text}]\noutputs: [{name: out, type: text}, {name: d, type: directory}]\n"
+            'cmd: |\n  cat "$INPUT_SRC" > "$OUTPUT_OUT"; echo a >> "$OUTPUT_OUT"\n  mkdir -p "$OUTPUT_D/sub"; echo deep > "$OUTPUT_D/sub/x"\n  echo "a ran on $(hostname)"\n',
+        )
+        project.write(
+            "operations/b.yaml",
+            "kind: operation\nname: b\nrunner: python\ninputs: [{name: src, type: text}, {name: d, type: directory}]\noutputs: [{name: out, type: text}]\n"
+            "cmd: |\n  import os\n  text = open(input['src']).read() + open(os.path.join(input['d'], 'sub', 'x')).read()\n  open(output['out'], 'w').write(text + 'b\\n')\n",
+        )
+        project.write(
+            "graphs/g.yaml",
+            "kind: graph\nname: g\ninputs: [{name: data, type: text, default: data/in.txt}]\nnodes:\n"
+            "  a: {operation: a, inputs: {src: inputs.data}}\n  b: {operation: b, inputs: {src: a.out, d: a.d}}\noutputs: {b: b.out}\n",
+        )
+        env = {"PLX_REMOTE": f"file://{remote}"}
+        r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", address, "--json", env=env)
+        assert r.code == 0, r
+        nodes = r.json()["nodes"]
+        assert {n["state"] for n in nodes.values()} == {"success"}
+        assert all(n["worker"].startswith("tcp://127.0.0.1") for n in nodes.values())
+        assert project.plx("get", "last", "b", "-o", "-").out == "from the user\na\ndeep\nb\n"
+        assert project.plx("log", "last", "a").out.startswith("a ran on ")  # its stdout came back too
+        assert project.plx("cache", "verify", "--remote", env=env).code == 0
+        # Without the remote, the same worker says what it cannot see and what to do.
+        r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", address, "--no-cache", "--json", env={"PLX_REMOTE": ""})
+        assert r.code == 1 and "or configure a remote" in r.json()["nodes"]["a"]["reason"]
+    finally:
+        _stop(procs)
