@@ -12,6 +12,7 @@ import yaml
 from . import model
 from .errors import PlxError, UsageError
 from .project import Project, load_project
+from .records import RunState
 
 
 class Operation:
@@ -261,7 +262,7 @@ class Run:
 
     @property
     def ok(self) -> bool:
-        return self.status == "success"
+        return self.status == RunState.SUCCESS
 
     @property
     def outputs(self) -> dict[str, Path]:

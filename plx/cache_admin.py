@@ -15,6 +15,7 @@ from .errors import disk_full_message, is_disk_full, warn
 from .hashing import hash_file
 from .history import History
 from .project import Project
+from .records import RunState
 from .repair import open_lock_file
 from .store import TREE_TYPE, Artifact, Store
 
@@ -99,7 +100,7 @@ def _collect(store: Store, history: History, keep_last: int | None, exclusive: b
     out: dict[str, Any] = {"runs": 0, "entries": 0, "objects": 0, "object_bytes": 0, "workdirs": 0, "workdir_bytes": 0, "temp_bytes": 0}
     ids = history.ids()
     runs = {rid: data for rid in ids if (data := history.load_or_warn(rid)) is not None}
-    live = {rid for rid, r in runs.items() if r.get("status") == "running"}
+    live = {rid for rid, r in runs.items() if r.get("status") == RunState.RUNNING}
     out["live"] = len(live)
     out["exclusive"] = exclusive
     if keep_last is not None:

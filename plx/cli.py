@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import sys
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, List, Optional, TypeVar
@@ -164,7 +164,7 @@ def ops(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
     """List the operations of the project: name, runner, inputs, params, outputs, title."""
     from .commands import open_project
     from .commands import ops as do_ops
-    from .report import dump_json, table
+    from .report import dump_json, ops_table
 
     _, lib = open_project()
     rows = do_ops(lib)
@@ -174,12 +174,7 @@ def ops(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
     if not rows:
         err("no operations found; `plx init` creates an example")
         return
-    print(
-        table(
-            [[r["name"], r["runner"], ", ".join(r["inputs"]), ", ".join(r["params"]), ", ".join(r["outputs"]), r["title"]] for r in rows],
-            ["name", "runner", "inputs", "params", "outputs", "title"],
-        )
-    )
+    print(ops_table(rows))
 
 
 # ---- running --------------------------------------------------------------------
@@ -209,7 +204,8 @@ def run(
 ) -> None:
     """Validate, plan and run a graph, or only the named nodes and their upstream."""
     from . import commands
-    from .report import dump_json, reporter_for, table
+    from .records import RunState, public_run
+    from .report import dry_run_table, dump_json, reporter_for, sweep_table
 
     project, lib = commands.open_project()
     path = commands.graph_path(project, graph)
@@ -220,12 +216,9 @@ def run(
         if as_json:
             dump_json(rows)
             return
-        first = ["sweep"] if sweep else []
-        print(table([[*(r[c] for c in first), r["node"], r["action"], "; ".join(r["why"])] for r in rows], [*first, "node", "action", "why"]))
-        n_run = sum(1 for r in rows if r["action"] == "run" and not r.get("shared"))
-        n_shared = sum(1 for r in rows if r.get("shared"))
-        n_cached = sum(1 for r in rows if r["action"] == "cached")
-        err(f"{n_run} would run, {n_cached} cached" + (f" ({n_shared} more shared between combinations, run once)" if n_shared else ""))
+        text, counts = dry_run_table(rows, bool(sweep))
+        print(text)
+        err(counts)
         return
     if executor not in ("local", "dask"):
         raise UsageError(f"--executor {executor}: choose local or dask")
@@ -255,8 +248,11 @@ def run(
     if as_json:
         dump_json([public_run(r) for r in records])
     else:
-        _print_sweep_table(project, records)
-    if any(r["status"] != "success" for r in records):
+        text, note = sweep_table(records, [commands.output_metrics(project, r) for r in records])
+        if note:
+            err(note)
+        print(text)
+    if any(r["status"] != RunState.SUCCESS for r in records):
         raise typer.Exit(1)
 
 
@@ -274,29 +270,14 @@ def _labels(name: Optional[str], tags: List[str], note: Optional[str]) -> dict[s
     return {"name": name, "tags": merge_tags(tags), "note": note}
 
 
-def _print_sweep_table(project: Any, records: list[dict[str, Any]]) -> None:
-    """One row per combination: its status and the numeric values of the graph's json outputs."""
-    from .commands import output_metrics
-    from .report import table
-
-    metrics = [output_metrics(project, r) for r in records]
-    keys: list[str] = []
-    for m in metrics:
-        keys += [k for k in m if k not in keys]
-    if len(metrics) > 1 and len(keys) > 8:  # many values: those that differ between combinations tell the story
-        keys = [k for k in keys if len({m.get(k) for m in metrics}) > 1]
-        err(f"showing the {len(keys)} output values that differ between combinations (`plx compare` shows all)")
-    rows = [[r["sweep"], r["id"], r["status"], *(("" if k not in m else f"{m[k]:.6g}") for k in keys)] for r, m in zip(records, metrics, strict=True)]
-    print(table(rows, ["sweep", "run", "status", *keys]))
-
-
 def _finish(record: dict[str, Any], as_json: bool) -> None:
     """Print a finished run as JSON if asked, and exit 1 unless it succeeded."""
+    from .records import RunState, public_run
     from .report import dump_json
 
     if as_json:
         dump_json(public_run(record))
-    if record["status"] != "success":
+    if record["status"] != RunState.SUCCESS:
         raise typer.Exit(1)
 
 
@@ -335,7 +316,7 @@ def compare(
 ) -> None:
     """Params, inputs and numeric json outputs of runs, side by side."""
     from . import commands
-    from .report import dump_json, table
+    from .report import compare_table, dump_json
 
     if len(runs) < 2:
         raise UsageError("compare needs at least two runs")
@@ -347,56 +328,7 @@ def compare(
     if not result["rows"]:
         err("no differences" + ("" if show_all else " (--all shows every value)"))
         return
-    rows = []
-    for r in result["rows"]:
-        cells = []
-        for i, v in enumerate(r["values"]):
-            text = "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
-            d = (r.get("deltas") or [None] * len(r["values"]))[i]
-            if i and d:
-                text += f" ({d:+.4g})"
-            if "changes" in r:  # a package: '-' where it is not installed, and what changed against the first run
-                text = text or "-"
-                if r["changes"][i]:
-                    text += f" ({r['changes'][i]})"
-            cells.append(text)
-        rows.append([r["name"], *cells])
-    print(table(rows, ["", *(rid for rid in result["runs"])]))
-
-
-def public_run(data: dict[str, Any], with_nodes: bool = True) -> dict[str, Any]:
-    """A run as SPEC §5's JSON."""
-    from .history import count_states
-    from .tracking import public_fields
-
-    out = {k: data.get(k) for k in ("id", "graph", "status", "started", "finished", "duration", "git")}
-    out["counts"] = count_states(data.get("nodes", {}))
-    out.update(public_fields(data, with_nodes))
-    if with_nodes:
-        out["inputs"] = data.get("inputs", {})
-        out["rerun_of"] = data.get("rerun_of")
-        out["nodes"] = {
-            n: {
-                "state": d.get("state"),
-                "exit_code": d.get("exit_code"),
-                "duration": d.get("duration"),
-                "cache_key": d.get("cache_key"),
-                "outputs": {k: {"hash": v["hash"], "size": v["size"], "type": v["type"]} for k, v in (d.get("outputs") or {}).items()},
-                **({"reason": d["reason"]} if d.get("reason") else {}),
-                "attempts": attempts_of(d),
-                **({"source": d["source"]} if d.get("source") else {}),
-                **({"worker": d["worker"], "dask_attempts": len(d.get("dask_attempts") or [])} if d.get("worker") else {}),
-            }
-            for n, d in data.get("nodes", {}).items()
-        }
-    return out
-
-
-def attempts_of(node: dict[str, Any]) -> int:
-    """How many times a node's command was started in a run (0 when it was cached or did not run)."""
-    if node.get("attempts"):
-        return len(node["attempts"])
-    return int(node.get("attempt") or (1 if node.get("state") in ("success", "failed", "timeout", "running") or node.get("logs") else 0))
+    print(compare_table(result))
 
 
 @app.command()
@@ -451,14 +383,15 @@ def log(
     columns: Optional[str] = typer.Option(None, "--columns", help="Extra columns: FIELD,FIELD,... e.g. params.lr,metrics.eval.accuracy."),
 ) -> None:
     """List runs; show one run's nodes; or print a node's logs."""
-    from .commands import open_project
+    from .commands import follow_run, node_log, open_project
     from .history import History
-    from .report import dump_json, table
+    from .records import as_run, attempts_of, public_run
+    from .report import dump_json, run_view, runs_table
 
     project, _ = open_project()
     history = History(project.store)
     if run_ref is None:
-        from .tracking import check_field, column_value, select_runs
+        from .tracking import check_field, select_runs
 
         extra = [c.strip() for c in (columns or "").split(",") if c.strip()]
         for c in extra:
@@ -470,53 +403,20 @@ def log(
         if not runs:
             err("no runs yet" if not (graph or status or tag or name or where) else "no runs match")
             return
-        labelled = any(r.get("name") or r.get("tags") for r in runs)
-        rows = []
-        for r in runs:
-            c = r["counts"]
-            git = r.get("git") or {}
-            commit = (git.get("commit") or "")[:8] + ("*" if git.get("dirty") else "")
-            rows.append(
-                [
-                    r["id"],
-                    r["graph"],
-                    r["status"],
-                    (r.get("started") or "")[:19].replace("T", " "),
-                    f"{r['duration']:.1f}s" if r.get("duration") is not None else "",
-                    c.get("success", 0),
-                    c.get("cached", 0),
-                    c.get("failed", 0) + c.get("timeout", 0),
-                    commit,
-                    *([r.get("name") or "", ",".join(r.get("tags") or [])] if labelled else []),
-                    *(column_value(r, c) for c in extra),
-                ]
-            )
-        print(table(rows, ["id", "graph", "status", "started", "duration", "ran", "cached", "failed", "commit", *(["name", "tags"] if labelled else []), *extra]))
+        print(runs_table(runs, extra))
         return
     rid = history.resolve(run_ref)
-    data = history.load(rid)
+    data = as_run(history.load(rid))
     if node is None and follow and not as_json:
-        _follow_run(history, rid)
+        for lines in follow_run(history, rid):
+            sys.stdout.write(lines)
+            sys.stdout.flush()
         return
     if node is None:
         if as_json:
             dump_json(public_run(data))
             return
-        rows = [
-            [
-                n,
-                d.get("state"),
-                f"{d['duration']:.2f}s" if d.get("duration") is not None else "",
-                "yes" if d.get("state") == "cached" else "",
-                "" if d.get("exit_code") is None else d["exit_code"],
-                attempts_of(d) or "",
-                d.get("reason", ""),
-            ]
-            for n, d in data["nodes"].items()
-        ]
-        print(f"run {rid}  graph {data['graph']}  {data['status']}  started {data.get('started')}")
-        _print_labels(data)
-        print(table(rows, ["node", "state", "duration", "cached", "exit", "attempts", "reason"]))
+        print(run_view(rid, data))
         return
     if node not in data["nodes"]:
         from .errors import RunError
@@ -540,21 +440,12 @@ def log(
             if not chunk:
                 err(f"{node} wrote nothing to {stream} in attempt {attempt}")
             return
-    _print_log(history, rid, node, stream, follow)
-
-
-def _print_labels(data: dict[str, Any]) -> None:
-    """Name, tags, note and metrics of one run, under its header line (only those it has)."""
-    if data.get("name"):
-        print(f"name: {data['name']}")
-    if data.get("tags"):
-        print(f"tags: {', '.join(data['tags'])}")
-    if data.get("note"):
-        print("note: " + str(data["note"]).replace("\n", "\n      "))
-    metrics = list((data.get("metrics") or {}).items())
-    if metrics:
-        more = f"  ... {len(metrics) - 8} more (--json)" if len(metrics) > 8 else ""
-        print("metrics: " + "  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics[:8]) + more)
+    for part in node_log(history, rid, node, stream, follow):
+        if isinstance(part, str):
+            err(part)
+        else:
+            sys.stdout.buffer.write(part)
+            sys.stdout.flush()
 
 
 @app.command("tag")
@@ -588,66 +479,6 @@ def note_cmd(
     err(f"run {data['id']} note {'set' if data.get('note') else 'cleared'}")
 
 
-def _follow_run(history: Any, rid: str) -> None:
-    """`plx log RUN -f`: print each node state change as it happens, until the run ends."""
-    from .history import read_events
-
-    pos = 0
-    while True:
-        data = history.load(rid)  # decided before reading, so the last changes are printed too
-        done = data["status"] != "running"
-        events, pos = read_events(history, rid, pos)
-        lines = []
-        for ev in events:
-            when = str(ev.get("finished") or ev.get("started") or "")[11:19]
-            extra = f" ({ev['reason']})" if ev.get("reason") else f" ({ev['duration']:.2f} s)" if ev.get("duration") and ev["state"] != "cached" else ""
-            lines.append(f"{when:>8} {ev['state']:<8} {ev['node']}{extra}\n")
-        if lines:
-            sys.stdout.write("".join(lines))
-            sys.stdout.flush()
-        if done:
-            c = data.get("nodes", {})
-            counts: dict[str, int] = {}
-            for d in c.values():
-                counts[d.get("state", "?")] = counts.get(d.get("state", "?"), 0) + 1
-            print(f"run {rid} {data['status']}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-            return
-        time.sleep(0.2)
-
-
-def _print_log(history: Any, rid: str, node: str, stream: str, follow: bool) -> None:
-    """Copy a log to stdout; with follow, keep copying until the node (or its run) has ended."""
-    from .history import FINAL_NODE_STATES
-
-    out = sys.stdout.buffer
-    pos = 0
-    shown = 0
-    attempt = None
-    while True:
-        # Decide before copying, so the bytes written up to the end are copied once more.
-        data = history.load(rid) if follow else None
-        done = data is None or data["status"] != "running" or data["nodes"].get(node, {}).get("state") in FINAL_NODE_STATES
-        if data is not None and data["nodes"].get(node, {}).get("attempt") != attempt:
-            if attempt is not None:  # a new attempt writes new logs: follow those from their start
-                err(f"--- attempt {data['nodes'][node].get('attempt')} ---")
-                pos = 0
-            attempt = data["nodes"].get(node, {}).get("attempt")
-        chunk, pos = history.read_log(rid, node, stream, pos)
-        if chunk:
-            out.write(chunk)
-            out.flush()
-            shown += len(chunk)
-        if done:
-            if not shown:  # on stderr, so that a script reading stdout still gets exactly nothing
-                state = (data or history.load(rid))["nodes"].get(node, {}).get("state")
-                if state in ("skipped", "cached", "pending") and stream != "worker":
-                    err(f"{node} did not run in this run ({state})")
-                else:
-                    err(f"{node} wrote nothing to {stream}" if stream != "worker" else f"no worker log for {node}")
-            return
-        time.sleep(0.2)
-
-
 @app.command()
 @handle_errors
 def get(
@@ -657,12 +488,15 @@ def get(
     force: bool = typer.Option(False, "--force", help="Replace an existing DEST."),
 ) -> None:
     """Copy an output artifact out of the store."""
-    from .commands import get_output, open_project
+    from .commands import get_output, open_output, open_project
 
     project, _ = open_project()
-    where = get_output(project, run_ref, output, dest, force)
-    if where != "-":
-        err(f"wrote {where}")
+    if dest == "-":
+        with open_output(project, run_ref, output) as stream:
+            shutil.copyfileobj(stream, sys.stdout.buffer)
+        sys.stdout.flush()
+        return
+    err(f"wrote {get_output(project, run_ref, output, dest, force)}")
 
 
 # ---- cache ----------------------------------------------------------------------

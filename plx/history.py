@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, warn
+from .records import FINAL_NODE_STATES, NodeState, RunState, count_states
 from .repair import ensure_dir, set_aside
 
 WORKER_LOG = "worker.log"
-FINAL_NODE_STATES = {"success", "cached", "failed", "timeout", "skipped", "canceled"}
 
 
 def new_run_id() -> str:
@@ -142,13 +142,6 @@ def _read_git_facts(root: Path) -> dict[str, Any]:
             dirty = True  # a tracked file differs from HEAD, staged or not
     facts["dirty"] = dirty
     return facts
-
-
-def count_states(nodes: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """How many nodes are in each state."""
-    from collections import Counter
-
-    return dict(Counter(n.get("state", "pending") for n in nodes.values()))
 
 
 def summary(data: dict[str, Any]) -> dict[str, Any]:
@@ -423,7 +416,7 @@ class History:
         if not isinstance(data, dict) or not isinstance(data.get("nodes"), dict) or not all(isinstance(n, dict) for n in data["nodes"].values()):
             raise RunError(damaged_record(d, "not a plx run record"))
         data["id"] = run_id
-        if data.get("status") == "running":
+        if data.get("status") == RunState.RUNNING:
             try:
                 lines = (d / "events.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
             except OSError:  # none yet, or unreadable: the record as written at the start
@@ -474,10 +467,10 @@ class History:
 
     def _mark_interrupted(self, d: Path, data: dict[str, Any]) -> None:
         _stop_leftovers(data)
-        data["status"] = "interrupted"
+        data["status"] = RunState.INTERRUPTED
         for node in data["nodes"].values():
             if node.get("state") not in FINAL_NODE_STATES:
-                node["state"] = "canceled"
+                node["state"] = NodeState.CANCELED
         data.setdefault("finished", None)
         write_json_atomic(d / "run.json", data)
         index = Index(self.dir)
@@ -491,7 +484,7 @@ class History:
         try:
             index = Index(self.dir)
             try:
-                rows = index.query(None, "running", None)
+                rows = index.query(None, RunState.RUNNING, None)
             finally:
                 index.close()
         except (sqlite3.Error, OSError, ValueError):  # a damaged index: `plx log` rebuilds it and settles then
@@ -516,7 +509,7 @@ class History:
             rows = [summary(d) for d in map(self.load_or_warn, on_disk) if d is not None and (not graph or d.get("graph") == graph)]
         out = []
         for row in rows:
-            if row["status"] == "running":
+            if row["status"] == RunState.RUNNING:
                 data = self.load_or_warn(row["id"])  # live counts, or found dead: `interrupted`
                 if data is None:
                     continue
@@ -544,7 +537,7 @@ class History:
                     gone = list(known - set(on_disk))
                     if gone:
                         index.delete(gone)
-                    return index.query(graph, status if status != "interrupted" else None, None if status == "interrupted" else limit)
+                    return index.query(graph, status if status != RunState.INTERRUPTED else None, None if status == RunState.INTERRUPTED else limit)
                 except sqlite3.DatabaseError as exc:
                     if attempt == 2 or not is_damaged_db(exc):
                         raise

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import IO, Any
 
-from .history import count_states
+from .records import NodeState, RunData, attempts_of, count_states
 
 STATE_ORDER = ["pending", "running", "success", "cached", "failed", "timeout", "skipped", "canceled"]
 COLORS = {"success": "green", "cached": "cyan", "failed": "red", "timeout": "red", "skipped": "yellow", "canceled": "yellow", "running": "blue", "interrupted": "red"}
@@ -322,3 +322,112 @@ def reporter_for(json_mode: bool) -> Any:
     if sys.stderr.isatty() and not json_mode:
         return LiveReporter()
     return PlainReporter()
+
+
+# ---- the tables of plx commands (cli.py prints what these return) ----------------------------
+
+
+def ops_table(rows: list[dict[str, Any]]) -> str:
+    return table(
+        [[r["name"], r["runner"], ", ".join(r["inputs"]), ", ".join(r["params"]), ", ".join(r["outputs"]), r["title"]] for r in rows],
+        ["name", "runner", "inputs", "params", "outputs", "title"],
+    )
+
+
+def dry_run_table(rows: list[dict[str, Any]], sweep: bool) -> tuple[str, str]:
+    """`plx run --dry-run`: (the table, the closing count line)."""
+    first = ["sweep"] if sweep else []
+    text = table([[*(r[c] for c in first), r["node"], r["action"], "; ".join(r["why"])] for r in rows], [*first, "node", "action", "why"])
+    n_run = sum(1 for r in rows if r["action"] == "run" and not r.get("shared"))
+    n_shared = sum(1 for r in rows if r.get("shared"))
+    n_cached = sum(1 for r in rows if r["action"] == "cached")
+    return text, f"{n_run} would run, {n_cached} cached" + (f" ({n_shared} more shared between combinations, run once)" if n_shared else "")
+
+
+def sweep_table(records: list[dict[str, Any]], metrics: list[dict[str, float]]) -> tuple[str, str | None]:
+    """One row per combination: its status and the numeric values of the graph's json outputs; and a note
+    when only the values that differ are shown."""
+    keys: list[str] = []
+    for m in metrics:
+        keys += [k for k in m if k not in keys]
+    note = None
+    if len(metrics) > 1 and len(keys) > 8:  # many values: those that differ between combinations tell the story
+        keys = [k for k in keys if len({m.get(k) for m in metrics}) > 1]
+        note = f"showing the {len(keys)} output values that differ between combinations (`plx compare` shows all)"
+    rows = [[r["sweep"], r["id"], r["status"], *(("" if k not in m else f"{m[k]:.6g}") for k in keys)] for r, m in zip(records, metrics, strict=True)]
+    return table(rows, ["sweep", "run", "status", *keys]), note
+
+
+def compare_table(result: dict[str, Any]) -> str:
+    rows = []
+    for r in result["rows"]:
+        cells = []
+        for i, v in enumerate(r["values"]):
+            text = "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+            d = (r.get("deltas") or [None] * len(r["values"]))[i]
+            if i and d:
+                text += f" ({d:+.4g})"
+            if "changes" in r:  # a package: '-' where it is not installed, and what changed against the first run
+                text = text or "-"
+                if r["changes"][i]:
+                    text += f" ({r['changes'][i]})"
+            cells.append(text)
+        rows.append([r["name"], *cells])
+    return table(rows, ["", *(rid for rid in result["runs"])])
+
+
+def runs_table(runs: list[dict[str, Any]], extra: list[str]) -> str:
+    """`plx log`: one row per run (the summaries of tracking.select_runs), with the chosen extra columns."""
+    from .tracking import column_value
+
+    labelled = any(r.get("name") or r.get("tags") for r in runs)
+    rows = []
+    for r in runs:
+        c = r["counts"]
+        git = r.get("git") or {}
+        commit = (git.get("commit") or "")[:8] + ("*" if git.get("dirty") else "")
+        rows.append(
+            [
+                r["id"],
+                r["graph"],
+                r["status"],
+                (r.get("started") or "")[:19].replace("T", " "),
+                f"{r['duration']:.1f}s" if r.get("duration") is not None else "",
+                c.get(NodeState.SUCCESS, 0),
+                c.get(NodeState.CACHED, 0),
+                c.get(NodeState.FAILED, 0) + c.get(NodeState.TIMEOUT, 0),
+                commit,
+                *([r.get("name") or "", ",".join(r.get("tags") or [])] if labelled else []),
+                *(column_value(r, c) for c in extra),
+            ]
+        )
+    return table(rows, ["id", "graph", "status", "started", "duration", "ran", "cached", "failed", "commit", *(["name", "tags"] if labelled else []), *extra])
+
+
+def run_view(rid: str, data: RunData) -> str:
+    """`plx log RUN`: the header line, the labels and metrics the run has, and a row per node."""
+    rows = [
+        [
+            n,
+            d.get("state"),
+            f"{d['duration']:.2f}s" if d.get("duration") is not None else "",
+            "yes" if d.get("state") == NodeState.CACHED else "",
+            "" if d.get("exit_code") is None else d["exit_code"],
+            attempts_of(d) or "",
+            d.get("reason", ""),
+        ]
+        for n, d in data["nodes"].items()
+    ]
+    lines = [f"run {rid}  graph {data['graph']}  {data['status']}  started {data.get('started')}"]
+    if data.get("name"):
+        lines.append(f"name: {data['name']}")
+    if data.get("tags"):
+        lines.append(f"tags: {', '.join(data['tags'])}")
+    if data.get("note"):
+        lines.append("note: " + str(data["note"]).replace("\n", "\n      "))
+    metrics = list((data.get("metrics") or {}).items())
+    if metrics:
+        more = f"  ... {len(metrics) - 8} more (--json)" if len(metrics) > 8 else ""
+        lines.append("metrics: " + "  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics[:8]) + more)
+    lines.append(table(rows, ["node", "state", "duration", "cached", "exit", "attempts", "reason"]))
+    return "\n".join(lines)

@@ -20,20 +20,23 @@ from typing import Any
 import networkx as nx
 
 from .errors import RunError, UsageError
+from .records import BROKEN, NodeState, RunState
 from .tracking import run_params
 
-STATE_COLORS = {  # fill, stroke
-    "success": ("#e7f6ec", "#1f8a4c"),
-    "cached": ("#e6f0fb", "#2f6fb7"),
-    "failed": ("#fdeaea", "#c0392b"),
-    "timeout": ("#fdeaea", "#c0392b"),
-    "skipped": ("#fff6df", "#b7860b"),
-    "canceled": ("#f0f0f0", "#8a8a8a"),
-    "running": ("#efeafc", "#6a4bc4"),
-    "pending": ("#f6f6f6", "#a0a0a0"),
-    "interrupted": ("#fdeaea", "#c0392b"),
+STATE_COLORS: dict[str, tuple[str, str]] = {  # fill, stroke
+    NodeState.SUCCESS: ("#e7f6ec", "#1f8a4c"),
+    NodeState.CACHED: ("#e6f0fb", "#2f6fb7"),
+    NodeState.FAILED: ("#fdeaea", "#c0392b"),
+    NodeState.TIMEOUT: ("#fdeaea", "#c0392b"),
+    NodeState.SKIPPED: ("#fff6df", "#b7860b"),
+    NodeState.CANCELED: ("#f0f0f0", "#8a8a8a"),
+    NodeState.RUNNING: ("#efeafc", "#6a4bc4"),
+    NodeState.PENDING: ("#f6f6f6", "#a0a0a0"),
+    RunState.INTERRUPTED: ("#fdeaea", "#c0392b"),
 }
 CRITICAL = "#e8590c"
+UNTIMED = (NodeState.PENDING, NodeState.SKIPPED, NodeState.CANCELED, NodeState.CACHED)  # a box shows the state alone
+LEGEND = (NodeState.SUCCESS, NodeState.CACHED, NodeState.FAILED, NodeState.SKIPPED, NodeState.CANCELED)
 _svg_ids = itertools.count()  # marker ids, unique within a page holding many drawings
 NODE_W, NODE_H, COL_GAP, ROW_GAP = 170, 46, 56, 14
 TAIL_BYTES, TAIL_LINES = 4096, 30
@@ -71,7 +74,7 @@ def run_dag(data: dict[str, Any]) -> nx.DiGraph:
     g = nx.DiGraph()
     nodes = data.get("nodes") or {}
     for n, d in nodes.items():
-        g.add_node(n, state=d.get("state", "pending"), duration=float(d.get("duration") or 0.0))
+        g.add_node(n, state=d.get("state", NodeState.PENDING), duration=float(d.get("duration") or 0.0))
     deps = data.get("deps")
     if deps is None:
         made: dict[str, str] = {}
@@ -179,12 +182,10 @@ def dag_svg(g: nx.DiGraph, critical: list[str] | None = None, links: dict[str, s
     for n in g:
         x, y = xy(n)
         d = g.nodes[n]
-        state = d.get("state", "pending") if states else "pending"
-        fill, stroke = STATE_COLORS.get(state, STATE_COLORS["pending"]) if states else ("#ffffff", "#7a8594")
+        state = d.get("state", NodeState.PENDING) if states else NodeState.PENDING
+        fill, stroke = STATE_COLORS.get(state, STATE_COLORS[NodeState.PENDING]) if states else ("#ffffff", "#7a8594")
         label = n if len(n) <= 22 else n[:10] + "…" + n[-10:]
-        sub = (
-            f"{state} · {fmt_dur(d.get('duration'))}" if states and state not in ("pending", "skipped", "canceled", "cached") else (state if states else d.get("op", ""))
-        )
+        sub = f"{state} · {fmt_dur(d.get('duration'))}" if states and state not in UNTIMED else (state if states else d.get("op", ""))
         crit_attr = f' stroke="{CRITICAL}" stroke-width="2.6"' if n in crit else f' stroke="{stroke}" stroke-width="1.3"'
         box = (
             f'<g class="node" data-node="{esc(n)}" data-state="{esc(state)}"><title>{esc(n)}'
@@ -221,7 +222,7 @@ def timeline_svg(data: dict[str, Any], critical: list[str], limit: int = 200) ->
         if s is None and e is None:
             continue
         start = s if s is not None else e
-        end = e if e is not None else (start if data.get("status") != "running" else datetime.now().timestamp())
+        end = e if e is not None else (start if data.get("status") != RunState.RUNNING else datetime.now().timestamp())
         assert start is not None and end is not None
         bars.append((start, end, n, str(d.get("state", ""))))
     if not bars or t0 is None:
@@ -240,7 +241,7 @@ def timeline_svg(data: dict[str, Any], critical: list[str], limit: int = 200) ->
         parts.append(f'<text x="{x:.0f}" y="{height - 4}" class="axis" text-anchor="middle">{esc(fmt_dur(tick) if tick else "0")}</text>')
     for i, (s, e, n, state) in enumerate(bars):
         y = 6 + i * row_h
-        fill, stroke = STATE_COLORS.get(state, STATE_COLORS["pending"])
+        fill, stroke = STATE_COLORS.get(state, STATE_COLORS[NodeState.PENDING])
         x = label_w + plot_w * (s - t0) / span
         w = max(plot_w * (e - s) / span, 2.5)
         label = n if len(n) <= 26 else n[:12] + "…" + n[-12:]
@@ -407,7 +408,7 @@ def _label(d: dict[str, Any]) -> str:
 
 
 def _badge(state: Any) -> str:
-    fill, stroke = STATE_COLORS.get(str(state), STATE_COLORS["pending"])
+    fill, stroke = STATE_COLORS.get(str(state), STATE_COLORS[NodeState.PENDING])
     return f'<span class="badge" style="background:{fill};color:{stroke};border-color:{stroke}">{esc(state)}</span>'
 
 
@@ -463,7 +464,7 @@ def run_section(i: int, data: dict[str, Any], runs_dir: Path, open_: bool) -> st
     except OSError:
         present = set()
     logs = ["<h3>Nodes and log tails</h3>"]
-    order = sorted(links, key=lambda n: (g.nodes[n].get("state") not in ("failed", "timeout"), n not in crit))
+    order = sorted(links, key=lambda n: (g.nodes[n].get("state") not in BROKEN, n not in crit))
     if len(order) > MAX_DRAWN:  # the failed and critical ones first
         logs.append(f'<p class="muted">The first {MAX_DRAWN} of {len(order)} nodes: failed ones, then the critical path, then the rest.</p>')
     for n in (order if len(order) > MAX_DRAWN else list(links))[:MAX_DRAWN]:
@@ -474,7 +475,7 @@ def run_section(i: int, data: dict[str, Any], runs_dir: Path, open_: bool) -> st
         reason = f'<div class="reason">{esc(d.get("reason"))}</div>' if d.get("reason") else ""
         inner = "".join(f'<div class="tail"><span class="muted">{s}</span><pre>{esc(t)}</pre></div>' for s, t in tails if t) or '<p class="muted">no output</p>'
         logs.append(
-            f'<details class="nodelog" id="{anchor}"{" open" if d.get("state") in ("failed", "timeout") else ""}><summary>{_badge(d.get("state"))} <code>{esc(n)}</code> '
+            f'<details class="nodelog" id="{anchor}"{" open" if d.get("state") in BROKEN else ""}><summary>{_badge(d.get("state"))} <code>{esc(n)}</code> '
             f'<span class="muted">{esc(fmt_dur(d.get("duration")))}'
             + (f" · exit {esc(d.get('exit_code'))}" if d.get("exit_code") is not None else "")
             + (f" · {len(d['attempts'])} attempts" if isinstance(d.get("attempts"), list) and len(d["attempts"]) > 1 else "")
@@ -691,9 +692,7 @@ def build(records: list[dict[str, Any]], runs_dir: Path, title: str | None = Non
         )
     graphs = sorted({str(d.get("graph")) for d in records})
     title = title or f"plx report — {', '.join(graphs)}"
-    legend = (
-        "".join(f"<span>{_badge(s)}</span>" for s in ("success", "cached", "failed", "skipped", "canceled")) + f'<span style="color:{CRITICAL}">━ critical path</span>'
-    )
+    legend = "".join(f"<span>{_badge(s)}</span>" for s in LEGEND) + f'<span style="color:{CRITICAL}">━ critical path</span>'
     sections = "".join(run_section(i, d, runs_dir, open_=(len(records) <= 3 or i == len(records) - 1)) for i, d in enumerate(records))
     generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return (

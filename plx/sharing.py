@@ -9,6 +9,7 @@ from typing import Any, Callable
 from .errors import RunError
 from .history import History
 from .project import Project, resolve_url
+from .records import DONE_OK
 from .remote import Damaged, Fetched, Remote, RemoteDown, adopt, objects_of, push_enabled
 from .store import Artifact, Store
 
@@ -40,7 +41,7 @@ def push(project: Project, refs: list[str], remote: Remote) -> dict[str, Any]:
     try:
         for rid in ids:
             for node in history.load(rid).get("nodes", {}).values():
-                if node.get("state") not in ("success", "cached"):
+                if node.get("state") not in DONE_OK:
                     continue
                 key = node.get("cache_key")
                 hit = store.lookup(key) if key else None
@@ -88,7 +89,7 @@ def pull_runs(project: Project, refs: list[str], remote: Remote) -> dict[str, An
             for node in history.load(rid).get("nodes", {}).values():
                 outs = {n: Artifact.from_json(a) for n, a in (node.get("outputs") or {}).items()}
                 key = node.get("cache_key")
-                if key and node.get("state") in ("success", "cached"):
+                if key and node.get("state") in DONE_OK:
                     if store.lookup(key) is None:
                         wanted.setdefault(key, (rid, outs))
                 else:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunError, UsageError
+from .records import NodeState, RunState
 
 TAG_RE = re.compile(r"^\S{1,100}$")
 MAX_NOTE = 10_000
@@ -121,7 +122,7 @@ def relabel(store_root: Path, ref: str, *, add: tuple[str, ...] = (), remove: tu
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         data = history.load(rid)
-        if data.get("status") == "running":
+        if data.get("status") == RunState.RUNNING:
             raise RunError(f"run {rid} is still running; label it once it has ended (the running plx rewrites its record at the end)")
         tags = [t for t in merge_tags(list(data.get("tags") or []), list(add)) if t not in remove]
         data["tags"] = tags
@@ -352,7 +353,7 @@ def duration_history(store_root: Path, graph: str, scan: int = 20, want: int = 5
             continue
         same = data.get("graph") == graph
         for node, d in (data.get("nodes") or {}).items():
-            if d.get("state") != "success" or not isinstance(d.get("duration"), (int, float)):
+            if d.get("state") != NodeState.SUCCESS or not isinstance(d.get("duration"), (int, float)):
                 continue
             if d.get("cache_key"):
                 by["key"].setdefault(d["cache_key"], []).append(d["duration"])
