@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# CI fails below this total coverage of plx/; set a little under what the whole suite measures.
+COVERAGE_FLOOR ?= 80
 
 .PHONY: demo test lint bench clean
 
@@ -20,7 +22,13 @@ test: $(BIN)/python
 	$(BIN)/ruff check plx
 	$(BIN)/ruff format --check plx
 	$(BIN)/mypy plx
-	$(BIN)/python -m pytest -p no:cacheprovider  # -q comes from pyproject; a second -q would hide the summary line
+	$(BIN)/python -m coverage erase
+	@# -q comes from pyproject; a second -q would hide the summary line. coverage measures the plx
+	@# processes the tests start too (pyproject: [tool.coverage.run] patch = subprocess).
+	$(BIN)/python -m coverage run -m pytest -p no:cacheprovider
+	$(BIN)/python -m coverage combine -q
+	$(BIN)/python -m coverage report --format=total --fail-under=$(COVERAGE_FLOOR) > /dev/null || { $(BIN)/python -m coverage report --sort=cover | tail -15; echo "coverage below the floor of $(COVERAGE_FLOOR)%"; exit 1; }
+	@echo "coverage: $$($(BIN)/python -m coverage report --format=total)% of plx/ (floor $(COVERAGE_FLOOR)%; tests and the plx processes they start)"
 
 bench: $(BIN)/python
 	$(BIN)/pip install -q -e .

@@ -383,69 +383,62 @@ def log(
     columns: Optional[str] = typer.Option(None, "--columns", help="Extra columns: FIELD,FIELD,... e.g. params.lr,metrics.eval.accuracy."),
 ) -> None:
     """List runs; show one run's nodes; or print a node's logs."""
-    from .commands import follow_run, node_log, open_project
+    from .commands import open_project
     from .history import History
-    from .records import as_run, attempts_of, public_run
-    from .report import dump_json, run_view, runs_table
+    from .records import as_run
 
     project, _ = open_project()
     history = History(project.store)
     if run_ref is None:
-        from .tracking import check_field, select_runs
-
-        extra = [c.strip() for c in (columns or "").split(",") if c.strip()]
-        for c in extra:
-            check_field(c, "--columns")
-        runs = select_runs(history, graph=graph, status=status, limit=limit, tags=tag, name=name, where=where, sort=sort)
-        if as_json:
-            dump_json(runs)
-            return
-        if not runs:
-            err("no runs yet" if not (graph or status or tag or name or where) else "no runs match")
-            return
-        print(runs_table(runs, extra))
+        _list_runs(history, as_json, columns, graph=graph, status=status, limit=limit, tags=tag, name=name, where=where, sort=sort)
         return
     rid = history.resolve(run_ref)
     data = as_run(history.load(rid))
-    if node is None and follow and not as_json:
-        for lines in follow_run(history, rid):
-            sys.stdout.write(lines)
-            sys.stdout.flush()
-        return
     if node is None:
-        if as_json:
-            dump_json(public_run(data))
-            return
-        print(run_view(rid, data))
+        _show_run(history, rid, data, follow, as_json)
         return
-    if node not in data["nodes"]:
-        from .errors import RunError
-        from .fanout import missing_node_hint
+    from .commands import open_node_log
 
-        hint = missing_node_hint(node, list(data["nodes"]))
-        raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
-    stream = "worker" if worker else "stderr" if stderr else "stdout"
-    if attempt is not None:
-        made = attempts_of(data["nodes"][node])
-        if attempt > made:
-            from .errors import RunError
-
-            raise RunError(f"node '{node}' of run {rid} ran {made} attempt{'s' if made != 1 else ''} ({data['nodes'][node].get('state')}); --attempt counts from 1")
-        if attempt < made and stream != "worker":  # earlier attempts' logs are kept as <node>.attempt<N>.<stream>
-            if follow:
-                raise UsageError("--follow shows the attempt running now; leave out --attempt")
-            chunk, _ = history.read_log(rid, f"{node}.attempt{attempt}", stream)
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
-            if not chunk:
-                err(f"{node} wrote nothing to {stream} in attempt {attempt}")
-            return
-    for part in node_log(history, rid, node, stream, follow):
+    for part in open_node_log(history, rid, data, node, "worker" if worker else "stderr" if stderr else "stdout", follow, attempt):
         if isinstance(part, str):
             err(part)
         else:
             sys.stdout.buffer.write(part)
             sys.stdout.flush()
+
+
+def _list_runs(history: Any, as_json: bool, columns: Optional[str], **filters: Any) -> None:
+    """`plx log`: the runs, filtered and sorted, as a table or JSON."""
+    from .report import dump_json, runs_table
+    from .tracking import check_field, select_runs
+
+    extra = [c.strip() for c in (columns or "").split(",") if c.strip()]
+    for c in extra:
+        check_field(c, "--columns")
+    runs = select_runs(history, **filters)
+    if as_json:
+        dump_json(runs)
+        return
+    if not runs:
+        err("no runs yet" if not any(filters[k] for k in ("graph", "status", "tags", "name", "where")) else "no runs match")
+        return
+    print(runs_table(runs, extra))
+
+
+def _show_run(history: Any, rid: str, data: Any, follow: bool, as_json: bool) -> None:
+    """`plx log RUN`: its nodes as a table or JSON; with -f, its node state changes until it ends."""
+    from .commands import follow_run
+    from .records import public_run
+    from .report import dump_json, run_view
+
+    if follow and not as_json:
+        for lines in follow_run(history, rid):
+            sys.stdout.write(lines)
+            sys.stdout.flush()
+    elif as_json:
+        dump_json(public_run(data))
+    else:
+        print(run_view(rid, data))
 
 
 @app.command("tag")
@@ -545,7 +538,7 @@ def pull(
     if graphs:
         if len(targets) != 1:
             raise UsageError("pull takes one GRAPH, or runs")
-        members, _ = commands.plan_members(project, lib, commands.graph_path(project, graphs[0]), targets=[], params=param, inputs=input_)
+        members, _ = commands.plan_members(lib, commands.graph_path(project, graphs[0]), targets=[], params=param, inputs=input_)
         r = sharing.pull_graph(project, members[0].plan, rem)
         err(f"pulled {r['entries']} cache entries ({_mb(r['bytes'])}); a run would now take {r['cached']} nodes from the cache and run {r['run']}")
         return

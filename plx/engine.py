@@ -28,12 +28,13 @@ from .hashing import compact, expand, explain, key_of, operation_recipe, task_re
 from .history import History, RunRecord, new_run_id, now_iso, take_git_read
 from .planner import Plan, Source, Task
 from .project import Project
-from .records import DONE_OK, NodeState, RunState
 from .resources import Pool, check_requests, gpu_ids, machine_memory
 from .runners import prepare
 from .sources import place as place_sources
 from .store import TREE_TYPE, Artifact, KeyLock, Store, content_hash
 from .tracking import merge_tags, run_metrics
+
+DONE_OK = {"success", "cached"}
 
 
 class Reporter(Protocol):
@@ -154,7 +155,7 @@ class Engine:
                 inputs = {n: [Source(task=prefix + x.task, output=x.output) if x.task else x for x in xs] for n, xs in t.inputs.items()}
                 self.tasks[iid] = dataclasses.replace(t, id=iid, inputs=inputs, deps={prefix + d for d in t.deps})
                 self.member[iid], self.local[iid] = m, tid
-        self.state: dict[str, str] = {t: NodeState.PENDING for t in self.tasks}
+        self.state: dict[str, str] = {t: "pending" for t in self.tasks}
         self.results: dict[str, dict[str, Avail]] = {}
         self.keys: dict[str, str] = {}
         self.recipes: dict[str, dict[str, Any]] = {}
@@ -245,7 +246,7 @@ class Engine:
                 "id": new_run_id(),
                 "graph": plan.graph.name,
                 "graph_file": plan.graph.file,
-                "status": RunState.RUNNING,
+                "status": "running",
                 "started": now_iso(),
                 "finished": None,
                 "duration": None,
@@ -261,7 +262,7 @@ class Engine:
                 "inputs": {n: _input_json(plan.graph.input(n), a) for n, a in arts.items()},
                 "outputs": {name: {"node": s.task, "output": s.output} if s.task else {"path": str(s.path)} for name, s in plan.outputs.items()},
                 "snapshot": self.opts.snapshot or (snapshot(plan, self.lib) if self.lib else {}),
-                "nodes": {t: {"state": NodeState.PENDING} for t in plan.tasks},
+                "nodes": {t: {"state": "pending"} for t in plan.tasks},
                 "op_recipes": self.op_recipes,
                 "environments": self._environments_of(m),
                 "name": self.opts.labels.get("name"),
@@ -311,11 +312,11 @@ class Engine:
             for record in self.records:  # the run's folder of work folders, unless a failed node's is kept in it
                 _remove_empty_tree(self.store.tmp / record.id)
         for t, st in self.state.items():
-            if st in (NodeState.PENDING, NodeState.RUNNING):
-                self._set(t, NodeState.CANCELED if self.interrupted else NodeState.SKIPPED)
+            if st in ("pending", "running"):
+                self._set(t, "canceled" if self.interrupted else "skipped")
         out = []
         for m, record in enumerate(self.records):
-            status = RunState.CANCELED if self.interrupted else RunState.FAILED if m in self.failed else RunState.SUCCESS
+            status = "canceled" if self.interrupted else "failed" if m in self.failed else "success"
             record.data["metrics"] = run_metrics(self.project.store, record.data)
             record.finish(status)
             out.append(record.data)
@@ -408,7 +409,7 @@ class Engine:
                     pool.give(event.id)
                 else:
                     self.retries -= 1
-                if self.state[event.id] == NodeState.PENDING:
+                if self.state[event.id] == "pending":
                     ready.insert(0, event.id)
                 continue
             running -= 1
@@ -427,7 +428,7 @@ class Engine:
                 return True
             for d in self.down[tid]:
                 rest = self.remaining_deps[d]
-                if self.state[d] == NodeState.PENDING and len(rest) <= len(done) and rest <= done:
+                if self.state[d] == "pending" and len(rest) <= len(done) and rest <= done:
                     return True
         return False
 
@@ -504,7 +505,7 @@ class Engine:
         if use_cache:
             if self.inflight.get(key) not in (None, tid):
                 self.waiting.setdefault(key, []).append(tid)
-                self._set(tid, NodeState.PENDING, waiting_for=self.inflight[key])
+                self._set(tid, "pending", waiting_for=self.inflight[key])
                 return False  # settled later, when the first one finishes
             hit = self.store.lookup(key)
             if hit is not None:
@@ -519,7 +520,7 @@ class Engine:
                     finally:  # whatever happened, the task looks at the cache again
                         self.events.put(_Retry(tid, held_slot=True))
 
-                self._set(tid, NodeState.PENDING, waiting_for="another plx process")
+                self._set(tid, "pending", waiting_for="another plx process")
                 threading.Thread(target=wait_other, daemon=True).start()
                 self.inflight[key] = tid
                 return True
@@ -533,7 +534,7 @@ class Engine:
                 # A local miss: ask the remote off the loop's thread (the key's lock is held meanwhile).
                 self.inflight[key] = tid
                 self.fetching[tid] = (ins, key)
-                self._set(tid, NodeState.PENDING, waiting_for="the remote")
+                self._set(tid, "pending", waiting_for="the remote")
                 future = self.remote.submit(self.remote.fetch, key, self.store)
                 future.add_done_callback(lambda f, tid=tid: self.events.put(_Fetched(tid, f)))
                 return False
@@ -557,7 +558,7 @@ class Engine:
             return False
         if fetched is not None:
             self._warn(f"remote {self.remote.shown}: the objects of cache entry {key[:12]} are not intact here after download: not used")
-        if self.stopping or self.state[tid] != NodeState.PENDING:
+        if self.stopping or self.state[tid] != "pending":
             self._release(tid)
             return False
         self.missed[tid] = (ins, key)
@@ -665,11 +666,11 @@ class Engine:
         record.worker(node, lines)
         logs = {s: str(record.log(node, s).relative_to(self.project.store)) for s in ("stdout", "stderr")}
         logs["worker"] = str(record.worker_log.relative_to(self.project.store))
-        self._set(tid, NodeState.RUNNING, started=now_iso(), cache_key=key, logs=logs, **({"attempt": attempt} if attempt > 1 or task.retries else {}))
+        self._set(tid, "running", started=now_iso(), cache_key=key, logs=logs, **({"attempt": attempt} if attempt > 1 or task.retries else {}))
         return True
 
     def _fail_now(self, tid: str, reason: str) -> None:
-        self._set(tid, NodeState.FAILED, reason=reason, exit_code=None, cache_key=self.keys.get(tid))
+        self._set(tid, "failed", reason=reason, exit_code=None, cache_key=self.keys.get(tid))
         self._release(tid)
         self._after_failure(tid)
 
@@ -696,15 +697,15 @@ class Engine:
             state: str | None = None  # set when the node did not succeed
             reason = ""
             if ev.error is not None:  # no process ran
-                state, reason = (NodeState.CANCELED if ev.error == NOT_STARTED else NodeState.FAILED), ev.error
+                state, reason = ("canceled" if ev.error == NOT_STARTED else "failed"), ev.error
             else:
                 wlog(f"exit code {ev.exit_code}, {duration:.3f} s" + (" (killed: timeout)" if ev.timed_out else ""))
                 # A node that fails while the run stops at a first failure failed on its own (plx
                 # lets running nodes finish): `failed` with its reason, never `canceled`.
                 if ev.timed_out:
-                    state, reason = NodeState.TIMEOUT, f"timed out after {task.timeout} min; the process group was killed"
+                    state, reason = "timeout", f"timed out after {task.timeout} min; the process group was killed"
                 elif ev.exit_code != 0:
-                    state, reason = NodeState.FAILED, _exit_reason(ev.exit_code, record.log(node, "stderr"))
+                    state, reason = "failed", _exit_reason(ev.exit_code, record.log(node, "stderr"))
             work = self.workdirs[tid]
             read: dict[str, bytes] = {}
             if state is None:
@@ -713,11 +714,11 @@ class Engine:
                 except OSError as exc:
                     problem = f"cannot read the outputs: {disk_full_message(self.project.store) if is_disk_full(exc) else exc}"
                 if problem:
-                    state, reason = NodeState.FAILED, problem
+                    state, reason = "failed", problem
             if state is not None:
                 if reason:
                     wlog(f"failed: {reason}")
-                if task.retries and state != NodeState.CANCELED:
+                if task.retries and state != "canceled":
                     n = len(self.attempts.setdefault(tid, [])) + 1
                     self.attempts[tid].append(
                         {"attempt": n, "state": state, "exit_code": ev.exit_code, "reason": reason, "duration": duration, "finished": common["finished"]}
@@ -731,7 +732,7 @@ class Engine:
                     common["attempts"] = self.attempts[tid]
                 self._set(tid, state, **({"reason": reason} if reason else {}), **common)
                 self._release(tid)
-                if state != NodeState.CANCELED:
+                if state != "canceled":
                     self._after_failure(tid)
                 return []
             stored: dict[str, Artifact] = {}
@@ -745,7 +746,7 @@ class Engine:
                 why = disk_full_message(self.project.store) if is_disk_full(exc) else exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 reason = f"cannot store output '{o.name}': {why}"
                 wlog(f"failed: {reason}")
-                self._set(tid, NodeState.FAILED, reason=reason, **common)
+                self._set(tid, "failed", reason=reason, **common)
                 self._release(tid)
                 self._after_failure(tid)
                 return []
@@ -774,7 +775,7 @@ class Engine:
             n = len(self.attempts[tid]) + 1
             common["attempts"] = [
                 *self.attempts[tid],
-                {"attempt": n, "state": NodeState.SUCCESS, "exit_code": ev.exit_code, "duration": duration, "finished": common["finished"]},
+                {"attempt": n, "state": "success", "exit_code": ev.exit_code, "duration": duration, "finished": common["finished"]},
             ]
         info = {"outputs": {n: a.to_json() for n, a in stored.items()}, **common}
         if task.cacheable:
@@ -784,7 +785,7 @@ class Engine:
 
     def _succeed(self, tid: str, info: dict[str, Any]) -> list[str]:
         """Record and report tid's success; the tasks that became ready."""
-        self._set(tid, NodeState.SUCCESS, **info)
+        self._set(tid, "success", **info)
         self._release(tid)
         released = self._settled(tid)
         for other in self._serve_waiters(tid):
@@ -876,7 +877,7 @@ class Engine:
             + [f"{now} output {n}: {a.hash} ({a.type}, {a.size} bytes) from {where}\n" for n, a in outputs.items()],
         )
         extra = {"source": "remote"} if remote else {}
-        self._set(tid, NodeState.CACHED, cache_key=self.keys[tid], exit_code=None, duration=0.0, outputs={n: a.to_json() for n, a in outputs.items()}, **extra)
+        self._set(tid, "cached", cache_key=self.keys[tid], exit_code=None, duration=0.0, outputs={n: a.to_json() for n, a in outputs.items()}, **extra)
 
     def _settled(self, tid: str) -> list[str]:
         """Tasks that became ready because tid is done (success or cached)."""
@@ -885,7 +886,7 @@ class Engine:
         ready = []
         for d in sorted(self.down[tid]):
             self.remaining_deps[d].discard(tid)
-            if not self.remaining_deps[d] and self.state[d] == NodeState.PENDING:
+            if not self.remaining_deps[d] and self.state[d] == "pending":
                 ready.append(d)
         return ready
 
@@ -909,7 +910,7 @@ class Engine:
 
     def _set(self, tid: str, state: str, **info: Any) -> None:
         self.state[tid] = state
-        if state in (NodeState.FAILED, NodeState.TIMEOUT) and "log" not in info:
+        if state in ("failed", "timeout") and "log" not in info:
             # The log that explains the failure: the node's stderr if it wrote any, else the worker
             # log, where plx wrote why (inputs not placed, outputs missing, a template error, ...).
             stderr = self.rec(tid).log(self.local[tid], "stderr")
@@ -938,15 +939,15 @@ class Engine:
                 continue
             if isinstance(ev, Finished):
                 info: dict[str, Any] = {"exit_code": ev.exit_code, "duration": round(ev.ended - ev.started, 3), "finished": now_iso(), "cache_key": self.keys.get(ev.id)}
-                state = NodeState.CANCELED
+                state = "canceled"
                 if ev.error is None and ev.exit_code not in _STOPPED_EXIT_CODES:
                     # It failed on its own (e.g. exit 4) while the run was stopping, not by plx's
                     # signal: recorded `failed` with its own reason (SPEC §9).
-                    state = NodeState.FAILED
+                    state = "failed"
                     info["reason"] = _exit_reason(ev.exit_code, self.rec(ev.id).log(self.local[ev.id], "stderr"))
                     self.failed.add(self.member[ev.id])
                 elif ev.error is not None and ev.error != NOT_STARTED:
-                    state, info["reason"] = NodeState.FAILED, ev.error
+                    state, info["reason"] = "failed", ev.error
                 self._set(ev.id, state, **info)
                 self._release(ev.id)
         self.interrupted = True

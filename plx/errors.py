@@ -65,10 +65,6 @@ def did_you_mean(word: str, choices: list[str] | set[str] | tuple[str, ...]) -> 
     return f"did you mean '{close[0]}'?" if close else None
 
 
-class StoreFullError(PlxError):
-    """The disk holding the store (or a node's work folder) is full."""
-
-
 def disk_full_message(where: object) -> str:
     return f"no space left on the disk holding {where} (or it cannot be written); free some space (`plx cache gc` removes what no run needs) and run again"
 

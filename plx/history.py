@@ -373,6 +373,25 @@ class RunRecord:
         os.close(self._lock_fd)
 
 
+def _apply_events(events: Path, data: dict[str, Any]) -> None:
+    """A running run's record brought up to date with the events written since it started."""
+    try:
+        lines = events.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:  # none yet, or unreadable: the record as written at the start
+        lines = []
+    for line in lines:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash
+        if not isinstance(ev, dict):
+            continue  # JSON, but not an event plx wrote
+        if isinstance(ev.get("node"), str):
+            data["nodes"].setdefault(ev.pop("node"), {}).update(ev)
+        elif isinstance(ev.get("run"), dict):
+            data.update(ev["run"])  # run-level facts learnt after the start
+
+
 class History:
     """Reads run records; marks runs whose plx process died as `interrupted`."""
 
@@ -417,21 +436,7 @@ class History:
             raise RunError(damaged_record(d, "not a plx run record"))
         data["id"] = run_id
         if data.get("status") == RunState.RUNNING:
-            try:
-                lines = (d / "events.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
-            except OSError:  # none yet, or unreadable: the record as written at the start
-                lines = []
-            for line in lines:
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by a crash
-                if not isinstance(ev, dict):
-                    continue  # JSON, but not an event plx wrote
-                if isinstance(ev.get("node"), str):
-                    data["nodes"].setdefault(ev.pop("node"), {}).update(ev)
-                elif isinstance(ev.get("run"), dict):
-                    data.update(ev["run"])  # run-level facts learnt after the start
+            _apply_events(d / "events.jsonl", data)
             if not self._alive(d):
                 try:
                     self._mark_interrupted(d, data)

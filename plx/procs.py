@@ -32,7 +32,6 @@ import sys
 import time
 from collections.abc import Iterable
 
-PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MARKER = "PLX_RUN_ID"
 
@@ -101,11 +100,6 @@ def _boot_time() -> float:
     except OSError:
         pass
     return 0.0
-
-
-def started_at(starttime_ticks: int) -> float:
-    """A process's start as a Unix time, from its /proc starttime."""
-    return _boot_time() + starttime_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def descendants(root: int) -> dict[int, tuple[str, int, int, int, int]]:

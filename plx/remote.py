@@ -249,7 +249,7 @@ class Remote:
             discard(fetched)
         return None
 
-    def _download_all(self, fetched: Fetched, store: Store) -> None:
+    def _download_all(self, fetched: Fetched, store: Store) -> None:  # noqa: C901 - above the threshold when it was set (issue 11)
         """The objects of fetched.outputs (tree manifests first, then their files), concurrently."""
         wanted: dict[str, int] = {}
         trees: list[Artifact] = []
@@ -422,7 +422,7 @@ class Remote:
             self.pushed_bytes += size
         return size
 
-    def _write(self, dst: str, src: Any, size: int, label: str = "") -> None:
+    def _write(self, dst: str, src: Any, size: int, label: str = "") -> None:  # noqa: C901 - above the threshold when it was set (issue 11)
         """Write src (a binary file) to dst so that no reader ever sees part of it."""
         fs = self.fs()
         target = f"{dst}.tmp-{uuid.uuid4().hex}" if self.local else dst  # an object store's PUT is atomic
@@ -584,7 +584,7 @@ def adopt(store: Store, fetched: Fetched) -> dict[str, Artifact] | None:
         for path, h in fetched.files:
             if path.exists():
                 # The bytes were hashed while they streamed in: renamed straight in, as a node's outputs are.
-                store._place(path, h, move=True)
+                store._place(path, h)
     finally:
         discard(fetched)
     for art in fetched.outputs.values():

@@ -249,7 +249,7 @@ class Store:
     def object_path(self, h: str) -> Path:
         return self.objects / h[:2] / h[2:]
 
-    def _place(self, src: Path, h: str, move: bool) -> None:
+    def _place(self, src: Path, h: str) -> None:
         """Put src's bytes at object h atomically: temp file + rename on the same filesystem.
 
         Every object placed (or found already there) gets the current time as its mtime: the
@@ -265,7 +265,7 @@ class Store:
             dst.parent.mkdir(exist_ok=True)
             self._prefixes.add(dst.parent.name)
         st = os.lstat(src)
-        if move and stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
             # src is plx's own file (a node's output, already checked, linked nowhere else): rename it in.
             os.chmod(src, 0o444)
             os.utime(src)
@@ -302,17 +302,17 @@ class Store:
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                self._place(Path(tmp_name), h, move=True)
+                self._place(Path(tmp_name), h)
             finally:
                 if os.path.lexists(tmp_name):  # a full disk: no half-written file is left behind
                     os.unlink(tmp_name)
         return h
 
-    def put_file(self, path: Path, type_: str, filename: str, move: bool = True, data: bytes | None = None) -> Artifact:
-        """Store a file; `data`, when the caller already read the bytes, saves reading them again."""
+    def put_file(self, path: Path, type_: str, filename: str, data: bytes | None = None) -> Artifact:
+        """Store a file (moved in when plx owns it: see _place); `data`, when the caller already read the bytes, saves reading them again."""
         h = hash_bytes(data) if data is not None else hash_file(path)
         size = len(data) if data is not None else path.stat().st_size
-        self._place(path, h, move)
+        self._place(path, h)
         return Artifact(h, size, type_, filename)
 
     def put_tree(self, path: Path, filename: str) -> Artifact:
@@ -320,7 +320,7 @@ class Store:
         manifest = self._manifest(path, hash_file, follow_links=False)
         for entry in manifest:
             if entry["hash"]:  # empty folders are listed with no content
-                self._place(path / entry["path"], entry["hash"], move=True)
+                self._place(path / entry["path"], entry["hash"])
         h = self.put_bytes(canonical(manifest).encode())
         return Artifact(h, sum(e["size"] for e in manifest), TREE_TYPE, filename)
 

@@ -7,7 +7,7 @@ By area: `running` (run, sweeps, dry run, rerun, preview), `history` (compare, g
 
 from .authoring import graph_edges, init, make_plan_no_inputs, ops, raw_warnings, render_graph, validate
 from .common import at_revision, graph_path, load_graph, open_project
-from .history import compare, environment_values, follow_run, get_output, node_log, open_output, output_metrics, run_values
+from .history import compare, environment_values, follow_run, get_output, node_log, open_node_log, open_output, output_metrics, run_values
 from .running import DASK_JOBS, dry_run, plan_members, preview, rerun, run, run_many
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "get_output",
     "follow_run",
     "node_log",
+    "open_node_log",
     "open_output",
     "graph_edges",
     "graph_path",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 from ..errors import RunError, UsageError
 from ..project import Project
-from ..records import FINAL_NODE_STATES, NodeState, RunState, as_run, count_states
+from ..records import FINAL_NODE_STATES, NodeState, RunData, RunState, as_run, attempts_of, count_states
 from ..store import Artifact
 
 if TYPE_CHECKING:
@@ -208,6 +208,31 @@ def follow_run(history: History, rid: str, poll: float = 0.2) -> Iterator[str]:
             yield f"run {rid} {data['status']}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "\n"
             return
         time.sleep(poll)
+
+
+def open_node_log(history: History, rid: str, data: RunData, node: str, stream: str, follow: bool, attempt: int | None) -> Iterator[bytes | str]:
+    """`plx log RUN NODE`: checks the node and `--attempt` now, then returns the log (see node_log)."""
+    if node not in data["nodes"]:
+        from ..fanout import missing_node_hint
+
+        hint = missing_node_hint(node, list(data["nodes"]))
+        raise RunError(f"run {rid} has no node '{node}'" + (f" ({hint})" if hint else ""))
+    if attempt is not None:
+        made = attempts_of(data["nodes"][node])
+        if attempt > made:
+            raise RunError(f"node '{node}' of run {rid} ran {made} attempt{'s' if made != 1 else ''} ({data['nodes'][node].get('state')}); --attempt counts from 1")
+        if attempt < made and stream != "worker":  # earlier attempts' logs are kept as <node>.attempt<N>.<stream>
+            if follow:
+                raise UsageError("--follow shows the attempt running now; leave out --attempt")
+            return _earlier_attempt(history, rid, node, stream, attempt)
+    return node_log(history, rid, node, stream, follow)
+
+
+def _earlier_attempt(history: History, rid: str, node: str, stream: str, attempt: int) -> Iterator[bytes | str]:
+    chunk, _ = history.read_log(rid, f"{node}.attempt{attempt}", stream)
+    yield chunk
+    if not chunk:
+        yield f"{node} wrote nothing to {stream} in attempt {attempt}"
 
 
 def node_log(history: History, rid: str, node: str, stream: str, follow: bool, poll: float = 0.2) -> Iterator[bytes | str]:

@@ -15,7 +15,7 @@ from .common import at_revision, load_graph
 
 
 def plan_members(
-    project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str], sweeps: list[str] | None = None
+    lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str], sweeps: list[str] | None = None
 ) -> tuple[list[Any], dict[str, Any]]:
     """The plans of a run: one, or with `sweeps` one per combination of the swept values (each a
     Member with its overrides and label). Returns (members, the -p overrides as typed values)."""
@@ -85,7 +85,7 @@ def run_many(
             project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
         else:
             prefetch_git_facts(project.root)  # overlaps validation and planning
-        members, flat = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+        members, flat = plan_members(lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
         if executor == "dask" and not jobs and not project.jobs:
             # This machine's CPUs say nothing about a cluster's; Dask queues what its workers cannot run
             # yet, and a round trip per node with few in flight would cost more than the node (bench/remote.py).
@@ -194,7 +194,7 @@ def dry_run(
     """What a run would do, node by node, and why; with sweeps, for every combination (rows carry `sweep`)."""
     from ..engine import explain_plan
 
-    members, _ = plan_members(project, lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+    members, _ = plan_members(lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
     rows = []
     first: dict[str, str] = {}  # the work of a node that would run -> the combination that runs it
     for m in members:

@@ -144,7 +144,7 @@ def _check(project_root: Path, graph_text: str, op_text: str, params: list[str] 
     except PlxError:
         pass
     try:
-        members, _ = plan_members(project, Library(project), project_root / "graphs" / "g.yaml", targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+        members, _ = plan_members(Library(project), project_root / "graphs" / "g.yaml", targets=targets, params=params, inputs=inputs, sweeps=sweeps)
     except PlxError:
         return
     for m in members:  # a valid plan: every task's params are JSON (the records and keys need it)
@@ -247,7 +247,7 @@ def test_the_fuzzed_space_reaches_valid_plans(root: Path) -> None:
     """The fixed project is valid, so the fuzz above explores values, not only broken files."""
     _check(root, VALID_GRAPH, VALID_OP)
     project = project_at(root)
-    members, _ = plan_members(project, Library(project), root / "graphs" / "g.yaml", targets=[], params=["a.lf=[1.5, 2]"], inputs=[], sweeps=["lr=0.1,0.2"])
+    members, _ = plan_members(Library(project), root / "graphs" / "g.yaml", targets=[], params=["a.lf=[1.5, 2]"], inputs=[], sweeps=["lr=0.1,0.2"])
     assert len(members) == 2 and all(math.isfinite(m.plan.tasks["a"].params["f"]) for m in members)
 
 
