@@ -1,4 +1,4 @@
-"""The Python API (SPEC §7): build graphs in code, save them as the YAML a person would write, run them."""
+"""The Python API (README, "From Python"): build graphs in code, save them as the YAML a person would write, run them."""
 
 from __future__ import annotations
 

@@ -114,8 +114,9 @@ def _collect(store: Store, history: History, keep_last: int | None, exclusive: b
     kept_keys: set[str] = set()
     for r in runs.values():
         for node in r.get("nodes", {}).values():
-            if isinstance(node.get("cache_key"), str):
-                kept_keys.add(node["cache_key"])
+            key = node.get("cache_key")
+            if isinstance(key, str):
+                kept_keys.add(key)
             outputs = node.get("outputs")
             for art in outputs.values() if isinstance(outputs, dict) else []:
                 _objects_of(store, art, keep)

@@ -1,4 +1,4 @@
-"""The python runner's interpreter: which one (SPEC §1), and its fingerprint for the cache key.
+"""The python runner's interpreter: which one (docs/reference.md), and its fingerprint for the cache key.
 
 A fingerprint is the interpreter's version and the names and versions of the distributions
 installed in it, read by importlib.metadata inside that interpreter. Running it costs about a

@@ -1,4 +1,4 @@
-"""The parts of a node's cache key beyond its operation, params and inputs (SPEC §4): the contents
+"""The parts of a node's cache key beyond its operation, params and inputs (README, "Caching"): the contents
 of the operation's `sources`, and for the python runner the fingerprint of its interpreter.
 
 Both are worked out once per operation (and once per interpreter) per plx process."""

@@ -45,7 +45,7 @@ def operation_recipe(op: Any) -> dict[str, Any]:
         "outputs": [{"name": o.name, "type": o.type, "filename": o.file_name} for o in op.outputs],
     }
     if op.runner == "bash_jinja2":
-        # Values are shell-quoted by default (SPEC §2): the same `cmd` text renders another
+        # Values are shell-quoted by default (docs/reference.md): the same `cmd` text renders another
         # script than it did before, so results cached under the old rendering must not be reused.
         recipe["quoting"] = "shell"
     return recipe

@@ -20,10 +20,10 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, warn
-from .records import FINAL_NODE_STATES, NodeState, RunState, count_states
+from .records import FINAL_NODE_STATES, NodeState, RunData, RunState, as_run, count_states
 from .repair import ensure_dir, set_aside
 
 WORKER_LOG = "worker.log"
@@ -144,7 +144,7 @@ def _read_git_facts(root: Path) -> dict[str, Any]:
     return facts
 
 
-def summary(data: dict[str, Any]) -> dict[str, Any]:
+def summary(data: Mapping[str, Any]) -> dict[str, Any]:
     """What `plx log` lists about a run."""
     c = count_states(data.get("nodes", {}))
     return {
@@ -160,9 +160,9 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _tracking(data: dict[str, Any]) -> dict[str, Any]:
+def _tracking(data: Mapping[str, Any]) -> dict[str, Any]:
     """Labels, params as used and metrics (plx/tracking.py): what `plx log` filters and sorts by."""
-    from .tracking import labels, run_params
+    from .records import labels, run_params
 
     metrics = data.get("metrics")
     return {**labels(data), "params": run_params(data), "metrics": metrics if isinstance(metrics, dict) else {}}
@@ -213,7 +213,7 @@ class Index:
         warn(f"{self.path} was damaged ({exc}); rebuilt it from the run records", kind="note")
         self._open()
 
-    def put(self, data: dict[str, Any]) -> None:
+    def put(self, data: Mapping[str, Any]) -> None:
         s = summary(data)
         self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", (s["id"], s["graph"], s["status"], json.dumps(s)))
 
@@ -423,7 +423,7 @@ class History:
         hint = did_you_mean(ref, ids)
         raise RunError(f"no run '{ref}'" + (f" ({hint})" if hint else "; `plx log` lists the runs"))
 
-    def load(self, run_id: str) -> dict[str, Any]:
+    def load(self, run_id: str) -> RunData:
         """A run's record; a damaged one is a RunError that says so (callers listing runs skip it)."""
         d = self.dir / run_id
         try:
@@ -446,9 +446,9 @@ class History:
             from .tracking import run_metrics
 
             data["metrics"] = run_metrics(self.dir.parent, data)
-        return data
+        return as_run(data)
 
-    def load_or_warn(self, run_id: str) -> dict[str, Any] | None:
+    def load_or_warn(self, run_id: str) -> RunData | None:
         """A run's record, or None with a warning when it is damaged (for commands that list runs)."""
         try:
             return self.load(run_id)

@@ -18,7 +18,7 @@ MISSING: Any = _Missing()
 
 
 def accepts(input_type: str, output_type: str) -> bool:
-    """Whether an input of input_type may be fed an artifact of output_type (SPEC §2)."""
+    """Whether an input of input_type may be fed an artifact of output_type (docs/reference.md)."""
     if input_type == output_type:
         return True
     if input_type == "file":

@@ -1,5 +1,5 @@
 """What nodes leave running: plx as a child subreaper, a guardian that outlives a killed plx, and
-the processes of a run found by their PLX_RUN_ID marker (SPEC §9, "nothing keeps running").
+the processes of a run found by their PLX_RUN_ID marker (docs/reliability.md, "nothing keeps running").
 
 Every node process carries `PLX_RUN_ID=<run id>` and `PLX_NODE=<node>` in its environment (the
 executor sets them, children inherit them). A process that calls `setsid` or double-forks leaves

@@ -1,4 +1,4 @@
-"""Where the project is and what its plx.yaml says (SPEC §1)."""
+"""Where the project is and what its plx.yaml says (docs/reference.md)."""
 
 from __future__ import annotations
 

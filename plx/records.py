@@ -78,6 +78,7 @@ class NodeData(TypedDict, total=False):
     worker: str
     dask_attempts: list[Any]
     waiting_for: str
+    recipe: dict[str, Any]  # the cache key's recipe (compact: operations by reference to op_recipes)
 
 
 class GitData(TypedDict, total=False):
@@ -136,6 +137,39 @@ def attempts_of(node: Mapping[str, Any]) -> int:
     return int(node.get("attempt") or (1 if node.get("state") in STARTED or node.get("logs") else 0))
 
 
+def run_params(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Every graph param's value as used (defaults included), plus node params given with -p."""
+    graph_params, overrides = data.get("graph_params"), data.get("params")
+    params = dict(graph_params) if isinstance(graph_params, dict) else {}
+    for key, value in (overrides if isinstance(overrides, dict) else {}).items():  # the record's `params` are the -p overrides
+        if "." in key:
+            params[key] = value
+    return params
+
+
+def labels(data: Mapping[str, Any]) -> dict[str, Any]:
+    tags = data.get("tags")
+    return {"name": data.get("name"), "tags": [str(t) for t in tags] if isinstance(tags, list) else [], "note": data.get("note")}
+
+
+def public_fields(data: Mapping[str, Any], one_run: bool) -> dict[str, Any]:
+    """The run JSON's labels, params as used and metrics; for one run also
+    `overrides` (the -p values, called `params` before) and `outputs`."""
+    out: dict[str, Any] = {**labels(data), "params": run_params(data), "metrics": data.get("metrics") or {}}
+    if one_run:
+        out["overrides"] = data.get("params") or {}
+        outputs: dict[str, Any] = {}
+        nodes = data.get("nodes") or {}
+        for name, ref in (data.get("outputs") or {}).items():
+            if isinstance(ref, dict) and "node" in ref:
+                art = ((nodes.get(ref["node"]) or {}).get("outputs") or {}).get(ref.get("output")) or {}
+                outputs[name] = {"node": ref["node"], "output": ref.get("output"), "hash": art.get("hash"), "type": art.get("type")}
+            else:
+                outputs[name] = dict(ref) if isinstance(ref, dict) else ref
+        out["outputs"] = outputs
+    return out
+
+
 def public_node(d: Mapping[str, Any]) -> dict[str, Any]:
     """One node of the run JSON."""
     return {
@@ -153,11 +187,9 @@ def public_node(d: Mapping[str, Any]) -> dict[str, Any]:
 
 def public_run(data: Mapping[str, Any], with_nodes: bool = True) -> dict[str, Any]:
     """A run as the stable JSON of `plx log --json`, `plx log RUN --json` and `plx run --json` (docs/reference.md)."""
-    from .tracking import public_fields
-
     out = {k: data.get(k) for k in ("id", "graph", "status", "started", "finished", "duration", "git")}
     out["counts"] = count_states(data.get("nodes", {}))
-    out.update(public_fields(dict(data), with_nodes))
+    out.update(public_fields(data, with_nodes))
     if with_nodes:
         out["inputs"] = data.get("inputs", {})
         out["rerun_of"] = data.get("rerun_of")

@@ -1,4 +1,4 @@
-"""The remote tier (SPEC §8): a shared cache at any fsspec URL, read through on a miss, written through after a success.
+"""The remote tier (README, "Sharing results"): a shared cache at any fsspec URL, read through on a miss, written through after a success.
 
 fsspec is used here and nowhere else. The remote holds the same things as the local store, in the
 same shape:

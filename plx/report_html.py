@@ -15,13 +15,12 @@ import math
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import networkx as nx
 
 from .errors import RunError, UsageError
-from .records import BROKEN, NodeState, RunState
-from .tracking import run_params
+from .records import BROKEN, NodeState, RunState, run_params
 
 STATE_COLORS: dict[str, tuple[str, str]] = {  # fill, stroke
     NodeState.SUCCESS: ("#e7f6ec", "#1f8a4c"),
@@ -68,7 +67,7 @@ def fmt_dur(s: Any) -> str:
 # ---- the DAG ----------------------------------------------------------------------
 
 
-def run_dag(data: dict[str, Any]) -> nx.DiGraph:
+def run_dag(data: Mapping[str, Any]) -> nx.DiGraph:
     """The run's DAG with each node's state and duration; edges from the record's `deps`, or for
     records without them, from output hashes that a node read as an input."""
     g = nx.DiGraph()
@@ -213,7 +212,7 @@ def _t(s: Any) -> float | None:
         return None
 
 
-def timeline_svg(data: dict[str, Any], critical: list[str], limit: int = 200) -> str:
+def timeline_svg(data: Mapping[str, Any], critical: list[str], limit: int = 200) -> str:
     """Node start/end as bars against the run's clock; cached nodes as ticks at the time they were served."""
     t0 = _t(data.get("started"))
     bars: list[tuple[float, float, str, str]] = []
@@ -400,7 +399,7 @@ def _worker_tails(path: Path) -> dict[str, str]:
     return {n: "\n".join(v[-12:]) for n, v in out.items()}
 
 
-def _label(d: dict[str, Any]) -> str:
+def _label(d: Mapping[str, Any]) -> str:
     """How the page names a run: its name, its sweep combination, both, or its id."""
     if d.get("name") and d.get("sweep"):
         return f"{d['name']} [{d['sweep']}]"
@@ -416,7 +415,7 @@ def _chips(tags: list[Any]) -> str:
     return "".join(f'<span class="chip">{esc(t)}</span>' for t in tags)
 
 
-def run_section(i: int, data: dict[str, Any], runs_dir: Path, open_: bool) -> str:
+def run_section(i: int, data: Mapping[str, Any], runs_dir: Path, open_: bool) -> str:
     g = run_dag(data)
     crit = critical_path(g)
     links = {n: f"log-{i}-{j}" for j, n in enumerate(g)}
@@ -672,7 +671,7 @@ def default_runs(history: Any) -> list[str]:
     return out
 
 
-def build(records: list[dict[str, Any]], runs_dir: Path, title: str | None = None) -> str:
+def build(records: Sequence[Mapping[str, Any]], runs_dir: Path, title: str | None = None) -> str:
     """The page for these run records (oldest first in the table)."""
     rows = []
     for i, d in enumerate(records):

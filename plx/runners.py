@@ -1,4 +1,4 @@
-"""How one node becomes a process: the script, argv and environment of each runner (SPEC §2)."""
+"""How one node becomes a process: the script, argv and environment of each runner (docs/reference.md)."""
 
 from __future__ import annotations
 

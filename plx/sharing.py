@@ -1,4 +1,4 @@
-"""`plx push`, `plx pull` and `plx cache verify --remote`: moving cache entries between the store and the remote (SPEC §5, §8)."""
+"""`plx push`, `plx pull` and `plx cache verify --remote`: moving cache entries between the store and the remote (docs/reference.md; README, "Sharing results")."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def push(project: Project, refs: list[str], remote: Remote) -> dict[str, Any]:
                     continue
                 key = node.get("cache_key")
                 hit = store.lookup(key) if key else None
-                if hit is not None:
+                if key and hit is not None:
                     entries.setdefault(key, hit)
                     continue
                 for a in (node.get("outputs") or {}).values():

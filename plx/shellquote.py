@@ -41,7 +41,7 @@ class ShellSafe(str):
 
 
 def shell_quote(value: Any) -> ShellSafe:
-    """A value as one shell word (SPEC §2); a list becomes its items, each quoted, joined by spaces.
+    """A value as one shell word (docs/reference.md); a list becomes its items, each quoted, joined by spaces.
 
     Text that needs no quotes (`5`, `/abs/path.txt`) stays as it is; a value already quoted (a
     ShellSafe) is never quoted twice; booleans are true/false and None (an absent optional input)

@@ -22,7 +22,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from .errors import is_damaged_db, warn
 from .hashing import canonical, hash_bytes, hash_file
@@ -44,7 +44,7 @@ class Artifact:
         return {"hash": self.hash, "size": self.size, "type": self.type, "filename": self.filename}
 
     @staticmethod
-    def from_json(d: dict[str, Any]) -> Artifact:
+    def from_json(d: Mapping[str, Any]) -> Artifact:
         return Artifact(str(d["hash"]), int(d["size"]), str(d["type"]), str(d["filename"]))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunError, UsageError
-from .records import NodeState, RunState
+from .records import NodeState, RunData, RunState
 
 TAG_RE = re.compile(r"^\S{1,100}$")
 MAX_NOTE = 10_000
@@ -69,21 +69,6 @@ def run_metrics(store_root: Path, data: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def run_params(data: dict[str, Any]) -> dict[str, Any]:
-    """Every graph param's value as used (defaults included), plus node params given with -p."""
-    graph_params, overrides = data.get("graph_params"), data.get("params")
-    params = dict(graph_params) if isinstance(graph_params, dict) else {}
-    for key, value in (overrides if isinstance(overrides, dict) else {}).items():  # the record's `params` are the -p overrides
-        if "." in key:
-            params[key] = value
-    return params
-
-
-def labels(data: dict[str, Any]) -> dict[str, Any]:
-    tags = data.get("tags")
-    return {"name": data.get("name"), "tags": [str(t) for t in tags] if isinstance(tags, list) else [], "note": data.get("note")}
-
-
 def check_labels(name: str | None, tags: list[str], note: str | None) -> None:
     if name is not None and (not name.strip() or len(name) > 200 or "\n" in name):
         raise UsageError("--name: give one line of at most 200 characters")
@@ -109,7 +94,7 @@ def merge_tags(*groups: list[str]) -> list[str]:
 # ---- labelling a recorded run -----------------------------------------------------
 
 
-def relabel(store_root: Path, ref: str, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = (), note: str | None = None, set_note: bool = False) -> dict[str, Any]:
+def relabel(store_root: Path, ref: str, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = (), note: str | None = None, set_note: bool = False) -> RunData:
     """`plx tag` / `plx note`: rewrite the run's record atomically, then its index row."""
     from .history import History, Index, write_json_atomic
 
@@ -299,24 +284,6 @@ def column_value(run: dict[str, Any], field: str) -> str:
 
 
 # ---- JSON -------------------------------------------------------------------------
-
-
-def public_fields(data: dict[str, Any], one_run: bool) -> dict[str, Any]:
-    """What SPEC §5's run JSON carries from tracking: labels, params, metrics; for one run also
-    `overrides` (the -p values, called `params` before) and `outputs`."""
-    out: dict[str, Any] = {**labels(data), "params": run_params(data), "metrics": data.get("metrics") or {}}
-    if one_run:
-        out["overrides"] = data.get("params") or {}
-        outputs: dict[str, Any] = {}
-        nodes = data.get("nodes") or {}
-        for name, ref in (data.get("outputs") or {}).items():
-            if isinstance(ref, dict) and "node" in ref:
-                art = ((nodes.get(ref["node"]) or {}).get("outputs") or {}).get(ref.get("output")) or {}
-                outputs[name] = {"node": ref["node"], "output": ref.get("output"), "hash": art.get("hash"), "type": art.get("type")}
-            else:
-                outputs[name] = dict(ref) if isinstance(ref, dict) else ref
-        out["outputs"] = outputs
-    return out
 
 
 def select_runs(

@@ -40,7 +40,7 @@ def validate(project: Project, lib: Library, paths: list[str]) -> tuple[list[Pat
 
 def raw_warnings(lib: Library) -> list[Diagnostic]:
     """`| raw` applied to a param or an input in a bash_jinja2 template: allowed, but that value
-    reaches bash unquoted, so `plx validate` lists each one (SPEC §2)."""
+    reaches bash unquoted, so `plx validate` lists each one (docs/reference.md)."""
     from .. import templates
     from ..loader import _cmd_line
 

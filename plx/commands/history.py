@@ -30,7 +30,7 @@ def _numeric_leaves(value: Any, prefix: str, out: dict[str, float]) -> None:
             _numeric_leaves(v, f"{prefix}.{i}" if not prefix.endswith(":") else f"{prefix}{i}", out)
 
 
-def run_values(project: Project, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def run_values(project: Project, data: RunData) -> dict[str, dict[str, Any]]:
     """What `compare` lines up: params, input hashes, numeric leaves of json outputs."""
     import json
 
@@ -59,7 +59,7 @@ def run_values(project: Project, data: dict[str, Any]) -> dict[str, dict[str, An
     return {"params": params, "inputs": inputs, "environment": environment_values(data), "metrics": metrics}
 
 
-def environment_values(data: dict[str, Any]) -> dict[str, Any]:
+def environment_values(data: RunData) -> dict[str, Any]:
     """A run's python environments as compare lines them up: `python`, `package NAME`; with several
     interpreters in the run, each name is followed by the interpreter's path."""
     envs = list((data.get("environments") or {}).values())

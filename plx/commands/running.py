@@ -201,7 +201,7 @@ def dry_run(
         for row in explain_plan(project, m.plan):
             w = row.pop("work", None)  # set on cacheable nodes that would run
             if w is not None:
-                if w in first:  # a sweep runs identical work once (SPEC §5)
+                if w in first:  # a sweep runs identical work once (docs/reference.md)
                     row["shared"] = True
                     row["why"] = [*row["why"], f"the same work as in {first[w] or 'another combination'}: runs once"]
                 else:

@@ -1,4 +1,4 @@
-"""The remote tier (SPEC §8) for real: two clones of one project sharing a file:// remote, and S3
+"""The remote tier (README, "Sharing results") for real: two clones of one project sharing a file:// remote, and S3
 against a local moto server; damaged, truncated and unreadable remote objects; read-only and
 unreachable remotes; a no-op run that never contacts the remote."""
 

@@ -1,4 +1,4 @@
-"""No tracebacks (SPEC §9): non-finite and huge numbers, templates that trip the sandbox or use an
+"""No tracebacks (docs/reliability.md): non-finite and huge numbers, templates that trip the sandbox or use an
 unknown filter are messages with file:line, never a Python traceback."""
 
 from __future__ import annotations

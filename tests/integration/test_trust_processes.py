@@ -1,4 +1,4 @@
-"""Nothing keeps running (SPEC §9): real signals to plx, nodes that call setsid and double-fork;
+"""Nothing keeps running (docs/reliability.md): real signals to plx, nodes that call setsid and double-fork;
 and a node that fails while the run stops is `failed` with its own reason."""
 
 from __future__ import annotations

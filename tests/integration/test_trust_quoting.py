@@ -1,4 +1,4 @@
-"""Hostile values in bash_jinja2 templates execute nothing (SPEC §2, §9), and `| raw` is warned about."""
+"""Hostile values in bash_jinja2 templates execute nothing (README and docs/reliability.md), and `| raw` is warned about."""
 
 from __future__ import annotations
 

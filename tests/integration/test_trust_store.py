@@ -1,4 +1,4 @@
-"""SPEC §9, the store's half: nothing wrong served, nothing finished lost, damaged files are a
+"""docs/reliability.md, the store's half: nothing wrong served, nothing finished lost, damaged files are a
 message and a way forward. Every fault is provoked for real: gc racing live runs, SIGKILL,
 hard and symbolic links written by nodes, a real full tmpfs, damaged databases and records."""
 

@@ -1,4 +1,4 @@
-"""Shell quoting by default in bash_jinja2 templates (SPEC §2): rendering, `raw`, `q`, the sandbox."""
+"""Shell quoting by default in bash_jinja2 templates (docs/reference.md): rendering, `raw`, `q`, the sandbox."""
 
 from __future__ import annotations
 
