@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# CI fails below this total coverage of plx/; set a little under what the whole suite measures.
-COVERAGE_FLOOR ?= 80
+# CI fails below this total coverage of plx/ (tests + the plx processes they start): 92.5% measured
+# on 2026-11-26 (485 tests); keep it a little under what the whole suite measures.
+COVERAGE_FLOOR ?= 90
 
 .PHONY: demo test lint bench clean
 
