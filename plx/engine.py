@@ -22,7 +22,7 @@ from . import __version__
 from .environment import differences as environment_differences
 from .errors import Interrupted, PlxError, RunError, disk_full_message, is_disk_full
 from .executors import make_executor
-from .executors.local import NOT_STARTED, Finished, Job
+from .executors.base import NOT_STARTED, Executor, Finished, Job
 from .extras import Extras
 from .hashing import compact, expand, explain, key_of, operation_recipe, task_recipe
 from .history import History, RunRecord, new_run_id, now_iso, take_git_read
@@ -143,7 +143,7 @@ class Engine:
         self.history = History(project.store)
         self.lib = lib
         self.events: queue.Queue[Finished | _Retry | _GitReady | _Fetched] = queue.Queue()
-        self.executor = make_executor(opts, self.events)
+        self.executor: Executor = make_executor(opts, self.events)
         self.tasks: dict[str, Task] = {}
         self.member: dict[str, int] = {}
         self.local: dict[str, str] = {}
