@@ -95,6 +95,12 @@ def test_every_module_is_in_a_layer_and_in_the_design_table() -> None:
             assert listed in table, f"plx/{listed}.py is missing from the module table of docs/design.md"
 
 
+def test_the_layers_name_only_modules_that_exist() -> None:
+    known = modules()
+    ghosts = [m for _, mods in LAYERS for m in mods if m not in known]
+    assert not ghosts, f"LAYERS names modules that plx/ does not have: {ghosts}"
+
+
 def test_imports_point_down_the_layers() -> None:
     wrong = []
     for module, deps in graph().items():
