@@ -306,7 +306,7 @@ class Engine:
             self._finish(event)
             if event.id in self.relaunched:  # a new attempt of a failed node: _finish took its resources again
                 self.relaunched.discard(event.id)
-                sched.running += 1
+                sched.started(event.id)
 
     def _git_ready(self) -> None:
         self.events.put(_GitReady())
@@ -458,7 +458,7 @@ class Engine:
         env["PLX_PROJECT_ROOT"] = str(self.project.fallback_root if self.opts.rerun_of and self.project.fallback_root else self.project.root)
         env["PLX_ATTEMPT"] = str(attempt)
         res = task.resources
-        gpus = self.pool.gpus_of(tid) if self.pool is not None else []
+        gpus = self.sched.gpus_of(tid) if self.sched is not None else []
         if res.gpus and self.opts.executor == "local":
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         if res.declared:

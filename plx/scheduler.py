@@ -56,6 +56,10 @@ class Scheduler:
         self.running -= 1
         self.pool.give(tid)
 
+    def gpus_of(self, tid: str) -> list[str]:
+        """The GPU ids a running task was given (for CUDA_VISIBLE_DEVICES)."""
+        return self.pool.gpus_of(tid)
+
     def retake(self, tid: str) -> None:
         """tid runs again at once (a retry), taking its share back before anything else can."""
         self.pool.take(tid, self.requests[tid])
