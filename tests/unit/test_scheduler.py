@@ -61,7 +61,9 @@ def job(tid: str) -> Job:
     return Job(tid, ["true"], {}, Path("."), Path("out"), Path("err"), None)
 
 
-def run_dag(deps: dict[str, set[str]], jobs: int, fail: set[str] = frozenset(), requests: dict[str, Request] | None = None, keep_going: bool = False) -> tuple[Scheduler, list[str], int]:
+def run_dag(
+    deps: dict[str, set[str]], jobs: int, fail: set[str] = frozenset(), requests: dict[str, Request] | None = None, keep_going: bool = False
+) -> tuple[Scheduler, list[str], int]:
     """Drive a scheduler to the end through the fake executor, finishing the oldest job first;
     returns the scheduler, the start order and the most jobs that ran at once."""
     events: queue.Queue[Any] = queue.Queue()
