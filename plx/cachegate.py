@@ -19,8 +19,6 @@ from .planner import Plan, Task
 from .project import Project
 from .store import Artifact, KeyLock, Store
 
-DONE_OK = {"success", "cached"}
-
 
 def task_key(task: Task, inputs: dict[str, list[Artifact]], extra: dict[str, Any], ops_seen: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """The cache key of a task and the recipe it hashes: operation, params, its inputs' contents

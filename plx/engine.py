@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cachegate import ASKING_REMOTE, DONE_OK, DUPLICATE, HIT, OTHER_PROCESS, CacheGate, Fetched, Retry
+from .cachegate import ASKING_REMOTE, DUPLICATE, HIT, OTHER_PROCESS, CacheGate, Fetched, Retry
 from .cachegate import explain_plan as explain_plan  # `plx run --dry-run`
 from .errors import Interrupted, PlxError, RunError
 from .executors import make_executor
@@ -31,7 +31,7 @@ from .recorder import NullReporter as NullReporter
 from .recorder import Recorder, Reporter, input_json
 from .resources import Pool, check_requests, gpu_ids, machine_memory
 from .runners import prepare
-from .scheduler import Scheduler, drain
+from .scheduler import DONE_OK, Scheduler, drain
 from .store import Artifact, Store
 from .workspace import Avail, StoreFailed, Workspace
 
@@ -89,7 +89,7 @@ def merged_tasks(members: list[Member]) -> tuple[dict[str, Task], dict[str, int]
 class Engine:
     """Runs one or more plans as one DAG on one pool; identical work across them executes once.
 
-    Still some 500 lines: it is the one place where the parts meet (a node's start touches the
+    Still about 600 lines: it is the one place where the parts meet (a node's start touches the
     gate, the workspace, the recorder and the executor; its end the workspace, the gate, the store's
     commit and the scheduler), and the order of those steps is what the guarantees of
     docs/reliability.md rest on (an entry committed before the node succeeds, a key's lock released

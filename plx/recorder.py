@@ -11,9 +11,8 @@ from .hashing import compact, key_of, operation_recipe
 from .history import History, RunRecord, new_run_id, now_iso, take_git_read
 from .planner import Plan, Task
 from .project import Project
+from .scheduler import DONE_OK
 from .tracking import merge_tags, run_metrics
-
-DONE_OK = {"success", "cached"}
 
 
 class Reporter(Protocol):

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable
 
 from .resources import Pool, Request
 
-DONE_OK = {"success", "cached"}
+DONE_OK = {"success", "cached"}  # the states whose outputs exist (dependents may start)
 
 
 class Scheduler:
