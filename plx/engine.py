@@ -397,7 +397,9 @@ class Engine:
     def _launch(self, task: Task, ins: dict[str, list[Avail]], key: str) -> bool:
         """Make the node's work folder, render its command and hand its job to the executor.
 
-        True when the executor took it; a node that cannot start fails here (with its reason)."""
+        True when the executor took it; a node that cannot start fails here (with its reason).
+        Long because the worker log tells each step in the order it happens (folder, sources,
+        inputs, command, resources): the parts each do one step, this reads them in sequence."""
         tid = task.id
         record, node = self.recorder.rec(tid), self.local[tid]
         work, indir = self.workspace.open(tid, record.id, node, ins, task.op.runner == "python")
