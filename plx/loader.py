@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fanout, schema, templates
+from .dag import find_cycle
 from .errors import Diagnostic, ValidationError, did_you_mean
 from .model import (
     MISSING,
@@ -583,8 +584,6 @@ def _check_ref(
 
 
 def _check_cycles(g: Graph, doc: Doc, errors: list[Diagnostic]) -> None:
-    from .planner import find_cycle
-
     edges = {nid: sorted(_upstream(n)) for nid, n in g.nodes.items()}
     cycle = find_cycle({k: [u for u in v if u in g.nodes] for k, v in edges.items()})
     if cycle:
