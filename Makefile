@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-plx clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,23 @@ test: $(BIN)/python
 	$(BIN)/mypy plx
 	$(BIN)/python -m pytest -p no:cacheprovider  # -q comes from pyproject; a second -q would hide the summary line
 
-bench: $(BIN)/python
+# The benchmark suite against make, doit and Snakemake (pinned, in their own venv): writes BENCHMARKS.md.
+# Not part of `make test`: figures from a shared machine are noisy. `make bench-plx` runs plx's own micro-benchmarks.
+BENCH_VENV := bench/.venv
+DOIT_VERSION := 0.37.0
+SNAKEMAKE_VERSION := 9.27.1
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/bin/snakemake:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q doit==$(DOIT_VERSION) snakemake==$(SNAKEMAKE_VERSION)
+
+bench: $(BENCH_VENV)/bin/snakemake
+	$(BENCH_VENV)/bin/pip install -q -e .
+	$(BENCH_VENV)/bin/python bench/suite.py $(BENCH_ARGS)
+
+bench-plx: $(BIN)/python
 	$(BIN)/pip install -q -e .
 	$(BIN)/python bench/run_all.py
 
