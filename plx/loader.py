@@ -124,7 +124,7 @@ class Library:
         if path in self.files:
             return self.files[path]
         try:
-            doc = load_file(path, self.display(path))
+            doc = load_file(path, self.display(path), self.project.store / "parsed")
         except ValidationError as exc:
             loaded = Loaded(None, None, list(exc.diagnostics))
             self.files[path] = loaded

@@ -16,9 +16,30 @@ COLORS = {"success": "green", "cached": "cyan", "failed": "red", "timeout": "red
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
+    if len(rows) > FAST_TABLE_ROWS:
+        fast = _plain_table(rows, headers)
+        if fast is not None:
+            return fast
     from tabulate import tabulate
 
     return str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+
+
+FAST_TABLE_ROWS = 500  # tabulate takes ~70 µs a row: a 100,000-node --dry-run table would take seconds
+
+
+def _plain_table(rows: list[list[Any]], headers: list[str]) -> str | None:
+    """tabulate's "simple" table, the same text, for ASCII single-line text cells; None for anything else."""
+    cells = [["" if c is None else c.strip() if isinstance(c, str) else None for c in row] for row in rows]
+    if any(len(row) != len(headers) or None in row for row in cells):
+        return None
+    text = "\n".join("\t".join(row) for row in cells)  # type: ignore[arg-type]
+    if not text.isascii() or "\n" in "".join(headers) or any("\n" in c for row in cells for c in row if c):  # type: ignore[operator]
+        return None
+    widths = [max(len(h) + 2, max((len(row[i]) for row in cells), default=0)) for i, h in enumerate(headers)]  # type: ignore[arg-type]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]  # type: ignore[union-attr]
+    return "\n".join(lines)
 
 
 def dump_json(data: Any, out: IO[str] | None = None) -> None:

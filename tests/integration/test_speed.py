@@ -79,3 +79,52 @@ def test_plain_reporter_batches_keep_failures_and_slow_nodes() -> None:
 def test_bench_suite_loads_and_has_help() -> None:
     r = subprocess.run([sys.executable, str(ROOT / "bench/suite.py"), "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "make bench" in r.stdout, r.stderr
+
+
+def test_large_graph_parse_cache_follows_the_bytes(project: Project) -> None:
+    """A large YAML file's parsed form is kept under <store>/parsed/; it is used only for the same bytes."""
+    import os
+
+    project.write(
+        "operations/e.yaml", "kind: operation\nname: e\nrunner: command\nparams: [{name: i, type: int}]\noutputs: [{name: out}]\ncmd: echo $PARAM_I > $OUTPUT_OUT\n"
+    )
+    nodes = "".join(f"  n{i:05d}: {{operation: e, params: {{i: {i}}}}}\n" for i in range(3000))  # > 64 KB
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n" + nodes)
+    first = project.plx("validate", "graphs/g.yaml")
+    assert first.code == 0, first
+    parsed = list((project.root / ".plx/parsed").iterdir())
+    assert len(parsed) == 1
+    assert project.plx("validate", "graphs/g.yaml").code == 0
+    # the same size and mtime, one byte different: an error on the right line, not the cached graph
+    path = project.root / "graphs/g.yaml"
+    st = path.stat()
+    text = path.read_text().replace("n02999: {operation: e", "n02999: {operation: f", 1)
+    path.write_text(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    bad = project.plx("validate", "graphs/g.yaml")
+    assert bad.code == 1 and "g.yaml:3003:23:" in bad.err and "'f'" in bad.err, bad
+    # a damaged cache entry is a miss, and is rewritten
+    parsed[0].write_text('{"format": "plx-parsed-1", "hash": ')
+    path.write_text(text.replace("operation: f", "operation: e"))
+    assert project.plx("validate", "graphs/g.yaml").code == 0
+    assert len(list((project.root / ".plx/parsed").iterdir())) == 1 and parsed[0].read_text().startswith('{"format"')
+    r = project.plx("run", "graphs/g.yaml", "--dry-run")
+    assert r.code == 0 and r.out.count("\n") == 3002, r.out[-500:]  # header, rule, 3,000 rows (the fast table)
+
+
+def test_fast_table_matches_tabulate() -> None:
+    import random
+    import string
+
+    from tabulate import tabulate
+
+    from plx.report import _plain_table
+
+    rnd = random.Random(7)
+    for _ in range(300):
+        ncol = rnd.randint(1, 6)
+        headers = ["".join(rnd.choice(string.ascii_letters + " ") for _ in range(rnd.randint(0, 8))) for _ in range(ncol)]
+        cell = lambda: rnd.choice([None, "", " x ", "".join(rnd.choice(string.printable[:94] + " ") for _ in range(rnd.randint(0, 20)))])  # noqa: E731
+        rows = [[cell() for _ in range(ncol)] for _ in range(rnd.randint(0, 30))]
+        assert _plain_table(rows, headers) == tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    assert _plain_table([["é"]], ["h"]) is None and _plain_table([[1]], ["h"]) is None and _plain_table([["a\nb"]], ["h"]) is None
