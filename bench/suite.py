@@ -273,7 +273,8 @@ def ml(root: Path, n: int) -> None:
         "rule split:\n    input: 'sout/data.csv', 'scripts/split.py'\n    output: 'sout/train.csv', 'sout/test.csv'\n    shell: 'python3 scripts/split.py {input[0]} {output}'\n"
         "rule train:\n    input: 'sout/train.csv', 'scripts/train.py'\n    output: 'sout/model{i}.json'\n    params: lr=lambda w: LRS[int(w.i)]\n    shell: 'python3 scripts/train.py {input[0]} {params.lr} {output}'\n"
         "rule evaluate:\n    input: 'sout/model{i}.json', 'sout/test.csv', 'scripts/evaluate.py'\n    output: 'sout/score{i}.json'\n    shell: 'python3 scripts/evaluate.py {input[0]} {input[1]} {output}'\n"
-        "rule best:\n    input: expand('sout/score{i}.json', i=range(len(LRS))), 'scripts/best.py'\n    output: 'sout/best.json'\n    shell: 'python3 scripts/best.py {input[:-1]} {output}'\n"
+        "rule best:\n    input: scores=expand('sout/score{i}.json', i=range(len(LRS))), script='scripts/best.py'\n    output: 'sout/best.json'\n"
+        "    shell: 'python3 scripts/best.py {input.scores} {output}'\n"
     )
 
 
