@@ -442,6 +442,7 @@ def main() -> None:
                     "",
                 ]
             print("\n".join(lines[-8:]), file=sys.stderr, flush=True)
+            Path(args.out).write_text("\n".join(lines))  # what is done so far, should a later workload fail
     finally:
         shutil.rmtree(work, ignore_errors=True)
     Path(args.out).write_text("\n".join(lines))

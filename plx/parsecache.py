@@ -18,7 +18,7 @@ from .hashing import hash_bytes
 from .yamldoc import Doc
 
 MIN_BYTES = 64 * 1024
-FORMAT = "plx-parsed-1"
+FORMAT = "plx-parsed-2"
 
 
 def _entry(cache_dir: Path, path: Path) -> Path:
@@ -30,16 +30,24 @@ def get(cache_dir: Path, path: Path, raw: bytes, file: str) -> Doc | None:
         saved = json.loads(_entry(cache_dir, path).read_bytes())
         if saved["format"] != FORMAT or saved["hash"] != hash_bytes(raw) or saved["file"] != file:
             return None
-        return Doc(
-            file,
-            saved["data"],
-            {tuple(p): (line, col) for p, line, col in saved["marks"]},
-            {tuple(p): (line, col) for p, line, col in saved["key_marks"]},
-            {tuple(p) for p in saved["block_scalars"]},
-            {tuple(p): text for p, text in saved["source"]},
-        )
+        marks, key_marks = saved["marks"], saved["key_marks"]
+        if not isinstance(marks, str) or not isinstance(key_marks, str):
+            return None
+        doc = Doc(file, saved["data"], {}, {}, {tuple(p) for p in saved["block_scalars"]}, {tuple(p): text for p, text in saved["source"]})
+        # Positions are needed only to report a problem: decoded then (a JSON text inside the entry
+        # costs little to skip; decoding every mark of a 100,000-node graph costs a second).
+        doc.lazy_marks = lambda d: _decode_marks(d, marks, key_marks)
+        return doc
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _decode_marks(doc: Doc, marks: str, key_marks: str) -> None:
+    try:
+        doc.marks.update((tuple(p), (line, col)) for p, line, col in json.loads(marks))
+        doc.key_marks.update((tuple(p), (line, col)) for p, line, col in json.loads(key_marks))
+    except (ValueError, TypeError):  # a damaged entry: messages without positions rather than a traceback
+        pass
 
 
 def put(cache_dir: Path, path: Path, raw: bytes, doc: Doc) -> None:
@@ -51,8 +59,8 @@ def put(cache_dir: Path, path: Path, raw: bytes, doc: Doc) -> None:
                 "hash": hash_bytes(raw),
                 "file": doc.file,
                 "data": doc.data,
-                "marks": [[list(p), *m] for p, m in doc.marks.items()],
-                "key_marks": [[list(p), *m] for p, m in doc.key_marks.items()],
+                "marks": json.dumps([[list(p), *m] for p, m in doc.marks.items()], separators=(",", ":")),
+                "key_marks": json.dumps([[list(p), *m] for p, m in doc.key_marks.items()], separators=(",", ":")),
                 "block_scalars": [list(p) for p in doc.block_scalars],
                 "source": [[list(p), t] for p, t in doc.source.items()],
             },

@@ -34,9 +34,13 @@ class Doc:
     key_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     block_scalars: set[Path_] = field(default_factory=set)  # `|` and `>` values: text starts a line below
     source: dict[Path_, str] = field(default_factory=dict)  # how non-string scalars were written (0123)
+    lazy_marks: Any = None  # a parsed-file cache's marks, decoded when first needed (parsecache)
 
     def where(self, path: Path_, key: bool = False) -> tuple[int | None, int | None]:
         """Line and column (1-based) of the value (or key) at path, or its nearest ancestor."""
+        if self.lazy_marks is not None:
+            self.lazy_marks, decode = None, self.lazy_marks
+            decode(self)
         p = tuple(path)
         if key and p in self.key_marks:
             return self.key_marks[p]

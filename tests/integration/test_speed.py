@@ -103,8 +103,10 @@ def test_large_graph_parse_cache_follows_the_bytes(project: Project) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     bad = project.plx("validate", "graphs/g.yaml")
     assert bad.code == 1 and "g.yaml:3003:23:" in bad.err and "'f'" in bad.err, bad
+    again = project.plx("validate", "graphs/g.yaml")  # from the parsed cache now: the same position
+    assert again.code == 1 and again.err == bad.err, again
     # a damaged cache entry is a miss, and is rewritten
-    parsed[0].write_text('{"format": "plx-parsed-1", "hash": ')
+    parsed[0].write_text('{"format": "plx-parsed-2", "hash": ')
     path.write_text(text.replace("operation: f", "operation: e"))
     assert project.plx("validate", "graphs/g.yaml").code == 0
     assert len(list((project.root / ".plx/parsed").iterdir())) == 1 and parsed[0].read_text().startswith('{"format"')
