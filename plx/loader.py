@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fanout, schema, templates
+from .dag import find_cycle
 from .errors import Diagnostic, ValidationError, did_you_mean
 from .model import (
     MISSING,
@@ -24,6 +25,7 @@ from .model import (
     check_param_value,
     parse_ref,
 )
+from .parsecache import ParseCache
 from .project import Project
 from .yamldoc import Doc, load_file
 
@@ -124,7 +126,7 @@ class Library:
         if path in self.files:
             return self.files[path]
         try:
-            doc = load_file(path, self.display(path), self.project.store / "parsed")
+            doc = load_file(path, self.display(path), ParseCache(self.project.store / "parsed"))
         except ValidationError as exc:
             loaded = Loaded(None, None, list(exc.diagnostics))
             self.files[path] = loaded
@@ -583,8 +585,6 @@ def _check_ref(
 
 
 def _check_cycles(g: Graph, doc: Doc, errors: list[Diagnostic]) -> None:
-    from .planner import find_cycle
-
     edges = {nid: sorted(_upstream(n)) for nid, n in g.nodes.items()}
     cycle = find_cycle({k: [u for u in v if u in g.nodes] for k, v in edges.items()})
     if cycle:

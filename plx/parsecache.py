@@ -75,3 +75,18 @@ def put(cache_dir: Path, path: Path, raw: bytes, doc: Doc) -> None:
         os.replace(tmp, dst)
     except (OSError, ValueError, TypeError):
         pass
+
+
+class ParseCache:
+    """What yamldoc.load_file takes as its cache: the entries of one folder."""
+
+    min_bytes = MIN_BYTES
+
+    def __init__(self, cache_dir: Path):
+        self.dir = cache_dir
+
+    def get(self, path: Path, raw: bytes, file: str) -> Doc | None:
+        return get(self.dir, path, raw, file)
+
+    def put(self, path: Path, raw: bytes, doc: Doc) -> None:
+        put(self.dir, path, raw, doc)

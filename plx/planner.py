@@ -5,12 +5,12 @@ from __future__ import annotations
 import gc
 import glob
 import re
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 from . import fanout
+from .dag import topological, upstream_closure
 from .errors import RunError, UsageError, ValidationError, did_you_mean
 from .loader import Library, upstream_of
 from .model import MISSING, Graph, Node, Operation, ParamSpec, binding, check_param_value, parse_ref
@@ -48,56 +48,6 @@ class Plan:
     outputs: dict[str, Source]  # the graph's named outputs
     inputs: dict[str, list[Path]]  # the graph's input files as resolved
     params: dict[str, Any]  # the graph params' values
-
-
-def find_cycle(adjacency: dict[str, list[str]]) -> list[str] | None:
-    """Nodes on one cycle of a directed graph (edges node -> its upstream), or None."""
-    WHITE, GREY, BLACK = 0, 1, 2
-    color = dict.fromkeys(adjacency, WHITE)
-    for start in adjacency:
-        if color[start] != WHITE:
-            continue
-        stack: list[tuple[str, int]] = [(start, 0)]
-        path: list[str] = [start]
-        color[start] = GREY
-        while stack:
-            node, i = stack[-1]
-            nexts = adjacency.get(node, [])
-            if i < len(nexts):
-                stack[-1] = (node, i + 1)
-                nxt = nexts[i]
-                if color.get(nxt, BLACK) == GREY:
-                    cycle = path[path.index(nxt) :]
-                    return list(reversed(cycle)) if len(cycle) > 1 else cycle
-                if color.get(nxt) == WHITE:
-                    color[nxt] = GREY
-                    stack.append((nxt, 0))
-                    path.append(nxt)
-            else:
-                color[node] = BLACK
-                stack.pop()
-                path.pop()
-    return None
-
-
-def topological(nodes: dict[str, Any], upstream: dict[str, set[str]]) -> list[str]:
-    """Node ids so that each comes after its upstream (Kahn), keeping file order among peers."""
-    indeg = {n: len([u for u in upstream[n] if u in nodes]) for n in nodes}
-    down: dict[str, list[str]] = {n: [] for n in nodes}
-    for n, ups in upstream.items():
-        for u in ups:
-            if u in down:
-                down[u].append(n)
-    ready = deque(n for n in nodes if indeg[n] == 0)
-    out: list[str] = []
-    while ready:
-        n = ready.popleft()
-        out.append(n)
-        for d in down[n]:
-            indeg[d] -= 1
-            if indeg[d] == 0:
-                ready.append(d)
-    return out
 
 
 def resolve_graph_inputs(lib: Library, graph: Graph, given: dict[str, list[Path]]) -> dict[str, list[Path]]:
@@ -379,10 +329,5 @@ def _select(tasks: dict[str, Task], targets: list[str]) -> dict[str, Task]:
             hint = did_you_mean(t, list(tasks))
             raise UsageError(f"no node '{t}' in the graph" + (f" ({hint})" if hint else ""))
         wanted.update(matched)
-    stack = list(wanted)
-    while stack:
-        for d in tasks[stack.pop()].deps:
-            if d not in wanted:
-                wanted.add(d)
-                stack.append(d)
+    wanted = upstream_closure(wanted, lambda tid: tasks[tid].deps)
     return {tid: t for tid, t in tasks.items() if tid in wanted}

@@ -480,7 +480,7 @@ class KeyLock:
 
     A byte-range lock (fcntl) on one `locks` file, at an offset derived from the key: no file per
     key, and the kernel releases it when its holder dies, so a SIGKILLed plx never blocks the next.
-    Locks are per process, so each plx coordinates its own tasks in memory (Engine.inflight).
+    Locks are per process, so each plx coordinates its own tasks in memory (CacheGate.inflight).
     """
 
     def __init__(self, store: Store, key: str):

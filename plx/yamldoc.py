@@ -90,9 +90,9 @@ def load_text(text: str, file: str) -> Doc:
         loader.dispose()
 
 
-def load_file(path: Path, display: str | None = None, cache_dir: Path | None = None) -> Doc:
+def load_file(path: Path, display: str | None = None, cache: Any = None) -> Doc:
     """Read and parse one YAML file; every problem becomes a ValidationError naming it.
-    With cache_dir, a large file's Doc is kept there and read back while its bytes are the same."""
+    With a cache (parsecache.ParseCache), a large file's Doc is kept and read back while its bytes are the same."""
     file = display or str(path)
     try:
         raw = path.read_bytes()
@@ -110,21 +110,13 @@ def load_file(path: Path, display: str | None = None, cache_dir: Path | None = N
         raise _fail(file, line, col, "the file is not UTF-8 text", "is it a binary file? save YAML as UTF-8") from None
     if "\x00" in text:
         raise _fail(file, 1, 1, "the file holds NUL bytes: it is binary, not YAML")
-    if cache_dir is None or len(raw) < parsecache_min_bytes():
+    if cache is None or len(raw) < cache.min_bytes:
         return load_text(text, file)
-    from . import parsecache
-
-    doc = parsecache.get(cache_dir, path, raw, file)
+    doc = cache.get(path, raw, file)
     if doc is None:
         doc = load_text(text, file)
-        parsecache.put(cache_dir, path, raw, doc)
+        cache.put(path, raw, doc)
     return doc
-
-
-def parsecache_min_bytes() -> int:
-    from .parsecache import MIN_BYTES
-
-    return MIN_BYTES
 
 
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}

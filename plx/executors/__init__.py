@@ -1,4 +1,4 @@
-"""Where node processes run: the local process pool, or a Dask distributed cluster."""
+"""Where node processes run: the local process pool, or a Dask distributed cluster (see base.py for the interface)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,30 @@ import queue
 from typing import Any
 
 from ..errors import UsageError
+from .base import Executor, register, registered
 
 
-def make_executor(opts: Any, results: queue.Queue[Any]) -> Any:
-    """The executor named by the run options; both report Finished events on `results`."""
-    if opts.executor == "local":
-        from .local import LocalExecutor
+def _local(opts: Any, results: queue.Queue[Any]) -> Executor:
+    from .local import LocalExecutor
 
-        return LocalExecutor(results, opts.jobs)
-    if opts.executor == "dask":
-        if not opts.scheduler:
-            raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT")
-        from .dask import DaskExecutor
+    return LocalExecutor(results, opts.jobs)
 
-        return DaskExecutor(results, opts.scheduler, remote=getattr(opts, "remote", None))
-    raise UsageError(f"unknown executor '{opts.executor}' (local or dask)")
+
+def _dask(opts: Any, results: queue.Queue[Any]) -> Executor:
+    if not opts.scheduler:
+        raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT")
+    from .dask import DaskExecutor
+
+    return DaskExecutor(results, opts.scheduler, remote=getattr(opts, "remote", None))
+
+
+register("local", _local)
+register("dask", _dask)
+
+
+def make_executor(opts: Any, results: queue.Queue[Any]) -> Executor:
+    """The executor named by the run options; each reports Finished events on `results`."""
+    factory = registered().get(opts.executor)
+    if factory is None:
+        raise UsageError(f"unknown executor '{opts.executor}' ({' or '.join(registered())})")
+    return factory(opts, results)

@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunError
-from .local import GRACE_SECONDS, Finished, Job, stop_group
+from .base import Finished, Job
+from .local import GRACE_SECONDS, stop_group
 
 # On each worker: the processes it is running for plx, by task key, so plx can cancel them.
 _RUNNING: dict[str, subprocess.Popen[bytes]] = {}

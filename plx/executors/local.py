@@ -11,37 +11,13 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import procs
+from .base import NOT_STARTED, Finished, Job
 
 GRACE_SECONDS = float(os.environ.get("PLX_KILL_GRACE", "2"))
-NOT_STARTED = "canceled before it started"
-
-
-@dataclass
-class Job:
-    id: str
-    argv: list[str]
-    env: dict[str, str]  # added to the environment of the process that runs the node
-    cwd: Path
-    stdout: Path
-    stderr: Path
-    timeout: float | None  # seconds
-    before: Callable[[], None] | None = None  # run first, where the job runs (placing the inputs)
-    resources: dict[str, float] | None = None  # what the node declared, as Dask worker resources
-
-
-@dataclass
-class Finished:
-    id: str
-    exit_code: int | None
-    timed_out: bool
-    started: float
-    ended: float
-    error: str | None = None  # the process could not be started (or was not, being canceled first)
 
 
 @functools.lru_cache(maxsize=64)
@@ -412,6 +388,10 @@ class LocalExecutor:
         if self._null is not None:
             os.close(self._null)
             self._null = None
+
+    def check_resources(self, requests: dict[str, Any]) -> list[str]:
+        """Local requests are checked against this machine before the run (resources.check_requests)."""
+        return []
 
     def cancel_all(self, hard: bool = False) -> None:
         """Stop every running job's whole process group (TERM, then KILL; KILL at once if hard).

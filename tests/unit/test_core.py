@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from plx.dag import find_cycle
 from plx.errors import ValidationError
 from plx.hashing import explain, key_of, task_recipe
 from plx.model import Operation, OutputSpec, ParamSpec, check_param_value, parse_param_text
-from plx.planner import find_cycle
 from plx.yamldoc import load_text
 
 

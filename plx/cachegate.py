@@ -1,0 +1,222 @@
+"""The cache gate: a task's cache key (one function, for the run and for `--dry-run`'s explanation),
+lookups, the in-run dedup (one task per key computes it, the others wait), the cross-process dedup
+(the key's OS lock) and the hook of the remote tier's read-through.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .environment import differences as environment_differences
+from .errors import RunError
+from .extras import Extras
+from .hashing import expand, explain, key_of, operation_recipe, task_recipe
+from .history import History
+from .planner import Plan, Task
+from .project import Project
+from .store import Artifact, KeyLock, Store
+
+
+def task_key(task: Task, inputs: dict[str, list[Artifact]], extra: dict[str, Any], ops_seen: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The cache key of a task and the recipe it hashes: operation, params, its inputs' contents
+    and names, and the operation's extras (sources, python environment). The run and `--dry-run`
+    both call this, so they cannot disagree."""
+    recipe = task_recipe(task.op, task.params, {n: [{"hash": a.hash, "name": a.filename} for a in arts] for n, arts in inputs.items()}, ops_seen, extra=extra)
+    return key_of(recipe), recipe
+
+
+@dataclass
+class Retry:
+    """Look at the cache again for a task: another plx process, or the first of a duplicate, is done."""
+
+    id: str
+    held_slot: bool  # True when the wait occupied a -j slot (waiting on another process)
+
+
+@dataclass
+class Fetched:
+    """The remote's answer for a task's key (a Future of remote.Fetched or None)."""
+
+    id: str
+    future: Any
+
+
+# What CacheGate.look decided for a task.
+HIT = "hit"  # served from the store: outputs given
+DUPLICATE = "duplicate"  # the same key is computed by another task of this run: wait for it
+OTHER_PROCESS = "other process"  # another plx holds the key's lock: a thread waits, then Retry (holds a slot)
+ASKING_REMOTE = "asking the remote"  # a local miss, the lock taken: the remote is asked, then Fetched
+MISS = "miss"  # launch it (the key's lock is held when the task is cacheable and the cache used)
+
+
+class CacheGate:
+    """Between the scheduler and the executor: which tasks need to run, and which key each holds.
+
+    Events it causes (Retry, Fetched) are put on the engine's queue; Retry events of tasks that hold
+    no slot are counted in `retries`, so the loop knows to wait for them."""
+
+    def __init__(self, store: Store, events: queue.Queue[Any], remote: Any = None, use_cache: bool = True, lock: Callable[[Store, str], Any] = KeyLock) -> None:
+        self.store = store
+        self.events = events
+        self.remote = remote
+        self.use_cache = use_cache
+        self._lock = lock
+        self.keys: dict[str, str] = {}
+        self.recipes: dict[str, dict[str, Any]] = {}
+        self.locks: dict[str, Any] = {}  # task -> the KeyLock it holds
+        self.unlock_after_commit: list[Any] = []  # locks of keys whose cache entries are not committed yet
+        self.inflight: dict[str, str] = {}  # key -> the task computing it in this run
+        self.waiting: dict[str, list[str]] = {}  # key -> tasks of this run waiting on it
+        self.retries = 0  # Retry events queued for tasks that hold no slot
+
+    def key(self, task: Task, inputs: dict[str, list[Artifact]], extra: dict[str, Any]) -> str:
+        key, self.recipes[task.id] = task_key(task, inputs, extra)
+        self.keys[task.id] = key
+        return key
+
+    def look(self, task: Task) -> tuple[str, dict[str, Artifact] | None]:
+        """What to do with a task whose key is known (see HIT ... MISS); the outputs of a hit."""
+        tid, key = task.id, self.keys[task.id]
+        if not (task.cacheable and self.use_cache):
+            if task.cacheable:
+                self.inflight[key] = tid
+            return MISS, None
+        if self.inflight.get(key) not in (None, tid):
+            self.waiting.setdefault(key, []).append(tid)
+            return DUPLICATE, None  # settled later, when the first one finishes
+        hit = self.store.lookup(key)
+        if hit is not None:
+            return HIT, hit
+        lock = self._lock(self.store, key)
+        if not lock.try_acquire():
+            self._wait_other(tid, lock)
+            self.inflight[key] = tid
+            return OTHER_PROCESS, None
+        hit = self.store.lookup(key)  # it may have finished between our look and the lock
+        if hit is not None:
+            lock.release()
+            return HIT, hit
+        self.locks[tid] = lock
+        self.inflight[key] = tid
+        if self.remote is not None and self.remote.usable:
+            # A local miss: ask the remote off the loop's thread (the key's lock is held meanwhile).
+            future = self.remote.submit(self.remote.fetch, key, self.store)
+            future.add_done_callback(lambda f, tid=tid: self.events.put(Fetched(tid, f)))
+            return ASKING_REMOTE, None
+        return MISS, None
+
+    def _wait_other(self, tid: str, lock: Any) -> None:
+        """Another plx process is computing this key: wait for it off the main thread."""
+
+        def wait_other() -> None:
+            try:
+                lock.wait()
+            finally:  # whatever happened, the task looks at the cache again
+                self.events.put(Retry(tid, held_slot=True))
+
+        threading.Thread(target=wait_other, daemon=True).start()
+
+    def has_waiters(self, tid: str) -> bool:
+        return bool(self.waiting.get(self.keys[tid]))
+
+    def waiters(self, tid: str) -> list[str]:
+        """Once tid is done (success or cached), the tasks of this run waiting on its key: they are served its outputs."""
+        key = self.keys.get(tid)
+        if key is None:
+            return []
+        if self.inflight.get(key) == tid:
+            del self.inflight[key]
+        return self.waiting.pop(key, [])
+
+    def release(self, tid: str, ok: bool) -> None:
+        """tid is done (ok: success or cached) or failed: its key's lock goes once its entry is
+        committed; when it failed, the tasks waiting on its key look again (Retry), each computing it
+        itself when its turn comes."""
+        lock = self.locks.pop(tid, None)
+        if lock:
+            self.unlock_after_commit.append(lock)
+        key = self.keys.get(tid)
+        if key and self.inflight.get(key) == tid:
+            del self.inflight[key]
+            if not ok:
+                for other in self.waiting.pop(key, []):
+                    self.retries += 1
+                    self.events.put(Retry(other, held_slot=False))
+
+    def committed(self) -> None:
+        """The cache entries are committed: other plx processes waiting on those keys may go."""
+        for lock in self.unlock_after_commit:
+            lock.release()
+        self.unlock_after_commit.clear()
+
+    def close(self) -> None:
+        for lock in [*self.unlock_after_commit, *self.locks.values()]:
+            lock.release()
+
+
+def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
+    """For --dry-run: per task, whether it would come from cache or run, and why."""
+    store = Store(project.store)
+    extras = Extras(project, store)
+    history = History(project.store)
+    last = _last_recipes(history, plan.graph.name, set(plan.tasks))
+    op_recipes: dict[str, Any] = {}
+    known: dict[str, dict[str, Artifact] | None] = {}
+    rows = []
+    work: dict[str, str] = {}  # task -> what identifies its work before its key is known (for sweeps)
+    for tid, task in plan.tasks.items():
+        unknown = [s.task for ss in task.inputs.values() for s in ss if s.task and known.get(s.task) is None]
+        if unknown:
+            known[tid] = None
+            # Its key depends on outputs not made yet: the same operation, params and upstream work
+            # is the same work (two combinations of a sweep sharing it run it once).
+            ins_w = {n: [f"{work[s.task]}.{s.output}" if s.task else str(s.path) for s in ss] for n, ss in task.inputs.items()}
+            work[tid] = key_of({"operation": operation_recipe(task.op), "params": task.params, "after": ins_w})
+            row = {"node": tid, "action": "run", "why": [f"after upstream {', '.join(sorted(set(unknown)))} runs"]}
+            rows.append({**row, "work": work[tid]} if task.cacheable else row)
+            continue
+        ins = {
+            name: [known[s.task][s.output] if s.task else store.hash_input(s.path, task.op.input(name).type) for s in sources]  # type: ignore[index,arg-type,union-attr]
+            for name, sources in task.inputs.items()
+        }
+        key, recipe = task_key(task, ins, extras.of(task.op), op_recipes)
+        work[tid] = key
+        hit = store.lookup(key) if task.cacheable else None
+        known[tid] = hit
+        if hit is not None:
+            rows.append({"node": tid, "action": "cached", "why": [], "cache_key": key})
+        elif not task.cacheable:
+            rows.append({"node": tid, "action": "run", "why": ["not cacheable"], "cache_key": key})
+        else:
+            why = explain(last.get(tid), recipe)
+            old_env, new_env = (last.get(tid) or {}).get("_environment"), extras.environments.get(recipe.get("environment") or "")
+            changes = environment_differences(old_env, new_env)
+            if changes:
+                shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
+                why = [f"python environment changed: {shown}" if w.startswith("python environment changed") else w for w in why]
+            rows.append({"node": tid, "action": "run", "why": why, "cache_key": key, "work": key})
+    store.close()
+    return rows
+
+
+def _last_recipes(history: History, graph: str, wanted: set[str], scan: int = 50) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for run_id in history.ids()[:scan]:
+        try:
+            data = history.load(run_id)
+        except (OSError, ValueError, RunError):  # a damaged record explains nothing
+            continue
+        if data.get("graph") != graph:
+            continue
+        for tid, node in data.get("nodes", {}).items():
+            if tid in wanted and tid not in found and node.get("recipe"):
+                found[tid] = expand(node["recipe"], data.get("op_recipes") or {})
+                env = found[tid].get("environment")
+                if env and env in (data.get("environments") or {}):  # its packages, for --dry-run to name what changed
+                    found[tid] = {**found[tid], "_environment": data["environments"][env]}
+        if len(found) == len(wanted):
+            break
+    return found
