@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # on 2026-11-26 (485 tests); keep it a little under what the whole suite measures.
 COVERAGE_FLOOR ?= 90
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-plx clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,23 @@ test: $(BIN)/python
 	$(BIN)/python -m coverage report --format=total --fail-under=$(COVERAGE_FLOOR) > /dev/null || { $(BIN)/python -m coverage report --sort=cover | tail -15; echo "coverage below the floor of $(COVERAGE_FLOOR)%"; exit 1; }
 	@echo "coverage: $$($(BIN)/python -m coverage report --format=total)% of plx/ (floor $(COVERAGE_FLOOR)%; tests and the plx processes they start)"
 
-bench: $(BIN)/python
+# The benchmark suite against make, doit and Snakemake (pinned, in their own venv): writes BENCHMARKS.md.
+# Not part of `make test`: figures from a shared machine are noisy. `make bench-plx` runs plx's own micro-benchmarks.
+BENCH_VENV := bench/.venv
+DOIT_VERSION := 0.37.0
+SNAKEMAKE_VERSION := 9.27.1
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/bin/snakemake:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q doit==$(DOIT_VERSION) snakemake==$(SNAKEMAKE_VERSION)
+
+bench: $(BENCH_VENV)/bin/snakemake
+	$(BENCH_VENV)/bin/pip install -q -e .
+	$(BENCH_VENV)/bin/python bench/suite.py $(BENCH_ARGS)
+
+bench-plx: $(BIN)/python
 	$(BIN)/pip install -q -e .
 	$(BIN)/python bench/run_all.py
 

@@ -25,6 +25,7 @@ from .model import (
     check_param_value,
     parse_ref,
 )
+from .parsecache import ParseCache
 from .project import Project
 from .yamldoc import Doc, load_file
 
@@ -125,7 +126,7 @@ class Library:
         if path in self.files:
             return self.files[path]
         try:
-            doc = load_file(path, self.display(path))
+            doc = load_file(path, self.display(path), ParseCache(self.project.store / "parsed"))
         except ValidationError as exc:
             loaded = Loaded(None, None, list(exc.diagnostics))
             self.files[path] = loaded

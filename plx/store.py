@@ -95,6 +95,7 @@ class Store:
     def __init__(self, root: Path):
         self.root = root
         self.objects = root / "objects"
+        self._objects_str = str(self.objects)
         self.tmp = root / "tmp"
         self.locks = root / "key-locks"
         for d in (self.objects, self.tmp):
@@ -222,7 +223,7 @@ class Store:
     # ---- hashing with the stat cache ----
 
     @staticmethod
-    def _stat_key(path: Path, st: os.stat_result) -> str:
+    def _stat_key(path: Path | str, st: os.stat_result) -> str:
         return f"{path}\x00{st.st_size}\x00{st.st_mtime_ns}\x00{st.st_ino}\x00{st.st_ctime_ns}"
 
     def hash_path(self, path: Path) -> str:
@@ -362,7 +363,8 @@ class Store:
         return all(self._object_ok(h) for h in hashes)
 
     def _object_ok(self, h: str) -> bool:
-        p = self.object_path(h)
+        # a str path, the same text as str(object_path(h)): pathlib costs more than the lstat here
+        p = f"{self._objects_str}/{h[:2]}/{h[2:]}"
         try:
             st = os.lstat(p)
         except FileNotFoundError:

@@ -34,9 +34,13 @@ class Doc:
     key_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     block_scalars: set[Path_] = field(default_factory=set)  # `|` and `>` values: text starts a line below
     source: dict[Path_, str] = field(default_factory=dict)  # how non-string scalars were written (0123)
+    lazy_marks: Any = None  # a parsed-file cache's marks, decoded when first needed (parsecache)
 
     def where(self, path: Path_, key: bool = False) -> tuple[int | None, int | None]:
         """Line and column (1-based) of the value (or key) at path, or its nearest ancestor."""
+        if self.lazy_marks is not None:
+            self.lazy_marks, decode = None, self.lazy_marks
+            decode(self)
         p = tuple(path)
         if key and p in self.key_marks:
             return self.key_marks[p]
@@ -86,8 +90,9 @@ def load_text(text: str, file: str) -> Doc:
         loader.dispose()
 
 
-def load_file(path: Path, display: str | None = None) -> Doc:
-    """Read and parse one YAML file; every problem becomes a ValidationError naming it."""
+def load_file(path: Path, display: str | None = None, cache: Any = None) -> Doc:
+    """Read and parse one YAML file; every problem becomes a ValidationError naming it.
+    With a cache (parsecache.ParseCache), a large file's Doc is kept and read back while its bytes are the same."""
     file = display or str(path)
     try:
         raw = path.read_bytes()
@@ -105,7 +110,13 @@ def load_file(path: Path, display: str | None = None) -> Doc:
         raise _fail(file, line, col, "the file is not UTF-8 text", "is it a binary file? save YAML as UTF-8") from None
     if "\x00" in text:
         raise _fail(file, 1, 1, "the file holds NUL bytes: it is binary, not YAML")
-    return load_text(text, file)
+    if cache is None or len(raw) < cache.min_bytes:
+        return load_text(text, file)
+    doc = cache.get(path, raw, file)
+    if doc is None:
+        doc = load_text(text, file)
+        cache.put(path, raw, doc)
+    return doc
 
 
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}

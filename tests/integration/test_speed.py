@@ -1,0 +1,132 @@
+"""Issue 16: plain progress scales with the graph (routine state changes summarized), and the bench scripts stay loadable."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from plx.report import PlainReporter
+from tests.conftest import Project
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _counts(err: str, state: str) -> tuple[int, int]:
+    """(lines about `state`, nodes those lines stand for)."""
+    lines = [line for line in err.splitlines() if re.match(rf"\[ *[\d.]+s\] {state} ", line)]
+    nodes = 0
+    for line in lines:
+        m = re.search(rf"{state} +(\d+) nodes \(", line)
+        nodes += int(m.group(1)) if m else 1
+    return len(lines), nodes
+
+
+def test_plain_progress_summarizes_routine_nodes_and_names_failures(project: Project) -> None:
+    n = 1001  # a large run (over PlainReporter.LARGE nodes): routine changes are summarized every 10 s
+    project.write(
+        "operations/e.yaml", "kind: operation\nname: e\nrunner: command\nparams: [{name: i, type: int}]\noutputs: [{name: out}]\ncmd: echo $PARAM_I > $OUTPUT_OUT\n"
+    )
+    project.write("operations/bad.yaml", "kind: operation\nname: bad\nrunner: command\noutputs: [{name: out}]\ncmd: exit 3\n")
+    body = "kind: graph\nname: g\nnodes:\n" + "".join(f"  n{i}: {{operation: e, params: {{i: {i}}}}}\n" for i in range(n))
+    project.write("graphs/g.yaml", body)
+    cold = project.plx("run", "graphs/g.yaml", "-j", "2")
+    assert cold.code == 0, cold
+    run_lines, ran = _counts(cold.err, "running")
+    ok_lines, succeeded = _counts(cold.err, "success")
+    assert ran == n and succeeded == n, cold.err  # every node is accounted for
+    assert run_lines + ok_lines < 50, cold.err  # but not one line each
+    noop = project.plx("run", "graphs/g.yaml", "-j", "2")
+    lines, cached = _counts(noop.err, "cached")
+    assert cached == n and lines <= 2, noop.err
+    assert f"{n} cached" in noop.err
+    project.write("graphs/g.yaml", body + "  boom: {operation: bad}\n")
+    failing = project.plx("run", "graphs/g.yaml", "-j", "2")
+    assert failing.code == 1
+    assert re.search(r"\] failed +boom \(", failing.err), failing.err  # a failure keeps its own line
+    assert _counts(failing.err, "cached")[1] == n
+
+
+def test_plain_reporter_batches_keep_failures_and_slow_nodes() -> None:
+    out = io.StringIO()
+    r = PlainReporter(out=out)
+    r.EVERY, r.BATCH = 0.0, 5  # a summary at each flush, of more than 5 nodes
+    for i in range(1000):
+        r.node_state(f"n{i}", "cached", {})
+    r.node_state("x", "failed", {"reason": "exit code 1"})
+    r.node_state("a", "running", {})
+    r.node_state("b", "running", {})
+    r.flush()
+    text = out.getvalue()
+    assert "cached   1000 nodes (n0 … n999)" in text and text.count("cached") == 1
+    assert "failed   x (exit code 1)" in text and "running  a" in text and "running  b" in text  # few: named
+    out.truncate(0)
+    out.seek(0)
+    r.SLOW = 0.0  # the nodes started within a summary that run long get their own line
+    for i in range(10):
+        r.node_state(f"s{i}", "running", {})
+    r.flush()
+    assert "running  10 nodes (s0 … s9)" in out.getvalue()
+    r.flush()
+    assert "running  s3 (0 s so far)" in out.getvalue()
+    r.node_state("late", "success", {"duration": 7.0})
+    r.flush()
+    assert "success  late (7.00 s)" in out.getvalue()
+
+
+def test_bench_suite_loads_and_has_help() -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "bench/suite.py"), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "make bench" in r.stdout, r.stderr
+
+
+def test_large_graph_parse_cache_follows_the_bytes(project: Project) -> None:
+    """A large YAML file's parsed form is kept under <store>/parsed/; it is used only for the same bytes."""
+    import os
+
+    project.write(
+        "operations/e.yaml", "kind: operation\nname: e\nrunner: command\nparams: [{name: i, type: int}]\noutputs: [{name: out}]\ncmd: echo $PARAM_I > $OUTPUT_OUT\n"
+    )
+    nodes = "".join(f"  n{i:05d}: {{operation: e, params: {{i: {i}}}}}\n" for i in range(3000))  # > 64 KB
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n" + nodes)
+    first = project.plx("validate", "graphs/g.yaml")
+    assert first.code == 0, first
+    parsed = list((project.root / ".plx/parsed").iterdir())
+    assert len(parsed) == 1
+    assert project.plx("validate", "graphs/g.yaml").code == 0
+    # the same size and mtime, one byte different: an error on the right line, not the cached graph
+    path = project.root / "graphs/g.yaml"
+    st = path.stat()
+    text = path.read_text().replace("n02999: {operation: e", "n02999: {operation: f", 1)
+    path.write_text(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    bad = project.plx("validate", "graphs/g.yaml")
+    assert bad.code == 1 and "g.yaml:3003:23:" in bad.err and "'f'" in bad.err, bad
+    again = project.plx("validate", "graphs/g.yaml")  # from the parsed cache now: the same position
+    assert again.code == 1 and again.err == bad.err, again
+    # a damaged cache entry is a miss, and is rewritten
+    parsed[0].write_text('{"format": "plx-parsed-2", "hash": ')
+    path.write_text(text.replace("operation: f", "operation: e"))
+    assert project.plx("validate", "graphs/g.yaml").code == 0
+    assert len(list((project.root / ".plx/parsed").iterdir())) == 1 and parsed[0].read_text().startswith('{"format"')
+    r = project.plx("run", "graphs/g.yaml", "--dry-run")
+    assert r.code == 0 and r.out.count("\n") == 3002, r.out[-500:]  # header, rule, 3,000 rows (the fast table)
+
+
+def test_fast_table_matches_tabulate() -> None:
+    import random
+    import string
+
+    from tabulate import tabulate
+
+    from plx.report import _plain_table
+
+    rnd = random.Random(7)
+    for _ in range(300):
+        ncol = rnd.randint(1, 6)
+        headers = ["".join(rnd.choice(string.ascii_letters + " ") for _ in range(rnd.randint(0, 8))) for _ in range(ncol)]
+        cell = lambda: rnd.choice([None, "", " x ", "".join(rnd.choice(string.printable[:94] + " ") for _ in range(rnd.randint(0, 20)))])  # noqa: E731
+        rows = [[cell() for _ in range(ncol)] for _ in range(rnd.randint(0, 30))]
+        assert _plain_table(rows, headers) == tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    assert _plain_table([["é"]], ["h"]) is None and _plain_table([[1]], ["h"]) is None and _plain_table([["a\nb"]], ["h"]) is None
