@@ -29,6 +29,7 @@ from .planner import Plan, Source, Task
 from .project import Project
 from .recorder import NullReporter as NullReporter
 from .recorder import Recorder, Reporter, input_json
+from .records import NodeState
 from .resources import Pool, check_requests, gpu_ids, machine_memory
 from .runners import prepare
 from .scheduler import DONE_OK, Scheduler, drain
@@ -109,7 +110,7 @@ class Engine:
         self.recorder = Recorder(project, opts, reporter, [m.label for m in self.members], self.member, self.local)
         self.workspace = Workspace(self.store)
         self.sched: Scheduler | None = None  # set up by run_all, once the resource pool is known
-        self.state: dict[str, str] = dict.fromkeys(self.tasks, "pending")
+        self.state: dict[str, str] = dict.fromkeys(self.tasks, NodeState.PENDING)
         self.results: dict[str, dict[str, Avail]] = {}
         self.op_recipes: dict[str, Any] = {}  # operation recipe hash -> recipe, kept once per run
         # Nodes done whose cache entries await the next commit: reported `success`, and their
@@ -191,8 +192,8 @@ class Engine:
             self.executor.close()
             self.workspace.close([r.id for r in self.records])
         for t, st in self.state.items():
-            if st in ("pending", "running"):
-                self._set(t, "canceled" if self.interrupted else "skipped")
+            if st in (NodeState.PENDING, NodeState.RUNNING):
+                self._set(t, NodeState.CANCELED if self.interrupted else NodeState.SKIPPED)
         out = self.recorder.finish(self.interrupted, self.failed)
         if self.interrupted:
             raise Interrupted(f"run {', '.join(r['id'] for r in out)} canceled")
@@ -361,14 +362,14 @@ class Engine:
             self._serve(tid, hit)
             return False
         if verdict == DUPLICATE:
-            self._set(tid, "pending", waiting_for=self.gate.inflight[key])
+            self._set(tid, NodeState.PENDING, waiting_for=self.gate.inflight[key])
             return False  # settled later, when the first one finishes
         if verdict == OTHER_PROCESS:
-            self._set(tid, "pending", waiting_for="another plx process")
+            self._set(tid, NodeState.PENDING, waiting_for="another plx process")
             return True
         if verdict == ASKING_REMOTE:
             self.fetching[tid] = ins
-            self._set(tid, "pending", waiting_for="the remote")
+            self._set(tid, NodeState.PENDING, waiting_for="the remote")
             return False
         return self._launch(task, ins, key)
 
@@ -388,7 +389,7 @@ class Engine:
             return False
         if fetched is not None:
             self._warn(f"remote {self.remote.shown}: the objects of cache entry {key[:12]} are not intact here after download: not used")
-        if self.stopping or self.state[tid] != "pending":
+        if self.stopping or self.state[tid] != NodeState.PENDING:
             self._release(tid)
             return False
         self.missed[tid] = ins
@@ -449,7 +450,7 @@ class Engine:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return self._not_launched(tid, lines, wlog, f"cannot start the node: {why}", f"cannot start the node: {why}")
         self.recorder.worker(tid, lines)
-        self._set(tid, "running", started=now_iso(), cache_key=key, logs=self.recorder.logs(tid), **({"attempt": attempt} if attempt > 1 or task.retries else {}))
+        self._set(tid, NodeState.RUNNING, started=now_iso(), cache_key=key, logs=self.recorder.logs(tid), **({"attempt": attempt} if attempt > 1 or task.retries else {}))
         return True
 
     def _job_env(self, task: Task, prepared: dict[str, str], attempt: int, wlog: Any) -> dict[str, str]:
@@ -474,7 +475,7 @@ class Engine:
         return False
 
     def _fail_now(self, tid: str, reason: str) -> None:
-        self._set(tid, "failed", reason=reason, exit_code=None, cache_key=self.gate.keys.get(tid))
+        self._set(tid, NodeState.FAILED, reason=reason, exit_code=None, cache_key=self.gate.keys.get(tid))
         self._release(tid)
         self._after_failure(tid)
 
@@ -496,7 +497,7 @@ class Engine:
             if state is None:
                 problem = self.workspace.check(task, tid, read)
                 if problem:
-                    state, reason = "failed", problem
+                    state, reason = NodeState.FAILED, problem
             if state is not None:
                 if reason:
                     wlog(f"failed: {reason}")
@@ -506,7 +507,7 @@ class Engine:
                 stored = self.workspace.store_outputs(task, tid, read, wlog)
             except StoreFailed as exc:
                 wlog(f"failed: {exc}")
-                self._set(tid, "failed", reason=str(exc), **common)
+                self._set(tid, NodeState.FAILED, reason=str(exc), **common)
                 self._release(tid)
                 self._after_failure(tid)
                 return
@@ -520,7 +521,7 @@ class Engine:
             n = len(self.attempts[tid]) + 1
             common["attempts"] = [
                 *self.attempts[tid],
-                {"attempt": n, "state": "success", "exit_code": ev.exit_code, "duration": common["duration"], "finished": common["finished"]},
+                {"attempt": n, "state": NodeState.SUCCESS, "exit_code": ev.exit_code, "duration": common["duration"], "finished": common["finished"]},
             ]
         info = {"outputs": {n: a.to_json() for n, a in stored.items()}, **common}
         if task.cacheable:
@@ -542,20 +543,20 @@ class Engine:
     def _outcome(self, ev: Finished, task: Task, wlog: Any) -> tuple[str | None, str]:
         """The state of a node whose process ended, and why, judged by the process alone (None: it succeeded)."""
         if ev.error is not None:  # no process ran
-            return ("canceled" if ev.error == NOT_STARTED else "failed"), ev.error
+            return (NodeState.CANCELED if ev.error == NOT_STARTED else NodeState.FAILED), ev.error
         wlog(f"exit code {ev.exit_code}, {round(ev.ended - ev.started, 3):.3f} s" + (" (killed: timeout)" if ev.timed_out else ""))
         # A node that fails while the run stops at a first failure failed on its own (plx
         # lets running nodes finish): `failed` with its reason, never `canceled`.
         if ev.timed_out:
-            return "timeout", f"timed out after {task.timeout} min; the process group was killed"
+            return NodeState.TIMEOUT, f"timed out after {task.timeout} min; the process group was killed"
         if ev.exit_code != 0:
-            return "failed", _exit_reason(ev.exit_code, self.recorder.rec(ev.id).log(self.local[ev.id], "stderr"))
+            return NodeState.FAILED, _exit_reason(ev.exit_code, self.recorder.rec(ev.id).log(self.local[ev.id], "stderr"))
         return None, ""
 
     def _failed(self, tid: str, ev: Finished, state: str, reason: str, common: dict[str, Any], lines: list[str]) -> None:
         """A node did not succeed: try it again if it has retries left, else record it."""
         task = self.tasks[tid]
-        if task.retries and state != "canceled":
+        if task.retries and state != NodeState.CANCELED:
             n = len(self.attempts.setdefault(tid, [])) + 1
             self.attempts[tid].append(
                 {"attempt": n, "state": state, "exit_code": ev.exit_code, "reason": reason, "duration": common["duration"], "finished": common["finished"]}
@@ -569,7 +570,7 @@ class Engine:
             common["attempts"] = self.attempts[tid]
         self._set(tid, state, **({"reason": reason} if reason else {}), **common)
         self._release(tid)
-        if state != "canceled":
+        if state != NodeState.CANCELED:
             self._after_failure(tid)
 
     def _cache(self, tid: str, stored: dict[str, Artifact], wlog: Any) -> None:
@@ -584,7 +585,7 @@ class Engine:
 
     def _succeed(self, tid: str, info: dict[str, Any]) -> None:
         """Record and report tid's success; release the tasks it (and its waiters) made ready."""
-        self._set(tid, "success", **info)
+        self._set(tid, NodeState.SUCCESS, **info)
         self._release(tid)
         self._done([tid, *self._serve_waiters(tid)])
 
@@ -649,7 +650,7 @@ class Engine:
             + [f"{now} output {n}: {a.hash} ({a.type}, {a.size} bytes) from {where}\n" for n, a in outputs.items()],
         )
         extra = {"source": "remote"} if remote else {}
-        self._set(tid, "cached", cache_key=key, exit_code=None, duration=0.0, outputs={n: a.to_json() for n, a in outputs.items()}, **extra)
+        self._set(tid, NodeState.CACHED, cache_key=key, exit_code=None, duration=0.0, outputs={n: a.to_json() for n, a in outputs.items()}, **extra)
 
     def _release(self, tid: str) -> None:
         self.gate.release(tid, ok=self.state[tid] in DONE_OK)
@@ -674,15 +675,15 @@ class Engine:
     def _stopped(self, ev: Finished) -> None:
         """A job's end while the run stops: canceled, unless it failed on its own."""
         info: dict[str, Any] = {"exit_code": ev.exit_code, "duration": round(ev.ended - ev.started, 3), "finished": now_iso(), "cache_key": self.gate.keys.get(ev.id)}
-        state = "canceled"
+        state = NodeState.CANCELED
         if ev.error is None and ev.exit_code not in _STOPPED_EXIT_CODES:
             # It failed on its own (e.g. exit 4) while the run was stopping, not by plx's
             # signal: recorded `failed` with its own reason (SPEC §9).
-            state = "failed"
+            state = NodeState.FAILED
             info["reason"] = _exit_reason(ev.exit_code, self.recorder.rec(ev.id).log(self.local[ev.id], "stderr"))
             self.failed.add(self.member[ev.id])
         elif ev.error is not None and ev.error != NOT_STARTED:
-            state, info["reason"] = "failed", ev.error
+            state, info["reason"] = NodeState.FAILED, ev.error
         self._set(ev.id, state, **info)
         self._release(ev.id)
 

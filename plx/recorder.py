@@ -11,6 +11,7 @@ from .hashing import compact, key_of, operation_recipe
 from .history import History, RunRecord, new_run_id, now_iso, take_git_read
 from .planner import Plan, Task
 from .project import Project
+from .records import NodeState, RunState
 from .scheduler import DONE_OK
 from .tracking import merge_tags, run_metrics
 
@@ -82,7 +83,7 @@ class Recorder:
             "id": new_run_id(),
             "graph": plan.graph.name,
             "graph_file": plan.graph.file,
-            "status": "running",
+            "status": RunState.RUNNING,
             "started": now_iso(),
             "finished": None,
             "duration": None,
@@ -98,7 +99,7 @@ class Recorder:
             "inputs": inputs,
             "outputs": {name: {"node": s.task, "output": s.output} if s.task else {"path": str(s.path)} for name, s in plan.outputs.items()},
             "snapshot": self.opts.snapshot or (snapshot(plan, lib) if lib else {}),
-            "nodes": {t: {"state": "pending"} for t in plan.tasks},
+            "nodes": {t: {"state": NodeState.PENDING} for t in plan.tasks},
             "op_recipes": op_recipes,
             "environments": environments,
             "name": self.opts.labels.get("name"),
@@ -161,7 +162,7 @@ class Recorder:
 
     def node(self, tid: str, state: str, recipe: dict[str, Any] | None, info: dict[str, Any]) -> None:
         """A node's new state: appended to its run's events, and reported."""
-        if state in ("failed", "timeout") and "log" not in info:
+        if state in (NodeState.FAILED, NodeState.TIMEOUT) and "log" not in info:
             # The log that explains the failure: the node's stderr if it wrote any, else the worker
             # log, where plx wrote why (inputs not placed, outputs missing, a template error, ...).
             stderr = self.rec(tid).log(self.local[tid], "stderr")
@@ -191,7 +192,7 @@ class Recorder:
         """The final records (with metrics), written; the reporter is told."""
         out = []
         for m, record in enumerate(self.records):
-            status = "canceled" if interrupted else "failed" if m in failed else "success"
+            status = RunState.CANCELED if interrupted else RunState.FAILED if m in failed else RunState.SUCCESS
             record.data["metrics"] = run_metrics(self.project.store, record.data)
             record.finish(status)
             out.append(record.data)

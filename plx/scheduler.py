@@ -7,9 +7,9 @@ from __future__ import annotations
 import queue
 from typing import Any, Callable, Iterable
 
+from .records import DONE_OK as DONE_OK  # the states whose outputs exist (dependents may start)
+from .records import NodeState
 from .resources import Pool, Request
-
-DONE_OK = {"success", "cached"}  # the states whose outputs exist (dependents may start)
 
 
 class Scheduler:
@@ -19,7 +19,7 @@ class Scheduler:
     def __init__(self, deps: dict[str, set[str]], requests: dict[str, Request], pool: Pool) -> None:
         self.requests = requests
         self.pool = pool
-        self.state: dict[str, str] = dict.fromkeys(deps, "pending")
+        self.state: dict[str, str] = dict.fromkeys(deps, NodeState.PENDING)
         self.down: dict[str, set[str]] = {t: set() for t in deps}
         for t, ds in deps.items():
             for d in ds:
@@ -66,7 +66,7 @@ class Scheduler:
 
     def again(self, tid: str, first: bool = True) -> None:
         """tid is ready again (to look at the cache once more, or to run after a remote miss)."""
-        if self.state[tid] == "pending":
+        if self.state[tid] == NodeState.PENDING:
             if first:
                 self.ready.insert(0, tid)
             else:
@@ -79,7 +79,7 @@ class Scheduler:
                 continue
             for d in sorted(self.down[tid]):
                 self.remaining_deps[d].discard(tid)
-                if not self.remaining_deps[d] and self.state[d] == "pending":
+                if not self.remaining_deps[d] and self.state[d] == NodeState.PENDING:
                     self.ready.append(d)
 
     def awaited(self, done: set[str], has_waiters: Callable[[str], bool]) -> bool:
@@ -90,7 +90,7 @@ class Scheduler:
                 return True
             for d in self.down[tid]:
                 rest = self.remaining_deps[d]
-                if self.state[d] == "pending" and len(rest) <= len(done) and rest <= done:
+                if self.state[d] == NodeState.PENDING and len(rest) <= len(done) and rest <= done:
                     return True
         return False
 
@@ -99,7 +99,7 @@ class Scheduler:
         return self.running == 0 and (self.stopping or not self.ready)
 
     def unfinished(self) -> list[str]:
-        return [t for t, st in self.state.items() if st in ("pending", "running")]
+        return [t for t, st in self.state.items() if st in (NodeState.PENDING, NodeState.RUNNING)]
 
 
 def drain(executor: Any, events: queue.Queue[Any], finished: Callable[[Any], None], is_result: Callable[[Any], bool]) -> None:
