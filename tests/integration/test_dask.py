@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,62 +10,19 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project
+from tests.dask_cluster import free_port, start_cluster, stop
 
 # The test extra brings dask; an install without it skips this module with the reason printed.
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install -e '.[test]' brings it)")
 
-DASK = str(Path(sys.executable).parent / "dask")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def scheduler() -> Iterator[str]:
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [
-        subprocess.Popen(
-            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    ]
+    address, procs = start_cluster([([], ["--nworkers", "2", "--nthreads", "1"])], 2)
     try:
-        from distributed import Client
-
-        deadline = time.monotonic() + 60
-        client = None
-        while client is None:
-            try:
-                client = Client(address, timeout=2, set_as_default=False)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        procs.append(
-            subprocess.Popen(
-                [DASK, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        )
-        client.wait_for_workers(2, timeout=60)
-        client.close()
         yield address
     finally:
-        for p in reversed(procs):
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop(procs)
 
 
 def _setup(project: Project) -> None:
@@ -195,6 +148,6 @@ def test_ctrl_c_stops_remote_nodes(project: Project, scheduler: str) -> None:
 
 def test_unreachable_scheduler_is_a_clear_error(project: Project) -> None:
     _setup(project)
-    r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{_free_port()}")
+    r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{free_port()}")
     assert r.code == 1 and "cannot reach the Dask scheduler" in r.err and "Traceback" not in r.err
     assert project.plx("run", "graphs/g.yaml", "--executor", "dask").code == 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,72 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project
+from tests.dask_cluster import start_cluster, stop
 
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install -e '.[test]' brings it)")
 
-DASK = str(Path(sys.executable).parent / "dask")
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_cluster(workers: list[list[str]], n: int) -> tuple[str, list[subprocess.Popen[bytes]]]:
-    """A scheduler on 127.0.0.1 and worker commands (each a prefix before `dask worker ADDRESS`); waits for n workers."""
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [
-        subprocess.Popen(
-            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    ]
-    try:
-        from distributed import Client
-
-        deadline = time.monotonic() + 60
-        client = None
-        while client is None:
-            try:
-                client = Client(address, timeout=2, set_as_default=False)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        for prefix in workers:
-            procs.append(
-                subprocess.Popen(
-                    [*prefix, DASK, "worker", address, "--nthreads", "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-                )
-            )
-        try:
-            client.wait_for_workers(n, timeout=60)
-        finally:
-            client.close()
-    except BaseException:
-        _stop(procs)
-        raise
-    return address, procs
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in reversed(procs):
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    for p in procs:
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+def _start_cluster(prefixes: list[list[str]], n: int) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    """One single-threaded worker per prefix (the command that wraps `dask worker`)."""
+    return start_cluster([(prefix, ["--nthreads", "1"]) for prefix in prefixes], n)
 
 
 @pytest.fixture
@@ -87,7 +28,7 @@ def two_workers() -> Iterator[str]:
     try:
         yield address
     finally:
-        _stop(procs)
+        stop(procs)
 
 
 def _alive(pid: int) -> bool:
@@ -184,7 +125,7 @@ def test_a_worker_that_cannot_see_the_project(project: Project, tmp_path: Path) 
         assert f"cannot see {project.root}" in node["reason"] and "mount the project's shared folder at the same path on every worker" in node["reason"], node
         assert "Traceback" not in r.err and "FileNotFoundError" not in r.err
     finally:
-        _stop(procs)
+        stop(procs)
 
 
 def test_workers_without_a_shared_folder_go_through_the_remote(project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -229,4 +170,4 @@ def test_workers_without_a_shared_folder_go_through_the_remote(project: Project,
         r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", address, "--no-cache", "--json", env={"PLX_REMOTE": ""})
         assert r.code == 1 and "or configure a remote" in r.json()["nodes"]["a"]["reason"]
     finally:
-        _stop(procs)
+        stop(procs)

@@ -2,62 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import Project
-from tests.integration.test_dask import DASK, _free_port
+from tests.dask_cluster import start_cluster, stop
 from tests.integration.test_resources_retries import TWO, overlap, span_of, spans
 
 
 @pytest.fixture(scope="module")
 def scheduler() -> Iterator[str]:
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [
-        subprocess.Popen(
-            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    ]
+    address, procs = start_cluster([([], ["--nworkers", "1", "--nthreads", "2", "--resources", "CPU=2,GPU=1"])], 1)
     try:
-        from distributed import Client
-
-        deadline = time.monotonic() + 60
-        client = None
-        while client is None:
-            try:
-                client = Client(address, timeout=2, set_as_default=False)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        procs.append(
-            subprocess.Popen(
-                [DASK, "worker", address, "--nworkers", "1", "--nthreads", "2", "--resources", "CPU=2,GPU=1", "--no-dashboard"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        )
-        client.wait_for_workers(1, timeout=60)
-        client.close()
         yield address
     finally:
-        for p in reversed(procs):
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop(procs)
 
 
 def test_resources_become_dask_worker_resources(project: Project, scheduler: str) -> None:
