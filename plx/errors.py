@@ -80,8 +80,18 @@ def is_disk_full(exc: BaseException) -> bool:
         # SQLITE_FULL; SQLITE_IOERR is what SQLite reports when it cannot grow its shared-memory
         # file on a full tmpfs: both are the disk's to fix.
         code = getattr(exc, "sqlite_errorcode", None)
-        return code is not None and code & 0xFF in (10, 13) or "disk is full" in str(exc) or "disk I/O error" in str(exc)
+        return code is not None and (code & 0xFF) in (10, 13) or "disk is full" in str(exc) or "disk I/O error" in str(exc)
     return False
+
+
+def is_locked_db(exc: BaseException) -> bool:
+    """An SQLite error that only means another connection holds the file for a moment."""
+    import sqlite3
+
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None) or 0
+    return (code & 0xFF) in (5, 6) or "locked" in str(exc) or "busy" in str(exc)  # BUSY, LOCKED and their extended codes
 
 
 def is_damaged_db(exc: BaseException) -> bool:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, warn
+from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, is_locked_db, warn
 from .records import FINAL_NODE_STATES, NodeState, RunData, RunState, as_run, count_states
 from .repair import ensure_dir, set_aside
 
@@ -190,9 +190,26 @@ class Index:
             self.rebuild(exc)
 
     def _open(self) -> None:
+        # SQLite answers "database is locked" at once, without waiting out the busy timeout, when a
+        # connection opens while another process switches the file to WAL or checkpoints it as its
+        # last connection closes (reproduced by gc beside concurrent runs): such a lock is retried.
+        deadline = time.monotonic() + 30
+        delay = 0.005
+        while True:
+            try:
+                self._open_once()
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_locked_db(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    def _open_once(self) -> None:
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # WAL persists in the file: set once
+                self.db.execute("PRAGMA journal_mode=WAL")
             if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:  # an older plx's rows: rebuilt from the records
                 self.db.execute("DROP TABLE IF EXISTS runs")
                 self.db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
