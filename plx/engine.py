@@ -493,7 +493,12 @@ class Engine:
         try:
             common = self._common(ev, wlog)
             read: dict[str, bytes] = {}
+            changed = self.workspace.release_inputs(tid)  # inputs linked to the store: checked, whatever the outcome
             state, reason = self._outcome(ev, task, wlog)
+            if changed:
+                wlog(changed)
+                if state is None:
+                    state, reason = NodeState.FAILED, changed
             if state is None:
                 problem = self.workspace.check(task, tid, read)
                 if problem:
@@ -684,6 +689,9 @@ class Engine:
             self.failed.add(self.member[ev.id])
         elif ev.error is not None and ev.error != NOT_STARTED:
             state, info["reason"] = NodeState.FAILED, ev.error
+        changed = self.workspace.release_inputs(ev.id)
+        if changed:
+            self.recorder.worker(ev.id, [f"{now_iso()} {changed}\n"])
         self._set(ev.id, state, **info)
         self._release(ev.id)
 

@@ -1,0 +1,227 @@
+"""docs/reliability.md, inputs: a stored file reaches a node as a read-only hard link to the store's
+object (no copy), checked when the node ends. A node that writes into such an input, chmods or
+re-dates it, or leaves files beside it, cannot damage the cache nor what the next node gets: every
+fault is provoked for real, by nodes of the installed `plx` (as root too, where permission bits stop
+nothing)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+from plx.hashing import hash_file
+from tests.conftest import Project
+
+MAKE = """\
+kind: operation
+name: make
+runner: command
+params: [{name: text, type: str}]
+outputs: [{name: out, type: text, filename: data.txt}]
+cmd: echo "$PARAM_TEXT" > "$OUTPUT_OUT"
+"""
+
+# Writes into its input (as a careless tool would: `>>`, `sort -o f f`), then signals `mark`.
+SCRIBBLE = """\
+kind: operation
+name: scribble
+runner: command
+inputs: [{name: src, type: text}]
+params: [{name: mark, type: str, default: ""}]
+outputs: [{name: out, type: text}]
+cmd: |
+  echo scribbled >> "$INPUT_SRC" || true
+  if [ -n "$PARAM_MARK" ]; then touch "$PARAM_MARK"; fi
+  cat "$INPUT_SRC" > "$OUTPUT_OUT"
+"""
+
+# Reads its input once `mark` exists (another node wrote into the same stored object by then).
+READ_AFTER = """\
+kind: operation
+name: read_after
+runner: command
+inputs: [{name: src, type: text}]
+params: [{name: mark, type: str}]
+outputs: [{name: out, type: text}]
+cmd: |
+  for i in $(seq 600); do [ -e "$PARAM_MARK" ] && break; sleep 0.05; done
+  cat "$INPUT_SRC" > "$OUTPUT_OUT"
+"""
+
+COPY = """\
+kind: operation
+name: copy
+runner: command
+inputs: [{name: src, type: text}]
+outputs: [{name: out, type: text}]
+cmd: cat "$INPUT_SRC" > "$OUTPUT_OUT"
+"""
+
+
+def _objects(project: Project) -> list[Path]:
+    return [p for p in (project.root / ".plx/objects").rglob("*") if p.is_file()]
+
+
+def _store_is_sound(project: Project, missing_ok: bool = False) -> None:
+    """Every object holds the bytes its name says, read-only, linked nowhere (no node kept a link).
+    missing_ok: an object removed as damaged may be missing (verify says so) until a run makes it again."""
+    r = project.plx("cache", "verify")
+    damaged = [line for line in r.err.splitlines() if line.startswith("damaged: ")]
+    assert r.code == (1 if damaged else 0) and (not damaged or missing_ok), r
+    assert all("missing" in line for line in damaged), r
+    for p in _objects(project):
+        assert hash_file(p) == p.parent.name + p.name, p
+        st = p.stat()
+        assert st.st_nlink == 1, p
+        assert stat.S_IMODE(st.st_mode) == 0o444, p
+
+
+def test_a_node_writing_into_a_stored_input_fails_and_never_damages_the_cache(project: Project) -> None:
+    project.write("operations/make.yaml", MAKE)
+    project.write("operations/scribble.yaml", SCRIBBLE)
+    project.write("operations/copy.yaml", COPY)
+    project.write(
+        "graphs/g.yaml",
+        "kind: graph\nname: g\nnodes:\n  make: {operation: make, params: {text: hello}}\n  bad: {operation: scribble, inputs: {src: make.out}}\n",
+    )
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 1, r
+    run = project.last_run()
+    assert run["nodes"]["make"]["state"] == "success"
+    bad = run["nodes"]["bad"]
+    assert bad["state"] == "failed", bad
+    if os.getuid() == 0:  # as root the write succeeds: plx finds the changed bytes when the node ends
+        assert "input 'src' changed while the node ran" in bad["reason"], bad
+        assert "changed while the node ran" in project.plx("log", "last", "bad", "--worker").out
+    _store_is_sound(project, missing_ok=True)
+    # What `make` produced is never served damaged: `get` serves its bytes or says they are gone.
+    got = project.plx("get", "last", "make.out", "-o", "-")
+    assert got.code != 0 or got.out == "hello\n", got
+    # The next run makes the damaged output again, and a well-behaved reader gets the right bytes.
+    project.write(
+        "graphs/ok.yaml",
+        "kind: graph\nname: ok\nnodes:\n  make: {operation: make, params: {text: hello}}\n  copy: {operation: copy, inputs: {src: make.out}}\n",
+    )
+    r = project.plx("run", "graphs/ok.yaml")
+    assert r.code == 0, r
+    assert project.plx("get", "last", "copy.out", "-o", "-").out == "hello\n"
+    assert project.plx("get", "last", "make.out", "-o", "-").out == "hello\n"
+    _store_is_sound(project)
+
+
+def test_a_reader_of_an_input_another_node_damages_meanwhile_is_not_cached(project: Project, tmp_path: Path) -> None:
+    """Two nodes hold links to the same object at once; one writes into it: neither result is kept."""
+    mark = tmp_path / "scribbled"
+    project.write("operations/make.yaml", MAKE)
+    project.write("operations/scribble.yaml", SCRIBBLE)
+    project.write("operations/read_after.yaml", READ_AFTER)
+    project.write(
+        "graphs/g.yaml",
+        f"""\
+        kind: graph
+        name: g
+        nodes:
+          make: {{operation: make, params: {{text: shared}}}}
+          bad: {{operation: scribble, inputs: {{src: make.out}}, params: {{mark: "{mark}"}}}}
+          reader: {{operation: read_after, inputs: {{src: make.out}}, params: {{mark: "{mark}"}}}}
+        """,
+    )
+    r = project.plx("run", "graphs/g.yaml", "-j", "2", "--keep-going", timeout=120)
+    assert r.code == 1, r
+    nodes = project.last_run()["nodes"]
+    if os.getuid() == 0:
+        assert nodes["bad"]["state"] == "failed", nodes["bad"]
+        # The reader read the scribbled bytes (or could not get its input once the object was removed).
+        assert nodes["reader"]["state"] == "failed", nodes["reader"]
+    assert not nodes["reader"].get("outputs") or project.plx("get", "last", "reader.out", "-o", "-").out == "shared\n"
+    _store_is_sound(project, missing_ok=True)
+    r = project.plx("run", "graphs/g.yaml", "reader", "-j", "2")
+    assert r.code == 0, r
+    assert project.plx("get", "last", "reader.out", "-o", "-").out == "shared\n"
+
+
+def test_chmod_and_touch_on_a_stored_input_leave_the_object_read_only_with_the_store_time(project: Project) -> None:
+    project.write("operations/make.yaml", MAKE)
+    project.write(
+        "operations/fiddle.yaml",
+        """\
+        kind: operation
+        name: fiddle
+        runner: command
+        inputs: [{name: src, type: text}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          chmod 666 "$INPUT_SRC"
+          touch -d 2000-01-01 "$INPUT_SRC"
+          cat "$INPUT_SRC" > "$OUTPUT_OUT"
+        """,
+    )
+    project.write(
+        "graphs/g.yaml",
+        "kind: graph\nname: g\nnodes:\n  make: {operation: make, params: {text: hi}}\n  fiddle: {operation: fiddle, inputs: {src: make.out}}\n",
+    )
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 0, r
+    assert project.plx("get", "last", "fiddle.out", "-o", "-").out == "hi\n"
+    _store_is_sound(project)
+    assert all(time.time() - p.stat().st_mtime < 600 for p in _objects(project))
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 0 and "2 cached" in r.err, r
+
+
+def test_a_fan_in_of_same_named_inputs_gets_each_in_its_own_folder_and_leaves_nothing(project: Project) -> None:
+    """The fan-in's inputs keep their file name (one folder per item); after the run no link and no
+    folder is left in the store's tmp/, and a second fan-in reuses nothing it should not."""
+    project.write("operations/make.yaml", MAKE)
+    project.write(
+        "operations/gather.yaml",
+        """\
+        kind: operation
+        name: gather
+        runner: command
+        inputs: [{name: parts, type: text, max: -1}]
+        outputs: [{name: all, type: text}]
+        cmd: |
+          for p in $INPUT_PARTS; do echo "$(basename "$p") $(cat "$p")"; done > "$OUTPUT_ALL"
+          printf '%s\\n' "$INPUT_PARTS" | xargs -n1 dirname | sort -u | wc -l >> "$OUTPUT_ALL"
+        """,
+    )
+    nodes = "".join(f"  m{i}: {{operation: make, params: {{text: v{i}}}}}\n" for i in range(5))
+    parts = ", ".join(f"m{i}.out" for i in range(5))
+    project.write("graphs/g.yaml", f"kind: graph\nname: g\nnodes:\n{nodes}  all: {{operation: gather, inputs: {{parts: [{parts}]}}}}\n")
+    r = project.plx("run", "graphs/g.yaml", "-j", "2")
+    assert r.code == 0, r
+    assert project.plx("get", "last", "all.all", "-o", "-").out == "".join(f"data.txt v{i}\n" for i in range(5)) + "5\n"
+    assert not any((project.root / ".plx/tmp").iterdir())
+    _store_is_sound(project)
+
+
+def test_a_recycled_input_folder_holds_nothing_of_the_node_before(project: Project) -> None:
+    """A node that leaves a file beside its input (an index, say) or in its work folder: the next
+    node, which gets the same folders renamed, sees neither."""
+    project.write("operations/make.yaml", MAKE)
+    project.write(
+        "operations/litter.yaml",
+        """\
+        kind: operation
+        name: litter
+        runner: command
+        inputs: [{name: src, type: text}]
+        params: [{name: i, type: int}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          ls -A "$(dirname "$INPUT_SRC")" > "$OUTPUT_OUT"; ls -A . >> "$OUTPUT_OUT"; ls -A "$(dirname "$(dirname "$INPUT_SRC")")" >> "$OUTPUT_OUT"
+          touch "$INPUT_SRC.idx" "$(dirname "$(dirname "$INPUT_SRC")")/extra" left-behind.tmp
+        """,
+    )
+    chain = "".join(f"  l{i}: {{operation: litter, inputs: {{src: {'make' if i == 0 else f'l{i - 1}'}.out}}, params: {{i: {i}}}}}\n" for i in range(4))
+    project.write("graphs/g.yaml", f"kind: graph\nname: g\nnodes:\n  make: {{operation: make, params: {{text: t}}}}\n{chain}")
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 0, r
+    for i in range(4):
+        name = "data.txt" if i == 0 else "out"
+        assert project.plx("get", "last", f"l{i}.out", "-o", "-").out == f"{name}\nout\nsrc\n", i
+    assert not any((project.root / ".plx/tmp").iterdir())
+    _store_is_sound(project)
