@@ -69,6 +69,7 @@ class Recorder:
         self.records: list[RunRecord] = []
         self._git_facts: dict[str, Any] | None = None
         self._git_read: Any = None  # this run's own read of the git facts (history.take_git_read)
+        self._rel_dirs: dict[str, str] = {}  # run id -> its folder, relative to the store
 
     def display(self, iid: str) -> str:
         label = self.labels[self.member[iid]]
@@ -179,8 +180,11 @@ class Recorder:
     def logs(self, tid: str) -> dict[str, str]:
         """Where a node's logs are, relative to the store (for its record)."""
         record, node = self.rec(tid), self.local[tid]
-        out = {s: str(record.log(node, s).relative_to(self.project.store)) for s in ("stdout", "stderr")}
-        out["worker"] = str(record.worker_log.relative_to(self.project.store))
+        rel = self._rel_dirs.get(record.id)
+        if rel is None:  # once per record: pathlib's relative_to per node showed in profiles
+            rel = self._rel_dirs[record.id] = str(record.dir.relative_to(self.project.store))
+        out = {s: f"{rel}/logs/{node}.{s}" for s in ("stdout", "stderr")}  # as record.log(node, s)
+        out["worker"] = f"{rel}/{record.worker_log.name}"
         return out
 
     def flush(self) -> None:

@@ -296,21 +296,26 @@ class Store:
             pass
         return True
 
-    def recheck(self, h: str) -> bool:
-        """Re-hash object h, whose stat signature changed for a known reason (a link to it was made
-        and removed), and remember its new signature if its bytes still match; False if they do not."""
+    def recheck(self, h: str, mtime_ns: int) -> bool:
+        """Re-hash object h, whose stat signature changed for a known reason (a node was given a hard
+        link to it, now removed), and remember its new signature if its bytes still match; False if
+        they do not. A mode or mtime the node gave it is undone: read-only, and plx's time (see _place)."""
         p = f"{self._objects_str}/{h[:2]}/{h[2:]}"
         try:
             st = os.lstat(p)
-            ok = stat.S_ISREG(st.st_mode) and hash_file(p) == h
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            if st.st_mode & 0o777 != 0o444 or st.st_mtime_ns != mtime_ns:
+                os.chmod(p, 0o444)
+                if st.st_mtime_ns != mtime_ns:
+                    os.utime(p)
+                st = os.lstat(p)
+            if hash_file(p) != h:  # after the signature is taken: a write since then changes it
+                return False
         except OSError:
             return False
-        if ok:
-            if st.st_mode & 0o777 != 0o444:  # a node chmod-ed its input: the object is read-only again
-                os.chmod(p, 0o444)
-                st = os.lstat(p)
-            self._remember(self._stat_key(p, st), h)
-        return ok
+        self._remember(self._stat_key(p, st), h)
+        return True
 
     def put_bytes(self, data: bytes) -> str:
         h = hash_bytes(data)

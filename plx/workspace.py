@@ -10,6 +10,7 @@ run ends, several folders at a time.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import disk_full_message, is_disk_full
-from .hashing import hash_file
+from .hashing import hash_bytes, hash_file
 from .planner import Task
 from .sources import place as place_sources
 from .store import TREE_TYPE, Artifact, Store, content_hash
@@ -246,12 +247,12 @@ class Workspace:
         for p in record.items:
             if not p.linked:  # links are gone already (release_inputs)
                 _remove(p.dst)
-        for name in _HELPERS:
-            _remove(record.indir / name)
         if len(record.subdirs) <= _RECYCLED_SUBDIRS and self._emptied(record):
             with self._lock:
                 self.spare_indirs.setdefault(record.subdirs, []).append(record.indir)
         else:  # a large fan-in's: its folders should be empty now, and are removed at the end
+            for name in _HELPERS:
+                _remove(record.indir / name)
             self.emptied += [record.indir / s for s in record.subdirs] + [record.indir]
 
     def _emptied(self, record: _Inputs) -> bool:
@@ -267,8 +268,13 @@ class Workspace:
             for rel, names in children.items():
                 d = record.indir / rel if rel else record.indir
                 with os.scandir(d) as entries:
-                    if {e.name for e in entries} != names:
-                        return False
+                    found = {e.name for e in entries}
+                if not rel and found - names:  # what a runner wrote beside the inputs (runners.prepare) goes
+                    for name in found.intersection(_HELPERS):
+                        _remove(d / name)
+                        found.discard(name)
+                if found != names:
+                    return False
                 st = os.lstat(d)
                 if st.st_mode != self._workdir_mode or st.st_uid != uid:
                     return False
@@ -402,12 +408,7 @@ def _check_link(store: Store, p: Placement) -> bool:
         _remove(p.dst)
         return ok
     _remove(p.dst)  # first: removing the link changes the object's ctime, and the check remembers its signature after
-    try:
-        if os.lstat(obj).st_mtime_ns != p.mtime_ns:  # `touch -d` on its input: the object keeps plx's time
-            os.utime(obj)
-    except OSError:
-        pass
-    if store.recheck(p.avail.art.hash):
+    if store.recheck(p.avail.art.hash, p.mtime_ns):
         return True
     store.drop_object(p.avail.art.hash)
     return False
@@ -427,23 +428,76 @@ def _place_input(store: Store, a: Avail, dst: Path) -> None:
     if a.path is None:
         store.materialize(a.art, dst)
         return
-    _copy_user_input(a.path, dst, a.art.type)
+    if a.path.is_dir():
+        shutil.copytree(a.path, dst, symlinks=False, dirs_exist_ok=True)
+        now = content_hash(dst)
+    else:
+        now = _copy_file(a.path, dst, 0o755 if a.art.type == "executable" else 0o644)
     # The cache key used the hash taken when the run started: a file edited since must not be
     # run (and cached) under that key. The copy is what the node reads, so the copy is checked.
-    now = content_hash(dst)
     if now != a.art.hash:
         raise RuntimeError(f"{a.path} changed after the run started (its hash was {a.art.hash[:12]}, it is {now[:12]}); run again")
 
 
-def _copy_user_input(src: Path, dst: Path, type_: str) -> None:
-    from .store import reflink_or_copy
+_SMALL_COPY = 4 * 1024 * 1024  # below this a copy is read once, written, and hashed from the bytes written
 
-    if src.is_dir():
-        shutil.copytree(src, dst, symlinks=False, dirs_exist_ok=True)
+
+def _copy_file(src: Path, dst: Path, mode: int) -> str:
+    """Copy a user's file to dst (a new file with that mode); the hash of what dst holds.
+
+    A small file is read once: the bytes written are the bytes hashed. A large one is cloned where
+    the filesystem can (FICLONE), else copied in the kernel, then the copy is hashed."""
+    fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        except FileNotFoundError:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            os.fchmod(fout, mode)  # whatever the umask
+            size = os.fstat(fin).st_size
+            if size < _SMALL_COPY:
+                data = _read_all(fin, size)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fout, view) :]
+                return hash_bytes(data)
+            try:
+                fcntl.ioctl(fout, 0x40049409, fin)  # FICLONE: shares the blocks (btrfs, XFS)
+            except OSError:
+                _copy_fds(fin, fout)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+    return hash_file(dst)
+
+
+def _copy_fds(fin: int, fout: int) -> None:
+    """Copy in the kernel (copy_file_range), or by reads and writes across filesystems that refuse it."""
+    try:
+        while os.copy_file_range(fin, fout, 1 << 30):
+            pass
         return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    reflink_or_copy(src, dst)
-    os.chmod(dst, 0o755 if type_ == "executable" else 0o644)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+    os.lseek(fin, 0, os.SEEK_SET)
+    os.lseek(fout, 0, os.SEEK_SET)
+    os.ftruncate(fout, 0)
+    while data := os.read(fin, 1 << 20):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fout, view) :]
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """A file's bytes to its end (it may have grown since it was measured)."""
+    chunks = [os.read(fd, size + 1)]
+    while chunks[-1]:
+        chunks.append(os.read(fd, 1 << 20))
+    return b"".join(chunks)
 
 
 def check_outputs(task: Task, work: Path, read: dict[str, bytes]) -> str | None:
@@ -466,8 +520,11 @@ def check_outputs(task: Task, work: Path, read: dict[str, bytes]) -> str | None:
         if stat.S_ISDIR(mode):
             return f"output '{o.name}' must be a file, but {o.file_name} is a directory"
         if o.type in ("json", "text", "csv"):
-            with open(p, "rb") as f:
-                data = read[o.name] = f.read()
+            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = read[o.name] = _read_all(fd, 1 << 16)
+            finally:
+                os.close(fd)
             try:
                 if o.type == "json":
                     json.loads(data)

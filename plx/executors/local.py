@@ -191,6 +191,7 @@ class LocalExecutor:
         self.results = results
         self._waiters = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="plx-node")
         self._null: int | None = None
+        self._environ = dict(os.environ)  # plx's environment, read once per run (not decoded again per node)
         # Every accepted job until its Finished is queued; None while its process is not started yet.
         self.running: dict[str, subprocess.Popen[bytes] | None] = {}
         self._lock = threading.Lock()
@@ -251,7 +252,7 @@ class LocalExecutor:
             self._spawning += 1
         proc = None
         try:
-            env = {**os.environ, **job.env}
+            env = {**self._environ, **job.env}
             argv = [_resolve(job.argv[0], env.get("PATH")), *job.argv[1:]]
             # A new session makes the node a process-group leader: killing the group reaches
             # every grandchild it spawns, and a Ctrl-C on plx's terminal does not reach it directly.
