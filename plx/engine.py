@@ -168,6 +168,8 @@ class Engine:
         self.recorder.history.settle_running()  # a run found dead now: what it left running is stopped
         # Held until the store closes: `plx cache gc` in any process deletes nothing this run uses.
         self.store.acquire_lease()
+        if len(self.tasks) >= PREFIXES_FROM:
+            threading.Thread(target=self.store.make_prefixes, name="plx-prefixes", daemon=True).start()
         self._scheduler()
         self._start_records()
         self.recorder.announce(self.members[0].plan.graph.name, self.tasks)
@@ -729,6 +731,10 @@ def _last_line(path: Path, limit: int = 160) -> str:
 # this often (seconds): a transaction and two writes per node cost more than the rest of a short
 # node's bookkeeping. A plx killed at any moment loses at most this much of its record.
 COMMIT_EVERY = 0.1
+
+# A run of at least this many nodes creates the store's 256 objects/xx folders in the background at
+# its start (Store.make_prefixes) rather than one by one as outputs are stored.
+PREFIXES_FROM = 64
 
 
 def _install_sigterm() -> Any:

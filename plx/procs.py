@@ -23,7 +23,6 @@ Whatever the guardian misses (it was killed too) the next plx command that finds
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import signal
@@ -38,6 +37,8 @@ MARKER = "PLX_RUN_ID"
 
 @functools.lru_cache(maxsize=1)
 def _prctl() -> object | None:
+    import ctypes  # here: the guardian, which imports this module, never needs it
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl
@@ -178,7 +179,9 @@ def start_guardian() -> subprocess.Popen[bytes] | None:
         return None
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from plx.procs import guard; guard()"],
+            # -S: no site (the guardian needs only the standard library and plx, found through
+            # PYTHONPATH): it starts with the first nodes, on their CPU.
+            [sys.executable, "-S", "-c", "from plx.procs import guard; guard()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

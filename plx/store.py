@@ -296,6 +296,23 @@ class Store:
             pass
         return True
 
+    def make_prefixes(self) -> None:
+        """Create the objects/xx folders that do not exist yet. A run about to store many objects
+        calls this in a background thread: on some disks a new folder takes half a millisecond,
+        which would otherwise fall between a node's end and its dependents' start."""
+        try:
+            have = set(os.listdir(self.objects))
+        except OSError:
+            return
+        for name in (f"{i:02x}" for i in range(256)):
+            if name not in have:
+                try:
+                    os.mkdir(self.objects / name)
+                except FileExistsError:
+                    pass
+                except OSError:  # a full disk, say: _place makes what it needs, and says why if it cannot
+                    return
+
     def recheck(self, h: str, mtime_ns: int) -> bool:
         """Re-hash object h, whose stat signature changed for a known reason (a node was given a hard
         link to it, now removed), and remember its new signature if its bytes still match; False if
