@@ -30,6 +30,8 @@ from .store import TREE_TYPE, Artifact, Store, content_hash
 # Files a runner writes into a node's input folder (runners.prepare): never an input's place.
 _HELPERS = ("values.json", "script.py", "script.sh")
 _RECYCLED_SUBDIRS = 64  # an input folder with more sub-folders (a large fan-in's) is not kept for reuse
+_QUICK_ITEMS = 16  # a node with at most this many inputs, copying at most _QUICK_BYTES, is placed as it starts
+_QUICK_BYTES = 1 << 20
 _REMOVERS = 4  # folders removed at once when the run ends: each removal mostly waits on the disk
 
 
@@ -159,30 +161,14 @@ class Workspace:
         record.ready = True
 
     def placer(self, todo: list[Placement], sources: list[tuple[str, Path]], hashes: dict[str, str], work: Path, indir: Path) -> Callable[[], None] | None:
-        """What the executor runs first, in its own thread (a large copy must not hold up the loop)."""
+        """What the executor runs first, where the job runs: in a thread of its own (a large copy must
+        not hold up the loop), or, when `quick` (a few links and small copies), as it starts the job."""
         if not todo and not sources:
             return None
-        store = self.store
         record = todo[0].home if todo else None
-
-        def place_inputs() -> None:
-            try:
-                self._make_subdirs(record)
-                for p in todo:
-                    if linkable(p.avail) and _link_input(store, p):
-                        continue
-                    _place_input(store, p.avail, p.dst)
-                if sources:
-                    place_sources(sources, hashes, work)
-            except BaseException as exc:
-                shutil.rmtree(indir, ignore_errors=True)  # no partial copy is left behind (a full disk)
-                if record is not None:
-                    record.ready = False
-                if is_disk_full(exc):
-                    raise OSError(exc.errno if isinstance(exc, OSError) else None, disk_full_message(store.root)) from None
-                raise
-
-        return place_inputs
+        copied = sum(p.avail.art.size for p in todo if not linkable(p.avail))
+        quick = not sources and len(todo) <= _QUICK_ITEMS and copied <= _QUICK_BYTES and (record is None or record.ready or len(record.subdirs) <= _QUICK_ITEMS)
+        return _Placer(self, todo, sources, hashes, work, indir, record, quick)
 
     def release_inputs(self, tid: str) -> str | None:
         """A node's processes ended: every input it got as a link to the store is checked (its bytes
@@ -320,6 +306,35 @@ class Workspace:
         except OSError:
             return False
         return st.st_mode == self._workdir_mode and st.st_uid == os.getuid()
+
+
+class _Placer:
+    """Places a node's inputs and sources (Workspace.placer); `quick` tells the executor it may do so
+    where it starts the job rather than in a thread of its own."""
+
+    def __init__(
+        self, ws: Workspace, todo: list[Placement], sources: list[tuple[str, Path]], hashes: dict[str, str], work: Path, indir: Path, record: _Inputs | None, quick: bool
+    ) -> None:
+        self.ws, self.todo, self.sources, self.hashes, self.work, self.indir, self.record = ws, todo, sources, hashes, work, indir, record
+        self.quick = quick
+
+    def __call__(self) -> None:
+        store = self.ws.store
+        try:
+            self.ws._make_subdirs(self.record)
+            for p in self.todo:
+                if linkable(p.avail) and _link_input(store, p):
+                    continue
+                _place_input(store, p.avail, p.dst)
+            if self.sources:
+                place_sources(self.sources, self.hashes, self.work)
+        except BaseException as exc:
+            shutil.rmtree(self.indir, ignore_errors=True)  # no partial copy is left behind (a full disk)
+            if self.record is not None:
+                self.record.ready = False
+            if is_disk_full(exc):
+                raise OSError(exc.errno if isinstance(exc, OSError) else None, disk_full_message(store.root)) from None
+            raise
 
 
 class StoreFailed(Exception):

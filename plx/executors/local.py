@@ -230,6 +230,13 @@ class LocalExecutor:
             self._runs.add(mark[0])
         if new_run and self._reaper is not None:
             self._guard(mark[0])
+        if job.before is None or getattr(job.before, "quick", False):
+            # Started here, at once: handing the start to a pool thread costs a thread wake-up
+            # between a node's end and its dependent's start, which a loaded machine makes long.
+            started = self._start(job)
+            if started is not None:
+                self._waiters.submit(self._watch, job, *started)
+            return
         self._waiters.submit(self._run, job)
 
     def _guard(self, run_id: str) -> None:
@@ -280,28 +287,42 @@ class LocalExecutor:
                 self._active.discard(mark)
 
     def _run(self, job: Job) -> None:
+        started = self._start(job)
+        if started is not None:
+            self._watch(job, *started)
+
+    def _start(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int, float] | None:
+        """Place the job's inputs and start its process (its pipes and start time); None when it
+        could not be started, its Finished reported."""
         started = time.time()
 
         def not_run(error: str) -> None:  # reported, never lost: the engine waits for every job's Finished
             self._report(Finished(job.id, None, False, started, time.time(), error=error))
 
         if self._canceled:
-            return not_run(NOT_STARTED)
+            not_run(NOT_STARTED)
+            return None
         try:
             if job.before is not None:
                 job.before()
         except Exception as exc:  # e.g. the disk is full
-            return not_run(f"cannot place the inputs: {exc}")
+            not_run(f"cannot place the inputs: {exc}")
+            return None
         try:
             proc, out_r, err_r = self._spawn(job)
         except Exception as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return not_run(f"cannot start {job.argv[0]}: {why}")
+            not_run(f"cannot start {job.argv[0]}: {why}")
+            return None
         with self._lock:
             self.running[job.id] = proc
             canceled = self._canceled
         if canceled:  # cancel_all ran while this process was starting: it did not see it
             stop_group(proc.pid)
+        return proc, out_r, err_r, started
+
+    def _watch(self, job: Job, proc: subprocess.Popen[bytes], out_r: int, err_r: int, started: float) -> None:
+        """Pump the node's output into its logs until it is over (in a pool thread), then report it."""
         try:
             timed_out = _pump(proc, {out_r: _LazyFile(job.stdout), err_r: _LazyFile(job.stderr)}, job.timeout)
         except Exception as exc:  # e.g. the disk is full: the node cannot be recorded, so it is stopped
