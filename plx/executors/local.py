@@ -223,6 +223,7 @@ class LocalExecutor:
         self._devnull()
         mark = (job.env.get("PLX_RUN_ID", ""), job.env.get("PLX_NODE", job.id))
         with self._lock:
+            alone = not self.running  # nothing else runs: the caller has nothing better to do than start it
             self.running[job.id] = None
             self._marks[job.id] = mark
             self._active.add(mark)
@@ -230,9 +231,11 @@ class LocalExecutor:
             self._runs.add(mark[0])
         if new_run and self._reaper is not None:
             self._guard(mark[0])
-        if job.before is None or getattr(job.before, "quick", False):
+        if alone and (job.before is None or getattr(job.before, "quick", False)):
             # Started here, at once: handing the start to a pool thread costs a thread wake-up
-            # between a node's end and its dependent's start, which a loaded machine makes long.
+            # between a node's end and its dependent's start (a chain's every step), which a loaded
+            # machine makes long. With other nodes running, the caller's time is worth more to
+            # them than the wake-up (starting a process waits for its exec).
             started = self._start(job)
             if started is not None:
                 self._waiters.submit(self._watch, job, *started)
