@@ -107,7 +107,8 @@ def test_log_follow_without_a_node_follows_the_run(project: Project) -> None:
     # assumption, however loaded the machine (CI once started the follower after a had ended).
     gate = project.root / "gate"
     project.write("operations/gated.yaml", GATED_OP)
-    project.write("graphs/f.yaml", f"kind: graph\nname: f\nnodes:\n  a: {{operation: gated, params: {{gate: '{gate}'}}}}\n  b: {{operation: gated, inputs: {{src: a.out}}}}\n")
+    nodes = f"  a: {{operation: gated, params: {{gate: '{gate}'}}}}\n  b: {{operation: gated, inputs: {{src: a.out}}}}\n"
+    project.write("graphs/f.yaml", "kind: graph\nname: f\nnodes:\n" + nodes)
     run = project.popen("run", "graphs/f.yaml")
     try:
         project.wait_running(1)
