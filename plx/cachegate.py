@@ -20,11 +20,21 @@ from .project import Project
 from .store import Artifact, KeyLock, Store
 
 
-def task_key(task: Task, inputs: dict[str, list[Artifact]], extra: dict[str, Any], ops_seen: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+def task_key(
+    task: Task, inputs: dict[str, list[Artifact]], extra: dict[str, Any], ops_seen: dict[str, Any] | None = None, op_recipes: dict[int, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
     """The cache key of a task and the recipe it hashes: operation, params, its inputs' contents
     and names, and the operation's extras (sources, python environment). The run and `--dry-run`
-    both call this, so they cannot disagree."""
-    recipe = task_recipe(task.op, task.params, {n: [{"hash": a.hash, "name": a.filename} for a in arts] for n, arts in inputs.items()}, ops_seen, extra=extra)
+    both call this, so they cannot disagree. op_recipes keeps each operation's recipe (by the
+    operation's identity, the operation kept with it) for the next task of the same operation."""
+    op_recipe = None
+    if op_recipes is not None:
+        known = op_recipes.get(id(task.op))
+        if known is None or known[0] is not task.op:
+            known = op_recipes[id(task.op)] = (task.op, operation_recipe(task.op))
+        op_recipe = known[1]
+    ins = {n: [{"hash": a.hash, "name": a.filename} for a in arts] for n, arts in inputs.items()}
+    recipe = task_recipe(task.op, task.params, ins, ops_seen, extra=extra, op_recipe=op_recipe)
     return key_of(recipe), recipe
 
 
@@ -71,9 +81,10 @@ class CacheGate:
         self.inflight: dict[str, str] = {}  # key -> the task computing it in this run
         self.waiting: dict[str, list[str]] = {}  # key -> tasks of this run waiting on it
         self.retries = 0  # Retry events queued for tasks that hold no slot
+        self.op_recipes: dict[int, Any] = {}  # id(operation) -> (operation, its recipe), for task_key
 
     def key(self, task: Task, inputs: dict[str, list[Artifact]], extra: dict[str, Any]) -> str:
-        key, self.recipes[task.id] = task_key(task, inputs, extra)
+        key, self.recipes[task.id] = task_key(task, inputs, extra, op_recipes=self.op_recipes)
         self.keys[task.id] = key
         return key
 
@@ -164,6 +175,7 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
     history = History(project.store)
     last = _last_recipes(history, plan.graph.name, set(plan.tasks))
     op_recipes: dict[str, Any] = {}
+    by_op: dict[int, Any] = {}
     known: dict[str, dict[str, Artifact] | None] = {}
     rows = []
     work: dict[str, str] = {}  # task -> what identifies its work before its key is known (for sweeps)
@@ -182,7 +194,7 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
             name: [known[s.task][s.output] if s.task else store.hash_input(s.path, task.op.input(name).type) for s in sources]  # type: ignore[index,arg-type,union-attr]
             for name, sources in task.inputs.items()
         }
-        key, recipe = task_key(task, ins, extras.of(task.op), op_recipes)
+        key, recipe = task_key(task, ins, extras.of(task.op), op_recipes, by_op)
         work[tid] = key
         hit = store.lookup(key) if task.cacheable else None
         known[tid] = hit
