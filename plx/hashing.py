@@ -29,9 +29,13 @@ def hash_file(path: Path | str) -> str:
         return blake3(f.read()).hexdigest()
 
 
+# json.dumps with options builds an encoder at every call: one, kept (a key per node).
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def canonical(obj: Any) -> str:
     """One spelling for equal data: sorted keys, no spaces, so hashes never depend on dict order."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _canonical(obj)
 
 
 def operation_recipe(op: Any) -> dict[str, Any]:
