@@ -267,7 +267,7 @@ class Engine:
         git_recorded = False
         while True:
             while (tid := sched.take_next()) is not None:
-                if tid not in self.gate.keys:  # the next tasks' cache entries, read in one batch
+                if tid not in self.gate.keys and self.gate.use_cache and self.tasks[tid].cacheable:  # the next tasks' entries, in one batch
                     self._prefetch([tid, *sched.ready[: PREFETCH - 1]])
                 if self._start(tid):
                     sched.started(tid)
@@ -363,7 +363,7 @@ class Engine:
         """The keys of tasks about to start, their cache entries read in one batch (at most
         PREFETCH at a time, so that a cold run's first launch does not wait for every key)."""
         todo = [self.tasks[t] for t in tids if t not in self.gate.keys and self.tasks[t].cacheable]
-        if len(todo) > 1 and self.gate.use_cache:
+        if len(todo) > 1:
             self.store.prefetch([self._key(t, self._inputs_of(t)) for t in todo])
 
     def _key(self, task: Task, ins: dict[str, list[Avail]]) -> str:
