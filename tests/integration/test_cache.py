@@ -200,6 +200,10 @@ def test_batched_lookups_still_check_every_object(project: Project) -> None:
     good.write_bytes(linked.read_bytes())
     linked.unlink()
     linked.symlink_to(good)  # the right bytes, but not a file of the store
+    dry = project.plx("run", "graphs/w.yaml", "--dry-run")  # its lookups are read ahead in batches too
+    assert dry.code == 0, dry
+    would_run = {line.split()[0] for line in dry.out.splitlines() if line.startswith("up[") and " run " in line}
+    assert would_run == {ids[3], ids[7], ids[10]}, dry.out
     second = project.plx("run", "graphs/w.yaml", "--json")
     assert second.code == 0, second
     states = {t: n["state"] for t, n in second.json()["nodes"].items()}
