@@ -214,9 +214,20 @@ class Index:
         try:
             if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # WAL persists in the file: set once
                 self.db.execute("PRAGMA journal_mode=WAL")
-            if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:  # an older plx's rows: rebuilt from the records
-                self.db.execute("DROP TABLE IF EXISTS runs")
-                self.db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:  # new, or an older plx's rows: rebuilt from the records
+                # Checked again inside one write transaction: two processes opening a new index at once
+                # must not both see version 0, the second dropping the rows the first just put.
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+                        self.db.execute("DROP TABLE IF EXISTS runs")
+                        self.db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+                    self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)")
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
             self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)")
             self.db.execute("SELECT count(*) FROM runs").fetchone()
         except BaseException:
@@ -459,10 +470,20 @@ class History:
         if data.get("status") == RunState.RUNNING:
             _apply_events(d / "events.jsonl", data)
             if not self._alive(d):
+                # Its plx writes the final run.json before it lets go of the lock: read again now, or a
+                # run that ended between the read above and the lock check is marked interrupted.
                 try:
-                    self._mark_interrupted(d, data)
-                except (OSError, sqlite3.Error):  # a full disk: the next reader marks it
-                    pass
+                    again: Any = json.loads((d / "run.json").read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    again = None
+                if isinstance(again, dict) and again.get("status") != RunState.RUNNING and isinstance(again.get("nodes"), dict):
+                    again["id"] = run_id
+                    data = again
+                else:
+                    try:
+                        self._mark_interrupted(d, data)
+                    except (OSError, sqlite3.Error):  # a full disk: the next reader marks it
+                        pass
         elif "metrics" not in data:  # recorded by a plx without metrics: read them from the store
             from .tracking import run_metrics
 
