@@ -28,8 +28,14 @@ def _entry(cache_dir: Path, path: Path) -> Path:
 
 def get(cache_dir: Path, path: Path, raw: bytes, file: str) -> Doc | None:
     try:
-        saved = json.loads(_entry(cache_dir, path).read_bytes())
-        if saved["format"] != FORMAT or saved["hash"] != hash_bytes(raw) or saved["file"] != file:
+        digest = hash_bytes(raw)
+        # put() writes these first: an entry of other bytes (the file was edited) is not read further
+        head = f'{{"format":"{FORMAT}","hash":"{digest}"'.encode()
+        with open(_entry(cache_dir, path), "rb") as f:
+            if f.read(len(head)) != head:
+                return None
+            saved = json.loads(head + f.read())
+        if saved["format"] != FORMAT or saved["hash"] != digest or saved["file"] != file:
             return None
         doc = Doc(file, saved["data"], {}, {}, {tuple(p) for p in saved["block_scalars"]}, {tuple(p): text for p, text in saved["source"]})
         # Positions are needed only to report a problem: found then, by parsing these bytes again.
