@@ -8,6 +8,7 @@ The engine never prints: it reports events to a Reporter (see report.py).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import queue
 import signal
@@ -177,6 +178,7 @@ class Engine:
         self._start_records()
         self.recorder.announce(self.members[0].plan.graph.name, self.tasks)
         previous = _install_sigterm()
+        gc.freeze()  # the plan and the records live until the run ends: the collector need not scan them again and again
         try:
             try:
                 self._loop()
@@ -187,6 +189,7 @@ class Engine:
             self._commit()  # nodes done but not yet confirmed: their entries are committed, they succeeded
             self.recorder.record_git(wait=True, when_read=self._git_ready)
         finally:
+            gc.unfreeze()
             signal.signal(signal.SIGTERM, previous)
             if self.remote is not None:
                 self.remote.close()
