@@ -29,10 +29,18 @@ from .repair import ensure_dir, set_aside
 WORKER_LOG = "worker.log"
 
 
+_last_id_ms = 0
+
+
 def new_run_id() -> str:
-    """A run id that sorts by start time: UTC date, time, milliseconds, then random."""
-    now = datetime.now(UTC)
-    return now.strftime("%Y%m%d-%H%M%S-") + f"{now.microsecond // 1000:03d}-" + secrets.token_hex(2)
+    """A run id that sorts by start time: UTC date, time, milliseconds, then random. Ids made by one
+    process are strictly increasing (a sweep's members start within one millisecond: the next one
+    takes the next millisecond), so "newest first" is the order they were started in."""
+    global _last_id_ms
+    ms = max(time.time_ns() // 1_000_000, _last_id_ms + 1)
+    _last_id_ms = ms
+    now = datetime.fromtimestamp(ms // 1000, UTC)
+    return now.strftime("%Y%m%d-%H%M%S-") + f"{ms % 1000:03d}-" + secrets.token_hex(2)
 
 
 # json.dumps(obj, default=str) builds an encoder at every call: one, kept (an event per node).
