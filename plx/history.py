@@ -43,6 +43,10 @@ def new_run_id() -> str:
     return now.strftime("%Y%m%d-%H%M%S-") + f"{ms % 1000:03d}-" + secrets.token_hex(2)
 
 
+# json.dumps(obj, default=str) builds an encoder at every call: one, kept (an event per node).
+_encode = json.JSONEncoder(default=str).encode
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -54,7 +58,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             # One line, no indent: only json.dumps without indent uses the C encoder (10x faster on
             # a 1,000-node record). `plx log RUN --json` prints it indented.
-            f.write(json.dumps(data, default=str) + "\n")
+            f.write(_encode(data) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -386,7 +390,7 @@ class RunRecord:
     def node_event(self, node: str, **fields: Any) -> None:
         """Record a node's change: appended to events.jsonl, written out by the next flush()."""
         self.data["nodes"].setdefault(node, {}).update(fields)
-        self._events.write(json.dumps({"node": node, **fields}, default=str) + "\n")
+        self._events.write(_encode({"node": node, **fields}) + "\n")
 
     def run_event(self, **fields: Any) -> None:
         """Record run-level facts learnt after the start (the git facts), appended like node events."""
