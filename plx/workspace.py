@@ -51,6 +51,7 @@ class _Inputs:
     subdirs: tuple[str, ...]
     items: list[Placement] = field(default_factory=list)
     ready: bool = False  # the sub-folders exist (a recycled folder brings them)
+    real: bool = True  # its folders were still folders, not links, when the node ended
 
 
 @dataclass
@@ -181,9 +182,10 @@ class Workspace:
         if record is None:
             return None
         changed = []
+        record.real = _real_dirs(record)  # else a folder became a link: nothing is removed through it
         for p in record.items:
             if p.inode is not None:
-                if not _check_link(self.store, p):
+                if not _check_link(self.store, p, remove=record.real):
                     changed.append(p)
                 p.inode = None
         if not changed:
@@ -229,6 +231,9 @@ class Workspace:
             self.done.append(work)
         record = self.inputs.pop(tid, None)
         if record is None:
+            return
+        if not (record.real and _real_dirs(record)):  # the node put a link in place of one of its input folders
+            self.done.append(record.indir)  # removed by rmtree at the end, which never follows a link
             return
         for p in record.items:
             if not p.linked:  # links are gone already (release_inputs)
@@ -405,7 +410,16 @@ def _link_input(store: Store, p: Placement) -> bool:
     return True
 
 
-def _check_link(store: Store, p: Placement) -> bool:
+def _real_dirs(record: _Inputs) -> bool:
+    """Whether a node's input folder and its sub-folders are still folders: a node may have put a
+    link to somewhere else in place of one, and plx removes nothing through a link."""
+    try:
+        return all(stat.S_ISDIR(os.lstat(d).st_mode) for d in (record.indir, *(record.indir / s for s in record.subdirs)))
+    except OSError:
+        return False
+
+
+def _check_link(store: Store, p: Placement, remove: bool = True) -> bool:
     """After the node: whether the object it got as a link still holds its bytes; the link is removed.
 
     Re-hashed, not trusted by its stat signature: the link and its removal change the object's ctime,
@@ -417,12 +431,14 @@ def _check_link(store: Store, p: Placement) -> bool:
         same = False
     if not same:  # the object was removed (or stored anew) meanwhile: check the inode the node had
         try:
-            ok = os.lstat(p.dst).st_ino == p.inode and hash_file(p.dst) == p.avail.art.hash
+            ok = remove and os.lstat(p.dst).st_ino == p.inode and hash_file(p.dst) == p.avail.art.hash
         except OSError:
             ok = False
-        _remove(p.dst)
+        if remove:
+            _remove(p.dst)
         return ok
-    _remove(p.dst)  # first: removing the link changes the object's ctime, and the check remembers its signature after
+    if remove:
+        _remove(p.dst)  # first: removing the link changes the object's ctime, and the check remembers its signature after
     if store.recheck(p.avail.art.hash, p.mtime_ns):
         return True
     store.drop_object(p.avail.art.hash)

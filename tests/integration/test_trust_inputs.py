@@ -227,3 +227,41 @@ def test_a_recycled_input_folder_holds_nothing_of_the_node_before(project: Proje
         assert project.plx("get", "last", f"l{i}.out", "-o", "-").out == f"{name}\nout\nsrc\n", i
     assert not any((project.root / ".plx/tmp").iterdir())
     _store_is_sound(project)
+
+
+def test_plx_removes_nothing_through_a_link_a_node_put_in_place_of_its_input_folder(project: Project, tmp_path: Path) -> None:
+    """A node that swaps its input folder for a link to a folder of yours: when plx clears the
+    node's inputs it removes nothing there (not the file named like the input, not a runner's helper)."""
+    victim = tmp_path / "yours"
+    victim.mkdir()
+    for name in ("data.txt", "mine.txt", "values.json"):  # an input's name, a file, a runner's helper
+        (victim / name).write_text("keep me\n")
+    project.write("operations/make.yaml", MAKE)
+    project.write(
+        "operations/swap.yaml",
+        f"""\
+        kind: operation
+        name: swap
+        runner: command
+        inputs: [{{name: src, type: text}}]
+        params: [{{name: up, type: int}}]
+        outputs: [{{name: out, type: text}}]
+        cmd: |
+          cat "$INPUT_SRC" > "$OUTPUT_OUT"
+          d=$(dirname "$INPUT_SRC"); [ "$PARAM_UP" = 1 ] && d=$(dirname "$d")
+          mv "$d" "$d.moved"; ln -s {victim} "$d"
+        """,
+    )
+    project.write(
+        "graphs/g.yaml",
+        "kind: graph\nname: g\nnodes:\n  make: {operation: make, params: {text: hi}}\n"
+        "  swap: {operation: swap, inputs: {src: make.out}, params: {up: 0}}\n  swap_in: {operation: swap, inputs: {src: make.out}, params: {up: 1}}\n",
+    )
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 0, r
+    assert sorted(p.name for p in victim.iterdir()) == ["data.txt", "mine.txt", "values.json"]
+    assert all(p.read_text() == "keep me\n" for p in victim.iterdir())
+    assert project.plx("get", "last", "swap.out", "-o", "-").out == "hi\n"
+    assert project.plx("get", "last", "swap_in.out", "-o", "-").out == "hi\n"
+    r = project.plx("cache", "verify")
+    assert r.code == 0 and "0 damaged" in r.err, r
