@@ -52,6 +52,7 @@ class _Inputs:
     items: list[Placement] = field(default_factory=list)
     ready: bool = False  # the sub-folders exist (a recycled folder brings them)
     real: bool = True  # its folders were still folders, not links, when the node ended
+    recycled: bool = False  # renamed from a finished node's
 
 
 @dataclass
@@ -135,6 +136,7 @@ class Workspace:
             else:
                 self._folder(indir)
             record.ready = spare is not None or not record.subdirs
+            record.recycled = spare is not None
         for name, items in ins.items():
             spec = task.op.input(name)
             placed = []
@@ -325,6 +327,10 @@ class _Placer:
 
     def __call__(self) -> None:
         store = self.ws.store
+        if self.record is not None and self.record.recycled and not _real_dirs(self.record):
+            # Between the finished node's end and now, something (a process it left running) put a
+            # link in place of a folder: nothing is written through it.
+            raise RuntimeError(f"{self.indir} was changed after the node that used it before ended (a process it left?); run again")
         try:
             self.ws._make_subdirs(self.record)
             for p in self.todo:
@@ -470,6 +476,7 @@ def _place_input(store: Store, a: Avail, dst: Path) -> None:
         raise RuntimeError(f"{a.path} changed after the run started (its hash was {a.art.hash[:12]}, it is {now[:12]}); run again")
 
 
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC  # never through a link, never over a file
 _SMALL_COPY = 4 * 1024 * 1024  # below this a copy is read once, written, and hashed from the bytes written
 
 
@@ -481,10 +488,10 @@ def _copy_file(src: Path, dst: Path, mode: int) -> str:
     fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
-            fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+            fout = os.open(dst, _NEW_FILE, mode)
         except FileNotFoundError:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+            fout = os.open(dst, _NEW_FILE, mode)
         try:
             os.fchmod(fout, mode)  # whatever the umask
             size = os.fstat(fin).st_size
