@@ -213,7 +213,7 @@ def run(
     if dry_run:
         if rev:
             project, lib, path, _ = commands.at_revision(project, path, rev)
-        rows = commands.dry_run(project, lib, path, targets=nodes or [], params=param, inputs=input_, sweeps=sweep)
+        rows = commands.dry_run(project, lib, path, targets=nodes or [], params=param, inputs=input_, sweeps=sweep, remote=remote, no_remote=no_remote)
         if as_json:
             dump_json(rows)
             return
@@ -601,6 +601,13 @@ def cache_gc(keep_last: Optional[int] = typer.Option(None, "--keep-last", min=0,
         + (f", temporary files ({r['temp_bytes']:,} bytes)" if r["temp_bytes"] else "")
         + f": {r['bytes']:,} bytes freed"
     )
+    from .project import resolve_url
+
+    url = resolve_url(project)
+    if url:  # the remote is shared and the history that references things is per machine: never collected here
+        from .remote import redact
+
+        err(f"plx: note: the remote {redact(url)} is not touched (gc cleans this store only); what was removed here comes back from it on a miss, or with `plx pull`")
     if not r["exclusive"]:
         from .cache_admin import GRACE_SECONDS
 

@@ -189,24 +189,43 @@ def rerun(
 
 
 def dry_run(
-    project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str], sweeps: list[str] | None = None
+    project: Project,
+    lib: Library,
+    graph_file: Path,
+    *,
+    targets: list[str],
+    params: list[str],
+    inputs: list[str],
+    sweeps: list[str] | None = None,
+    remote: str | None = None,
+    no_remote: bool = False,
 ) -> list[dict[str, Any]]:
-    """What a run would do, node by node, and why; with sweeps, for every combination (rows carry `sweep`)."""
+    """What a run would do, node by node, and why; with sweeps, for every combination (rows carry `sweep`).
+
+    With a remote, a local miss is looked up there (its entry only: nothing is downloaded), as the run would."""
     from ..engine import explain_plan
+    from ..errors import warn
+    from ..project import resolve_url
+    from ..remote import open_remote
 
     members, _ = plan_members(lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+    the_remote = open_remote(resolve_url(project, remote, no_remote), warn=lambda m: warn(m))
     rows = []
     first: dict[str, str] = {}  # the work of a node that would run -> the combination that runs it
-    for m in members:
-        for row in explain_plan(project, m.plan):
-            w = row.pop("work", None)  # set on cacheable nodes that would run
-            if w is not None:
-                if w in first:  # a sweep runs identical work once (docs/reference.md)
-                    row["shared"] = True
-                    row["why"] = [*row["why"], f"the same work as in {first[w] or 'another combination'}: runs once"]
-                else:
-                    first[w] = m.label
-            rows.append({"sweep": m.label, **row} if sweeps else row)
+    try:
+        for m in members:
+            for row in explain_plan(project, m.plan, the_remote):
+                w = row.pop("work", None)  # set on cacheable nodes that would run
+                if w is not None:
+                    if w in first:  # a sweep runs identical work once (docs/reference.md)
+                        row["shared"] = True
+                        row["why"] = [*row["why"], f"the same work as in {first[w] or 'another combination'}: runs once"]
+                    else:
+                        first[w] = m.label
+                rows.append({"sweep": m.label, **row} if sweeps else row)
+    finally:
+        if the_remote is not None:
+            the_remote.close()
     return rows
 
 

@@ -112,6 +112,8 @@ def test_a_second_clone_gets_everything_from_the_remote(clones: tuple[Project, P
     assert [two.counter(t) for t in ("a", "b", "tree")] == [0, 0, 0]  # nothing executed in clone 2
     assert r2.json()["nodes"]["tree"]["outputs"] == r1.json()["nodes"]["tree"]["outputs"]
     assert "from the remote" in two.plx("log", "last", "b", "--worker").out
+    table = two.plx("log", "last").out  # the table marks them as the JSON does
+    assert _cached_column(table) == {"a": "remote", "b": "remote", "tree": "remote"}, table
     assert two.plx("get", "last", "b", "-o", "-").out == "one\ntwo\n"
     assert two.plx("get", "last", "tree", "-o", "got").code == 0
     assert (two.root / "got" / "sub" / "big.bin").read_bytes() == _tree_file(one, "sub/big.bin")
@@ -119,7 +121,14 @@ def test_a_second_clone_gets_everything_from_the_remote(clones: tuple[Project, P
     # What came from the remote is now local: a third run needs no remote at all.
     r3 = two.plx("run", "graphs/chain.yaml", "--json", "--no-remote")
     assert _states(r3) == {"a": "cached", "b": "cached", "tree": "cached"}
+    table = two.plx("log", "last").out
+    assert _cached_column(table) == {"a": "yes", "b": "yes", "tree": "yes"}, table
     assert two.plx("cache", "verify").code == 0
+
+
+def _cached_column(table: str) -> dict[str, str]:
+    """`plx log RUN`'s 'cached' column, by node (rows: node, state, duration, cached, ...)."""
+    return {cells[0]: cells[3] for cells in (line.split() for line in table.splitlines()) if len(cells) > 3 and cells[0] in ("a", "b", "tree")}
 
 
 def _tree_file(project: Project, rel: str) -> bytes:
@@ -232,6 +241,54 @@ def test_remote_settings(clones: tuple[Project, Project, Path]) -> None:
     two.write("plx.yaml", "remote: 3\n")
     r = two.plx("run", "graphs/chain.yaml")
     assert r.code == 1 and "plx.yaml:1:9: 'remote' must be a URL" in r.err, r.err
+
+
+def test_dry_run_asks_the_remote_and_downloads_nothing(clones: tuple[Project, Project, Path], tmp_path: Path) -> None:
+    one, two, remote = clones
+    r1 = one.plx("run", "graphs/chain.yaml", "--json", env=_env(remote))
+    assert r1.code == 0, r1
+    trace = tmp_path / "trace"
+    r = one.plx("run", "graphs/chain.yaml", "--dry-run", env=_env(remote, PLX_REMOTE_TRACE=str(trace)))
+    assert r.code == 0 and "0 would run, 3 cached\n" in r.err and not trace.exists(), r  # local hits: the remote is not asked
+
+    r = two.plx("run", "graphs/chain.yaml", "--dry-run", "--json", env=_env(remote))
+    assert r.code == 0, r
+    rows = {row["node"]: row for row in r.json()}
+    assert {n: (row["action"], row.get("source")) for n, row in rows.items()} == {n: ("cached", "remote") for n in ("a", "b", "tree")}, rows
+    # b's and tree's keys are computed from what the remote's entries of their upstream name, as the run would
+    assert {n: row["cache_key"] for n, row in rows.items()} == {n: d["cache_key"] for n, d in r1.json()["nodes"].items()}
+    r = two.plx("run", "graphs/chain.yaml", "--dry-run", env=_env(remote))
+    assert "0 would run, 3 cached (3 from the remote)" in r.err, r.err
+    assert "would be downloaded, not run" in r.out and f"file://{remote}" in r.out, r.out
+    assert not [p for p in (two.root / ".plx" / "objects").rglob("*") if p.is_file()]  # nothing downloaded
+    assert "3 would run, 0 cached" in two.plx("run", "graphs/chain.yaml", "--dry-run", "--no-remote", env=_env(remote)).err
+
+    # A damaged entry is a warning and a node that would run (and what needs it, after it).
+    key = rows["b"]["cache_key"]
+    (remote / "entries" / key[:2] / f"{key[2:]}.json").write_text("{not json")
+    r = two.plx("run", "graphs/chain.yaml", "--dry-run", "--json", env=_env(remote))
+    assert [(row["node"], row["action"]) for row in r.json()] == [("a", "cached"), ("b", "run"), ("tree", "run")], r
+    assert f"cache entry {key[:12]} is damaged" in r.err and "Traceback" not in r.err
+    r = two.plx("run", "graphs/chain.yaml", "--dry-run", env=_env(tmp_path / "no" / "such" / "mount"))  # unreachable
+    assert r.code == 0 and "3 would run, 0 cached" in r.err and r.err.count("plx: warning:") == 1, r.err
+    assert set(_states(two.plx("run", "graphs/chain.yaml", "--json", env=_env(remote)))) == {"a", "b", "tree"}
+    assert two.counter("a") == 0 and two.counter("b") == 1  # the run did what the dry run said
+
+
+def test_cache_gc_leaves_the_remote_alone_and_says_so(clones: tuple[Project, Project, Path]) -> None:
+    one, _, remote = clones
+    assert one.plx("run", "graphs/chain.yaml", env=_env(remote)).code == 0
+    before = {p: p.read_bytes() for p in remote.rglob("*") if p.is_file()}
+    r = one.plx("cache", "gc", "--keep-last", "0", env=_env(remote))
+    assert r.code == 0 and "removed 1 runs" in r.err, r.err
+    assert f"the remote file://{remote} is not touched (gc cleans this store only)" in r.err, r.err
+    assert {p: p.read_bytes() for p in remote.rglob("*") if p.is_file()} == before
+    assert "remote" not in one.plx("cache", "gc", env={"PLX_REMOTE": ""}).err  # no remote, no note
+    # What gc removed here comes back from the remote on the next miss.
+    for d in ("objects", "index"):
+        subprocess.run(["rm", "-rf", str(one.root / ".plx" / d)], check=True)
+    r = one.plx("run", "graphs/chain.yaml", "--json", env=_env(remote))
+    assert set(_states(r).values()) == {"cached"} and {n["source"] for n in r.json()["nodes"].values()} == {"remote"}, r
 
 
 # ---- S3, against moto's server on 127.0.0.1 ------------------------------------------
