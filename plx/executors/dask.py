@@ -16,7 +16,8 @@ again elsewhere. So that a retried node never mixes two attempts' outputs:
     starts; a later attempt kills what an earlier one on the same host may have left, moves the
     earlier attempt's work folder aside and starts in a fresh one, so the outputs plx stores come
     from exactly one attempt, and the record names the worker of each attempt.
-A worker that cannot see the work folder fails the node with the path it cannot see.
+A worker that cannot see the work folder fails the node with the path it cannot see, or with a remote
+runs it through the remote (_via_remote), announcing each attempt to the scheduler first (_announce).
 """
 
 from __future__ import annotations
@@ -108,8 +109,8 @@ def _group_gone(pgid: int) -> bool:
     return False
 
 
-def _fresh_folder(cwd: str, n: int, fresh_dirs: list[str], earlier: list[dict[str, Any]]) -> None:
-    """Before attempt n (> 1): stop what earlier attempts on this host left, move their folder aside, start clean."""
+def _kill_earlier(earlier: list[dict[str, Any]]) -> None:
+    """Stop the process groups earlier attempts of a node left on this host, and wait until they are gone."""
     host = socket.gethostname()
     for a in earlier:
         pgid = a.get("pgid")
@@ -121,6 +122,11 @@ def _fresh_folder(cwd: str, n: int, fresh_dirs: list[str], earlier: list[dict[st
             deadline = time.monotonic() + 5
             while not _group_gone(pgid) and time.monotonic() < deadline:
                 time.sleep(0.02)
+
+
+def _fresh_folder(cwd: str, n: int, fresh_dirs: list[str], earlier: list[dict[str, Any]]) -> None:
+    """Before attempt n (> 1): stop what earlier attempts on this host left, move their folder aside, start clean."""
+    _kill_earlier(earlier)
     work = Path(cwd)
     if work.exists():
         os.rename(work, work.with_name(f"{work.name}.lost-attempt{n - 1}-{uuid.uuid4().hex[:8]}"))
@@ -170,6 +176,24 @@ def _watch(line: str) -> None:
 Result = tuple[int | None, bool, float, float, str | None, dict[str, Any] | None]
 
 
+def _announce(topic: str | None, key: str) -> int:
+    """Tell the scheduler (and through it plx, subscribed to topic) that an attempt of task key starts on
+    this worker, before anything starts: a worker that dies later cannot take the record of its attempt
+    with it. Used where no shared folder carries `<work>.attempts`. Returns the attempt's number."""
+    if not topic:
+        return 1
+    try:
+        from distributed import get_worker
+        from distributed.utils import sync
+
+        w = get_worker()
+        msg = {"key": key, "worker": str(w.address), "host": socket.gethostname()}
+        sync(w.loop, w.scheduler.log_event, topic=[topic, f"{topic}/{key}"], msg=msg)  # stored before it returns
+        return max(1, len(sync(w.loop, w.scheduler.events, topic=f"{topic}/{key}")))
+    except Exception:  # not inside a Dask worker (tests call this directly), or a scheduler without events
+        return 1
+
+
 def run_on_worker(
     key: str,
     argv: list[str],
@@ -182,6 +206,7 @@ def run_on_worker(
     fresh_dirs: list[str] | None = None,
     remote: str | None = None,
     bundle: list[tuple[str, str, int, bool]] | None = None,
+    topic: str | None = None,
 ) -> Result:
     """Runs on a Dask worker: one attempt of a node; returns (exit code, timed out, start, end, error, remote result).
 
@@ -191,7 +216,7 @@ def run_on_worker(
     missing = _invisible(cwd)
     if missing is not None:
         if remote and bundle is not None:
-            return _via_remote(key, argv, extra_env, cwd, timeout, grace, fresh_dirs or [], remote, bundle)
+            return _via_remote(key, argv, extra_env, cwd, timeout, grace, fresh_dirs or [], remote, bundle, topic)
         return (
             None,
             False,
@@ -225,6 +250,7 @@ def _via_remote(
     fresh_dirs: list[str],
     url: str,
     bundle: list[tuple[str, str, int, bool]],
+    topic: str | None = None,
 ) -> Result:
     """One attempt on a worker with no shared folder: the node's inputs come from the remote into the
     worker's own cache and are placed at the same paths as on plx's machine (so the command plx
@@ -233,6 +259,10 @@ def _via_remote(
     from ..store import TREE_TYPE, Artifact, Store
 
     started = time.time()
+    n = _announce(topic, key)
+    # Workers that share a disk but not the project (several on one host) use the same paths: an earlier
+    # attempt on this host may have left processes there (the watchdog kills them, perhaps not yet).
+    _kill_earlier(_read_attempts(cwd))
     warnings: list[str] = []
     rem = Remote(url, warn=warnings.append)
     store = Store(worker_cache())
@@ -257,7 +287,7 @@ def _via_remote(
         store.close()
         why = rem.down or (warnings[-1] if warnings else f"{type(exc).__name__}: {exc}")
         return None, False, started, time.time(), f"the Dask worker {_worker_address()} cannot fetch the node's inputs from the remote {rem.shown}: {why}", None
-    code, timed_out = _run_attempt(key, argv, extra_env, cwd, str(logs / "stdout"), str(logs / "stderr"), timeout, grace, 1, started)
+    code, timed_out = _run_attempt(key, argv, extra_env, cwd, str(logs / "stdout"), str(logs / "stderr"), timeout, grace, n, started)
     extra: dict[str, Any] = {"worker": _worker_address(), "host": socket.gethostname(), "outputs": {}}
     for stream in ("stdout", "stderr"):
         try:
@@ -285,6 +315,7 @@ def _via_remote(
         store.close()
         for d in (work, indir, logs):
             shutil.rmtree(d, ignore_errors=True)
+        _attempts_file(cwd).unlink(missing_ok=True)
     return code, timed_out, started, time.time(), error, extra
 
 
@@ -362,6 +393,17 @@ class DaskExecutor:
         self.remote_url = remote
         self._remote: Any = None
         self._lock = threading.Lock()
+        # Workers without the shared folder announce each attempt through the scheduler (see _announce);
+        # subscribed before any task is submitted (one ordered stream: no event can come before it).
+        self.topic = f"plx-attempts-{uuid.uuid4().hex}" if remote else None
+        self.announced: dict[str, list[dict[str, Any]]] = {}  # task key -> its attempts, in order
+        if self.topic:
+            self.client.subscribe_topic(self.topic, self._announced)
+
+    def _announced(self, event: tuple[float, dict[str, Any]]) -> None:
+        msg = event[1]
+        with self._lock:
+            self.announced.setdefault(str(msg.get("key")), []).append(msg)
 
     def remote(self) -> Any:
         if self._remote is None and self.remote_url:
@@ -416,6 +458,7 @@ class DaskExecutor:
             fresh_dirs,
             self.remote_url if bundle is not None else None,
             bundle,
+            self.topic if bundle is not None else None,
             key=key,
             pure=False,
             **extra,
@@ -445,7 +488,11 @@ class DaskExecutor:
             _attempts_file(cwd).unlink(missing_ok=True)
             for lost in [] if len(attempts) < 2 else Path(cwd).parent.glob(Path(cwd).name + ".lost-attempt*"):  # its processes are gone: see _fresh_folder
                 shutil.rmtree(lost, ignore_errors=True)
-        if not attempts and extra:  # ran through the remote: the worker said where
+        with self._lock:
+            announced = self.announced.pop(self.keys.get(job_id, ""), [])
+        if not attempts and announced:  # ran through the remote: each attempt's worker told the scheduler when it started
+            attempts = [{"attempt": i, "worker": a.get("worker"), "host": a.get("host"), "pid": None} for i, a in enumerate(announced, 1)]
+        elif not attempts and extra:
             attempts = [{"attempt": 1, "worker": extra.get("worker"), "host": extra.get("host"), "pid": None}]
         # queued before it leaves `running`, so a stop in between still waits for this result
         self.results.put(DaskFinished(job_id, None if error else code, timed_out, started, ended, error, attempts=attempts))
