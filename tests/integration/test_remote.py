@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Project, Result
+from tests.conftest import PLX, Project, Result
 
 GRAPH = """\
 kind: graph
@@ -289,6 +290,41 @@ def test_cache_gc_leaves_the_remote_alone_and_says_so(clones: tuple[Project, Pro
         subprocess.run(["rm", "-rf", str(one.root / ".plx" / d)], check=True)
     r = one.plx("run", "graphs/chain.yaml", "--json", env=_env(remote))
     assert set(_states(r).values()) == {"cached"} and {n["source"] for n in r.json()["nodes"].values()} == {"remote"}, r
+
+
+def test_a_large_pull_streams_with_progress_on_a_terminal_only(clones: tuple[Project, Project, Path]) -> None:
+    one, two, remote = clones
+    for p in (one, two):
+        p.write("operations/big.yaml", 'kind: operation\nname: big\nrunner: command\noutputs: [{name: out, type: file}]\ncmd: head -c 128000000 /dev/zero > "$OUTPUT_OUT"\n')
+        p.write("graphs/big.yaml", "kind: graph\nname: big\nnodes:\n  b: {operation: big}\n")
+    r = one.plx("run", "graphs/big.yaml", "--json", env=_env(remote))
+    assert r.code == 0, r
+    h = r.json()["nodes"]["b"]["outputs"]["out"]["hash"]
+    env = {**os.environ, **_env(remote)}
+    # Peak memory of the pull alone (a fresh parent whose only child is plx): the 128 MB stream through
+    # in pieces, and what was verified while it streamed is not read again (its pages would count).
+    probe = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    got = subprocess.run([sys.executable, "-c", probe, str(PLX), "pull", "graphs/big.yaml"], cwd=two.root, env=env, capture_output=True, text=True)
+    assert got.returncode == 0 and "pulled 1 cache entries (128.0 MB)" in got.stderr, got
+    assert "download" not in got.stderr  # no terminal, no progress
+    assert int(got.stdout) < 100_000, f"peak RSS {int(got.stdout) // 1024} MB for a 128 MB pull"
+    # On a terminal, the transfer shows its progress.
+    subprocess.run(["rm", "-rf", str(two.root / ".plx")], check=True)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(PLX), "pull", "graphs/big.yaml"], cwd=two.root, env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal's other end closed: plx is done
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0, out
+    assert f"download {h[:12]}: 128.0 / 128.0 MB".encode() in out, out
 
 
 # ---- S3, against moto's server on 127.0.0.1 ------------------------------------------
