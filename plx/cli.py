@@ -293,6 +293,8 @@ def rerun(
     name: Optional[str] = typer.Option(None, "--name", help="A name for the new run."),
     tag: List[str] = typer.Option([], "--tag", help="A tag for the new run; repeatable."),
     note: Optional[str] = typer.Option(None, "--note", help="A free-text note recorded with the new run."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help="A shared cache for this run (any fsspec URL; overrides PLX_REMOTE and plx.yaml)."),
+    no_remote: bool = typer.Option(False, "--no-remote", help="Use no remote cache in this run."),
 ) -> None:
     """Run again the graph, operations and overrides recorded in RUN."""
     from . import commands
@@ -301,7 +303,16 @@ def rerun(
     project, _ = commands.open_project()
     labels = _labels(name, tag, note)
     record, notes = commands.rerun(
-        project, run_ref, jobs=jobs, no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], labels=labels
+        project,
+        run_ref,
+        jobs=jobs,
+        no_cache=no_cache,
+        keep_going=keep_going,
+        reporter=reporter_for(as_json),
+        argv=_redacted(sys.argv[1:]),
+        labels=labels,
+        remote=remote,
+        no_remote=no_remote,
     )
     for note in notes:
         err(f"plx: note: {note}")

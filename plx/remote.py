@@ -56,8 +56,8 @@ class Damaged(Exception):
 
 
 def redact(url: str) -> str:
-    """A URL as it may be shown and recorded: any user:password@ part removed."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", url)
+    """A URL (or a text holding URLs, such as `--remote=URL`) as it may be shown and recorded: any user:password@ part removed."""
+    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@", r"\1***@", url)
 
 
 def push_enabled() -> bool:

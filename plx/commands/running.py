@@ -117,7 +117,17 @@ def _show(v: Any) -> str:
 
 
 def rerun(
-    project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], labels: dict[str, Any] | None = None
+    project: Project,
+    run_ref: str,
+    *,
+    jobs: int | None,
+    no_cache: bool,
+    keep_going: bool,
+    reporter: Any,
+    argv: list[str],
+    labels: dict[str, Any] | None = None,
+    remote: str | None = None,
+    no_remote: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     """Run again the graph, operations and overrides recorded in a run; returns (record, notes)."""
     import json
@@ -178,7 +188,7 @@ def rerun(
             overrides=data.get("params") or {},
             rerun_of=rid,
             snapshot=snap,
-            remote=resolve_url(project),
+            remote=resolve_url(project, remote, no_remote),
         )
         opts.labels = labels or {}
         record = Engine(replay, the_plan, opts, reporter, lib).run()

@@ -276,6 +276,16 @@ def test_dry_run_asks_the_remote_and_downloads_nothing(clones: tuple[Project, Pr
     assert two.counter("a") == 0 and two.counter("b") == 1  # the run did what the dry run said
 
 
+def test_rerun_takes_the_remote_options(clones: tuple[Project, Project, Path], tmp_path: Path) -> None:
+    one, _, remote = clones
+    assert one.plx("run", "graphs/chain.yaml", env={"PLX_REMOTE": ""}).code == 0
+    trace = tmp_path / "trace"
+    r = one.plx("rerun", "last", "--no-cache", "--no-remote", env=_env(remote, PLX_REMOTE_TRACE=str(trace)))
+    assert r.code == 0 and not trace.exists() and not _remote_files(remote, "entries"), r
+    r = one.plx("rerun", "last", "--no-cache", "--remote", f"file://{remote}", env={"PLX_REMOTE": ""})
+    assert r.code == 0 and len(_remote_files(remote, "entries")) == 3, r
+
+
 def test_cache_gc_leaves_the_remote_alone_and_says_so(clones: tuple[Project, Project, Path]) -> None:
     one, _, remote = clones
     assert one.plx("run", "graphs/chain.yaml", env=_env(remote)).code == 0
@@ -418,9 +428,15 @@ def test_s3_credentials_in_the_url_are_not_recorded(clones: tuple[Project, Proje
     _bucket(s3, "shared2")
     r = one.plx("run", "graphs/chain.yaml", "--remote", "s3://user:pa55word@shared2/x", "--json", env={**S3_ENV, "FSSPEC_S3_ENDPOINT_URL": s3})
     assert r.code == 0, r
+    # plx rerun takes the run options --remote/--no-remote too; --remote=URL is redacted as well.
+    r = one.plx("rerun", "last", "--no-cache", "--remote=s3://user:pa55word@shared2/x", "--json", env={**S3_ENV, "FSSPEC_S3_ENDPOINT_URL": s3})
+    assert r.code == 0, r
+    recorded = json.loads((one.root / ".plx" / "runs" / r.json()["id"] / "run.json").read_text())["argv"]
+    assert "--remote=s3://***@shared2/x" in recorded, recorded
     record = json.dumps(one.last_run())
-    for f in (one.root / ".plx" / "runs").rglob("*.json*"):
-        assert b"pa55word" not in f.read_bytes()
+    for f in (one.root / ".plx" / "runs").rglob("*"):
+        if f.is_file():
+            assert b"pa55word" not in f.read_bytes(), f
     assert "pa55word" not in record
 
 
