@@ -7,15 +7,16 @@ enforced there, and killed (TERM, then KILL) when plx cancels the run.
 
 A worker can die mid-node (killed, out of memory, its machine lost); Dask then runs the task
 again elsewhere. So that a retried node never mixes two attempts' outputs:
-  * the node's processes die with their worker: the leader gets PR_SET_PDEATHSIG (SIGKILL when
-    the worker's thread that started it is gone; that thread waits for the node, so it outlives
-    it otherwise), and a watchdog process outside the worker (one per worker) kills the node's
-    whole process group when the worker's end of a pipe closes, which the kernel does when the
-    worker dies;
-  * every attempt is written down (`<work>.attempts`: attempt, worker, host, pid) before it
-    starts; a later attempt kills what an earlier one on the same host may have left, moves the
-    earlier attempt's work folder aside and starts in a fresh one, so the outputs plx stores come
-    from exactly one attempt, and the record names the worker of each attempt.
+  * the node's processes die with their worker: a watchdog process outside the worker (one per
+    worker, in a session of its own) kills the node's whole process group when the worker's end of
+    a pipe closes, which the kernel does when the worker dies, and then every process carrying the
+    worker's marker (PLX_DASK_WORKER) in its environment: those that left the group (setsid);
+  * every attempt is written down (a line in the worker's file under `.plx-dask-attempts/` beside
+    the work folders: task key, attempt, worker, host, pid) as it starts; a later attempt (it finds
+    the node's stdout log there already) kills what an earlier one on the same host may have left,
+    moves the earlier attempt's work folder aside and starts in a fresh one, so the outputs plx
+    stores come from exactly one attempt, and the record names the worker of each attempt.
+A task's result comes back to plx as an event (_report), not fetched from the worker.
 A worker that cannot see the work folder fails the node with the path it cannot see, or with a remote
 runs it through the remote (_via_remote), announcing each attempt to the scheduler first (_announce).
 """
@@ -53,19 +54,18 @@ class DaskFinished(Finished):
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _pdeathsig_prefix() -> list[str]:
-    """`setpriv --pdeathsig KILL --` where util-linux has it: the leader dies with the thread that started it."""
-    found = shutil.which("setpriv")
-    return [found, "--pdeathsig", "KILL", "--"] if found and os.uname().sysname == "Linux" else []
+ATTEMPTS = ".plx-dask-attempts"  # beside the work folders: one file per worker process, a line per attempt
+_MADE: set[str] = set()  # the attempts folders this worker has made
 
 
 def _attempts_file(cwd: str) -> Path:
+    """Where attempts through the remote are written on the worker's own disk (workers sharing a host)."""
     return Path(cwd + ".attempts")
 
 
-def _read_attempts(cwd: str) -> list[dict[str, Any]]:
+def _read_lines(path: Path) -> list[dict[str, Any]]:
     try:
-        text = _attempts_file(cwd).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError:
         return []
     out = []
@@ -75,6 +75,27 @@ def _read_attempts(cwd: str) -> list[dict[str, Any]]:
         except ValueError:
             continue  # a line cut by a worker killed while writing it
     return out
+
+
+def _read_attempts(cwd: str) -> list[dict[str, Any]]:
+    return _read_lines(_attempts_file(cwd))
+
+
+def earlier_attempts(cwd: str, key: str) -> list[dict[str, Any]]:
+    """The attempts of Dask task key written down by any worker (the shared folder's attempts files), in order."""
+    found = [a for f in (Path(cwd).parent / ATTEMPTS).glob("*.jsonl") for a in _read_lines(f) if a.get("key") == key]
+    return sorted(found, key=lambda a: (a.get("attempt") or 0, a.get("started") or 0))
+
+
+def _write_attempt(cwd: str, line: dict[str, Any]) -> None:
+    """Append an attempt to this worker's file beside the work folders (opened, appended, closed: on a
+    shared file system close() is what makes it visible to the other hosts)."""
+    folder = Path(cwd).parent / ATTEMPTS
+    if str(folder) not in _MADE:
+        folder.mkdir(exist_ok=True)
+        _MADE.add(str(folder))
+    with open(folder / f"{socket.gethostname()}-{os.getpid()}.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 def _invisible(path: str) -> str | None:
@@ -138,6 +159,9 @@ def _fresh_folder(cwd: str, n: int, fresh_dirs: list[str], earlier: list[dict[st
 # One watchdog process per worker, outside the worker's process group and session: it reads the
 # process groups of the worker's running nodes from a pipe that only the worker writes to, and
 # when the pipe closes (the worker died, however) it kills every group still listed.
+# Then it kills every process that carries this worker's marker (PLX_DASK_WORKER, in every node's
+# environment): those a node started in a session or group of their own (setsid, a double fork), and a
+# leader started just before the worker died, before the watchdog heard of its group.
 _WATCHDOG_CODE = """
 import os, signal, sys
 groups = set()
@@ -150,7 +174,26 @@ for g in groups:
         os.killpg(g, signal.SIGKILL)
     except OSError:
         pass
+mark, me = b"PLX_DASK_WORKER=" + sys.argv[1].encode(), os.getpid()
+for _ in range(5):  # what forks while it is being killed is found by the next pass
+    found = False
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
+    except OSError:
+        break
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                marked = mark in f.read().split(b"\\0")
+            if marked:
+                os.kill(pid, signal.SIGKILL)
+                found = True
+        except OSError:
+            pass
+    if not found:
+        break
 """
+_TOKEN = uuid.uuid4().hex  # this worker process's marker
 _WATCHDOG: subprocess.Popen[bytes] | None = None
 _WATCH_LOCK = threading.Lock()
 
@@ -162,7 +205,7 @@ def _watch(line: str) -> None:
         for _ in range(2):
             if _WATCHDOG is None or _WATCHDOG.poll() is not None:
                 _WATCHDOG = subprocess.Popen(
-                    [sys.executable, "-c", _WATCHDOG_CODE], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                    [sys.executable, "-c", _WATCHDOG_CODE, _TOKEN], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
                 )
             try:
                 assert _WATCHDOG.stdin is not None
@@ -227,12 +270,34 @@ def run_on_worker(
             "or configure a remote (remote: in plx.yaml, or PLX_REMOTE) so that workers need no shared folder",
             None,
         )
-    earlier = _read_attempts(cwd)
-    n = len(earlier) + 1
-    if earlier:
-        _fresh_folder(cwd, n, fresh_dirs or [], earlier)
-    code, timed_out = _run_attempt(key, argv, extra_env, cwd, stdout, stderr, timeout, grace, n, started)
-    return code, timed_out, started, time.time(), None, None
+    # A first attempt creates the node's stdout log (plx never does): finding it there means an earlier
+    # attempt of this task got that far (its worker died), and only then are its traces looked up.
+    earlier: list[dict[str, Any]] = []
+    try:
+        os.close(os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+    except FileExistsError:
+        earlier = earlier_attempts(cwd, key)
+        _fresh_folder(cwd, max(len(earlier) + 1, 2), fresh_dirs or [], earlier)
+        earlier = earlier or [{"key": key, "attempt": 1, "worker": None, "host": None, "pid": None}]  # it died before writing its line
+    line: dict[str, Any] = {}
+    code, timed_out = _run_attempt(key, argv, extra_env, cwd, stdout, stderr, timeout, grace, len(earlier) + 1, started, line)
+    result: Result = (code, timed_out, started, time.time(), None, None)
+    _report(topic, key, result, [*earlier, line])
+    return result
+
+
+def _report(topic: str | None, key: str, result: Result, attempts: list[dict[str, Any]]) -> None:
+    """Send a task's result to plx as an event (see DaskExecutor._event): it travels on the streams the
+    worker and the scheduler already keep open, ahead of the task's own completion, so plx never has to
+    fetch the result from the worker (a round trip through the scheduler per node)."""
+    if not topic:
+        return
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(topic, {"key": key, "result": list(result[:5]), "attempts": attempts})
+    except Exception:  # not in a worker (tests call run_on_worker directly): plx fetches the result instead
+        pass
 
 
 def worker_cache() -> Path:
@@ -320,23 +385,38 @@ def _via_remote(
 
 
 def _run_attempt(
-    key: str, argv: list[str], extra_env: dict[str, str], cwd: str, stdout: str, stderr: str, timeout: float | None, grace: float, n: int, started: float
+    key: str,
+    argv: list[str],
+    extra_env: dict[str, str],
+    cwd: str,
+    stdout: str,
+    stderr: str,
+    timeout: float | None,
+    grace: float,
+    n: int,
+    started: float,
+    line: dict[str, Any] | None = None,
 ) -> tuple[int | None, bool]:
-    """Start the node (its leader dies with this thread), tell the watchdog its group, and wait for it."""
+    """Start the node (its leader dies with this thread), tell the watchdog its group, write the attempt
+    down (in `line` too), and wait for it. Without `line`: through the remote, on the worker's own disk."""
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         proc = subprocess.Popen(
-            [*_pdeathsig_prefix(), *argv],
+            argv,
             cwd=cwd,
-            env={**os.environ, **extra_env, "PLX_DASK_ATTEMPT": str(n)},
+            env={**os.environ, **extra_env, "PLX_DASK_ATTEMPT": str(n), "PLX_DASK_WORKER": _TOKEN},
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     _watch(f"add {proc.pid}")
-    line = {"attempt": n, "worker": _worker_address(), "host": socket.gethostname(), "pid": proc.pid, "pgid": proc.pid, "started": started}
-    with open(_attempts_file(cwd), "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
+    this = {"key": key, "attempt": n, "worker": _worker_address(), "host": socket.gethostname(), "pid": proc.pid, "pgid": proc.pid, "started": started}
+    if line is not None:
+        line.update(this)
+        _write_attempt(cwd, this)
+    else:
+        with open(_attempts_file(cwd), "a", encoding="utf-8") as f:
+            f.write(json.dumps(this) + "\n")
     with _LOCK:
         _RUNNING[key] = proc
     timed_out = False
@@ -393,17 +473,23 @@ class DaskExecutor:
         self.remote_url = remote
         self._remote: Any = None
         self._lock = threading.Lock()
-        # Workers without the shared folder announce each attempt through the scheduler (see _announce);
-        # subscribed before any task is submitted (one ordered stream: no event can come before it).
-        self.topic = f"plx-attempts-{uuid.uuid4().hex}" if remote else None
+        # Workers send each task's result (see _report), and without the shared folder announce each
+        # attempt (see _announce), as events on this topic; subscribed before any task is submitted (one
+        # ordered stream: no event can come before it, and a task's events come before its completion).
+        self.topic = f"plx-{uuid.uuid4().hex}"
         self.announced: dict[str, list[dict[str, Any]]] = {}  # task key -> its attempts, in order
-        if self.topic:
-            self.client.subscribe_topic(self.topic, self._announced)
+        self.reported: dict[str, dict[str, Any]] = {}  # task key -> the result its last attempt sent
+        self.folders: set[Path] = set()  # where workers write attempts files (removed at close)
+        self.client.subscribe_topic(self.topic, self._event)
 
-    def _announced(self, event: tuple[float, dict[str, Any]]) -> None:
+    def _event(self, event: tuple[float, dict[str, Any]]) -> None:
         msg = event[1]
+        key = str(msg.get("key"))
         with self._lock:
-            self.announced.setdefault(str(msg.get("key")), []).append(msg)
+            if "result" in msg:
+                self.reported[key] = msg  # a later attempt's replaces an earlier one's
+            else:
+                self.announced.setdefault(key, []).append(msg)
 
     def remote(self) -> Any:
         if self._remote is None and self.remote_url:
@@ -458,7 +544,7 @@ class DaskExecutor:
             fresh_dirs,
             self.remote_url if bundle is not None else None,
             bundle,
-            self.topic if bundle is not None else None,
+            self.topic,
             key=key,
             pure=False,
             **extra,
@@ -469,27 +555,34 @@ class DaskExecutor:
             self.stderr[job.id] = str(job.stderr)
             self.cwd[job.id] = str(job.cwd)
             self.stdout[job.id] = str(job.stdout)
+            self.folders.add(job.cwd.parent)
         future.add_done_callback(lambda f, job_id=job.id: self._done(job_id, f))
 
     def _done(self, job_id: str, future: Any) -> None:
         now = time.time()
         error: str | None = None
         extra: dict[str, Any] | None = None
-        try:
-            code, timed_out, started, ended, error, extra = future.result()
-            if extra is not None:
-                error = self._from_remote(job_id, extra) or error
-        except Exception as exc:  # the workers died too often, or the task was cancelled: the node failed
-            code, timed_out, started, ended = -1, False, now, now
-            error = f"the Dask task failed: {type(exc).__name__}: {exc}"
-        cwd = self.cwd.get(job_id, "")
-        attempts = _read_attempts(cwd) if cwd else []
-        if cwd:
-            _attempts_file(cwd).unlink(missing_ok=True)
-            for lost in [] if len(attempts) < 2 else Path(cwd).parent.glob(Path(cwd).name + ".lost-attempt*"):  # its processes are gone: see _fresh_folder
-                shutil.rmtree(lost, ignore_errors=True)
+        key, cwd = self.keys.get(job_id, ""), self.cwd.get(job_id, "")
         with self._lock:
-            announced = self.announced.pop(self.keys.get(job_id, ""), [])
+            announced = self.announced.pop(key, [])
+            reported = self.reported.pop(key, None)
+        attempts: list[dict[str, Any]] = []
+        if reported is not None and future.status == "finished":  # the result came with the worker's event
+            code, timed_out, started, ended, error = reported["result"]
+            attempts = reported["attempts"]
+        else:
+            try:
+                code, timed_out, started, ended, error, extra = future.result()
+                if extra is not None:
+                    error = self._from_remote(job_id, extra) or error
+            except Exception as exc:  # the workers died too often, or the task was cancelled: the node failed
+                code, timed_out, started, ended = -1, False, now, now
+                error = f"the Dask task failed: {type(exc).__name__}: {exc}"
+            if cwd and extra is None:
+                attempts = earlier_attempts(cwd, key)
+        if cwd and len(attempts) > 1:  # the earlier attempts' processes are gone: see _fresh_folder
+            for lost in Path(cwd).parent.glob(Path(cwd).name + ".lost-attempt*"):
+                shutil.rmtree(lost, ignore_errors=True)
         if not attempts and announced:  # ran through the remote: each attempt's worker told the scheduler when it started
             attempts = [{"attempt": i, "worker": a.get("worker"), "host": a.get("host"), "pid": None} for i, a in enumerate(announced, 1)]
         elif not attempts and extra:
@@ -562,4 +655,8 @@ class DaskExecutor:
                 pass
 
     def close(self) -> None:
-        self.client.close()
+        try:
+            self.client.close()
+        finally:
+            for folder in self.folders:  # the workers' attempts files (read only when a worker died)
+                shutil.rmtree(folder / ATTEMPTS, ignore_errors=True)

@@ -56,6 +56,7 @@ def test_a_worker_killed_mid_node_leaves_one_attempt(project: Project, two_worke
           echo "start $a" >> "$OUTPUT_OUT"
           (sleep 2; echo "late $a" >> "$OUTPUT_OUT"; if [ "$a" = 1 ]; then sleep 120; fi) &
           echo $! > {pids}/child-$a
+          if [ "$a" = 1 ]; then setsid sleep 600 > /dev/null 2>&1 < /dev/null & echo $! > {pids}/escaped-1; fi
           echo $$ > {pids}/leader-$a
           echo $PPID > {pids}/worker-$a
           sleep 4
@@ -73,13 +74,15 @@ def test_a_worker_killed_mid_node_leaves_one_attempt(project: Project, two_worke
     while not (pids / "worker-1").exists() or not (pids / "worker-1").read_text().strip():
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
-    worker1, leader1, child1 = (int((pids / f"{w}-1").read_text()) for w in ("worker", "leader", "child"))
+    worker1, leader1, child1, escaped1 = (int((pids / f"{w}-1").read_text()) for w in ("worker", "leader", "child", "escaped"))
+    assert _alive(escaped1)
     os.kill(worker1, signal.SIGKILL)
-    # The worker's node processes die with it, not later: before any retry could start.
-    deadline = time.monotonic() + 5
-    while (_alive(leader1) or _alive(child1)) and time.monotonic() < deadline:
+    # The worker's node processes die with it, not later: before any retry could start; so does one
+    # that left the node's process group and session (setsid).
+    deadline = time.monotonic() + 30
+    while (_alive(leader1) or _alive(child1) or _alive(escaped1)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(leader1) and not _alive(child1)
+    assert not _alive(leader1) and not _alive(child1) and not _alive(escaped1)
     try:
         out, err = proc.communicate(timeout=180)
     finally:
