@@ -39,11 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunError
-from .base import Finished, Job
+from .base import NOT_STARTED, Finished, Job
 from .local import GRACE_SECONDS, stop_group
+
+BATCH = 16  # jobs handed to Dask at once while its workers have enough to do (DaskExecutor._holding)
 
 # On each worker: the processes it is running for plx, by task key, so plx can cancel them.
 _RUNNING: dict[str, subprocess.Popen[bytes]] = {}
+_CANCELED: set[str] = set()  # tasks plx stopped: one that starts after the stop runs nothing
 _LOCK = threading.Lock()
 
 
@@ -94,7 +97,12 @@ def _write_attempt(cwd: str, line: dict[str, Any]) -> None:
     if str(folder) not in _MADE:
         folder.mkdir(exist_ok=True)
         _MADE.add(str(folder))
-    with open(folder / f"{socket.gethostname()}-{os.getpid()}.jsonl", "a", encoding="utf-8") as f:
+    try:
+        f = open(folder / f"{socket.gethostname()}-{os.getpid()}.jsonl", "a", encoding="utf-8")
+    except FileNotFoundError:  # removed since (a folder of that name made again): make it again
+        folder.mkdir(exist_ok=True)
+        f = open(folder / f"{socket.gethostname()}-{os.getpid()}.jsonl", "a", encoding="utf-8")
+    with f:
         f.write(json.dumps(line) + "\n")
 
 
@@ -399,7 +407,9 @@ def _run_attempt(
 ) -> tuple[int | None, bool]:
     """Start the node (its leader dies with this thread), tell the watchdog its group, write the attempt
     down (in `line` too), and wait for it. Without `line`: through the remote, on the worker's own disk."""
-    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+    with open(stdout, "wb") as out, open(stderr, "wb") as err, _LOCK:
+        if key in _CANCELED:  # plx stopped the run before this task started: it never starts the node
+            return -signal.SIGTERM, False
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -409,6 +419,7 @@ def _run_attempt(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        _RUNNING[key] = proc  # under the lock kill_on_worker takes: it sees this process, or the task sees the stop
     _watch(f"add {proc.pid}")
     this = {"key": key, "attempt": n, "worker": _worker_address(), "host": socket.gethostname(), "pid": proc.pid, "pgid": proc.pid, "started": started}
     if line is not None:
@@ -417,8 +428,6 @@ def _run_attempt(
     else:
         with open(_attempts_file(cwd), "a", encoding="utf-8") as f:
             f.write(json.dumps(this) + "\n")
-    with _LOCK:
-        _RUNNING[key] = proc
     timed_out = False
     try:
         proc.wait(timeout=timeout)
@@ -438,8 +447,9 @@ def _run_attempt(
 
 
 def kill_on_worker(keys: list[str], hard: bool, grace: float) -> int:
-    """Runs on every worker (client.run): stop the process groups of these tasks."""
+    """Runs on every worker (client.run): stop the process groups of these tasks; those not started yet never start."""
     with _LOCK:
+        _CANCELED.update(keys)
         procs = [p for k, p in _RUNNING.items() if k in keys]
     for p in procs:
         if hard:
@@ -473,6 +483,13 @@ class DaskExecutor:
         self.remote_url = remote
         self._remote: Any = None
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._queued: list[Job] = []  # submitted, not handed to Dask yet
+        self._sender: threading.Thread | None = None
+        self._closing = False
+        self._canceled = False
+        self._inflight = 0  # tasks handed to Dask, not finished
+        self._threads, self._threads_at = 0, 0.0  # the cluster's worker threads, and when they were counted
         # Workers send each task's result (see _report), and without the shared folder announce each
         # attempt (see _announce), as events on this topic; subscribed before any task is submitted (one
         # ordered stream: no event can come before it, and a task's events come before its completion).
@@ -522,41 +539,109 @@ class DaskExecutor:
         return items
 
     def submit(self, job: Job) -> None:
-        if job.before is not None:  # the inputs go to the shared store folder the workers see
+        """Queue a job: the sender thread places its inputs and hands it to Dask with every job queued
+        meanwhile, in one graph (the scheduler's cost is mostly per graph, not per task)."""
+        with self._wake:
+            self.running[job.id] = None  # queued: a drain waits for its result too
+            self._queued.append(job)
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_loop, name="plx-dask-submit", daemon=True)
+                self._sender.start()
+            self._wake.notify()
+
+    def _holding(self) -> bool:
+        """Whether to keep queued jobs a little longer: while Dask holds enough tasks to keep every worker
+        thread busy, jobs are handed over BATCH at a time (a node that finishes frees one slot at a time,
+        and one graph per node is what costs the scheduler most). Never while stopping."""
+        if self._canceled or self._closing or len(self._queued) >= BATCH:
+            return False
+        if time.monotonic() - self._threads_at > 2:  # workers come and go: asked again at most every 2 s
+            self._threads_at = time.monotonic()
+            self._lock.release()
+            try:
+                self._threads = self._cluster_threads()
+            finally:
+                self._lock.acquire()
+        return self._inflight >= max(2 * self._threads, 2)
+
+    def _cluster_threads(self) -> int:
+        try:
+            return sum(int(w.get("nthreads") or 0) for w in self.client.scheduler_info().get("workers", {}).values())
+        except Exception:
+            return 0
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closing and (not self._queued or self._holding()):
+                    self._wake.wait(timeout=1.0)
+                if not self._queued:
+                    return
+                batch, self._queued = self._queued, []
+            groups: dict[tuple[tuple[str, float], ...], list[tuple[Job, tuple[Any, ...]]]] = {}
+            for job in batch:
+                if self._canceled:
+                    self._not_run(job, NOT_STARTED)
+                    continue
+                try:
+                    args = self._prepare(job)
+                except Exception as exc:
+                    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                    self._not_run(job, f"cannot start the node: {why}")
+                    continue
+                # A node's declared resources become Dask worker resources (CPU, MEMORY, GPU): the scheduler
+                # runs it only on a worker started with enough of them (`dask worker --resources "CPU=4,GPU=1"`).
+                groups.setdefault(tuple(sorted((job.resources or {}).items())), []).append((job, args))
+            for resources, items in groups.items():
+                self._hand_over(resources, items)
+
+    def _prepare(self, job: Job) -> tuple[Any, ...]:
+        """Place the job's inputs (in the shared folder the workers see, or uploaded to the remote); its task's arguments."""
+        if job.before is not None:
             job.before()
         key = f"plx-node-{uuid.uuid4().hex}"
         # Empty folders plx made for directory outputs: a retried attempt starts with the same.
         fresh_dirs = [e.name for e in os.scandir(job.cwd) if e.is_dir()] if job.cwd.is_dir() else []
         bundle = self._bundle(job)
-        # A node's declared resources become Dask worker resources (CPU, MEMORY, GPU): the scheduler
-        # runs it only on a worker started with enough of them (`dask worker --resources "CPU=4,GPU=1"`).
-        extra = {"resources": job.resources} if job.resources else {}
-        future = self.client.submit(
-            run_on_worker,
-            key,
-            job.argv,
-            job.env,
-            str(job.cwd),
-            str(job.stdout),
-            str(job.stderr),
-            job.timeout,
-            GRACE_SECONDS,
-            fresh_dirs,
-            self.remote_url if bundle is not None else None,
-            bundle,
-            self.topic,
-            key=key,
-            pure=False,
-            **extra,
-        )
         with self._lock:
-            self.running[job.id] = future
             self.keys[job.id] = key
             self.stderr[job.id] = str(job.stderr)
             self.cwd[job.id] = str(job.cwd)
             self.stdout[job.id] = str(job.stdout)
             self.folders.add(job.cwd.parent)
-        future.add_done_callback(lambda f, job_id=job.id: self._done(job_id, f))
+        remote = self.remote_url if bundle is not None else None
+        return (key, job.argv, job.env, str(job.cwd), str(job.stdout), str(job.stderr), job.timeout, GRACE_SECONDS, fresh_dirs, remote, bundle, self.topic)
+
+    def _hand_over(self, resources: tuple[tuple[str, float], ...], items: list[tuple[Job, tuple[Any, ...]]]) -> None:
+        try:
+            columns = list(zip(*(args for _job, args in items), strict=True))
+            extra: dict[str, Any] = {"resources": dict(resources)} if resources else {}
+            futures = self.client.map(run_on_worker, *columns, key=list(columns[0]), pure=False, **extra)
+        except Exception as exc:
+            for job, _args in items:
+                self._not_run(job, f"cannot start the node: the Dask scheduler refused it: {exc}")
+            return
+        with self._lock:
+            self._inflight += len(items)
+        for (job, _args), future in zip(items, futures, strict=True):
+            with self._lock:
+                self.running[job.id] = future
+            future.add_done_callback(lambda f, job_id=job.id: self._done(job_id, f))
+        if self._canceled:  # a stop came while they were being handed over
+            self.cancel_all()
+
+    def _not_run(self, job: Job, error: str) -> None:
+        now = time.time()
+        self.results.put(DaskFinished(job.id, None, False, now, now, error))  # queued before it leaves `running`
+        self._forget(job.id)
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self.running.pop(job_id, None)
+            self.keys.pop(job_id, None)
+            self.stderr.pop(job_id, None)
+            self.cwd.pop(job_id, None)
+            self.stdout.pop(job_id, None)
 
     def _done(self, job_id: str, future: Any) -> None:
         now = time.time()
@@ -589,12 +674,11 @@ class DaskExecutor:
             attempts = [{"attempt": 1, "worker": extra.get("worker"), "host": extra.get("host"), "pid": None}]
         # queued before it leaves `running`, so a stop in between still waits for this result
         self.results.put(DaskFinished(job_id, None if error else code, timed_out, started, ended, error, attempts=attempts))
-        with self._lock:
-            self.running.pop(job_id, None)
-            self.keys.pop(job_id, None)
-            self.stderr.pop(job_id, None)
-            self.cwd.pop(job_id, None)
-            self.stdout.pop(job_id, None)
+        self._forget(job_id)
+        with self._wake:
+            self._inflight -= 1
+            if self._queued:
+                self._wake.notify()
 
     def _from_remote(self, job_id: str, extra: dict[str, Any]) -> str | None:
         """A node that ran on a worker without the shared folder: its logs and outputs, here. Returns an error or None."""
@@ -646,7 +730,13 @@ class DaskExecutor:
         return problems
 
     def cancel_all(self, hard: bool = False) -> None:
-        with self._lock:
+        """Jobs still queued here are not started; on the workers, the processes of running tasks are
+        stopped and a task that starts later returns at once without starting its node (so the drain
+        does not wait for Dask's queue to run). Tasks are not canceled in Dask: a node that fails on its
+        own meanwhile still reports its own result."""
+        with self._wake:
+            self._canceled = True
+            self._wake.notify()  # what is queued here is reported not started
             keys = list(self.keys.values())
         if keys:
             try:
@@ -655,6 +745,11 @@ class DaskExecutor:
                 pass
 
     def close(self) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._sender is not None:
+            self._sender.join(timeout=30)
         try:
             self.client.close()
         finally:
