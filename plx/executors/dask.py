@@ -593,7 +593,12 @@ class DaskExecutor:
                 # runs it only on a worker started with enough of them (`dask worker --resources "CPU=4,GPU=1"`).
                 groups.setdefault(tuple(sorted((job.resources or {}).items())), []).append((job, args))
             for resources, items in groups.items():
-                self._hand_over(resources, items)
+                try:
+                    self._hand_over(resources, items)
+                except BaseException as exc:  # never lose a job: the engine waits for every one's result
+                    for job, _args in items:
+                        if self.running.get(job.id, False) is None:
+                            self._not_run(job, f"cannot start the node: {type(exc).__name__}: {exc}")
 
     def _prepare(self, job: Job) -> tuple[Any, ...]:
         """Place the job's inputs (in the shared folder the workers see, or uploaded to the remote); its task's arguments."""
