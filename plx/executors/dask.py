@@ -230,7 +230,7 @@ Result = tuple[int | None, bool, float, float, str | None, dict[str, Any] | None
 def _announce(topic: str | None, key: str) -> int:
     """Tell the scheduler (and through it plx, subscribed to topic) that an attempt of task key starts on
     this worker, before anything starts: a worker that dies later cannot take the record of its attempt
-    with it. Used where no shared folder carries `<work>.attempts`. Returns the attempt's number."""
+    with it. Used where no shared folder carries the attempts files. Returns the attempt's number."""
     if not topic:
         return 1
     try:
