@@ -20,11 +20,21 @@ from .project import Project
 from .store import Artifact, KeyLock, Store
 
 
-def task_key(task: Task, inputs: dict[str, list[Artifact]], extra: dict[str, Any], ops_seen: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+def task_key(
+    task: Task, inputs: dict[str, list[Artifact]], extra: dict[str, Any], ops_seen: dict[str, Any] | None = None, op_recipes: dict[int, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
     """The cache key of a task and the recipe it hashes: operation, params, its inputs' contents
     and names, and the operation's extras (sources, python environment). The run and `--dry-run`
-    both call this, so they cannot disagree."""
-    recipe = task_recipe(task.op, task.params, {n: [{"hash": a.hash, "name": a.filename} for a in arts] for n, arts in inputs.items()}, ops_seen, extra=extra)
+    both call this, so they cannot disagree. op_recipes keeps each operation's recipe (by the
+    operation's identity, the operation kept with it) for the next task of the same operation."""
+    op_recipe = None
+    if op_recipes is not None:
+        known = op_recipes.get(id(task.op))
+        if known is None or known[0] is not task.op:
+            known = op_recipes[id(task.op)] = (task.op, operation_recipe(task.op))
+        op_recipe = known[1]
+    ins = {n: [{"hash": a.hash, "name": a.filename} for a in arts] for n, arts in inputs.items()}
+    recipe = task_recipe(task.op, task.params, ins, ops_seen, extra=extra, op_recipe=op_recipe)
     return key_of(recipe), recipe
 
 
@@ -71,9 +81,10 @@ class CacheGate:
         self.inflight: dict[str, str] = {}  # key -> the task computing it in this run
         self.waiting: dict[str, list[str]] = {}  # key -> tasks of this run waiting on it
         self.retries = 0  # Retry events queued for tasks that hold no slot
+        self.op_recipes: dict[int, Any] = {}  # id(operation) -> (operation, its recipe), for task_key
 
     def key(self, task: Task, inputs: dict[str, list[Artifact]], extra: dict[str, Any]) -> str:
-        key, self.recipes[task.id] = task_key(task, inputs, extra)
+        key, self.recipes[task.id] = task_key(task, inputs, extra, op_recipes=self.op_recipes)
         self.keys[task.id] = key
         return key
 
@@ -163,11 +174,19 @@ def explain_plan(project: Project, plan: Plan, remote: Any = None) -> list[dict[
     store = Store(project.store)
     extras = Extras(project, store)
     history = History(project.store)
-    last = _last_recipes(history, plan.graph.name, set(plan.tasks))
+    last_read: list[dict[str, dict[str, Any]]] = []  # the last recipes, read at the first task that would run
+
+    def last(tid: str) -> dict[str, Any] | None:
+        if not last_read:
+            last_read.append(_last_recipes(history, plan.graph.name, set(plan.tasks)))
+        return last_read[0].get(tid)
+
     op_recipes: dict[str, Any] = {}
+    by_op: dict[int, Any] = {}
     known: dict[str, dict[str, Artifact] | None] = {}
     rows: dict[str, dict[str, Any]] = {}
     work: dict[str, str] = {}  # task -> what identifies its work before its key is known (for sweeps)
+    arts, keyed = _leaf_keys(plan, store, extras, op_recipes, by_op)
     pending = list(plan.tasks)
     while pending:
         # A local miss with a remote is asked in a wave (all at once); the tasks after it wait for its answer.
@@ -188,11 +207,14 @@ def explain_plan(project: Project, plan: Plan, remote: Any = None) -> list[dict[
                 row = {"node": tid, "action": "run", "why": [f"after upstream {', '.join(sorted(set(unknown)))} runs"]}
                 rows[tid] = {**row, "work": work[tid]} if task.cacheable else row
                 continue
-            ins = {
-                name: [known[s.task][s.output] if s.task else store.hash_input(s.path, task.op.input(name).type) for s in sources]  # type: ignore[index,arg-type,union-attr]
-                for name, sources in task.inputs.items()
-            }
-            key, recipe = task_key(task, ins, extras.of(task.op), op_recipes)
+            if tid in keyed:
+                key, recipe = keyed.pop(tid)
+            else:
+                ins = {
+                    name: [known[s.task][s.output] if s.task else arts[(s.path, task.op.input(name).type)] for s in sources]  # type: ignore[index,union-attr]
+                    for name, sources in task.inputs.items()
+                }
+                key, recipe = task_key(task, ins, extras.of(task.op), op_recipes, by_op)
             work[tid] = key
             hit = store.lookup(key) if task.cacheable else None
             known[tid] = hit
@@ -203,7 +225,7 @@ def explain_plan(project: Project, plan: Plan, remote: Any = None) -> list[dict[
             elif remote is not None and remote.usable:
                 asking[tid] = (key, recipe)
             else:
-                rows[tid] = _run_row(tid, key, recipe, last, extras)
+                rows[tid] = _run_row(tid, key, recipe, last(tid), extras)
         answers = remote.lookup([k for k, _r in asking.values()]) if asking else {}
         for tid, (key, recipe) in asking.items():
             known[tid] = answers.get(key)
@@ -211,21 +233,51 @@ def explain_plan(project: Project, plan: Plan, remote: Any = None) -> list[dict[
                 why = [f"from the remote {remote.shown}: would be downloaded, not run"]
                 rows[tid] = {"node": tid, "action": "cached", "why": why, "cache_key": key, "source": "remote"}
             else:
-                rows[tid] = _run_row(tid, key, recipe, last, extras)
+                rows[tid] = _run_row(tid, key, recipe, last(tid), extras)
         pending = list(later)
     store.close()
     return [rows[tid] for tid in plan.tasks]
 
 
-def _run_row(tid: str, key: str, recipe: Any, last: dict[str, dict[str, Any]], extras: Extras) -> dict[str, Any]:
+def _run_row(tid: str, key: str, recipe: Any, last: dict[str, Any] | None, extras: Extras) -> dict[str, Any]:
     """The --dry-run row of a cacheable task that would run: why (what differs from its last run)."""
-    why = explain(last.get(tid), recipe)
-    old_env, new_env = (last.get(tid) or {}).get("_environment"), extras.environments.get(recipe.get("environment") or "")
+    why = explain(last, recipe)
+    old_env, new_env = (last or {}).get("_environment"), extras.environments.get(recipe.get("environment") or "")
     changes = environment_differences(old_env, new_env)
     if changes:
         shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
         why = [f"python environment changed: {shown}" if w.startswith("python environment changed") else w for w in why]
     return {"node": tid, "action": "run", "why": why, "cache_key": key, "work": key}
+
+
+def _leaf_keys(
+    plan: Plan, store: Store, extras: Extras, op_recipes: dict[str, Any], by_op: dict[int, Any]
+) -> tuple[dict[tuple[Any, str], Artifact], dict[str, tuple[str, dict[str, Any]]]]:
+    """For explain_plan: every graph input hashed (the stat cache asked per batch), the keys of the
+    tasks that read only graph inputs, and their cache entries read ahead in batches (store.prefetch)."""
+    by_type: dict[str, dict[Any, None]] = {}
+    for task in plan.tasks.values():
+        for name, sources in task.inputs.items():
+            for s in sources:
+                if not s.task:
+                    by_type.setdefault(task.op.input(name).type, {})[s.path] = None  # type: ignore[union-attr]
+    arts: dict[tuple[Any, str], Artifact] = {}
+    for type_, paths in by_type.items():
+        arts.update(((p, type_), a) for p, a in zip(paths, store.hash_inputs(list(paths), type_), strict=True))
+    keyed: dict[str, tuple[str, dict[str, Any]]] = {}
+    batch: list[str] = []
+    for tid, task in plan.tasks.items():
+        if any(s.task for ss in task.inputs.values() for s in ss):
+            continue
+        ins = {name: [arts[(s.path, task.op.input(name).type)] for s in sources] for name, sources in task.inputs.items()}  # type: ignore[union-attr]
+        keyed[tid] = task_key(task, ins, extras.of(task.op), op_recipes, by_op)
+        if task.cacheable:
+            batch.append(keyed[tid][0])
+        if len(batch) >= 512:
+            store.prefetch(batch)
+            batch = []
+    store.prefetch(batch)
+    return arts, keyed
 
 
 def _last_recipes(history: History, graph: str, wanted: set[str], scan: int = 50) -> dict[str, dict[str, Any]]:

@@ -29,9 +29,13 @@ def hash_file(path: Path | str) -> str:
         return blake3(f.read()).hexdigest()
 
 
+# json.dumps with options builds an encoder at every call: one, kept (a key per node).
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def canonical(obj: Any) -> str:
     """One spelling for equal data: sorted keys, no spaces, so hashes never depend on dict order."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _canonical(obj)
 
 
 def operation_recipe(op: Any) -> dict[str, Any]:
@@ -52,24 +56,41 @@ def operation_recipe(op: Any) -> dict[str, Any]:
 
 
 def task_recipe(
-    op: Any, params: dict[str, Any], inputs: dict[str, list[dict[str, str]]], ops_seen: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+    op: Any,
+    params: dict[str, Any],
+    inputs: dict[str, list[dict[str, str]]],
+    ops_seen: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    op_recipe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The recipe of one node: operation, params (defaults filled), input contents and names, and
     in `extra` the contents of its `sources` ({path: hash}) and its python `environment` (the
     interpreter's fingerprint hash), each only when the operation has one.
 
-    ops_seen collects each distinct operation recipe by its hash, so a run records it once."""
-    op_recipe = operation_recipe(op)
+    ops_seen collects each distinct operation recipe by its hash, so a run records it once;
+    op_recipe is operation_recipe(op) when the caller has it already."""
+    if op_recipe is None:
+        op_recipe = operation_recipe(op)
     if ops_seen is not None:
         ops_seen.setdefault(key_of(op_recipe), op_recipe)
     return {"format": KEY_FORMAT, "operation": op_recipe, "params": params, "inputs": inputs, **(extra or {})}
 
 
+_OP_KEYS: dict[int, tuple[Any, str]] = {}  # the keys of the last operation recipes compacted, by identity
+
+
 def compact(recipe: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A recipe as a run record keeps it: the operation by the hash of its recipe."""
+    """A recipe as a run record keeps it: the operation by the hash of its recipe (hashed once per
+    recipe object: the nodes of a run share their operation's; recipes are never changed in place)."""
     if recipe is None:
         return None
-    return {**recipe, "operation": key_of(recipe["operation"])}
+    op = recipe["operation"]
+    known = _OP_KEYS.get(id(op))
+    if known is None or known[0] is not op:
+        if len(_OP_KEYS) >= 256:
+            _OP_KEYS.clear()
+        known = _OP_KEYS[id(op)] = (op, key_of(op))  # op kept alive: its id is not reused meanwhile
+    return {**recipe, "operation": known[1]}
 
 
 def expand(recipe: dict[str, Any], op_recipes: dict[str, Any]) -> dict[str, Any]:

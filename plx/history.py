@@ -29,10 +29,22 @@ from .repair import ensure_dir, set_aside
 WORKER_LOG = "worker.log"
 
 
+_last_id_ms = 0
+
+
 def new_run_id() -> str:
-    """A run id that sorts by start time: UTC date, time, milliseconds, then random."""
-    now = datetime.now(UTC)
-    return now.strftime("%Y%m%d-%H%M%S-") + f"{now.microsecond // 1000:03d}-" + secrets.token_hex(2)
+    """A run id that sorts by start time: UTC date, time, milliseconds, then random. Ids made by one
+    process are strictly increasing (a sweep's members start within one millisecond: the next one
+    takes the next millisecond), so "newest first" is the order they were started in."""
+    global _last_id_ms
+    ms = max(time.time_ns() // 1_000_000, _last_id_ms + 1)
+    _last_id_ms = ms
+    now = datetime.fromtimestamp(ms // 1000, UTC)
+    return now.strftime("%Y%m%d-%H%M%S-") + f"{ms % 1000:03d}-" + secrets.token_hex(2)
+
+
+# json.dumps(obj, default=str) builds an encoder at every call: one, kept (an event per node).
+_encode = json.JSONEncoder(default=str).encode
 
 
 def now_iso() -> str:
@@ -46,7 +58,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             # One line, no indent: only json.dumps without indent uses the C encoder (10x faster on
             # a 1,000-node record). `plx log RUN --json` prints it indented.
-            f.write(json.dumps(data, default=str) + "\n")
+            f.write(_encode(data) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -210,9 +222,20 @@ class Index:
         try:
             if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # WAL persists in the file: set once
                 self.db.execute("PRAGMA journal_mode=WAL")
-            if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:  # an older plx's rows: rebuilt from the records
-                self.db.execute("DROP TABLE IF EXISTS runs")
-                self.db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:  # new, or an older plx's rows: rebuilt from the records
+                # Checked again inside one write transaction: two processes opening a new index at once
+                # must not both see version 0, the second dropping the rows the first just put.
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+                        self.db.execute("DROP TABLE IF EXISTS runs")
+                        self.db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+                    self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)")
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
             self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)")
             self.db.execute("SELECT count(*) FROM runs").fetchone()
         except BaseException:
@@ -367,7 +390,7 @@ class RunRecord:
     def node_event(self, node: str, **fields: Any) -> None:
         """Record a node's change: appended to events.jsonl, written out by the next flush()."""
         self.data["nodes"].setdefault(node, {}).update(fields)
-        self._events.write(json.dumps({"node": node, **fields}, default=str) + "\n")
+        self._events.write(_encode({"node": node, **fields}) + "\n")
 
     def run_event(self, **fields: Any) -> None:
         """Record run-level facts learnt after the start (the git facts), appended like node events."""
@@ -455,10 +478,20 @@ class History:
         if data.get("status") == RunState.RUNNING:
             _apply_events(d / "events.jsonl", data)
             if not self._alive(d):
+                # Its plx writes the final run.json before it lets go of the lock: read again now, or a
+                # run that ended between the read above and the lock check is marked interrupted.
                 try:
-                    self._mark_interrupted(d, data)
-                except (OSError, sqlite3.Error):  # a full disk: the next reader marks it
-                    pass
+                    again: Any = json.loads((d / "run.json").read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    again = None
+                if isinstance(again, dict) and again.get("status") != RunState.RUNNING and isinstance(again.get("nodes"), dict):
+                    again["id"] = run_id
+                    data = again
+                else:
+                    try:
+                        self._mark_interrupted(d, data)
+                    except (OSError, sqlite3.Error):  # a full disk: the next reader marks it
+                        pass
         elif "metrics" not in data:  # recorded by a plx without metrics: read them from the store
             from .tracking import run_metrics
 

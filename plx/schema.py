@@ -240,14 +240,26 @@ def _errors_of(doc: Doc, value: Any, schema: dict[str, Any], path: tuple[Any, ..
     return out
 
 
+class _Trial:
+    """The Doc of an anyOf branch tried: its messages without positions (a large file's positions
+    cost a second parse); the branch reported is walked again with the real Doc."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def diag(self, path: tuple[Any, ...], message: str, hint: str | None = None, key: bool = False) -> Diagnostic:  # noqa: ARG002 - Doc.diag's signature
+        return Diagnostic(self.file, None, None, message, hint)
+
+
 def _walk(doc: Doc, value: Any, schema: dict[str, Any], path: tuple[Any, ...], out: list[Diagnostic]) -> None:  # noqa: C901 - above the threshold when it was set (issue 11)
     if "anyOf" in schema:
-        tries = [_errors_of(doc, value, s, path) for s in schema["anyOf"]]
+        trial: Any = _Trial(doc.file)
+        tries = [_errors_of(trial, value, s, path) for s in schema["anyOf"]]
         if all(tries):
             # Report the branch whose type matched, else a combined type message.
-            for s, errs in zip(schema["anyOf"], tries, strict=True):
+            for s in schema["anyOf"]:
                 if "type" in s and _type_ok(value, s["type"]):
-                    out.extend(errs)
+                    out.extend(_errors_of(doc, value, s, path))
                     return
             wanted = " or ".join(_JSON_TYPE[s["type"]] for s in schema["anyOf"] if "type" in s)
             out.append(doc.diag(path, f"{_label(path)} must be {wanted}, not {_JSON_TYPE.get(json_type(value), json_type(value))}"))

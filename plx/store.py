@@ -20,6 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -104,6 +105,10 @@ class Store:
         self._stats: Any = None
         self._new_stats: dict[str, str] = {}  # written in one transaction, not one per object
         self._new_entries: dict[str, str] = {}  # cache entries waiting for commit_entries
+        # Rows read ahead in one query for many keys (prefetch): the index's entries of tasks about to
+        # be looked up, the stat cache's hashes of their objects' signatures as they were then.
+        self._ahead_entries: dict[str, dict[str, Artifact]] = {}
+        self._ahead_stats: dict[str, str] = {}
         self._lock_fd: int | None = None
         self._lease: Any = None  # a file object: closed (the lease released) even if close() is never called
         self._prefixes: set[str] = set()  # objects/xx folders known to exist
@@ -201,8 +206,34 @@ class Store:
         if len(self._new_stats) >= 512:
             self.flush()
 
+    def _many(self, name: str, keys: list[str]) -> dict[str, str]:
+        """The text values of many keys of index/ or stats/, one query per 500 keys. A row that is not
+        short plain text is left out: the single get() then decides about it, as for any key."""
+        if not keys:
+            return {}
+        from diskcache.core import MODE_RAW
+
+        found: dict[str, str] = {}
+        try:
+            sql = (self.index if name == "index" else self.stats)._sql
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                rows = sql(
+                    f"SELECT key, mode, value FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(chunk))}) AND (expire_time IS NULL OR expire_time > ?)",
+                    (*chunk, time.time()),
+                ).fetchall()
+                found.update((k, v) for k, mode, v in rows if mode == MODE_RAW and isinstance(k, str) and isinstance(v, str))
+        except AttributeError:  # a diskcache without this internal: one query per key, as before
+            return {}
+        except Exception as exc:
+            if not is_damaged_db(exc):
+                raise
+            self._damaged(name, exc)
+            return {}
+        return found
+
     def _known(self, key: str) -> str | None:
-        h = self._new_stats.get(key)
+        h = self._new_stats.get(key) or self._ahead_stats.get(key)
         if h is None:
             try:
                 h = self.stats.get(key)
@@ -244,6 +275,37 @@ class Store:
             manifest = self._manifest(path, self.hash_path)
             return Artifact(manifest_hash(manifest), sum(e["size"] for e in manifest), type_, path.name)
         return Artifact(self.hash_path(path), path.stat().st_size, type_, path.name)
+
+    def hash_inputs(self, paths: list[Path], type_: str) -> list[Artifact]:
+        """hash_input of many graph inputs, the stat cache asked once per 500 files: a file whose
+        signature (resolved path, size, mtime, inode, ctime) is known keeps its hash, any other is read."""
+        resolved_dirs: dict[str, str] = {}
+        todo: list[tuple[int, str, os.stat_result, str]] = []
+        out: list[Artifact | None] = []
+        for path in paths:
+            parent, name = os.path.split(os.fspath(path))
+            try:
+                st = os.lstat(path)
+            except OSError:
+                st = None
+            if st is None or not stat.S_ISREG(st.st_mode) or name in ("", ".", ".."):
+                out.append(self.hash_input(path, type_))  # a folder, a link, or an error to raise: one at a time
+                continue
+            real = resolved_dirs.get(parent)
+            if real is None:
+                real = resolved_dirs[parent] = os.path.realpath(parent)
+            # the same text as Path.resolve(): the parent resolved, then a name that is no link
+            todo.append((len(out), f"{real}/{name}" if real != "/" else f"/{name}", st, name))
+            out.append(None)
+        keys = [self._stat_key(r, st) for _, r, st, _ in todo]
+        known = self._many("stats", [k for k in keys if k not in self._new_stats])
+        for (i, real, st, name), key in zip(todo, keys, strict=True):
+            h = self._new_stats.get(key) or known.get(key)
+            if h is None:
+                h = hash_file(Path(real))
+                self._remember(key, h)
+            out[i] = Artifact(h, st.st_size, type_, name)
+        return [a for a in out if a is not None]
 
     # ---- objects ----
 
@@ -416,8 +478,33 @@ class Store:
 
     # ---- cache entries ----
 
+    def prefetch(self, keys: list[str]) -> None:
+        """Read the entries of many keys about to be looked up, and the stat cache's hashes of their
+        objects, in one query each per 500 (a no-op run asks per batch of nodes, not per node).
+        lookup() still checks every object then: an lstat each, re-hashed if its signature is not
+        the one known (nothing is served on what was read here alone)."""
+        rows = self._many("index", [k for k in keys if k not in self._new_entries and k not in self._ahead_entries])
+        sigs = []
+        for key, raw in rows.items():
+            try:
+                outputs = {k: Artifact.from_json(v) for k, v in json.loads(raw)["outputs"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # lookup() reads it again and finds it is no entry
+            self._ahead_entries[key] = outputs
+            for art in outputs.values():
+                h = art.hash
+                p = f"{self._objects_str}/{h[:2]}/{h[2:]}"
+                try:
+                    sigs.append(self._stat_key(p, os.lstat(p)))
+                except OSError:
+                    pass
+        self._ahead_stats.update(self._many("stats", sigs))
+
     def lookup(self, key: str) -> dict[str, Artifact] | None:
         """The outputs of a cache entry, only if every one of its artifacts is intact."""
+        ahead = self._ahead_entries.pop(key, None)
+        if ahead is not None and key not in self._new_entries and all(self.intact(art) for art in ahead.values()):
+            return ahead  # else the entry as it is now, should another plx have replaced it
         try:
             raw = self._new_entries.get(key) or self.index.get(key)
         except ValueError:
@@ -429,9 +516,12 @@ class Store:
             return None
         if raw is None:
             return None
+        return self._intact_outputs(raw)
+
+    def _intact_outputs(self, raw: Any) -> dict[str, Artifact] | None:
         try:
             outputs = {k: Artifact.from_json(v) for k, v in json.loads(raw)["outputs"].items()}
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
         for art in outputs.values():
             if not self.intact(art):

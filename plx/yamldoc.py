@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,11 @@ except AttributeError:  # pragma: no cover - pure-Python PyYAML
 # file: this bounds the "billion laughs" attack long before memory or time runs out.
 MAX_EXPANDED_NODES = 2_000_000
 MAX_ALIAS_EXPANSION = 5_000
+# Files at least this large are read without positions (a 100,000-node graph has a million of them);
+# they are found again, by a second parse, only when a message needs one (Doc.where).
+POSITIONS_LAZILY_FROM = 64 * 1024
+
+_STR = "tag:yaml.org,2002:str"
 
 Path_ = tuple[Any, ...]
 
@@ -34,7 +40,8 @@ class Doc:
     key_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     block_scalars: set[Path_] = field(default_factory=set)  # `|` and `>` values: text starts a line below
     source: dict[Path_, str] = field(default_factory=dict)  # how non-string scalars were written (0123)
-    lazy_marks: Any = None  # a parsed-file cache's marks, decoded when first needed (parsecache)
+    lazy_marks: Any = None  # fills marks and key_marks when first needed (a large file's second parse)
+    json_safe: bool = True  # False when JSON would not give the same data back (a `null:` key)
 
     def where(self, path: Path_, key: bool = False) -> tuple[int | None, int | None]:
         """Line and column (1-based) of the value (or key) at path, or its nearest ancestor."""
@@ -72,8 +79,24 @@ def _yaml_error(file: str, exc: yaml.YAMLError, text: str = "") -> ValidationErr
     return _fail(file, line, col, message)
 
 
-def load_text(text: str, file: str) -> Doc:
-    """Parse YAML text into a Doc, rejecting anything but plain data."""
+def load_text(text: str, file: str, positions: bool = True) -> Doc:
+    """Parse YAML text into a Doc, rejecting anything but plain data.
+
+    positions=False skips recording where each key and value is (most of the cost of a large file);
+    Doc.where then parses the text again, once, when a message needs a position."""
+    collect = gc.isenabled()
+    gc.disable()  # millions of nodes that all live until the end: collecting while building them only costs time
+    try:
+        doc = _load(text, file, positions)
+    finally:
+        if collect:
+            gc.enable()
+    if not positions:
+        doc.lazy_marks = lambda d: fill_marks(d, text)
+    return doc
+
+
+def _load(text: str, file: str, positions: bool, doc: Doc | None = None) -> Doc:
     loader = _BaseLoader(text)
     try:
         try:
@@ -82,12 +105,20 @@ def load_text(text: str, file: str) -> Doc:
             raise _yaml_error(file, exc, text) from None
         if root is None:
             raise _fail(file, 1, 1, "the file is empty", "an operation starts with 'kind: operation', a graph with 'kind: graph'")
-        doc = Doc(file, None)
-        builder = _Builder(doc, loader)
-        doc.data = builder.build(root, ())
+        if doc is None:
+            doc = Doc(file, None)
+        doc.data = _Builder(doc, loader, positions).build(root, ())
         return doc
     finally:
         loader.dispose()
+
+
+def fill_marks(doc: Doc, text: str) -> None:
+    """The positions of a Doc read without them: the same text parsed again, recording them."""
+    try:
+        _load(text, doc.file, True, Doc(doc.file, None, doc.marks, doc.key_marks))
+    except ValidationError:  # cannot happen for text that parsed once; messages then go without positions
+        pass
 
 
 def load_file(path: Path, display: str | None = None, cache: Any = None) -> Doc:
@@ -110,11 +141,12 @@ def load_file(path: Path, display: str | None = None, cache: Any = None) -> Doc:
         raise _fail(file, line, col, "the file is not UTF-8 text", "is it a binary file? save YAML as UTF-8") from None
     if "\x00" in text:
         raise _fail(file, 1, 1, "the file holds NUL bytes: it is binary, not YAML")
+    positions = len(raw) < POSITIONS_LAZILY_FROM
     if cache is None or len(raw) < cache.min_bytes:
-        return load_text(text, file)
+        return load_text(text, file, positions)
     doc = cache.get(path, raw, file)
     if doc is None:
-        doc = load_text(text, file)
+        doc = load_text(text, file, positions)
         cache.put(path, raw, doc)
     return doc
 
@@ -129,16 +161,19 @@ def _short_tag(tag: str) -> str:
 class _Builder:
     """Turns a composed node tree into plain data, recording marks on the way."""
 
-    def __init__(self, doc: Doc, loader: Any):
+    def __init__(self, doc: Doc, loader: Any, positions: bool = True):
         self.doc = doc
         self.loader = loader
+        self.positions = positions
         self.count = 0
         self.alias_uses = 0
         self.seen: set[int] = set()
 
     def _check_budget(self, node: yaml.Node) -> None:
         self.count += 1
-        if id(node) in self.seen and isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if isinstance(node, yaml.ScalarNode):  # only collections count as alias uses
+            pass
+        elif id(node) in self.seen:
             self.alias_uses += 1
         else:
             self.seen.add(id(node))
@@ -154,8 +189,9 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self._check_budget(node)
-        m = node.start_mark
-        self.doc.marks[path] = (m.line + 1, m.column + 1)
+        if self.positions:
+            m = node.start_mark
+            self.doc.marks[path] = (m.line + 1, m.column + 1)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -180,6 +216,8 @@ class _Builder:
         )
 
     def _scalar(self, node: yaml.Node) -> Any:
+        if node.tag == _STR:
+            return node.value  # what the constructor would return, without its dispatch
         if node.tag == "tag:yaml.org,2002:timestamp":
             return node.value  # a date written unquoted stays the text the user wrote
         if node.tag not in _PLAIN_TAGS:
@@ -201,6 +239,12 @@ class _Builder:
             )
         return value
 
+    def _key(self, key_node: yaml.Node) -> Any:
+        key = self._scalar(key_node)
+        if isinstance(key, (int, float, bool)) and not isinstance(key, str):
+            key = key_node.value  # node ids like `1` or `yes` are names, not numbers
+        return key
+
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
         if node.tag != "tag:yaml.org,2002:map":
             raise self._bad_tag(node)
@@ -212,14 +256,16 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode):
                 m = key_node.start_mark
                 raise _fail(self.doc.file, m.line + 1, m.column + 1, "a mapping key must be a plain scalar")
-            key = self._scalar(key_node)
-            if isinstance(key, (int, float, bool)) and not isinstance(key, str):
-                key = key_node.value  # node ids like `1` or `yes` are names, not numbers
-            km = key_node.start_mark
+            key = self._key(key_node)
             if key in out:
-                first = self.doc.key_marks.get(path + (key,))
-                at = f" (first defined on line {first[0]})" if first else ""
-                raise _fail(self.doc.file, km.line + 1, km.column + 1, f"duplicate key '{key}'{at}", "each key may appear once in a mapping")
-            self.doc.key_marks[path + (key,)] = (km.line + 1, km.column + 1)
+                km = key_node.start_mark
+                first = next((k.start_mark for k, _ in node.value if self._key(k) == key), km)
+                message = f"duplicate key '{key}' (first defined on line {first.line + 1})"
+                raise _fail(self.doc.file, km.line + 1, km.column + 1, message, "each key may appear once in a mapping")
+            if key is None:
+                self.doc.json_safe = False  # JSON would give the key back as "null"
+            if self.positions:
+                km = key_node.start_mark
+                self.doc.key_marks[path + (key,)] = (km.line + 1, km.column + 1)
             out[key] = self.build(value_node, path + (key,))
         return out

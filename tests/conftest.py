@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -49,6 +49,7 @@ class Project:
 
     def __init__(self, root: Path):
         self.root = root
+        self.started: list[subprocess.Popen[str]] = []  # killed at teardown if a failed test left one running
 
     def write(self, rel: str, text: str) -> Path:
         p = self.root / rel
@@ -69,7 +70,9 @@ class Project:
         return Result(proc)
 
     def popen(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
-        return subprocess.Popen([PLX, *args], cwd=self.root, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PLX_KILL_GRACE": "1"}, **kw)
+        proc = subprocess.Popen([PLX, *args], cwd=self.root, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PLX_KILL_GRACE": "1"}, **kw)
+        self.started.append(proc)
+        return proc
 
     def git(self, *args: str) -> str:
         return subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True, text=True).stdout
@@ -89,6 +92,36 @@ class Project:
             time.sleep(0.05)
         raise AssertionError(f"{n} node(s) never started running")
 
+    def run_ids(self) -> set[str]:
+        runs = self.root / ".plx" / "runs"
+        return {p.name for p in runs.iterdir()} if runs.is_dir() else set()
+
+    def wait_started(self, n: int = 1, timeout: float = 60, skip: set[str] | frozenset[str] = frozenset()) -> None:
+        """Wait until n nodes of this project's runs have started: a `running` event in a record, read
+        from the files (a `plx log` under coverage on a loaded machine takes longer than a short node
+        runs, so polling it can miss the node), and still true once they have ended."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = 0
+            for events in (self.root / ".plx" / "runs").glob("*/events.jsonl"):
+                if events.parent.name in skip:  # runs that were there before the one waited for
+                    continue
+                try:
+                    lines = events.read_text(errors="replace").splitlines()
+                except OSError:
+                    continue
+                for line in lines:
+                    try:
+                        started += json.loads(line).get("state") == "running"
+                    except (ValueError, AttributeError):  # a line being written
+                        pass
+            if started >= n:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{n} node(s) never started")
+
     def counter(self, name: str) -> int:
         """How many times a node ran: operations in these tests append a line per execution."""
         p = self.root / "counts" / name
@@ -96,14 +129,19 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
+def project(tmp_path: Path) -> Iterator[Project]:
     root = tmp_path / "proj"
     root.mkdir()
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
     subprocess.run(["git", "config", "user.email", "t@example.com"], cwd=root, check=True)
     subprocess.run(["git", "config", "user.name", "Test"], cwd=root, check=True)
     (root / ".gitignore").write_text(".plx/\ncounts/\n")
-    return Project(root)
+    proj = Project(root)
+    yield proj
+    for proc in proj.started:  # a test that failed half-way must not leave a plx (and its nodes) running
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
 
 
 # An operation that counts its executions in counts/<tag>, so cache tests can prove what ran.

@@ -163,6 +163,67 @@ def test_missing_object_reruns_the_node(project: Project) -> None:
     assert r.json()["nodes"]["c"]["state"] == "success" and counts(project)["c"] == 2
 
 
+def test_batched_lookups_still_check_every_object(project: Project) -> None:
+    """A no-op reads the cache entries of many ready nodes in one query (and their objects' known
+    stat signatures in another); each object is still checked when its node is looked up: bytes
+    changed (size and mtime kept), deleted, or replaced by a link make that node run again, and
+    only that node."""
+    project.write(
+        "operations/upper.yaml",
+        "kind: operation\nname: upper\nrunner: command\ninputs: [{name: src, type: text}]\noutputs: [{name: out, type: text}]\n"
+        'cmd: tr a-z A-Z < "$INPUT_SRC" > "$OUTPUT_OUT"\n',
+    )
+    for i in range(12):
+        project.write(f"data/s/f{i:02d}.txt", f"sample {i}\n")
+    project.write(
+        "graphs/w.yaml",
+        'kind: graph\nname: w\ninputs: [{name: s, type: text, max: -1, default: "data/s/*.txt"}]\nnodes:\n'
+        "  up: {operation: upper, foreach: inputs.s, inputs: {src: item}}\n",
+    )
+    first = project.plx("run", "graphs/w.yaml", "--json")
+    assert first.code == 0, first
+    nodes = first.json()["nodes"]
+    ids = sorted(nodes)
+    assert len(ids) == 12
+
+    def obj(tid: str) -> Path:
+        h = nodes[tid]["outputs"]["out"]["hash"]
+        return project.root / ".plx/objects" / h[:2] / h[2:]
+
+    changed, deleted, linked = obj(ids[3]), obj(ids[7]), obj(ids[10])
+    st = changed.stat()
+    os.chmod(changed, 0o644)
+    changed.write_bytes(changed.read_bytes().lower())  # the same size
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))  # and mtime
+    deleted.unlink()
+    good = project.root / "copy"
+    good.write_bytes(linked.read_bytes())
+    linked.unlink()
+    linked.symlink_to(good)  # the right bytes, but not a file of the store
+    dry = project.plx("run", "graphs/w.yaml", "--dry-run")  # its lookups are read ahead in batches too
+    assert dry.code == 0, dry
+    would_run = {line.split()[0] for line in dry.out.splitlines() if line.startswith("up[") and " run " in line}
+    assert would_run == {ids[3], ids[7], ids[10]}, dry.out
+    second = project.plx("run", "graphs/w.yaml", "--json")
+    assert second.code == 0, second
+    states = {t: n["state"] for t, n in second.json()["nodes"].items()}
+    assert {t for t, s in states.items() if s != "cached"} == {ids[3], ids[7], ids[10]}, states
+    assert all(states[t] == "success" for t in (ids[3], ids[7], ids[10]))
+    for t in (ids[3], ids[7], ids[10]):
+        assert project.plx("get", "last", f"{t}.out", "-o", "-").out == f"SAMPLE {int(t[-3:-1])}\n"
+    assert project.plx("cache", "verify").code == 0
+    third = project.plx("run", "graphs/w.yaml", "--json")
+    assert {n["state"] for n in third.json()["nodes"].values()} == {"cached"}
+    # the graph inputs' hashes come from one stat-cache query too: an input edited in place, its
+    # size and mtime kept, is read again (its ctime and so its signature changed)
+    src = project.root / "data/s/f05.txt"
+    st = src.stat()
+    src.write_text("SAMPLE 5\n")
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    fourth = project.plx("run", "graphs/w.yaml", "--json")
+    assert {t for t, n in fourth.json()["nodes"].items() if n["state"] != "cached"} == {"up[f05]"}
+
+
 def test_failed_node_is_not_cached(project: Project) -> None:
     project.write(
         "operations/flaky.yaml",

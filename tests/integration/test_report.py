@@ -170,10 +170,13 @@ def test_report_in_a_real_browser(project: Project, tmp_path: Path) -> None:
             assert [float(x) for x in column()] == [0.9, 0.3, 0.1, 0.01]
             # hovering a run's row marks its points in every chart
             page.locator("#runs tbody tr").first.hover()
+            page.wait_for_function(f"document.querySelectorAll('svg.chart circle.hl').length >= {charts.count()}", timeout=15_000)
             assert page.locator("svg.chart circle.hl").count() == charts.count()
             # a DAG node links to its log tail, which opens
             assert page.locator("details.nodelog[open]").count() == 0
             page.locator("svg.dag").last.locator("a").first.click()
+            # the link's target opens on the page's hashchange event, after the click returns: wait for it
+            page.locator("details.nodelog[open]").first.wait_for(state="attached", timeout=15_000)
             assert page.locator("details.nodelog[open]").count() >= 1
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
             if os.environ.get("PLX_REPORT_SCREENSHOT"):

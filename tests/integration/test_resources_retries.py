@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
-from tests.conftest import Project
+from tests.conftest import PLX, Project
 
 # Writes the times it started and ended (and its CUDA_VISIBLE_DEVICES) to its output.
 SPAN = """\
@@ -255,17 +256,23 @@ def test_python_api_nodes_take_resources_and_retries(project: Project) -> None:
 
 
 def test_following_a_retried_node_shows_every_attempt(project: Project) -> None:
-    g = flaky(project, fail='sleep 1; echo "attempt failed on purpose" >&2; exit 3')
-    project.write(
-        "operations/flaky.yaml", (project.root / "operations/flaky.yaml").read_text().replace("  echo good > $OUTPUT_OUT\n", "  sleep 1; echo good > $OUTPUT_OUT\n")
-    )
+    gate = project.root / "go"  # attempt 1 fails only once the follower has shown its line
+    g = flaky(project, fail=f'for i in $(seq 2400); do [ -e {gate} ] && break; sleep 0.05; done; echo "attempt failed on purpose" >&2; exit 3')
     run = project.popen("run", g)
-    project.wait_running()
-    follow = project.plx("log", "last", "f", "-f", timeout=60)
-    run.communicate(timeout=60)
+    try:
+        project.wait_started()
+        follower = subprocess.Popen([PLX, "log", "last", "f", "-f"], cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = follower.stdout.readline()  # type: ignore[union-attr]
+        gate.touch()
+        out = first + follower.stdout.read()  # type: ignore[union-attr]  # one buffer: communicate() would lose what readline() read ahead
+        err = follower.stderr.read()  # type: ignore[union-attr]
+        follower.wait(timeout=60)
+    finally:
+        gate.touch()
+        run.communicate(timeout=60)
     assert run.returncode == 0
-    assert follow.out == "attempt 1 (PLX_ATTEMPT=1) says hello\nattempt 2 (PLX_ATTEMPT=2) says hello\n", follow
-    assert "--- attempt 2 ---" in follow.err
+    assert out == "attempt 1 (PLX_ATTEMPT=1) says hello\nattempt 2 (PLX_ATTEMPT=2) says hello\n", (out, err)
+    assert "--- attempt 2 ---" in err
 
 
 def test_resources_and_retries_belong_to_operation_nodes(project: Project) -> None:

@@ -371,7 +371,7 @@ def test_log_follow_streams_until_the_node_ends(project: Project) -> None:
     )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  t: {operation: ticker}\n")
     proc = project.popen("run", g)
-    project.wait_running()
+    project.wait_started()
     follow = project.plx("log", "last", "t", "-f", timeout=30)
     proc.wait(timeout=30)
     assert follow.code == 0
@@ -540,7 +540,8 @@ def test_live_progress_on_a_terminal(project: Project) -> None:
 def test_second_ctrl_c_kills_at_once(project: Project) -> None:
     # The node ignores TERM, so only the second Ctrl-C (KILL at once) can stop it before the grace ends.
     project.write(
-        "operations/stubborn.yaml", "kind: operation\nname: stubborn\nrunner: command\noutputs: [{name: out}]\ncmd: trap '' TERM; sleep 60 & wait; touch $OUTPUT_OUT\n"
+        "operations/stubborn.yaml",
+        f"kind: operation\nname: stubborn\nrunner: command\noutputs: [{{name: out}}]\ncmd: trap 'touch {project.root}/termed' TERM; while :; do sleep 0.1; done\n",
     )
     g = graph(project, "g", "kind: graph\nname: g\nnodes:\n  s: {operation: stubborn}\n")
     proc = subprocess.Popen(
@@ -553,7 +554,9 @@ def test_second_ctrl_c_kills_at_once(project: Project) -> None:
     )
     project.wait_running(1)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 60  # the second Ctrl-C only once plx is stopping the node (it got TERM)
+    while not (project.root / "termed").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -646,7 +649,9 @@ def test_a_process_that_cannot_start_fails_its_node_with_the_reason(project: Pro
 
 def test_an_input_file_changed_or_deleted_during_the_run_fails_its_node(project: Project) -> None:
     project.write("data/in.txt", "x\n")
-    project.write("operations/nap.yaml", "kind: operation\nname: nap\nrunner: command\noutputs: [{name: out}]\ncmd: sleep 1.5; touch $OUTPUT_OUT\n")
+    go = project.root / "go"
+    wait_for_go = f"for i in $(seq 2400); do [ -e {go} ] && break; sleep 0.05; done"
+    project.write("operations/nap.yaml", f"kind: operation\nname: nap\nrunner: command\noutputs: [{{name: out}}]\ncmd: {wait_for_go}; touch $OUTPUT_OUT\n")
     project.write(
         "operations/use.yaml", "kind: operation\nname: use\nrunner: command\ninputs: [{name: a}, {name: b}]\noutputs: [{name: out}]\ncmd: cat $INPUT_B > $OUTPUT_OUT\n"
     )
@@ -657,17 +662,21 @@ def test_an_input_file_changed_or_deleted_during_the_run_fails_its_node(project:
         "nodes:\n  n: {operation: nap}\n  u: {operation: use, inputs: {a: n.out, b: inputs.data}}\n",
     )
     proc = project.popen("run", g, "--json")
-    project.wait_running()
+    project.wait_started()
     project.write("data/in.txt", "y\n")  # after it was hashed, before u's copy of it is made
+    go.touch()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     u = json.loads(out)["nodes"]["u"]
     assert u["state"] == "failed" and "data/in.txt changed after the run started" in u["reason"], u
     assert project.plx("run", g).code == 0  # run again: the new content, hashed and cached as such
+    go.unlink()
     assert project.plx("get", "last", "u.out", "-o", "-").out == "y\n"
+    before = project.run_ids()
     proc = project.popen("run", g, "--no-cache", "--json")
-    project.wait_running()
+    project.wait_started(skip=before)
     (project.root / "data/in.txt").unlink()
+    go.touch()
     out, err = proc.communicate(timeout=60)
     u = json.loads(out)["nodes"]["u"]
     assert u["state"] == "failed" and u["reason"].startswith("cannot place the inputs:") and "in.txt" in u["reason"], u

@@ -114,6 +114,24 @@ def test_large_graph_parse_cache_follows_the_bytes(project: Project) -> None:
     assert r.code == 0 and r.out.count("\n") == 3002, r.out[-500:]  # header, rule, 3,000 rows (the fast table)
 
 
+def test_large_file_read_without_positions_still_places_every_message(project: Project) -> None:
+    """A file of 64 KB or more is parsed without positions; a message finds them by a second parse:
+    a duplicate key names both lines, a schema error inside an anyOf its own line and column."""
+    project.write(
+        "operations/e.yaml", "kind: operation\nname: e\nrunner: command\nparams: [{name: i, type: int}]\noutputs: [{name: out}]\ncmd: echo $PARAM_I > $OUTPUT_OUT\n"
+    )
+    nodes = "".join(f"  n{i:05d}: {{operation: e, params: {{i: {i}}}}}\n" for i in range(3000))  # > 64 KB
+    path = project.root / "graphs/g.yaml"
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n" + nodes + "  n00007: {operation: e, params: {i: 1}}\n")
+    dup = project.plx("validate", "graphs/g.yaml")
+    assert dup.code == 1 and "g.yaml:3004:3: duplicate key 'n00007' (first defined on line 11)" in dup.err, dup
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n" + nodes + "  late: {operation: e, params: {i: 1}, retries: [1]}\n")
+    for _ in range(2):  # parsed, then read back from the parsed-graph cache
+        bad = project.plx("validate", "graphs/g.yaml")
+        assert bad.code == 1 and re.search(r"g\.yaml:3004:\d+: .*retries", bad.err), bad
+    assert path.read_text().endswith("retries: [1]}\n")
+
+
 def test_fast_table_matches_tabulate() -> None:
     import random
     import string

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 
 from tests.conftest import PLX, Project
@@ -90,18 +91,42 @@ def test_python_tracebacks_carry_the_lines_of_the_yaml_file(project: Project) ->
     assert 'File "operations/inline.yaml", line 5, in <module>' in tb, tb
 
 
+GATED_OP = """\
+kind: operation
+name: gated
+runner: command
+inputs: [{name: src, min: 0}]
+params: [{name: gate, type: str, default: ""}]
+outputs: [{name: out}]
+cmd: for i in $(seq 2400); do [ -z "$PARAM_GATE" ] || [ -e "$PARAM_GATE" ] && break; sleep 0.05; done; echo x > $OUTPUT_OUT
+"""
+
+
 def test_log_follow_without_a_node_follows_the_run(project: Project) -> None:
-    project.write("operations/c.yaml", OP)
-    project.write("graphs/f.yaml", "kind: graph\nname: f\nnodes:\n  a: {operation: c, params: {t: 1}}\n  b: {operation: c, inputs: {src: a.out}, params: {t: 1}}\n")
+    # Node a waits for a file the test creates once the follower has shown it running: no timing
+    # assumption, however loaded the machine (CI once started the follower after a had ended).
+    gate = project.root / "gate"
+    project.write("operations/gated.yaml", GATED_OP)
+    nodes = f"  a: {{operation: gated, params: {{gate: '{gate}'}}}}\n  b: {{operation: gated, inputs: {{src: a.out}}}}\n"
+    project.write("graphs/f.yaml", "kind: graph\nname: f\nnodes:\n" + nodes)
     run = project.popen("run", "graphs/f.yaml")
     try:
         project.wait_running(1)
         follower = subprocess.Popen([PLX, "log", "last", "-f"], cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        watchdog = threading.Timer(120, follower.kill)
+        watchdog.start()
         first = follower.stdout.readline()  # type: ignore[union-attr]
         assert first.split()[1:] == ["running", "a"], first
         assert follower.poll() is None  # still following while the run goes on
-        out, err = follower.communicate(timeout=60)
+        gate.write_text("go")
+        # Read the rest through the same buffered stream: communicate() would read the pipe directly
+        # and lose whatever readline() had already buffered.
+        out = follower.stdout.read()  # type: ignore[union-attr]
+        err = follower.stderr.read()  # type: ignore[union-attr]
+        follower.wait(timeout=60)
+        watchdog.cancel()
     finally:
+        gate.write_text("go")
         run.communicate(timeout=60)
     assert follower.returncode == 0, err
     states = [line.split()[1:3] for line in out.splitlines()[:-1]]

@@ -4,6 +4,7 @@ hard and symbolic links written by nodes, a real full tmpfs, damaged databases a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -340,7 +341,8 @@ def test_a_node_reported_success_is_committed_even_if_plx_is_killed_at_once(proj
             time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)  # right after a finished and b started
         proc.communicate(timeout=30)
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)  # b's process, left by the killed plx
+        with contextlib.suppress(ProcessLookupError):  # plx's guardian may have stopped it (and init reaped it) first
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)  # b's process, left by the killed plx
         run = project.last_run()
         assert run["status"] == "interrupted"
         assert run["nodes"]["a"]["state"] == "success"
@@ -542,7 +544,8 @@ def test_event_lines_that_are_json_but_not_events_are_ignored(project: Project) 
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the node's loop, left behind by the killed plx
+    with contextlib.suppress(ProcessLookupError):  # plx's guardian may have stopped it (and init reaped it) first
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the node's loop, left behind by the killed plx
     with open(project.root / ".plx/runs" / rid / "events.jsonl", "a") as f:
         f.write('5\n"text"\n[1]\nnull\n{"node": 5}\n{"run": 3}\n{"node": "w", "state": "running"}\n')
     for args in (["log"], ["log", rid], ["log", rid, "--json"], ["log", rid, "w"], ["cache", "gc"]):
@@ -564,7 +567,8 @@ def test_folders_in_place_of_the_run_index_and_an_event_log(project: Project) ->
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # plx's guardian may have stopped it (and init reaped it) first
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
     runs = project.root / ".plx/runs"
     (runs / rid / "events.jsonl").unlink()
     (runs / rid / "events.jsonl").mkdir()

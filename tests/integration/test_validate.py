@@ -54,7 +54,7 @@ def test_alias_bomb_fails_fast() -> None:
     t0 = time.monotonic()
     proc = run_in_data("validate", "invalid/alias_bomb.yaml")
     assert proc.returncode == 1
-    assert time.monotonic() - t0 < 5  # generous guard; the bench measures the real figure
+    assert time.monotonic() - t0 < 30  # generous guard (plx starts under coverage on a loaded machine); the bench measures the real figure
 
 
 def test_missing_file_is_usage_error() -> None:

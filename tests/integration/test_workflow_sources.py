@@ -123,7 +123,7 @@ def test_a_script_edited_while_the_run_waits_fails_the_node(project: Project) ->
     """The key used the hash taken when the run started: the copy is checked against it."""
     project.write("scripts/s.sh", "echo one\n")
     op(project, "slow", "[scripts/s.sh]", "bash scripts/s.sh")
-    project.write("operations/nap.yaml", "kind: operation\nname: nap\nrunner: command\noutputs: [{name: out}]\ncmd: sleep 1.5; touch $OUTPUT_OUT\n")
+    project.write("operations/nap.yaml", f"kind: operation\nname: nap\nrunner: command\noutputs: [{{name: out}}]\ncmd: for i in $(seq 2400); do [ -e {project.root}/go ] && break; sleep 0.05; done; touch $OUTPUT_OUT\n")
     project.write(
         "operations/after.yaml", TRAIN.format(name="after", sources="[scripts/s.sh]", cmd="bash scripts/s.sh").replace("params:", "inputs: [{name: x}]\nparams:")
     )
@@ -132,8 +132,9 @@ def test_a_script_edited_while_the_run_waits_fails_the_node(project: Project) ->
         "kind: graph\nname: g\nnodes:\n  nap: {operation: nap}\n  after: {operation: after, inputs: {x: nap.out}, params: {tag: after}}\n",
     )
     p = project.popen("run", "graphs/g.yaml")
-    project.wait_running()
+    project.wait_started()
     project.write("scripts/s.sh", "echo two\n")
+    (project.root / "go").touch()  # nap ends only now: after starts after the edit, however loaded the machine
     _, err = p.communicate(timeout=60)
     assert p.returncode == 1, err
     assert "source scripts/s.sh changed after the run started" in err

@@ -118,3 +118,11 @@ def test_explain_names_the_difference() -> None:
     new = task_recipe(OP, {"lr": 0.01}, {"x": [{"hash": "bbbb", "name": "a"}]})
     assert explain(old, new) == ["param lr 0.1 → 0.01", "input x changed (aaaa → bbbb)"]
     assert explain(None, new) == ["no cache entry yet"]
+
+
+def test_run_ids_of_one_process_sort_in_the_order_they_were_made() -> None:
+    """A sweep's members start within a millisecond: their ids must still list newest first."""
+    from plx.history import new_run_id
+
+    ids = [new_run_id() for _ in range(500)]
+    assert ids == sorted(ids) and len({i.rsplit("-", 1)[0] for i in ids}) == 500
