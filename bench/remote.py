@@ -4,7 +4,8 @@
    the number of remote calls it makes (target: zero);
 2. cold pull throughput from a local S3 server (moto on 127.0.0.1): one large artifact, many small ones;
 3. Dask per-node overhead over the local pool on the wide graph (a scheduler and two workers on
-   this machine, one thread each, vs -j2; target <= 3 ms per node).
+   this machine, one thread each, vs -j2; target <= 3 ms per node), with Dask's own cost for the same
+   commands and the fixed cost of a Dask run (BENCH_REPEAT rounds, default 5, the runs taking turns).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import PLX, print_table, temp_project, timed  # noqa: E402
@@ -25,7 +28,7 @@ from wide import plx_project  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 300
 BIN = Path(sys.executable).parent
-JOBS = [int(j) for j in os.environ.get("BENCH_DASK_JOBS", "0").split(",")]
+REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -124,7 +127,57 @@ def pull(tmp: Path) -> None:
         proc.wait()
 
 
+def _raw_node(i: int, folder: str) -> int:
+    """What plx runs per node of the wide graph, as a plain Dask task (the reference: Dask's own cost)."""
+    subprocess.run(["bash", "-c", f"echo {i} > {folder}/n{i}"], start_new_session=True, check=True)
+    return i
+
+
+def _raw_dask(address: str, folder: Path, n: int) -> float:
+    """n tasks handed to Dask at once (client.map), waited for: Dask's floor for this workload."""
+    from distributed import Client
+
+    with Client(address, timeout=10, set_as_default=False) as client:
+        t0 = time.perf_counter()
+        futures = client.map(_raw_node, range(n), [str(folder)] * n, pure=False)
+        client.gather(futures)
+        return time.perf_counter() - t0
+
+
+def _tree_cpu(roots: list[int]) -> float:
+    """CPU seconds (user + system, with waited-for children) of these processes and their descendants."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    kids: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        pid, ppid = map(int, line.split())
+        kids.setdefault(ppid, []).append(pid)
+    todo, total = list(roots), 0.0
+    while todo:
+        pid = todo.pop()
+        todo += kids.get(pid, [])
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return total
+
+
+def _cpu_of(run: Callable[[], float], cluster: list[int]) -> tuple[float, float]:
+    """(wall, CPU of everything: plx and the nodes it waits for, the scheduler, the workers and their nodes)."""
+    c0, k0 = os.times(), _tree_cpu(cluster)
+    wall = run()
+    c1, k1 = os.times(), _tree_cpu(cluster)
+    return wall, (c1.children_user + c1.children_system - c0.children_user - c0.children_system) + (k1 - k0)
+
+
+def _load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def dask(tmp: Path) -> None:
+    """Cold runs of the wide graph, the tools taking turns (local -j2, plx on Dask, raw Dask, and a
+    one-node graph both ways for the fixed cost of a Dask run: importing distributed, connecting)."""
     try:
         from distributed import Client
     except ImportError:
@@ -162,15 +215,50 @@ def dask(tmp: Path) -> None:
         client.close()
         root = temp_project(str(tmp))
         plx_project(root, N)
+        (root / "graphs/one.yaml").write_text("kind: graph\nname: one\nnodes:\n  n0: {operation: emit, params: {i: 0}}\n")
+        raw = tmp / "raw"
+        raw.mkdir()
+        on_dask = ["--executor", "dask", "--scheduler", address]
         timed([PLX, "run", "graphs/wide.yaml", "-j2"], root)  # warm: interpreters, page cache
-        local = timed([PLX, "run", "graphs/wide.yaml", "-j2", "--no-cache"], root, repeat=3)
-        rows = [["local -j2", f"{local:.2f}", "-"]]
-        for jobs in JOBS:
-            on_dask = timed(
-                [PLX, "run", "graphs/wide.yaml", "--no-cache", "--executor", "dask", "--scheduler", address, *(["-j", str(jobs)] if jobs else [])], root, repeat=3
-            )
-            rows.append([f"dask -j {jobs or 'default'}", f"{on_dask:.2f}", f"{(on_dask - local) / (N + 1) * 1000:.1f}"])
-        print_table(f"Dask vs the local pool, cold runs of {N} nodes + 1 (median of 3; 2 workers x 1 thread vs -j2)", rows, ["executor", "seconds", "overhead ms/node"])
+        timed([PLX, "run", "graphs/wide.yaml", "--no-cache", *on_dask], root)
+        times: dict[str, list[float]] = {k: [] for k in ("local", "dask", "raw", "one local", "one dask")}
+        cpu: dict[str, list[float]] = {k: [] for k in ("local", "dask", "raw")}
+        cluster = [p.pid for p in procs]
+        runs: dict[str, Callable[[], float]] = {
+            "local": lambda: timed([PLX, "run", "graphs/wide.yaml", "-j2", "--no-cache"], root),
+            "dask": lambda: timed([PLX, "run", "graphs/wide.yaml", "--no-cache", *on_dask], root),
+            "raw": lambda: _raw_dask(address, raw, N + 1),
+        }
+        loads = [_load()]
+        for _ in range(REPEAT):
+            for name, run in runs.items():
+                wall, used = _cpu_of(run, cluster)
+                times[name].append(wall)
+                cpu[name].append(used)
+            times["one local"].append(timed([PLX, "run", "graphs/one.yaml", "--no-cache"], root))
+            times["one dask"].append(timed([PLX, "run", "graphs/one.yaml", "--no-cache", *on_dask], root))
+        loads.append(_load())
+        med = {k: statistics.median(v) for k, v in times.items()}
+        cmed = {k: statistics.median(v) for k, v in cpu.items()}
+        fixed = med["one dask"] - med["one local"]
+        per = (med["dask"] - med["local"]) / (N + 1) * 1000
+
+        def cpu_ms(k: str) -> str:
+            return f"{cmed[k]:.2f} s ({(cmed[k] - cmed['local']) / (N + 1) * 1000:+.1f} ms/node)"
+
+        rows = [
+            ["plx, local pool -j2", f"{med['local']:.2f}", "-", "-", f"{cmed['local']:.2f} s"],
+            ["plx on Dask (-j 64, the default)", f"{med['dask']:.2f}", f"{per:.1f}", f"{(med['dask'] - med['local'] - fixed) / (N + 1) * 1000:.1f}", cpu_ms("dask")],
+            ["Dask alone: the same commands, client.map of all at once", f"{med['raw']:.2f}", "-", "-", cpu_ms("raw")],
+            ["fixed cost of a Dask run (1-node graph, Dask - local)", f"{fixed:.2f}", "-", "-", "-"],
+        ]
+        print_table(
+            f"Dask vs the local pool, cold runs of {N} nodes + 1, 2 workers x 1 thread vs -j2 (median of {REPEAT}, tools in turn; {loads[0]} before, {loads[1]} after)",
+            rows,
+            ["run", "seconds", "overhead ms/node", "without the fixed cost", "CPU, all processes"],
+        )
+        print("all times: " + "; ".join(f"{k}: " + " ".join(f"{t:.2f}" for t in v) for k, v in times.items()))
+        print("all CPU: " + "; ".join(f"{k}: " + " ".join(f"{t:.2f}" for t in v) for k, v in cpu.items()))
     finally:
         for p in reversed(procs):
             os.killpg(p.pid, signal.SIGTERM)

@@ -168,8 +168,9 @@ class CacheGate:
             lock.release()
 
 
-def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
-    """For --dry-run: per task, whether it would come from cache or run, and why."""
+def explain_plan(project: Project, plan: Plan, remote: Any = None) -> list[dict[str, Any]]:  # noqa: C901 - one pass per task, in waves when a remote is asked
+    """For --dry-run: per task, whether it would come from cache (the store's, or with `remote`, the
+    remote's: its entry is read, nothing downloaded) or run, and why."""
     store = Store(project.store)
     extras = Extras(project, store)
     history = History(project.store)
@@ -183,45 +184,70 @@ def explain_plan(project: Project, plan: Plan) -> list[dict[str, Any]]:
     op_recipes: dict[str, Any] = {}
     by_op: dict[int, Any] = {}
     known: dict[str, dict[str, Artifact] | None] = {}
-    rows = []
+    rows: dict[str, dict[str, Any]] = {}
     work: dict[str, str] = {}  # task -> what identifies its work before its key is known (for sweeps)
     arts, keyed = _leaf_keys(plan, store, extras, op_recipes, by_op)
-    for tid, task in plan.tasks.items():
-        unknown = [s.task for ss in task.inputs.values() for s in ss if s.task and known.get(s.task) is None]
-        if unknown:
-            known[tid] = None
-            # Its key depends on outputs not made yet: the same operation, params and upstream work
-            # is the same work (two combinations of a sweep sharing it run it once).
-            ins_w = {n: [f"{work[s.task]}.{s.output}" if s.task else str(s.path) for s in ss] for n, ss in task.inputs.items()}
-            work[tid] = key_of({"operation": operation_recipe(task.op), "params": task.params, "after": ins_w})
-            row = {"node": tid, "action": "run", "why": [f"after upstream {', '.join(sorted(set(unknown)))} runs"]}
-            rows.append({**row, "work": work[tid]} if task.cacheable else row)
-            continue
-        if tid in keyed:
-            key, recipe = keyed.pop(tid)
-        else:
-            ins = {
-                name: [known[s.task][s.output] if s.task else arts[(s.path, task.op.input(name).type)] for s in sources]  # type: ignore[index,union-attr]
-                for name, sources in task.inputs.items()
-            }
-            key, recipe = task_key(task, ins, extras.of(task.op), op_recipes, by_op)
-        work[tid] = key
-        hit = store.lookup(key) if task.cacheable else None
-        known[tid] = hit
-        if hit is not None:
-            rows.append({"node": tid, "action": "cached", "why": [], "cache_key": key})
-        elif not task.cacheable:
-            rows.append({"node": tid, "action": "run", "why": ["not cacheable"], "cache_key": key})
-        else:
-            why = explain(last(tid), recipe)
-            old_env, new_env = (last(tid) or {}).get("_environment"), extras.environments.get(recipe.get("environment") or "")
-            changes = environment_differences(old_env, new_env)
-            if changes:
-                shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
-                why = [f"python environment changed: {shown}" if w.startswith("python environment changed") else w for w in why]
-            rows.append({"node": tid, "action": "run", "why": why, "cache_key": key, "work": key})
+    pending = list(plan.tasks)
+    while pending:
+        # A local miss with a remote is asked in a wave (all at once); the tasks after it wait for its answer.
+        asking: dict[str, tuple[str, Any]] = {}  # task -> (key, recipe)
+        later: dict[str, None] = {}  # in plan order
+        for tid in pending:
+            task = plan.tasks[tid]
+            if (asking or later) and any(s.task in asking or s.task in later for ss in task.inputs.values() for s in ss if s.task):
+                later[tid] = None
+                continue
+            unknown = [s.task for ss in task.inputs.values() for s in ss if s.task and known.get(s.task) is None]
+            if unknown:
+                known[tid] = None
+                # Its key depends on outputs not made yet: the same operation, params and upstream work
+                # is the same work (two combinations of a sweep sharing it run it once).
+                ins_w = {n: [f"{work[s.task]}.{s.output}" if s.task else str(s.path) for s in ss] for n, ss in task.inputs.items()}
+                work[tid] = key_of({"operation": operation_recipe(task.op), "params": task.params, "after": ins_w})
+                row = {"node": tid, "action": "run", "why": [f"after upstream {', '.join(sorted(set(unknown)))} runs"]}
+                rows[tid] = {**row, "work": work[tid]} if task.cacheable else row
+                continue
+            if tid in keyed:
+                key, recipe = keyed.pop(tid)
+            else:
+                ins = {
+                    name: [known[s.task][s.output] if s.task else arts[(s.path, task.op.input(name).type)] for s in sources]  # type: ignore[index,union-attr]
+                    for name, sources in task.inputs.items()
+                }
+                key, recipe = task_key(task, ins, extras.of(task.op), op_recipes, by_op)
+            work[tid] = key
+            hit = store.lookup(key) if task.cacheable else None
+            known[tid] = hit
+            if hit is not None:
+                rows[tid] = {"node": tid, "action": "cached", "why": [], "cache_key": key}
+            elif not task.cacheable:
+                rows[tid] = {"node": tid, "action": "run", "why": ["not cacheable"], "cache_key": key}
+            elif remote is not None and remote.usable:
+                asking[tid] = (key, recipe)
+            else:
+                rows[tid] = _run_row(tid, key, recipe, last(tid), extras)
+        answers = remote.lookup([k for k, _r in asking.values()]) if asking else {}
+        for tid, (key, recipe) in asking.items():
+            known[tid] = answers.get(key)
+            if known[tid] is not None:
+                why = [f"from the remote {remote.shown}: would be downloaded, not run"]
+                rows[tid] = {"node": tid, "action": "cached", "why": why, "cache_key": key, "source": "remote"}
+            else:
+                rows[tid] = _run_row(tid, key, recipe, last(tid), extras)
+        pending = list(later)
     store.close()
-    return rows
+    return [rows[tid] for tid in plan.tasks]
+
+
+def _run_row(tid: str, key: str, recipe: Any, last: dict[str, Any] | None, extras: Extras) -> dict[str, Any]:
+    """The --dry-run row of a cacheable task that would run: why (what differs from its last run)."""
+    why = explain(last, recipe)
+    old_env, new_env = (last or {}).get("_environment"), extras.environments.get(recipe.get("environment") or "")
+    changes = environment_differences(old_env, new_env)
+    if changes:
+        shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
+        why = [f"python environment changed: {shown}" if w.startswith("python environment changed") else w for w in why]
+    return {"node": tid, "action": "run", "why": why, "cache_key": key, "work": key}
 
 
 def _leaf_keys(

@@ -213,7 +213,7 @@ def run(
     if dry_run:
         if rev:
             project, lib, path, _ = commands.at_revision(project, path, rev)
-        rows = commands.dry_run(project, lib, path, targets=nodes or [], params=param, inputs=input_, sweeps=sweep)
+        rows = commands.dry_run(project, lib, path, targets=nodes or [], params=param, inputs=input_, sweeps=sweep, remote=remote, no_remote=no_remote)
         if as_json:
             dump_json(rows)
             return
@@ -293,6 +293,8 @@ def rerun(
     name: Optional[str] = typer.Option(None, "--name", help="A name for the new run."),
     tag: List[str] = typer.Option([], "--tag", help="A tag for the new run; repeatable."),
     note: Optional[str] = typer.Option(None, "--note", help="A free-text note recorded with the new run."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help="A shared cache for this run (any fsspec URL; overrides PLX_REMOTE and plx.yaml)."),
+    no_remote: bool = typer.Option(False, "--no-remote", help="Use no remote cache in this run."),
 ) -> None:
     """Run again the graph, operations and overrides recorded in RUN."""
     from . import commands
@@ -301,7 +303,16 @@ def rerun(
     project, _ = commands.open_project()
     labels = _labels(name, tag, note)
     record, notes = commands.rerun(
-        project, run_ref, jobs=jobs, no_cache=no_cache, keep_going=keep_going, reporter=reporter_for(as_json), argv=sys.argv[1:], labels=labels
+        project,
+        run_ref,
+        jobs=jobs,
+        no_cache=no_cache,
+        keep_going=keep_going,
+        reporter=reporter_for(as_json),
+        argv=_redacted(sys.argv[1:]),
+        labels=labels,
+        remote=remote,
+        no_remote=no_remote,
     )
     for note in notes:
         err(f"plx: note: {note}")
@@ -601,6 +612,13 @@ def cache_gc(keep_last: Optional[int] = typer.Option(None, "--keep-last", min=0,
         + (f", temporary files ({r['temp_bytes']:,} bytes)" if r["temp_bytes"] else "")
         + f": {r['bytes']:,} bytes freed"
     )
+    from .project import resolve_url
+
+    url = resolve_url(project)
+    if url:  # the remote is shared and the history that references things is per machine: never collected here
+        from .remote import redact
+
+        err(f"plx: note: the remote {redact(url)} is not touched (gc cleans this store only); what was removed here comes back from it on a miss, or with `plx pull`")
     if not r["exclusive"]:
         from .cache_admin import GRACE_SECONDS
 

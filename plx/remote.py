@@ -56,8 +56,8 @@ class Damaged(Exception):
 
 
 def redact(url: str) -> str:
-    """A URL as it may be shown and recorded: any user:password@ part removed."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", url)
+    """A URL (or a text holding URLs, such as `--remote=URL`) as it may be shown and recorded: any user:password@ part removed."""
+    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@", r"\1***@", url)
 
 
 def push_enabled() -> bool:
@@ -98,6 +98,7 @@ class Remote:
         self._pending: list[cf.Future[Any]] = []
         self.closing = False
         self._bad: set[str] = set()  # objects found damaged on the remote: a push overwrites them
+        self._entries: dict[str, dict[str, Artifact] | None] = {}  # lookup's answers
         self.pushed_entries = 0
         self.pushed_objects = 0
         self.pushed_bytes = 0
@@ -222,6 +223,27 @@ class Remote:
             if not _HEX.match(art.hash):
                 raise Damaged(f"cache entry {key[:12]} is damaged (bad hash {art.hash[:20]!r})")
         return outputs
+
+    def lookup(self, keys: list[str]) -> dict[str, dict[str, Artifact] | None]:
+        """For --dry-run: the outputs each key's remote entry names (None: no entry, a damaged one, or the
+        remote is down), read concurrently; entries only, no object is downloaded. Answers are kept."""
+        todo = [k for k in dict.fromkeys(keys) if k not in self._entries]
+        if todo and self.down is None:
+            futures = {self._pool().submit(self._entry_or_none, k): k for k in todo}
+            for fut in cf.as_completed(futures):
+                self._entries[futures[fut]] = fut.result()
+        return {k: self._entries.get(k) for k in keys}
+
+    def _entry_or_none(self, key: str) -> dict[str, Artifact] | None:
+        try:
+            return self.read_entry(key)
+        except Damaged as exc:
+            self.warn(f"{exc}: not used (the node would run here)")
+        except RemoteDown:
+            pass
+        except Exception as exc:  # anything else from a back end: never a traceback
+            self._failed(exc)
+        return None
 
     def fetch(self, key: str, store: Store) -> Fetched | None:
         """Download key's entry and every object it needs that the local store lacks, verified.

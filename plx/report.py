@@ -414,7 +414,10 @@ def dry_run_table(rows: list[dict[str, Any]], sweep: bool) -> tuple[str, str]:
     n_run = sum(1 for r in rows if r["action"] == "run" and not r.get("shared"))
     n_shared = sum(1 for r in rows if r.get("shared"))
     n_cached = sum(1 for r in rows if r["action"] == "cached")
-    return text, f"{n_run} would run, {n_cached} cached" + (f" ({n_shared} more shared between combinations, run once)" if n_shared else "")
+    n_remote = sum(1 for r in rows if r.get("source") == "remote")
+    return text, f"{n_run} would run, {n_cached} cached" + (f" ({n_remote} from the remote)" if n_remote else "") + (
+        f" ({n_shared} more shared between combinations, run once)" if n_shared else ""
+    )
 
 
 def sweep_table(records: list[dict[str, Any]], metrics: list[dict[str, float]]) -> tuple[str, str | None]:
@@ -484,7 +487,7 @@ def run_view(rid: str, data: RunData) -> str:
             n,
             d.get("state"),
             f"{d['duration']:.2f}s" if d.get("duration") is not None else "",
-            "yes" if d.get("state") == NodeState.CACHED else "",
+            ("remote" if d.get("source") == "remote" else "yes") if d.get("state") == NodeState.CACHED else "",
             "" if d.get("exit_code") is None else d["exit_code"],
             attempts_of(d) or "",
             d.get("reason", ""),

@@ -120,7 +120,7 @@ def pull_graph(project: Project, plan: Any, remote: Remote) -> dict[str, Any]:
                 break
             tried.update(keys)
             got = _fetch_many(store, remote, keys, {})
-            store.commit_entries()
+            store.flush()  # the entries, and the stat signatures of what was just verified: not hashed again below
             for k in total:
                 total[k] += got.get(k, 0)
             if not got["entries"]:

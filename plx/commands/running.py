@@ -117,7 +117,17 @@ def _show(v: Any) -> str:
 
 
 def rerun(
-    project: Project, run_ref: str, *, jobs: int | None, no_cache: bool, keep_going: bool, reporter: Any, argv: list[str], labels: dict[str, Any] | None = None
+    project: Project,
+    run_ref: str,
+    *,
+    jobs: int | None,
+    no_cache: bool,
+    keep_going: bool,
+    reporter: Any,
+    argv: list[str],
+    labels: dict[str, Any] | None = None,
+    remote: str | None = None,
+    no_remote: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     """Run again the graph, operations and overrides recorded in a run; returns (record, notes)."""
     import json
@@ -178,7 +188,7 @@ def rerun(
             overrides=data.get("params") or {},
             rerun_of=rid,
             snapshot=snap,
-            remote=resolve_url(project),
+            remote=resolve_url(project, remote, no_remote),
         )
         opts.labels = labels or {}
         record = Engine(replay, the_plan, opts, reporter, lib).run()
@@ -189,24 +199,43 @@ def rerun(
 
 
 def dry_run(
-    project: Project, lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str], sweeps: list[str] | None = None
+    project: Project,
+    lib: Library,
+    graph_file: Path,
+    *,
+    targets: list[str],
+    params: list[str],
+    inputs: list[str],
+    sweeps: list[str] | None = None,
+    remote: str | None = None,
+    no_remote: bool = False,
 ) -> list[dict[str, Any]]:
-    """What a run would do, node by node, and why; with sweeps, for every combination (rows carry `sweep`)."""
+    """What a run would do, node by node, and why; with sweeps, for every combination (rows carry `sweep`).
+
+    With a remote, a local miss is looked up there (its entry only: nothing is downloaded), as the run would."""
     from ..engine import explain_plan
+    from ..errors import warn
+    from ..project import resolve_url
+    from ..remote import open_remote
 
     members, _ = plan_members(lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+    the_remote = open_remote(resolve_url(project, remote, no_remote), warn=lambda m: warn(m))
     rows = []
     first: dict[str, str] = {}  # the work of a node that would run -> the combination that runs it
-    for m in members:
-        for row in explain_plan(project, m.plan):
-            w = row.pop("work", None)  # set on cacheable nodes that would run
-            if w is not None:
-                if w in first:  # a sweep runs identical work once (docs/reference.md)
-                    row["shared"] = True
-                    row["why"] = [*row["why"], f"the same work as in {first[w] or 'another combination'}: runs once"]
-                else:
-                    first[w] = m.label
-            rows.append({"sweep": m.label, **row} if sweeps else row)
+    try:
+        for m in members:
+            for row in explain_plan(project, m.plan, the_remote):
+                w = row.pop("work", None)  # set on cacheable nodes that would run
+                if w is not None:
+                    if w in first:  # a sweep runs identical work once (docs/reference.md)
+                        row["shared"] = True
+                        row["why"] = [*row["why"], f"the same work as in {first[w] or 'another combination'}: runs once"]
+                    else:
+                        first[w] = m.label
+                rows.append({"sweep": m.label, **row} if sweeps else row)
+    finally:
+        if the_remote is not None:
+            the_remote.close()
     return rows
 
 

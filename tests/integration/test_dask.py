@@ -146,6 +146,40 @@ def test_ctrl_c_stops_remote_nodes(project: Project, scheduler: str) -> None:
     assert project.last_run()["status"] == "canceled"
 
 
+def test_ctrl_c_with_many_nodes_queued_starts_no_more(project: Project, scheduler: str) -> None:
+    """20 nodes, 2 worker threads: 2 run, the rest wait in Dask's queue. Ctrl-C stops the 2 and none of
+    the others ever starts (plx does not wait for them to run one after the other)."""
+    pids = project.root / "pids"
+    pids.mkdir()
+    project.write(
+        "operations/nap.yaml",
+        f"kind: operation\nname: nap\nrunner: command\nparams: [{{name: t, type: int}}]\noutputs: [{{name: out}}]\ncmd: echo $$ > {pids}/$PARAM_T; sleep 300\n",
+    )
+    project.write("graphs/n.yaml", "kind: graph\nname: n\nnodes:\n" + "".join(f"  n{i}: {{operation: nap, params: {{t: {i}}}}}\n" for i in range(20)))
+    proc = project.popen("run", "graphs/n.yaml", "--executor", "dask", "--scheduler", scheduler)
+    deadline = time.monotonic() + 60
+    while len(list(pids.iterdir())) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=120)  # a generous guard: waiting for the queued nodes would take 18 x 300 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    started = [int(f.read_text()) for f in pids.iterdir() if f.read_text().strip()]
+    assert len(started) == 2, started
+    for pid in started:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists()
+    run = project.last_run()
+    assert run["status"] == "canceled" and set(n["state"] for n in run["nodes"].values()) == {"canceled"}, [(k, n["state"], n.get("reason")) for k, n in run["nodes"].items() if n["state"] != "canceled"]
+
+
 def test_unreachable_scheduler_is_a_clear_error(project: Project) -> None:
     _setup(project)
     r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{free_port()}")

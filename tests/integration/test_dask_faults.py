@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Project
+from tests.conftest import PLX, Project
 from tests.dask_cluster import start_cluster, stop
 
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install -e '.[test]' brings it)")
@@ -56,6 +56,7 @@ def test_a_worker_killed_mid_node_leaves_one_attempt(project: Project, two_worke
           echo "start $a" >> "$OUTPUT_OUT"
           (sleep 2; echo "late $a" >> "$OUTPUT_OUT"; if [ "$a" = 1 ]; then sleep 120; fi) &
           echo $! > {pids}/child-$a
+          if [ "$a" = 1 ]; then setsid sleep 600 > /dev/null 2>&1 < /dev/null & echo $! > {pids}/escaped-1; fi
           echo $$ > {pids}/leader-$a
           echo $PPID > {pids}/worker-$a
           sleep 4
@@ -73,13 +74,15 @@ def test_a_worker_killed_mid_node_leaves_one_attempt(project: Project, two_worke
     while not (pids / "worker-1").exists() or not (pids / "worker-1").read_text().strip():
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
-    worker1, leader1, child1 = (int((pids / f"{w}-1").read_text()) for w in ("worker", "leader", "child"))
+    worker1, leader1, child1, escaped1 = (int((pids / f"{w}-1").read_text()) for w in ("worker", "leader", "child", "escaped"))
+    assert _alive(escaped1)
     os.kill(worker1, signal.SIGKILL)
-    # The worker's node processes die with it, not later: before any retry could start.
-    deadline = time.monotonic() + 5
-    while (_alive(leader1) or _alive(child1)) and time.monotonic() < deadline:
+    # The worker's node processes die with it, not later: before any retry could start; so does one
+    # that left the node's process group and session (setsid).
+    deadline = time.monotonic() + 30
+    while (_alive(leader1) or _alive(child1) or _alive(escaped1)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(leader1) and not _alive(child1)
+    assert not _alive(leader1) and not _alive(child1) and not _alive(escaped1)
     try:
         out, err = proc.communicate(timeout=180)
     finally:
@@ -169,5 +172,68 @@ def test_workers_without_a_shared_folder_go_through_the_remote(project: Project,
         # Without the remote, the same worker says what it cannot see and what to do.
         r = project.plx("run", "graphs/g.yaml", "--executor", "dask", "--scheduler", address, "--no-cache", "--json", env={"PLX_REMOTE": ""})
         assert r.code == 1 and "or configure a remote" in r.json()["nodes"]["a"]["reason"]
+    finally:
+        stop(procs)
+
+
+SLOW_OP = """\
+kind: operation
+name: slow
+runner: command
+outputs: [{{name: out, type: text}}]
+cmd: |
+  a=$PLX_DASK_ATTEMPT
+  echo "start $a" >> "$OUTPUT_OUT"
+  echo $$ > {pids}/leader-$a.tmp && echo $PPID > {pids}/worker-$a.tmp && mv {pids}/leader-$a.tmp {pids}/leader-$a && mv {pids}/worker-$a.tmp {pids}/worker-$a
+  if [ "$a" = 1 ]; then sleep 600; fi  # attempt 1 ends only by its worker's death: nothing depends on timing
+  echo "end $a" >> "$OUTPUT_OUT"
+"""
+
+
+def test_a_worker_killed_mid_node_through_the_remote_names_both_attempts(project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Two workers that cannot see the project (each in its own mount namespace, a tmpfs over the
+    project's parent) run through a file:// remote; the one running the node is SIGKILLed. There is
+    no shared folder to keep `<work>.attempts`: the record still names the worker of each attempt."""
+    hidden = project.root.parent
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {hidden} && test ! -e {project.root}"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"cannot hide a folder with unshare -m + tmpfs here: {probe.stderr.strip()}")
+        pytest.skip(f"this machine forbids unshare -m / mount: {probe.stderr.strip()}")
+    remote = tmp_path_factory.mktemp("remote")
+    pids = tmp_path_factory.mktemp("pids")  # outside the hidden folder: every worker and the test see it
+    worker = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size=64m tmpfs {hidden} && PLX_WORKER_CACHE={hidden}/cache exec "$@"', "sh"]
+    address, procs = _start_cluster([worker, worker], 2)
+    try:
+        project.write("operations/slow.yaml", SLOW_OP.format(pids=pids))
+        project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  slow: {operation: slow}\n")
+        env = {**os.environ, "PLX_KILL_GRACE": "1", "PLX_REMOTE": f"file://{remote}"}
+        cmd = [PLX, "run", "graphs/g.yaml", "--executor", "dask", "--scheduler", address, "--json"]
+        proc = subprocess.Popen(cmd, cwd=project.root, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while not (pids / "worker-1").exists():
+                assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+                time.sleep(0.05)
+            worker1, leader1 = int((pids / "worker-1").read_text()), int((pids / "leader-1").read_text())
+            os.kill(worker1, signal.SIGKILL)
+            out, err = proc.communicate(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert not _alive(leader1)
+        import json
+
+        run = json.loads(out)
+        node = run["nodes"]["slow"]
+        assert node["state"] == "success" and node["dask_attempts"] == 2, (node, err)
+        assert project.plx("get", "last", "slow.out", "-o", "-").out == "start 2\nend 2\n"
+        data = json.loads((project.root / ".plx" / "runs" / run["id"] / "run.json").read_text())
+        attempts = data["nodes"]["slow"]["dask_attempts"]
+        assert [a["attempt"] for a in attempts] == [1, 2], attempts
+        assert all(a["worker"].startswith("tcp://127.0.0.1:") for a in attempts) and attempts[0]["worker"] != attempts[1]["worker"], attempts
+        assert data["nodes"]["slow"]["worker"] == attempts[1]["worker"]
+        worker_log = project.plx("log", "last", "slow", "--worker").out
+        assert f"attempt 1 on Dask worker {attempts[0]['worker']}" in worker_log and f"attempt 2 on Dask worker {attempts[1]['worker']}" in worker_log
     finally:
         stop(procs)

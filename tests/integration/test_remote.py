@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Project, Result
+from tests.conftest import PLX, Project, Result
 
 GRAPH = """\
 kind: graph
@@ -112,6 +113,8 @@ def test_a_second_clone_gets_everything_from_the_remote(clones: tuple[Project, P
     assert [two.counter(t) for t in ("a", "b", "tree")] == [0, 0, 0]  # nothing executed in clone 2
     assert r2.json()["nodes"]["tree"]["outputs"] == r1.json()["nodes"]["tree"]["outputs"]
     assert "from the remote" in two.plx("log", "last", "b", "--worker").out
+    table = two.plx("log", "last").out  # the table marks them as the JSON does
+    assert _cached_column(table) == {"a": "remote", "b": "remote", "tree": "remote"}, table
     assert two.plx("get", "last", "b", "-o", "-").out == "one\ntwo\n"
     assert two.plx("get", "last", "tree", "-o", "got").code == 0
     assert (two.root / "got" / "sub" / "big.bin").read_bytes() == _tree_file(one, "sub/big.bin")
@@ -119,7 +122,14 @@ def test_a_second_clone_gets_everything_from_the_remote(clones: tuple[Project, P
     # What came from the remote is now local: a third run needs no remote at all.
     r3 = two.plx("run", "graphs/chain.yaml", "--json", "--no-remote")
     assert _states(r3) == {"a": "cached", "b": "cached", "tree": "cached"}
+    table = two.plx("log", "last").out
+    assert _cached_column(table) == {"a": "yes", "b": "yes", "tree": "yes"}, table
     assert two.plx("cache", "verify").code == 0
+
+
+def _cached_column(table: str) -> dict[str, str]:
+    """`plx log RUN`'s 'cached' column, by node (rows: node, state, duration, cached, ...)."""
+    return {cells[0]: cells[3] for cells in (line.split() for line in table.splitlines()) if len(cells) > 3 and cells[0] in ("a", "b", "tree")}
 
 
 def _tree_file(project: Project, rel: str) -> bytes:
@@ -234,6 +244,99 @@ def test_remote_settings(clones: tuple[Project, Project, Path]) -> None:
     assert r.code == 1 and "plx.yaml:1:9: 'remote' must be a URL" in r.err, r.err
 
 
+def test_dry_run_asks_the_remote_and_downloads_nothing(clones: tuple[Project, Project, Path], tmp_path: Path) -> None:
+    one, two, remote = clones
+    r1 = one.plx("run", "graphs/chain.yaml", "--json", env=_env(remote))
+    assert r1.code == 0, r1
+    trace = tmp_path / "trace"
+    r = one.plx("run", "graphs/chain.yaml", "--dry-run", env=_env(remote, PLX_REMOTE_TRACE=str(trace)))
+    assert r.code == 0 and "0 would run, 3 cached\n" in r.err and not trace.exists(), r  # local hits: the remote is not asked
+
+    r = two.plx("run", "graphs/chain.yaml", "--dry-run", "--json", env=_env(remote))
+    assert r.code == 0, r
+    rows = {row["node"]: row for row in r.json()}
+    assert {n: (row["action"], row.get("source")) for n, row in rows.items()} == {n: ("cached", "remote") for n in ("a", "b", "tree")}, rows
+    # b's and tree's keys are computed from what the remote's entries of their upstream name, as the run would
+    assert {n: row["cache_key"] for n, row in rows.items()} == {n: d["cache_key"] for n, d in r1.json()["nodes"].items()}
+    r = two.plx("run", "graphs/chain.yaml", "--dry-run", env=_env(remote))
+    assert "0 would run, 3 cached (3 from the remote)" in r.err, r.err
+    assert "would be downloaded, not run" in r.out and f"file://{remote}" in r.out, r.out
+    assert not [p for p in (two.root / ".plx" / "objects").rglob("*") if p.is_file()]  # nothing downloaded
+    assert "3 would run, 0 cached" in two.plx("run", "graphs/chain.yaml", "--dry-run", "--no-remote", env=_env(remote)).err
+
+    # A damaged entry is a warning and a node that would run (and what needs it, after it).
+    key = rows["b"]["cache_key"]
+    (remote / "entries" / key[:2] / f"{key[2:]}.json").write_text("{not json")
+    r = two.plx("run", "graphs/chain.yaml", "--dry-run", "--json", env=_env(remote))
+    assert [(row["node"], row["action"]) for row in r.json()] == [("a", "cached"), ("b", "run"), ("tree", "run")], r
+    assert f"cache entry {key[:12]} is damaged" in r.err and "Traceback" not in r.err
+    r = two.plx("run", "graphs/chain.yaml", "--dry-run", env=_env(tmp_path / "no" / "such" / "mount"))  # unreachable
+    assert r.code == 0 and "3 would run, 0 cached" in r.err and r.err.count("plx: warning:") == 1, r.err
+    assert set(_states(two.plx("run", "graphs/chain.yaml", "--json", env=_env(remote)))) == {"a", "b", "tree"}
+    assert two.counter("a") == 0 and two.counter("b") == 1  # the run did what the dry run said
+
+
+def test_rerun_takes_the_remote_options(clones: tuple[Project, Project, Path], tmp_path: Path) -> None:
+    one, _, remote = clones
+    assert one.plx("run", "graphs/chain.yaml", env={"PLX_REMOTE": ""}).code == 0
+    trace = tmp_path / "trace"
+    r = one.plx("rerun", "last", "--no-cache", "--no-remote", env=_env(remote, PLX_REMOTE_TRACE=str(trace)))
+    assert r.code == 0 and not trace.exists() and not _remote_files(remote, "entries"), r
+    r = one.plx("rerun", "last", "--no-cache", "--remote", f"file://{remote}", env={"PLX_REMOTE": ""})
+    assert r.code == 0 and len(_remote_files(remote, "entries")) == 3, r
+
+
+def test_cache_gc_leaves_the_remote_alone_and_says_so(clones: tuple[Project, Project, Path]) -> None:
+    one, _, remote = clones
+    assert one.plx("run", "graphs/chain.yaml", env=_env(remote)).code == 0
+    before = {p: p.read_bytes() for p in remote.rglob("*") if p.is_file()}
+    r = one.plx("cache", "gc", "--keep-last", "0", env=_env(remote))
+    assert r.code == 0 and "removed 1 runs" in r.err, r.err
+    assert f"the remote file://{remote} is not touched (gc cleans this store only)" in r.err, r.err
+    assert {p: p.read_bytes() for p in remote.rglob("*") if p.is_file()} == before
+    assert "remote" not in one.plx("cache", "gc", env={"PLX_REMOTE": ""}).err  # no remote, no note
+    # What gc removed here comes back from the remote on the next miss.
+    for d in ("objects", "index"):
+        subprocess.run(["rm", "-rf", str(one.root / ".plx" / d)], check=True)
+    r = one.plx("run", "graphs/chain.yaml", "--json", env=_env(remote))
+    assert set(_states(r).values()) == {"cached"} and {n["source"] for n in r.json()["nodes"].values()} == {"remote"}, r
+
+
+def test_a_large_pull_streams_with_progress_on_a_terminal_only(clones: tuple[Project, Project, Path]) -> None:
+    one, two, remote = clones
+    for p in (one, two):
+        p.write("operations/big.yaml", 'kind: operation\nname: big\nrunner: command\noutputs: [{name: out, type: file}]\ncmd: head -c 128000000 /dev/zero > "$OUTPUT_OUT"\n')
+        p.write("graphs/big.yaml", "kind: graph\nname: big\nnodes:\n  b: {operation: big}\n")
+    r = one.plx("run", "graphs/big.yaml", "--json", env=_env(remote))
+    assert r.code == 0, r
+    h = r.json()["nodes"]["b"]["outputs"]["out"]["hash"]
+    env = {**os.environ, **_env(remote)}
+    # Peak memory of the pull alone (a fresh parent whose only child is plx): the 128 MB stream through
+    # in pieces, and what was verified while it streamed is not read again (its pages would count).
+    probe = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    got = subprocess.run([sys.executable, "-c", probe, str(PLX), "pull", "graphs/big.yaml"], cwd=two.root, env=env, capture_output=True, text=True)
+    assert got.returncode == 0 and "pulled 1 cache entries (128.0 MB)" in got.stderr, got
+    assert "download" not in got.stderr  # no terminal, no progress
+    assert int(got.stdout) < 100_000, f"peak RSS {int(got.stdout) // 1024} MB for a 128 MB pull"
+    # On a terminal, the transfer shows its progress.
+    subprocess.run(["rm", "-rf", str(two.root / ".plx")], check=True)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(PLX), "pull", "graphs/big.yaml"], cwd=two.root, env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal's other end closed: plx is done
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0, out
+    assert f"download {h[:12]}: 128.0 / 128.0 MB".encode() in out, out
+
+
 # ---- S3, against moto's server on 127.0.0.1 ------------------------------------------
 
 S3_ENV = {
@@ -325,9 +428,15 @@ def test_s3_credentials_in_the_url_are_not_recorded(clones: tuple[Project, Proje
     _bucket(s3, "shared2")
     r = one.plx("run", "graphs/chain.yaml", "--remote", "s3://user:pa55word@shared2/x", "--json", env={**S3_ENV, "FSSPEC_S3_ENDPOINT_URL": s3})
     assert r.code == 0, r
+    # plx rerun takes the run options --remote/--no-remote too; --remote=URL is redacted as well.
+    r = one.plx("rerun", "last", "--no-cache", "--remote=s3://user:pa55word@shared2/x", "--json", env={**S3_ENV, "FSSPEC_S3_ENDPOINT_URL": s3})
+    assert r.code == 0, r
+    recorded = json.loads((one.root / ".plx" / "runs" / r.json()["id"] / "run.json").read_text())["argv"]
+    assert "--remote=s3://***@shared2/x" in recorded, recorded
     record = json.dumps(one.last_run())
-    for f in (one.root / ".plx" / "runs").rglob("*.json*"):
-        assert b"pa55word" not in f.read_bytes()
+    for f in (one.root / ".plx" / "runs").rglob("*"):
+        if f.is_file():
+            assert b"pa55word" not in f.read_bytes(), f
     assert "pa55word" not in record
 
 
