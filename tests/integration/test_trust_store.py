@@ -531,12 +531,13 @@ def test_broken_run_record_is_skipped_by_listings_and_an_error_by_name(project: 
     assert project.plx("get", good, "final", "-o", "-").code == 0
 
 
-def test_event_lines_that_are_json_but_not_events_are_ignored(project: Project) -> None:
+def _run_killed_while_its_node_waits(project: Project) -> str:
+    """A run of one waiting node, its plx SIGKILLed once the node has started: the run's id."""
     project.write("operations/wait.yaml", WAIT_OP)
     project.write("graphs/w.yaml", "kind: graph\nname: w\nnodes:\n  w: {operation: wait, params: {go: %s}}\n" % (project.root / "never"))
     proc = project.popen("run", "graphs/w.yaml")
     project.wait_running()
-    rid = project.plx("log", "--json").json()[0]["id"]
+    rid: str = project.plx("log", "--json").json()[0]["id"]
     pid_file = project.root / ".plx/tmp" / rid / "w" / "started-here"
     deadline = time.monotonic() + 20
     while not pid_file.exists() or not pid_file.read_text().strip():
@@ -546,6 +547,11 @@ def test_event_lines_that_are_json_but_not_events_are_ignored(project: Project) 
     proc.communicate(timeout=30)
     with contextlib.suppress(ProcessLookupError):  # plx's guardian may have stopped it (and init reaped it) first
         os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the node's loop, left behind by the killed plx
+    return rid
+
+
+def test_event_lines_that_are_json_but_not_events_are_ignored(project: Project) -> None:
+    rid = _run_killed_while_its_node_waits(project)
     with open(project.root / ".plx/runs" / rid / "events.jsonl", "a") as f:
         f.write('5\n"text"\n[1]\nnull\n{"node": 5}\n{"run": 3}\n{"node": "w", "state": "running"}\n')
     for args in (["log"], ["log", rid], ["log", rid, "--json"], ["log", rid, "w"], ["cache", "gc"]):
@@ -555,20 +561,7 @@ def test_event_lines_that_are_json_but_not_events_are_ignored(project: Project) 
 
 
 def test_folders_in_place_of_the_run_index_and_an_event_log(project: Project) -> None:
-    project.write("operations/wait.yaml", WAIT_OP)
-    project.write("graphs/w.yaml", "kind: graph\nname: w\nnodes:\n  w: {operation: wait, params: {go: %s}}\n" % (project.root / "never"))
-    proc = project.popen("run", "graphs/w.yaml")
-    project.wait_running()
-    rid = project.plx("log", "--json").json()[0]["id"]
-    pid_file = project.root / ".plx/tmp" / rid / "w" / "started-here"
-    deadline = time.monotonic() + 20
-    while not pid_file.exists() or not pid_file.read_text().strip():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    with contextlib.suppress(ProcessLookupError):  # plx's guardian may have stopped it (and init reaped it) first
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    rid = _run_killed_while_its_node_waits(project)
     runs = project.root / ".plx/runs"
     (runs / rid / "events.jsonl").unlink()
     (runs / rid / "events.jsonl").mkdir()
