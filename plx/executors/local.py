@@ -231,16 +231,34 @@ class LocalExecutor:
             self._runs.add(mark[0])
         if new_run and self._reaper is not None:
             self._guard(mark[0])
-        if alone and (job.before is None or getattr(job.before, "quick", False)):
+        if alone and (job.before is None or getattr(job.before, "quick", False)) and threading.current_thread() is threading.main_thread():
             # Started here, at once: handing the start to a pool thread costs a thread wake-up
             # between a node's end and its dependent's start (a chain's every step), which a loaded
             # machine makes long. With other nodes running, the caller's time is worth more to
             # them than the wake-up (starting a process waits for its exec).
+            self._start_here(job)
+            return
+        self._waiters.submit(self._run, job)
+
+    def _start_here(self, job: Job) -> None:
+        """Start a job on the main thread with Ctrl-C and SIGTERM held until it is started and
+        watched: raised half-way, their KeyboardInterrupt would leave a job that never reports, and
+        the engine's drain would wait for it forever (reproduced: TERM sent to a chain hung 5 in 12)."""
+        held: list[tuple[int, Any]] = []
+        previous: dict[int, Any] = {s: signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
             started = self._start(job)
             if started is not None:
                 self._waiters.submit(self._watch, job, *started)
-            return
-        self._waiters.submit(self._run, job)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        for signum, frame in held[:1]:  # now the job is the engine's to stop: deliver what came meanwhile
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler != signal.SIG_IGN:  # the default action (or a handler not set from Python)
+                os.kill(os.getpid(), signum)
 
     def _guard(self, run_id: str) -> None:
         """Tell the guardian (started with the first node) which run to stop if plx dies."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -298,3 +299,33 @@ def test_expansions_of_a_fanned_out_node_take_its_resources_and_retries(project:
     assert r.code == 0, r
     assert {n: d["attempts"] for n, d in r.json()["nodes"].items()} == {"f[0]": 1, "f[1]": 2}
     assert "(PLX_ATTEMPT=1)" in project.plx("log", "last", "f[1]", "--attempt", "1").out
+
+
+def test_a_retried_node_whose_inputs_cannot_be_placed_fails_with_its_reason(project: Project) -> None:
+    """Found by review: a failed placement removed the node's input folder, and retiring the attempt
+    renamed the folder that was gone: a Python traceback and a run left `running`."""
+    go = project.root / "go"
+    project.write("data/d.txt", "one\n")
+    project.write(
+        "operations/gate.yaml",
+        f"kind: operation\nname: gate\nrunner: command\noutputs: [{{name: out}}]\ncmd: for i in $(seq 2400); do [ -e {go} ] && break; sleep 0.05; done; echo s > $OUTPUT_OUT\n",
+    )
+    project.write(
+        "operations/both.yaml",
+        "kind: operation\nname: both\nrunner: command\ninputs: [{name: a}, {name: d}]\noutputs: [{name: out}]\nretries: 1\ncmd: cat $INPUT_A $INPUT_D > $OUTPUT_OUT\n",
+    )
+    project.write(
+        "graphs/g.yaml",
+        "kind: graph\nname: g\ninputs: [{name: d, type: text, default: data/d.txt}]\nnodes:\n  s: {operation: gate}\n  t: {operation: both, inputs: {a: s.out, d: inputs.d}}\n",
+    )
+    run = project.popen("run", "graphs/g.yaml", "--json")
+    try:
+        project.wait_started()
+        project.write("data/d.txt", "two\n")  # after it was hashed, before t's inputs are placed
+    finally:
+        go.touch()
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 1, err
+    assert "Traceback" not in err, err
+    t = json.loads(out)["nodes"]["t"]
+    assert t["state"] == "failed" and "data/d.txt changed after the run started" in t["reason"], t

@@ -718,3 +718,24 @@ def test_a_python_failure_names_the_operation_and_the_error(project: Project) ->
     assert "failed: b: exit code 1: ValueError: bad value 1" in r.err
     stderr = project.plx("log", "last", "b", "--stderr").out
     assert 'File "operations/boom.yaml", line 7' in stderr and 'raise ValueError(f"bad value {x}")' in stderr  # the YAML file's line
+
+
+def test_sigterm_while_a_chain_starts_its_next_step_never_hangs(project: Project) -> None:
+    """Found by review: a chain's next step is started on plx's main thread; a SIGTERM landing while
+    it started left a job that never reported, and plx waited for it forever (5 hung in 12)."""
+    project.write(
+        "operations/step.yaml",
+        "kind: operation\nname: step\nrunner: command\ninputs: [{name: src, min: 0}]\nparams: [{name: i, type: int}]\noutputs: [{name: out}]\ncmd: echo $PARAM_I > $OUTPUT_OUT\n",
+    )
+    nodes = "".join(f"  s{i}: {{operation: step, params: {{i: {i}}}" + (f", inputs: {{src: s{i - 1}.out}}" if i else "") + "}\n" for i in range(300))
+    g = graph(project, "chain", "kind: graph\nname: chain\nnodes:\n" + nodes)
+    for delay in (0.3, 0.5, 0.7, 0.9, 1.1, 1.3):  # where TERM lands varies; every run must end
+        proc = project.popen("run", g, "--no-cache")
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"plx still running 60 s after SIGTERM (sent {delay} s after the start)")
+        assert proc.returncode in (0, 130, 143, -signal.SIGTERM), err  # -15: TERM came before plx set its handler
+        assert "Traceback" not in err, err

@@ -11,6 +11,8 @@ import stat
 import time
 from pathlib import Path
 
+import pytest
+
 from plx.hashing import hash_file
 from tests.conftest import Project
 
@@ -58,6 +60,12 @@ inputs: [{name: src, type: text}]
 outputs: [{name: out, type: text}]
 cmd: cat "$INPUT_SRC" > "$OUTPUT_OUT"
 """
+
+
+@pytest.fixture(autouse=True)
+def link_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the links themselves: as root (CI) plx copies unless told to link."""
+    monkeypatch.setenv("PLX_LINK_INPUTS", "1")
 
 
 def _objects(project: Project) -> list[Path]:
@@ -265,3 +273,51 @@ def test_plx_removes_nothing_through_a_link_a_node_put_in_place_of_its_input_fol
     assert project.plx("get", "last", "swap_in.out", "-o", "-").out == "hi\n"
     r = project.plx("cache", "verify")
     assert r.code == 0 and "0 damaged" in r.err, r
+
+
+# Empties its input and puts the same bytes back a moment later (as `sort -o f f` on a sorted file does).
+EMPTY_AND_RESTORE = """\
+kind: operation
+name: empty_and_restore
+runner: command
+inputs: [{name: src, type: text}]
+params: [{name: mark, type: str}]
+outputs: [{name: out, type: text}]
+cmd: |
+  cp "$INPUT_SRC" saved
+  : > "$INPUT_SRC" 2>/dev/null || true
+  touch "$PARAM_MARK"
+  sleep 1
+  cat saved > "$INPUT_SRC" 2>/dev/null || true
+  cat saved > "$OUTPUT_OUT"
+"""
+
+# Reads its input once `mark` exists, and ends after the other node has put the bytes back.
+READ_THEN_WAIT = READ_AFTER.replace("name: read_after", "name: read_then_wait") + "  sleep 2\n"
+
+
+def test_a_node_emptying_and_restoring_its_input_never_changes_what_another_reads(project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Found by review: as root, a node could empty a linked object and restore it before either
+    node ended; a node reading it meanwhile got nothing, every check passed, and the empty result
+    was cached. Without PLX_LINK_INPUTS, root gets private copies; others get read-only links."""
+    monkeypatch.delenv("PLX_LINK_INPUTS")
+    mark = tmp_path / "emptied"
+    project.write("operations/make.yaml", MAKE)
+    project.write("operations/empty_and_restore.yaml", EMPTY_AND_RESTORE)
+    project.write("operations/read_then_wait.yaml", READ_THEN_WAIT)
+    project.write(
+        "graphs/g.yaml",
+        f"""\
+        kind: graph
+        name: g
+        nodes:
+          make: {{operation: make, params: {{text: shared}}}}
+          bad: {{operation: empty_and_restore, inputs: {{src: make.out}}, params: {{mark: "{mark}"}}}}
+          reader: {{operation: read_then_wait, inputs: {{src: make.out}}, params: {{mark: "{mark}"}}}}
+        """,
+    )
+    r = project.plx("run", "graphs/g.yaml", "-j", "2", timeout=120)
+    assert r.code == 0, r
+    assert project.plx("get", "last", "reader.out", "-o", "-").out == "shared\n"
+    assert project.plx("get", "last", "make.out", "-o", "-").out == "shared\n"
+    _store_is_sound(project)
