@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
@@ -12,7 +13,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .. import procs
 from .base import NOT_STARTED, Finished, Job
@@ -70,6 +71,24 @@ def stop_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
     while time.monotonic() < deadline and _group_alive(pgid):
         time.sleep(0.02)
     _kill_group(pgid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM (main thread only) for the block; deliver the first that came after it."""
+    held: list[tuple[int, Any]] = []
+    previous: dict[int, Any] = {s: signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    for signum, frame in held[:1]:
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        elif handler != signal.SIG_IGN:  # the default action (or a handler not set from Python)
+            os.kill(os.getpid(), signum)
 
 
 class _LazyFile:
@@ -220,6 +239,17 @@ class LocalExecutor:
         return self._null
 
     def submit(self, job: Job) -> None:
+        if threading.current_thread() is threading.main_thread():
+            # Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread, wherever it is: half-way
+            # through here it would leave a job registered that never reports, and the engine's
+            # drain would wait for it forever (reproduced: TERM sent to a chain hung 5 runs in 12).
+            # They are held until the job is started or handed over, then delivered.
+            with _signals_held():
+                self._submit(job, inline_ok=True)
+        else:
+            self._submit(job, inline_ok=False)
+
+    def _submit(self, job: Job, inline_ok: bool) -> None:
         self._devnull()
         mark = (job.env.get("PLX_RUN_ID", ""), job.env.get("PLX_NODE", job.id))
         with self._lock:
@@ -231,34 +261,16 @@ class LocalExecutor:
             self._runs.add(mark[0])
         if new_run and self._reaper is not None:
             self._guard(mark[0])
-        if alone and (job.before is None or getattr(job.before, "quick", False)) and threading.current_thread() is threading.main_thread():
+        if inline_ok and alone and (job.before is None or getattr(job.before, "quick", False)):
             # Started here, at once: handing the start to a pool thread costs a thread wake-up
             # between a node's end and its dependent's start (a chain's every step), which a loaded
             # machine makes long. With other nodes running, the caller's time is worth more to
             # them than the wake-up (starting a process waits for its exec).
-            self._start_here(job)
-            return
-        self._waiters.submit(self._run, job)
-
-    def _start_here(self, job: Job) -> None:
-        """Start a job on the main thread with Ctrl-C and SIGTERM held until it is started and
-        watched: raised half-way, their KeyboardInterrupt would leave a job that never reports, and
-        the engine's drain would wait for it forever (reproduced: TERM sent to a chain hung 5 in 12)."""
-        held: list[tuple[int, Any]] = []
-        previous: dict[int, Any] = {s: signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
             started = self._start(job)
             if started is not None:
                 self._waiters.submit(self._watch, job, *started)
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-        for signum, frame in held[:1]:  # now the job is the engine's to stop: deliver what came meanwhile
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, frame)
-            elif handler != signal.SIG_IGN:  # the default action (or a handler not set from Python)
-                os.kill(os.getpid(), signum)
+            return
+        self._waiters.submit(self._run, job)
 
     def _guard(self, run_id: str) -> None:
         """Tell the guardian (started with the first node) which run to stop if plx dies."""
