@@ -183,6 +183,7 @@ def _tracking(data: Mapping[str, Any]) -> dict[str, Any]:
 # Bumped whenever a summary gains a field: an index of an older version is dropped and rebuilt
 # from the records (2: labels, params as used, metrics).
 INDEX_VERSION = 2
+_CREATE_RUNS = "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)"
 
 
 class Index:
@@ -230,13 +231,14 @@ class Index:
                     if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
                         self.db.execute("DROP TABLE IF EXISTS runs")
                         self.db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
-                    self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)")
+                    self.db.execute(_CREATE_RUNS)  # in the same transaction: no one sees the version without the table
                     self.db.execute("COMMIT")
                 except BaseException:
                     if self.db.in_transaction:
                         self.db.execute("ROLLBACK")
                     raise
-            self.db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, graph TEXT, status TEXT, summary TEXT NOT NULL)")
+            else:
+                self.db.execute(_CREATE_RUNS)  # a table dropped by hand
             self.db.execute("SELECT count(*) FROM runs").fetchone()
         except BaseException:
             self.db.close()

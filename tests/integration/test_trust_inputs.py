@@ -86,6 +86,24 @@ def _store_is_sound(project: Project, missing_ok: bool = False) -> None:
         assert stat.S_IMODE(st.st_mode) == 0o444, p
 
 
+def _writer_beside_a_reader(project: Project, mark: Path, writer: str, writer_op: str, reader: str, reader_op: str) -> None:
+    """graphs/g.yaml: `make` writes "shared"; `bad` (writer) and `reader` both take it as input, with `mark`."""
+    project.write("operations/make.yaml", MAKE)
+    project.write(f"operations/{writer}.yaml", writer_op)
+    project.write(f"operations/{reader}.yaml", reader_op)
+    project.write(
+        "graphs/g.yaml",
+        f"""\
+        kind: graph
+        name: g
+        nodes:
+          make: {{operation: make, params: {{text: shared}}}}
+          bad: {{operation: {writer}, inputs: {{src: make.out}}, params: {{mark: "{mark}"}}}}
+          reader: {{operation: {reader}, inputs: {{src: make.out}}, params: {{mark: "{mark}"}}}}
+        """,
+    )
+
+
 def test_a_node_writing_into_a_stored_input_fails_and_never_damages_the_cache(project: Project) -> None:
     project.write("operations/make.yaml", MAKE)
     project.write("operations/scribble.yaml", SCRIBBLE)
@@ -124,20 +142,7 @@ def test_a_node_writing_into_a_stored_input_fails_and_never_damages_the_cache(pr
 def test_a_reader_of_an_input_another_node_damages_meanwhile_is_not_cached(project: Project, tmp_path: Path) -> None:
     """Two nodes hold links to the same object at once; one writes into it: neither result is kept."""
     mark = tmp_path / "scribbled"
-    project.write("operations/make.yaml", MAKE)
-    project.write("operations/scribble.yaml", SCRIBBLE)
-    project.write("operations/read_after.yaml", READ_AFTER)
-    project.write(
-        "graphs/g.yaml",
-        f"""\
-        kind: graph
-        name: g
-        nodes:
-          make: {{operation: make, params: {{text: shared}}}}
-          bad: {{operation: scribble, inputs: {{src: make.out}}, params: {{mark: "{mark}"}}}}
-          reader: {{operation: read_after, inputs: {{src: make.out}}, params: {{mark: "{mark}"}}}}
-        """,
-    )
+    _writer_beside_a_reader(project, mark, "scribble", SCRIBBLE, "read_after", READ_AFTER)
     r = project.plx("run", "graphs/g.yaml", "-j", "2", "--keep-going", timeout=120)
     nodes = project.last_run()["nodes"]
     assert r.code == (1 if os.getuid() == 0 else 0), r  # not root: the write is refused, nothing changes
@@ -302,20 +307,7 @@ def test_a_node_emptying_and_restoring_its_input_never_changes_what_another_read
     was cached. Without PLX_LINK_INPUTS, root gets private copies; others get read-only links."""
     monkeypatch.delenv("PLX_LINK_INPUTS")
     mark = tmp_path / "emptied"
-    project.write("operations/make.yaml", MAKE)
-    project.write("operations/empty_and_restore.yaml", EMPTY_AND_RESTORE)
-    project.write("operations/read_then_wait.yaml", READ_THEN_WAIT)
-    project.write(
-        "graphs/g.yaml",
-        f"""\
-        kind: graph
-        name: g
-        nodes:
-          make: {{operation: make, params: {{text: shared}}}}
-          bad: {{operation: empty_and_restore, inputs: {{src: make.out}}, params: {{mark: "{mark}"}}}}
-          reader: {{operation: read_then_wait, inputs: {{src: make.out}}, params: {{mark: "{mark}"}}}}
-        """,
-    )
+    _writer_beside_a_reader(project, mark, "empty_and_restore", EMPTY_AND_RESTORE, "read_then_wait", READ_THEN_WAIT)
     r = project.plx("run", "graphs/g.yaml", "-j", "2", timeout=120)
     assert r.code == 0, r
     assert project.plx("get", "last", "reader.out", "-o", "-").out == "shared\n"
