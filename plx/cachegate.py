@@ -13,7 +13,7 @@ from typing import Any, Callable
 from .environment import differences as environment_differences
 from .errors import RunError
 from .extras import Extras
-from .hashing import expand, explain, key_of, operation_recipe, task_recipe
+from .hashing import canonical, expand, explain, hash_bytes, key_of, operation_recipe, task_recipe
 from .history import History
 from .planner import Plan, Task
 from .project import Project
@@ -26,16 +26,33 @@ def task_key(
     """The cache key of a task and the recipe it hashes: operation, params, its inputs' contents
     and names, and the operation's extras (sources, python environment). The run and `--dry-run`
     both call this, so they cannot disagree. op_recipes keeps each operation's recipe (by the
-    operation's identity, the operation kept with it) for the next task of the same operation."""
-    op_recipe = None
-    if op_recipes is not None:
-        known = op_recipes.get(id(task.op))
-        if known is None or known[0] is not task.op:
-            known = op_recipes[id(task.op)] = (task.op, operation_recipe(task.op))
-        op_recipe = known[1]
+    operation's identity, the operation kept with it), its hash and its canonical text, for the
+    next task of the same operation: a node's key then encodes only what is its own."""
     ins = {n: [{"hash": a.hash, "name": a.filename} for a in arts] for n, arts in inputs.items()}
-    recipe = task_recipe(task.op, task.params, ins, ops_seen, extra=extra, op_recipe=op_recipe)
-    return key_of(recipe), recipe
+    if op_recipes is None:
+        recipe = task_recipe(task.op, task.params, ins, ops_seen, extra=extra)
+        return key_of(recipe), recipe
+    known = op_recipes.get(id(task.op))
+    if known is None or known[0] is not task.op:
+        r = operation_recipe(task.op)
+        known = op_recipes[id(task.op)] = (task.op, r, key_of(r), canonical(r))
+    if ops_seen is not None:
+        ops_seen.setdefault(known[2], known[1])
+    recipe = task_recipe(task.op, task.params, ins, extra=extra, op_recipe=known[1])
+    return hash_bytes(_recipe_text(recipe, known[3]).encode()), recipe
+
+
+# Stands for the operation's recipe in a node's recipe while it is encoded: its canonical text is
+# then put in its place. Only the keys sorted before "operation" (environment, format, inputs: hashes,
+# a constant and file names, none of which can hold a NUL) are written before it, so the first
+# occurrence is the operation's.
+_OP_MARK = "\x00operation\x00"
+_OP_MARK_TEXT = canonical(_OP_MARK)
+
+
+def _recipe_text(recipe: dict[str, Any], op_text: str) -> str:
+    """canonical(recipe), the operation's part given already encoded (the same text, so the same key)."""
+    return canonical({**recipe, "operation": _OP_MARK}).replace(_OP_MARK_TEXT, op_text, 1)
 
 
 @dataclass

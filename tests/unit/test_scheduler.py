@@ -17,6 +17,7 @@ from plx.cachegate import ASKING_REMOTE, DUPLICATE, HIT, MISS, OTHER_PROCESS, Ca
 from plx.errors import UsageError
 from plx.executors import make_executor
 from plx.executors.base import NOT_STARTED, Executor, Finished, Job, register, registered
+from plx.hashing import key_of, operation_recipe, task_recipe
 from plx.model import Operation, OutputSpec
 from plx.planner import Task
 from plx.resources import Pool, Request
@@ -289,6 +290,17 @@ def test_the_key_depends_on_inputs_params_and_extras_not_on_ids() -> None:
     assert k1 != task_key(task("one"), {"i": [b]}, {})[0]
     assert k1 != task_key(task("one"), {"i": [a]}, {"sources": {"s.py": "c" * 64}})[0]
     assert recipe["inputs"] == {"i": [{"hash": a.hash, "name": "x.txt"}]}
+
+
+def test_the_key_with_the_operation_encoded_once_is_the_key_of_the_whole_recipe() -> None:
+    """task_key's shortcut (the operation's canonical text reused) gives the key of key_of(recipe)."""
+    a = Artifact(hash="a" * 64, type="text", size=1, filename="x é.txt")
+    t = Task("t", OP, {"p": "\x00operation\x00", "q": [1.5, None, "é"]}, {}, None, True)
+    for extra in ({}, {"environment": "e" * 64}, {"sources": {"s.py": "c" * 64}}, {"environment": "e", "sources": {"b": "d"}}):
+        seen: dict[str, Any] = {}
+        key, recipe = task_key(t, {"i": [a]}, extra, seen, {})
+        assert key == key_of(recipe) == key_of(task_recipe(OP, t.params, {"i": [{"hash": a.hash, "name": a.filename}]}, extra=extra))
+        assert seen == {key_of(operation_recipe(OP)): operation_recipe(OP)}
 
 
 # ---- Ctrl-C ----
