@@ -203,7 +203,7 @@ def explain_plan(project: Project, plan: Plan, remote: Any = None) -> list[dict[
     known: dict[str, dict[str, Artifact] | None] = {}
     rows: dict[str, dict[str, Any]] = {}
     work: dict[str, str] = {}  # task -> what identifies its work before its key is known (for sweeps)
-    arts, keyed = _leaf_keys(plan, store, extras, op_recipes, by_op)
+    arts, keyed, looked = _leaf_keys(plan, store, extras, op_recipes, by_op)
     pending = list(plan.tasks)
     while pending:
         # A local miss with a remote is asked in a wave (all at once); the tasks after it wait for its answer.
@@ -233,7 +233,7 @@ def explain_plan(project: Project, plan: Plan, remote: Any = None) -> list[dict[
                 }
                 key, recipe = task_key(task, ins, extras.of(task.op), op_recipes, by_op)
             work[tid] = key
-            hit = store.lookup(key) if task.cacheable else None
+            hit = (looked[key] if key in looked else store.lookup(key)) if task.cacheable else None
             known[tid] = hit
             if hit is not None:
                 rows[tid] = {"node": tid, "action": "cached", "why": [], "cache_key": key}
@@ -269,9 +269,9 @@ def _run_row(tid: str, key: str, recipe: Any, last: dict[str, Any] | None, extra
 
 def _leaf_keys(
     plan: Plan, store: Store, extras: Extras, op_recipes: dict[str, Any], by_op: dict[int, Any]
-) -> tuple[dict[tuple[Any, str], Artifact], dict[str, tuple[str, dict[str, Any]]]]:
+) -> tuple[dict[tuple[Any, str], Artifact], dict[str, tuple[str, dict[str, Any]]], dict[str, dict[str, Artifact] | None]]:
     """For explain_plan: every graph input hashed (the stat cache asked per batch), the keys of the
-    tasks that read only graph inputs, and their cache entries read ahead in batches (store.prefetch)."""
+    tasks that read only graph inputs, and their lookups done in batches (store.lookup_many)."""
     by_type: dict[str, dict[Any, None]] = {}
     for task in plan.tasks.values():
         for name, sources in task.inputs.items():
@@ -282,6 +282,7 @@ def _leaf_keys(
     for type_, paths in by_type.items():
         arts.update(((p, type_), a) for p, a in zip(paths, store.hash_inputs(list(paths), type_), strict=True))
     keyed: dict[str, tuple[str, dict[str, Any]]] = {}
+    looked: dict[str, dict[str, Artifact] | None] = {}
     batch: list[str] = []
     for tid, task in plan.tasks.items():
         if any(s.task for ss in task.inputs.values() for s in ss):
@@ -291,10 +292,10 @@ def _leaf_keys(
         if task.cacheable:
             batch.append(keyed[tid][0])
         if len(batch) >= 512:
-            store.prefetch(batch)
+            looked.update(store.lookup_many(batch))
             batch = []
-    store.prefetch(batch)
-    return arts, keyed
+    looked.update(store.lookup_many(batch))
+    return arts, keyed, looked
 
 
 def _last_recipes(history: History, graph: str, wanted: set[str], scan: int = 50) -> dict[str, dict[str, Any]]:

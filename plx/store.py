@@ -538,6 +538,77 @@ class Store:
                     pass
         self._ahead_stats.update(self._many("stats", sigs))
 
+    def lookup_many(self, keys: list[str]) -> dict[str, dict[str, Artifact] | None]:
+        """lookup() of many keys at once, for `--dry-run` (which serves nothing): the entries in one
+        query per 500 keys, each object `lstat`ed once and its signature looked up in one query per
+        500 (re-hashed when it is not the known one), as lookup() checks them. A key this does not
+        settle (a folder output, a row that is not short plain text) is left out: lookup() answers it."""
+        from diskcache.core import MODE_RAW
+
+        out: dict[str, dict[str, Artifact] | None] = {}
+        checks: dict[str, tuple[dict[str, Artifact], list[tuple[str, str]]]] = {}  # key -> outputs, (signature, hash) of each object
+        try:
+            sql = self.index._sql
+            for i in range(0, len(keys), 500):
+                chunk = [k for k in keys[i : i + 500] if k not in self._new_entries]
+                rows = sql(
+                    f"SELECT key, mode, value FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(chunk))}) AND (expire_time IS NULL OR expire_time > ?)",
+                    (*chunk, time.time()),
+                ).fetchall()
+                out.update(dict.fromkeys(chunk))  # no row: a miss
+                for key, mode, raw in rows:
+                    del out[key]  # settled below, or left to lookup()
+                    if mode != MODE_RAW or not isinstance(raw, str):
+                        continue
+                    try:
+                        outputs = {k: Artifact.from_json(v) for k, v in json.loads(raw)["outputs"].items()}
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        out[key] = None  # as lookup() finds it: no entry
+                        continue
+                    if any(a.type == TREE_TYPE for a in outputs.values()):
+                        continue
+                    sigs = self._signatures(outputs.values())
+                    if sigs is None:
+                        out[key] = None  # an object missing, or not a plain file: never served
+                    else:
+                        checks[key] = (outputs, sigs)
+        except AttributeError:  # a diskcache without this internal: lookup() for each
+            return {}
+        except Exception as exc:
+            if not is_damaged_db(exc):
+                raise
+            self._damaged("index", exc)
+            return {}
+        known = self._many("stats", [sig for _outputs, sigs in checks.values() for sig, _h in sigs])
+        for key, (outputs, sigs) in checks.items():
+            out[key] = outputs if all((self._new_stats.get(sig) or known.get(sig)) == h or self._rehash(sig, h) for sig, h in sigs) else None
+        return out
+
+    def _signatures(self, arts: Any) -> list[tuple[str, str]] | None:
+        """(stat signature, hash) of each artifact's object; None if one is missing or not a plain file."""
+        sigs = []
+        for a in arts:
+            p = f"{self._objects_str}/{a.hash[:2]}/{a.hash[2:]}"
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                return None
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            sigs.append((self._stat_key(p, st), a.hash))
+        return sigs
+
+    def _rehash(self, sig: str, h: str) -> bool:
+        """An object whose signature is not the known one: its bytes read again (as _object_ok does)."""
+        p = sig.partition("\x00")[0]
+        try:
+            ok = hash_file(p) == h
+        except OSError:
+            return False
+        if ok:
+            self._remember(sig, h)
+        return ok
+
     def lookup(self, key: str) -> dict[str, Artifact] | None:
         """The outputs of a cache entry, only if every one of its artifacts is intact."""
         ahead = self._ahead_entries.pop(key, None)

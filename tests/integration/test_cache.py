@@ -155,6 +155,24 @@ def test_corrupted_object_is_reported_and_never_served(project: Project) -> None
     assert project.plx("get", "last", "a.out", "-o", "-").out == "seed\nx\n"
 
 
+def test_dry_run_counts_no_damaged_or_missing_object_as_cached(project: Project) -> None:
+    """--dry-run looks its entries up in batches; each object is still checked (signature, else bytes)."""
+    g = setup(project)
+    project.plx("run", g)
+    damaged, missing = _object_of(project, "a"), _object_of(project, "d")
+    st = damaged.stat()
+    os.chmod(damaged, 0o644)
+    data = bytearray(damaged.read_bytes())
+    data[0] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    os.utime(damaged, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime: only the ctime tells
+    missing.unlink()
+    r = project.plx("run", g, "--dry-run", "--json")
+    assert r.code == 0, r
+    assert {row["node"]: row["action"] for row in r.json()} == {"a": "run", "b": "run", "c": "run", "d": "run"}
+    assert counts(project) == {"a": 1, "b": 1, "c": 1, "d": 1}
+
+
 def test_missing_object_reruns_the_node(project: Project) -> None:
     g = setup(project)
     project.plx("run", g)
