@@ -259,7 +259,9 @@ def run(
 
 def _redacted(argv: list[str]) -> list[str]:
     """The command line as recorded: a password inside a --remote URL is never written to the history."""
-    from .remote import redact
+    if not any("://" in a for a in argv):
+        return argv
+    from .remote import redact  # only then: importing it costs a plain run's start-up a few milliseconds
 
     return [redact(a) if "://" in a else a for a in argv]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import secrets
 import sqlite3
 import tempfile
 import time
@@ -40,7 +39,7 @@ def new_run_id() -> str:
     ms = max(time.time_ns() // 1_000_000, _last_id_ms + 1)
     _last_id_ms = ms
     now = datetime.fromtimestamp(ms // 1000, UTC)
-    return now.strftime("%Y%m%d-%H%M%S-") + f"{ms % 1000:03d}-" + secrets.token_hex(2)
+    return now.strftime("%Y%m%d-%H%M%S-") + f"{ms % 1000:03d}-" + os.urandom(2).hex()  # as secrets.token_hex(2), without importing secrets (hmac, hashlib)
 
 
 # json.dumps(obj, default=str) builds an encoder at every call: one, kept (an event per node).
