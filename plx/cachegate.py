@@ -270,8 +270,8 @@ def _run_row(tid: str, key: str, recipe: Any, last: dict[str, Any] | None, extra
 def _leaf_keys(
     plan: Plan, store: Store, extras: Extras, op_recipes: dict[str, Any], by_op: dict[int, Any]
 ) -> tuple[dict[tuple[Any, str], Artifact], dict[str, tuple[str, dict[str, Any]]], dict[str, dict[str, Artifact] | None]]:
-    """For explain_plan: every graph input hashed (the stat cache asked per batch), the keys of the
-    tasks that read only graph inputs, and their lookups done in batches (store.lookup_many)."""
+    """For explain_plan: every graph input hashed (the stat cache asked at once), the keys of the
+    tasks that read only graph inputs, and their lookups done together (store.lookup_many)."""
     by_type: dict[str, dict[Any, None]] = {}
     for task in plan.tasks.values():
         for name, sources in task.inputs.items():
@@ -282,7 +282,6 @@ def _leaf_keys(
     for type_, paths in by_type.items():
         arts.update(((p, type_), a) for p, a in zip(paths, store.hash_inputs(list(paths), type_), strict=True))
     keyed: dict[str, tuple[str, dict[str, Any]]] = {}
-    looked: dict[str, dict[str, Artifact] | None] = {}
     batch: list[str] = []
     for tid, task in plan.tasks.items():
         if any(s.task for ss in task.inputs.values() for s in ss):
@@ -291,11 +290,7 @@ def _leaf_keys(
         keyed[tid] = task_key(task, ins, extras.of(task.op), op_recipes, by_op)
         if task.cacheable:
             batch.append(keyed[tid][0])
-        if len(batch) >= 512:
-            looked.update(store.lookup_many(batch))
-            batch = []
-    looked.update(store.lookup_many(batch))
-    return arts, keyed, looked
+    return arts, keyed, store.lookup_many(batch)  # at once: the signatures may then be read in one scan
 
 
 def _last_recipes(history: History, graph: str, wanted: set[str], scan: int = 50) -> dict[str, dict[str, Any]]:

@@ -20,13 +20,22 @@ def hash_bytes(data: bytes) -> str:
 
 def hash_file(path: Path | str) -> str:
     """BLAKE3 of a file's bytes; large files are memory-mapped and hashed on all cores."""
-    size = os.stat(path).st_size
-    if size >= _MMAP_FROM:
-        h = blake3(max_threads=blake3.AUTO)
-        h.update_mmap(path)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # no file object: most files hashed are small
+    try:
+        size = os.fstat(fd).st_size
+        if size >= _MMAP_FROM:
+            h = blake3(max_threads=blake3.AUTO)
+            h.update_mmap(path)
+            return h.hexdigest()
+        data = os.read(fd, size + 1)
+        if len(data) <= size:  # a short read of a regular file is its end
+            return blake3(data).hexdigest()
+        h = blake3(data)  # it grew since fstat: read on to its end, as f.read() would
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
         return h.hexdigest()
-    with open(path, "rb") as f:
-        return blake3(f.read()).hexdigest()
+    finally:
+        os.close(fd)
 
 
 # json.dumps with options builds an encoder at every call: one, kept (a key per node).
