@@ -211,11 +211,13 @@ def explain_plan(project: Project, plan: Plan, remote: Any = None) -> list[dict[
         later: dict[str, None] = {}  # in plan order
         for tid in pending:
             task = plan.tasks[tid]
-            if (asking or later) and any(s.task in asking or s.task in later for ss in task.inputs.values() for s in ss if s.task):
+            leaf = keyed.pop(tid, None)  # its key is known already (it reads graph inputs only)
+            if leaf is not None:
+                key, recipe = leaf
+            elif (asking or later) and any(s.task in asking or s.task in later for ss in task.inputs.values() for s in ss if s.task):
                 later[tid] = None
                 continue
-            unknown = [s.task for ss in task.inputs.values() for s in ss if s.task and known.get(s.task) is None]
-            if unknown:
+            elif unknown := [s.task for ss in task.inputs.values() for s in ss if s.task and known.get(s.task) is None]:
                 known[tid] = None
                 # Its key depends on outputs not made yet: the same operation, params and upstream work
                 # is the same work (two combinations of a sweep sharing it run it once).
@@ -224,8 +226,6 @@ def explain_plan(project: Project, plan: Plan, remote: Any = None) -> list[dict[
                 row = {"node": tid, "action": "run", "why": [f"after upstream {', '.join(sorted(set(unknown)))} runs"]}
                 rows[tid] = {**row, "work": work[tid]} if task.cacheable else row
                 continue
-            if tid in keyed:
-                key, recipe = keyed.pop(tid)
             else:
                 ins = {
                     name: [known[s.task][s.output] if s.task else arts[(s.path, task.op.input(name).type)] for s in sources]  # type: ignore[index,union-attr]
@@ -272,12 +272,20 @@ def _leaf_keys(
 ) -> tuple[dict[tuple[Any, str], Artifact], dict[str, tuple[str, dict[str, Any]]], dict[str, dict[str, Artifact] | None]]:
     """For explain_plan: every graph input hashed (the stat cache asked at once), the keys of the
     tasks that read only graph inputs, and their lookups done together (store.lookup_many)."""
+    types: dict[int, dict[str, str]] = {}  # id(operation) -> its inputs' types
+
+    def types_of(op: Any) -> dict[str, str]:
+        known = types.get(id(op))
+        if known is None:
+            known = types[id(op)] = {i.name: i.type for i in op.inputs}
+        return known
+
     by_type: dict[str, dict[Any, None]] = {}
     for task in plan.tasks.values():
         for name, sources in task.inputs.items():
             for s in sources:
                 if not s.task:
-                    by_type.setdefault(task.op.input(name).type, {})[s.path] = None  # type: ignore[union-attr]
+                    by_type.setdefault(types_of(task.op)[name], {})[s.path] = None
     arts: dict[tuple[Any, str], Artifact] = {}
     for type_, paths in by_type.items():
         arts.update(((p, type_), a) for p, a in zip(paths, store.hash_inputs(list(paths), type_), strict=True))
@@ -286,7 +294,8 @@ def _leaf_keys(
     for tid, task in plan.tasks.items():
         if any(s.task for ss in task.inputs.values() for s in ss):
             continue
-        ins = {name: [arts[(s.path, task.op.input(name).type)] for s in sources] for name, sources in task.inputs.items()}  # type: ignore[union-attr]
+        t = types_of(task.op)
+        ins = {name: [arts[(s.path, t[name])] for s in sources] for name, sources in task.inputs.items()}
         keyed[tid] = task_key(task, ins, extras.of(task.op), op_recipes, by_op)
         if task.cacheable:
             batch.append(keyed[tid][0])
