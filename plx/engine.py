@@ -381,8 +381,9 @@ class Engine:
         task = self.tasks[tid]
         if tid in self.missed:  # the remote had nothing: its key is locked and in flight already
             return self._launch(task, self.missed.pop(tid), self.gate.keys[tid])
-        ins = self._inputs_of(task)
-        key = self._key(task, ins)
+        known = self.gate.keys.get(tid)  # read ahead with the batch (_prefetch): its inputs are needed only to launch it
+        ins = self._inputs_of(task) if known is None else None
+        key = known if known is not None else self._key(task, ins or {})
         verdict, hit = self.gate.look(task)
         if verdict == HIT:
             assert hit is not None
@@ -395,10 +396,10 @@ class Engine:
             self._set(tid, NodeState.PENDING, waiting_for="another plx process")
             return True
         if verdict == ASKING_REMOTE:
-            self.fetching[tid] = ins
+            self.fetching[tid] = ins if ins is not None else self._inputs_of(task)
             self._set(tid, NodeState.PENDING, waiting_for="the remote")
             return False
-        return self._launch(task, ins, key)
+        return self._launch(task, ins if ins is not None else self._inputs_of(task), key)
 
     def _fetched(self, ev: Fetched) -> bool:
         """The remote answered for a task: serve its verified outputs (False), or True: it must run here."""
