@@ -111,7 +111,10 @@ class Engine:
         self.store = Store(project.store)
         self.lib = lib
         self.events: queue.Queue[Finished | Retry | _GitReady | Fetched] = queue.Queue()
-        self.executor: Executor = make_executor(opts, self.events)
+        # The local executor (a thread pool, the subreaper and its reaper thread) is made when the
+        # first node launches: a no-op run never needs it. Others are made now (they check their
+        # options and connect).
+        self._executor: Executor | None = None if opts.executor == "local" else make_executor(opts, self.events)
         self.tasks, self.member, self.local = merged_tasks(self.members)
         self.recorder = Recorder(project, opts, reporter, [m.label for m in self.members], self.member, self.local)
         self.workspace = Workspace(self.store)
@@ -143,6 +146,16 @@ class Engine:
         self.fetching: dict[str, dict[str, list[Avail]]] = {}
         self.missed: dict[str, dict[str, list[Avail]]] = {}
 
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = make_executor(self.opts, self.events)
+        return self._executor
+
+    def _close_executor(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+
     def _warn(self, text: str) -> None:
         getattr(self.reporter, "warning", lambda _t: None)(text)
 
@@ -168,7 +181,7 @@ class Engine:
         try:  # before any record: a missing source, interpreter or resource is an error, not a run
             self._check_up_front()
         except BaseException:
-            self.executor.close()
+            self._close_executor()
             self.store.close()
             raise
         self.recorder.history.settle_running()  # a run found dead now: what it left running is stopped
@@ -199,7 +212,7 @@ class Engine:
                 self.store.close()  # commits the cache entries not committed yet
             finally:
                 self.gate.close()
-            self.executor.close()
+            self._close_executor()
             self.workspace.close([r.id for r in self.records])
         for t, st in self.state.items():
             if st in (NodeState.PENDING, NodeState.RUNNING):
@@ -702,7 +715,8 @@ class Engine:
         if self.sched is not None:
             self.sched.stopping = True
         self.reporter.node_state("", "interrupt", {})
-        drain(self.executor, self.events, self._stopped, lambda ev: isinstance(ev, Finished))
+        if self._executor is not None:  # else nothing was ever launched
+            drain(self._executor, self.events, self._stopped, lambda ev: isinstance(ev, Finished))
         self.interrupted = True
 
     def _stopped(self, ev: Finished) -> None:
