@@ -73,7 +73,7 @@ class PlainReporter:
         # Plain progress scales: routine changes (started, succeeded quickly, served from the cache,
         # skipped) are held for up to EVERY seconds; more than BATCH of one state then become one line.
         # Failures, retries and slow nodes keep their own lines, at once.
-        self.batched: dict[str, list[tuple[str, str]]] = {}  # state -> (node, its line)
+        self.batched: dict[str, list[tuple[str, float, str]]] = {}  # state -> (node, when, what its line adds)
         self.quietly_running: dict[str, float] = {}  # node -> start time, for nodes started within a summary
         self.ended: set[str] = set()  # nodes that ended since the last summary
         self.summarized = time.monotonic()
@@ -109,7 +109,8 @@ class PlainReporter:
                 self.ended.add(node)
             routine = state in self.BATCHED and not info.get("reason") and (info.get("attempt") or 1) == 1 and info.get("source") != "remote"
             if routine and not (info.get("duration") and info["duration"] >= self.SLOW):
-                self.batched.setdefault(state, []).append((node, self._stamp(f"{state:<8} {node}{extra}")))
+                # the line itself is made only if it is printed (a summary line usually stands for it)
+                self.batched.setdefault(state, []).append((node, time.monotonic(), extra))
                 return
         self._line(f"{state:<8} {node}{extra}")
 
@@ -129,8 +130,8 @@ class PlainReporter:
         with self.lock:
             self.pending.append(self._stamp(text))
 
-    def _stamp(self, text: str) -> str:
-        return f"[{time.monotonic() - self.t0:7.2f}s] {text}\n"
+    def _stamp(self, text: str, at: float | None = None) -> str:
+        return f"[{(time.monotonic() if at is None else at) - self.t0:7.2f}s] {text}\n"
 
     def flush(self, final: bool = False) -> None:
         now = time.monotonic()
@@ -145,12 +146,12 @@ class PlainReporter:
                 if not entries:
                     continue
                 if len(entries) <= self.BATCH:
-                    lines.extend(text for _, text in entries)
+                    lines.extend(self._stamp(f"{state:<8} {node}{extra}", at) for node, at, extra in entries)
                     continue
                 many = f"{len(entries)} nodes ({entries[0][0]} … {entries[-1][0]})" if len(entries) > 1 else f"1 node ({entries[0][0]})"
                 lines.append(self._stamp(f"{state:<8} {many}"))
                 if state == "running":
-                    self.quietly_running.update((node, now) for node, _ in entries if node not in self.ended)
+                    self.quietly_running.update((node, now) for node, _at, _extra in entries if node not in self.ended)
             if batched:
                 self.ended.clear()
             self.pending[:0] = lines  # before the lines of failures etc. that came after them
