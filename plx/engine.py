@@ -709,6 +709,8 @@ class Engine:
     def _set(self, tid: str, state: str, **info: Any) -> None:
         self.state[tid] = state
         self.recorder.node(tid, state, self.gate.recipes.get(tid), info)
+        if state in DONE_OK:  # recorded with its recipe, its last use: not kept for the rest of a large run
+            self.gate.recipes.pop(tid, None)
 
     def _interrupt(self) -> None:
         """Ctrl-C (or SIGTERM): stop every job, record each one's end, and mark the run interrupted."""

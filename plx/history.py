@@ -342,7 +342,6 @@ class RunRecord:
         self.dir.mkdir(exist_ok=False)
         self.data = data
         self._log_dirs: set[str] = set()
-        self._log_paths: dict[tuple[str, str], Path] = {}
         self._worker: Any = None
         self._t0 = time.time()
         self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -359,15 +358,13 @@ class RunRecord:
         return str(self.data["id"])
 
     def log(self, node: str, stream: str) -> Path:
-        """logs/<node>.<stream>: files, not a folder per node (a folder per node costs time on some disks)."""
-        path = self._log_paths.get((node, stream))
-        if path is None:
-            parent = node.rpartition("/")[0]  # a sub-graph's nodes share their parent's folder
-            if parent not in self._log_dirs:
-                (self.dir / "logs" / parent).mkdir(parents=True, exist_ok=True)
-                self._log_dirs.add(parent)
-            path = self._log_paths[(node, stream)] = self.dir / "logs" / f"{node}.{stream}"
-        return path
+        """logs/<node>.<stream>: files, not a folder per node (a folder per node costs time on some disks).
+        Not kept per node: two paths for each of 100,000 nodes were tens of MB of a large run."""
+        parent = node.rpartition("/")[0]  # a sub-graph's nodes share their parent's folder
+        if parent not in self._log_dirs:
+            (self.dir / "logs" / parent).mkdir(parents=True, exist_ok=True)
+            self._log_dirs.add(parent)
+        return self.dir / "logs" / f"{node}.{stream}"
 
     @property
     def worker_log(self) -> Path:

@@ -275,7 +275,7 @@ class Store:
         return {k: v for k, mode, v in rows if k in wanted and mode == MODE_RAW and isinstance(v, str)}
 
     def _known(self, key: str) -> str | None:
-        h = self._new_stats.get(key) or self._ahead_stats.get(key)
+        h = self._new_stats.get(key) or self._ahead_stats.pop(key, None)  # read ahead for this one look: not kept for the run
         if h is None:
             try:
                 h = self.stats.get(key)
