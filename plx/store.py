@@ -229,26 +229,14 @@ class Store:
             self.flush()
 
     def _many(self, name: str, keys: list[str]) -> dict[str, str]:
-        """The text values of many keys of index/ or stats/, one query per 500 keys. A row that is not
-        short plain text is left out: the single get() then decides about it, as for any key."""
+        """The text values of many keys of index/ or stats/ (see _rows). A row that is not short plain
+        text is left out: the single get() then decides about it, as for any key."""
         if not keys:
             return {}
         from diskcache.core import MODE_RAW
 
-        found: dict[str, str] = {}
         try:
-            sql = (self.index if name == "index" else self.stats)._sql
-            if len(keys) >= SCAN_FROM and name == "stats":
-                scanned = self._scan(sql, keys)
-                if scanned is not None:
-                    return scanned
-            for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
-                rows = sql(
-                    f"SELECT key, mode, value FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(chunk))}) AND (expire_time IS NULL OR expire_time > ?)",
-                    (*chunk, time.time()),
-                ).fetchall()
-                found.update((k, v) for k, mode, v in rows if mode == MODE_RAW and isinstance(k, str) and isinstance(v, str))
+            rows = self._rows((self.index if name == "index" else self.stats)._sql, keys)
         except AttributeError:  # a diskcache without this internal: one query per key, as before
             return {}
         except Exception as exc:
@@ -256,23 +244,37 @@ class Store:
                 raise
             self._damaged(name, exc)
             return {}
-        return found
+        return {k: v for k, mode, v in rows if mode == MODE_RAW and isinstance(k, str) and isinstance(v, str)}
 
     @staticmethod
-    def _scan(sql: Any, keys: list[str]) -> dict[str, str] | None:
-        """_many of stat signatures that are most of the stat cache (a no-op run or `--dry-run` of
-        100,000 nodes asks for every object's): the rows of the keys' common prefix (their folder) in
-        one range scan of the key index, about three times faster than probing for each key. None
-        when the cache holds many more rows than asked for: probing is cheaper then."""
-        from diskcache.core import MODE_RAW
-
-        (total,) = sql("SELECT value FROM Settings WHERE key = 'count'").fetchone() or (None,)
-        prefix = os.path.commonprefix([min(keys), max(keys)])
-        if not isinstance(total, int) or total > 3 * len(keys) or not prefix:
-            return None
-        wanted = set(keys)
-        rows = sql("SELECT key, mode, value FROM Cache WHERE key >= ? AND key < ? AND raw = 1 AND expire_time IS NULL", (prefix, prefix + "\U0010ffff")).fetchall()
-        return {k: v for k, mode, v in rows if k in wanted and mode == MODE_RAW and isinstance(v, str)}
+    def _rows(sql: Any, keys: list[str]) -> list[Any]:
+        """(key, mode, value) of the text-keyed rows of many keys: one query per 500 keys; or, when they
+        are 2,048 or more and most of the rows under their common prefix (a folder for stat signatures;
+        for cache keys, none: the whole table), at most twice as many (a no-op or `--dry-run` of
+        100,000 nodes asks for nearly all), one scan of those rows, two to three times faster than a
+        probe per key, the rows then kept to the keys asked."""
+        now = time.time()
+        if len(keys) >= SCAN_FROM:
+            prefix = os.path.commonprefix([min(keys), max(keys)])
+            args: tuple[str, ...] = ()
+            if prefix:  # the rows under it, counted on the key index alone (no row read)
+                where, args = "key >= ? AND key < ? AND ", (prefix, prefix + "\U0010ffff")
+                (total,) = sql(f"SELECT count(*) FROM Cache WHERE {where}raw = 1", args).fetchone()
+            else:  # the whole table, in its own order (cheaper than along the key index)
+                where = ""
+                (total,) = sql("SELECT value FROM Settings WHERE key = 'count'").fetchone() or (None,)
+            if isinstance(total, int) and total <= 2 * len(keys):
+                wanted = set(keys)
+                rows = sql(f"SELECT key, mode, value FROM Cache WHERE {where}raw = 1 AND (expire_time IS NULL OR expire_time > ?)", (*args, now)).fetchall()
+                return [r for r in rows if r[0] in wanted]
+        out: list[Any] = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            out += sql(
+                f"SELECT key, mode, value FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(chunk))}) AND (expire_time IS NULL OR expire_time > ?)",
+                (*chunk, now),
+            ).fetchall()
+        return out
 
     def _known(self, key: str) -> str | None:
         h = self._new_stats.get(key) or self._ahead_stats.pop(key, None)  # read ahead for this one look: not kept for the run
@@ -581,39 +583,15 @@ class Store:
         self._ahead_stats.update(self._many("stats", sigs))
 
     def lookup_many(self, keys: list[str]) -> dict[str, dict[str, Artifact] | None]:
-        """lookup() of many keys at once, for `--dry-run` (which serves nothing): the entries in one
-        query per 500 keys, each object `lstat`ed once and its signature looked up in one query per
-        500 (re-hashed when it is not the known one), as lookup() checks them. A key this does not
-        settle (a folder output, a row that is not short plain text) is left out: lookup() answers it."""
+        """lookup() of many keys at once, for `--dry-run` (which serves nothing): the entries read
+        together (_rows), each object `lstat`ed once and its signature looked up together (re-hashed
+        when it is not the known one), as lookup() checks them. A key this does not settle (a folder
+        output, a row that is not short plain text) is left out: lookup() answers it."""
         from diskcache.core import MODE_RAW
 
-        out: dict[str, dict[str, Artifact] | None] = {}
-        checks: dict[str, tuple[dict[str, Artifact], list[tuple[str, str]]]] = {}  # key -> outputs, (signature, hash) of each object
+        keys = [k for k in keys if k not in self._new_entries]
         try:
-            sql = self.index._sql
-            for i in range(0, len(keys), 500):
-                chunk = [k for k in keys[i : i + 500] if k not in self._new_entries]
-                rows = sql(
-                    f"SELECT key, mode, value FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(chunk))}) AND (expire_time IS NULL OR expire_time > ?)",
-                    (*chunk, time.time()),
-                ).fetchall()
-                out.update(dict.fromkeys(chunk))  # no row: a miss
-                for key, mode, raw in rows:
-                    del out[key]  # settled below, or left to lookup()
-                    if mode != MODE_RAW or not isinstance(raw, str):
-                        continue
-                    try:
-                        outputs = {k: Artifact.from_json(v) for k, v in json.loads(raw)["outputs"].items()}
-                    except (ValueError, KeyError, TypeError, AttributeError):
-                        out[key] = None  # as lookup() finds it: no entry
-                        continue
-                    if any(a.type == TREE_TYPE for a in outputs.values()):
-                        continue
-                    sigs = self._signatures(outputs.values())
-                    if sigs is None:
-                        out[key] = None  # an object missing, or not a plain file: never served
-                    else:
-                        checks[key] = (outputs, sigs)
+            rows = self._rows(self.index._sql, keys)
         except AttributeError:  # a diskcache without this internal: lookup() for each
             return {}
         except Exception as exc:
@@ -621,6 +599,24 @@ class Store:
                 raise
             self._damaged("index", exc)
             return {}
+        out: dict[str, dict[str, Artifact] | None] = dict.fromkeys(keys)  # no row: a miss
+        checks: dict[str, tuple[dict[str, Artifact], list[tuple[str, str]]]] = {}  # key -> outputs, (signature, hash) of each object
+        for key, mode, raw in rows:
+            del out[key]  # settled below, or left to lookup()
+            if mode != MODE_RAW or not isinstance(raw, str):
+                continue
+            try:
+                outputs = {k: Artifact.from_json(v) for k, v in json.loads(raw)["outputs"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                out[key] = None  # as lookup() finds it: no entry
+                continue
+            if any(a.type == TREE_TYPE for a in outputs.values()):
+                continue
+            sigs = self._signatures(outputs.values())
+            if sigs is None:
+                out[key] = None  # an object missing, or not a plain file: never served
+            else:
+                checks[key] = (outputs, sigs)
         known = self._many("stats", [sig for _outputs, sigs in checks.values() for sig, _h in sigs])
         for key, (outputs, sigs) in checks.items():
             out[key] = outputs if all((self._new_stats.get(sig) or known.get(sig)) == h or self._rehash(sig, h) for sig, h in sigs) else None

@@ -1,0 +1,80 @@
+"""The store's batched reads (a no-op run or `--dry-run` of many nodes) answer as the one-key reads do:
+same hits, and nothing damaged, missing or changed is ever taken for intact, by probing or by scan."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from plx import store as store_mod
+from plx.hashing import hash_bytes
+from plx.store import Artifact, Store
+
+
+def _filled(root: Path, n: int) -> tuple[Store, list[str], list[str]]:
+    """A store with n cache entries of one stored object each; (store, keys, object hashes)."""
+    s = Store(root / ".plx")
+    keys, hashes = [], []
+    for i in range(n):
+        h = s.put_bytes(f"output {i}\n".encode())
+        key = hash_bytes(f"key {i}".encode())
+        s.record(key, {"out": Artifact(h, 9, "text", "out.txt")}, "run")
+        keys.append(key)
+        hashes.append(h)
+    s.close()
+    return Store(root / ".plx"), keys, hashes
+
+
+def _damage(s: Store, h: str, mode: str) -> None:
+    p = s.object_path(h)
+    if mode == "missing":
+        p.unlink()
+        return
+    st = p.stat()
+    os.chmod(p, 0o644)
+    data = bytearray(p.read_bytes())
+    data[0] ^= 0xFF
+    p.write_bytes(bytes(data))  # same size
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: only the ctime tells
+
+
+@pytest.mark.parametrize("n", [10, store_mod.SCAN_FROM + 5])  # probes per key, then the scans
+def test_lookup_many_agrees_with_lookup_and_never_takes_damage_for_intact(tmp_path: Path, n: int) -> None:
+    s, keys, hashes = _filled(tmp_path, n)
+    unknown = hash_bytes(b"never recorded")
+    found = s.lookup_many([*keys, unknown])
+    assert found[unknown] is None
+    assert all(found[k] == {"out": Artifact(h, 9, "text", "out.txt")} for k, h in zip(keys, hashes, strict=True))
+    _damage(s, hashes[1], "bytes")
+    _damage(s, hashes[2], "missing")
+    s.close()
+    s = Store(tmp_path / ".plx")
+    found = s.lookup_many(keys)
+    assert found[keys[1]] is None and found[keys[2]] is None
+    assert found[keys[0]] is not None and found[keys[-1]] is not None
+    assert [k for k in keys if (found[k] is None) != (s.lookup(k) is None)] == []
+    s.close()
+
+
+@pytest.mark.parametrize("n", [10, store_mod.SCAN_FROM + 5])
+def test_hash_inputs_reads_a_file_again_when_its_signature_changed(tmp_path: Path, n: int) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    files = []
+    for i in range(n):
+        f = data / f"{i:05d}.txt"
+        f.write_text(f"sample {i}\n")
+        files.append(f)
+    s = Store(tmp_path / ".plx")
+    first = s.hash_inputs(files, "text")
+    s.close()
+    st = files[3].stat()
+    files[3].write_text("SAMPLE 3\n")  # same size
+    os.utime(files[3], ns=(st.st_atime_ns, st.st_mtime_ns))
+    s = Store(tmp_path / ".plx")
+    again = s.hash_inputs(files, "text")
+    s.close()
+    assert again[3].hash == hash_bytes(b"SAMPLE 3\n") != first[3].hash
+    assert [a.hash for i, a in enumerate(again) if i != 3] == [a.hash for i, a in enumerate(first) if i != 3]
