@@ -145,6 +145,7 @@ class Engine:
         # thread pool bounds it). task -> inputs while asked; then, on a miss, until launched.
         self.fetching: dict[str, dict[str, list[Avail]]] = {}
         self.missed: dict[str, dict[str, list[Avail]]] = {}
+        self._all_hits = True  # no task was anything but served from the store yet
 
     @property
     def executor(self) -> Executor:
@@ -286,7 +287,10 @@ class Engine:
         while True:
             while (tid := sched.take_next()) is not None:
                 if tid not in self.gate.keys and self.gate.use_cache and self.tasks[tid].cacheable:  # the next tasks' entries, in one batch
-                    self._prefetch([tid, *sched.ready[: PREFETCH - 1]])
+                    # The first batch is PREFETCH tasks; once it was all hits (a no-op so far), the
+                    # rest of what is ready in one (its rows then read by a scan: Store._rows).
+                    batch = len(sched.ready) + 1 if self._all_hits and self.gate.keys else PREFETCH
+                    self._prefetch([tid, *sched.ready[: batch - 1]])
                 if self._start(tid):
                     sched.started(tid)
                 else:
@@ -378,8 +382,9 @@ class Engine:
         return out
 
     def _prefetch(self, tids: list[str]) -> None:
-        """The keys of tasks about to start, their cache entries read in one batch (at most
-        PREFETCH at a time, so that a cold run's first launch does not wait for every key)."""
+        """The keys of tasks about to start, their cache entries read in one batch (PREFETCH at a
+        time, so that a cold run's first launch does not wait for every key; all that are ready
+        once every task so far was served from the store)."""
         todo = [self.tasks[t] for t in tids if t not in self.gate.keys and self.tasks[t].cacheable]
         if len(todo) > 1:
             self.store.prefetch([self._key(t, self._inputs_of(t)) for t in todo])
@@ -402,6 +407,7 @@ class Engine:
             assert hit is not None
             self._serve(tid, hit)
             return False
+        self._all_hits = False
         if verdict == DUPLICATE:
             self._set(tid, NodeState.PENDING, waiting_for=self.gate.inflight[key])
             return False  # settled later, when the first one finishes
