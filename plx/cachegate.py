@@ -5,6 +5,7 @@ lookups, the in-run dedup (one task per key computes it, the others wait), the c
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 from dataclasses import dataclass
@@ -185,9 +186,19 @@ class CacheGate:
             lock.release()
 
 
-def explain_plan(project: Project, plan: Plan, remote: Any = None) -> list[dict[str, Any]]:  # noqa: C901 - one pass per task, in waves when a remote is asked
+def explain_plan(project: Project, plan: Plan, remote: Any = None) -> list[dict[str, Any]]:
     """For --dry-run: per task, whether it would come from cache (the store's, or with `remote`, the
     remote's: its entry is read, nothing downloaded) or run, and why."""
+    collect = gc.isenabled()
+    gc.disable()  # as planning: many long-lived objects, no cycles; collecting only costs time (~10 % at 100,000 nodes)
+    try:
+        return _explain_plan(project, plan, remote)
+    finally:
+        if collect:
+            gc.enable()
+
+
+def _explain_plan(project: Project, plan: Plan, remote: Any) -> list[dict[str, Any]]:  # noqa: C901 - as explain_plan
     store = Store(project.store)
     extras = Extras(project, store)
     history = History(project.store)

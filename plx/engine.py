@@ -146,6 +146,7 @@ class Engine:
         self.fetching: dict[str, dict[str, list[Avail]]] = {}
         self.missed: dict[str, dict[str, list[Avail]]] = {}
         self._all_hits = True  # no task was anything but served from the store yet
+        self._collect = False  # whether to turn the collector back on (run_all)
 
     @property
     def executor(self) -> Executor:
@@ -156,6 +157,10 @@ class Engine:
     def _close_executor(self) -> None:
         if self._executor is not None:
             self._executor.close()
+
+    def _resume_collector(self) -> None:
+        if self._collect and not gc.isenabled():
+            gc.enable()
 
     def _warn(self, text: str) -> None:
         getattr(self.reporter, "warning", lambda _t: None)(text)
@@ -179,6 +184,12 @@ class Engine:
 
     def run_all(self) -> list[dict[str, Any]]:
         """Check, record, loop, settle; the records of every member."""
+        try:
+            return self._run_all()
+        finally:
+            self._resume_collector()  # paused by _run_all (until the first task that runs, or the end)
+
+    def _run_all(self) -> list[dict[str, Any]]:
         try:  # before any record: a missing source, interpreter or resource is an error, not a run
             self._check_up_front()
         except BaseException:
@@ -190,6 +201,11 @@ class Engine:
         self.store.acquire_lease()
         if len(self.tasks) >= PREFIXES_FROM:
             threading.Thread(target=self.store.make_prefixes, name="plx-prefixes", daemon=True).start()
+        # The collector is off until a task is not served from the store (_start), else until the
+        # records are final: what a no-op run allocates (records, results) is acyclic or lives to the
+        # end, and a 100,000-node no-op spent half a second in collections finding nothing.
+        self._collect = gc.isenabled()
+        gc.disable()
         self._scheduler()
         self._start_records()
         self.recorder.announce(self.members[0].plan.graph.name, self.tasks)
@@ -408,6 +424,7 @@ class Engine:
             self._serve(tid, hit)
             return False
         self._all_hits = False
+        self._resume_collector()
         if verdict == DUPLICATE:
             self._set(tid, NodeState.PENDING, waiting_for=self.gate.inflight[key])
             return False  # settled later, when the first one finishes

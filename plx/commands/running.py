@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -15,10 +16,14 @@ from .common import at_revision, load_graph
 
 
 def plan_members(
-    lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str], sweeps: list[str] | None = None
+    lib: Library, graph_file: Path, *, targets: list[str], params: list[str], inputs: list[str], sweeps: list[str] | None = None, freeze: bool = False
 ) -> tuple[list[Any], dict[str, Any]]:
     """The plans of a run: one, or with `sweeps` one per combination of the swept values (each a
-    Member with its overrides and label). Returns (members, the -p overrides as typed values)."""
+    Member with its overrides and label). Returns (members, the -p overrides as typed values).
+
+    With `freeze`, what is alive when they are planned is frozen for the collector (gc.freeze; the
+    caller unfreezes): planning builds them with it paused, and the first collection after would scan
+    every one of a 100,000-node plan's objects (then again as they age), finding nothing."""
     import itertools
 
     from ..engine import Member
@@ -33,12 +38,21 @@ def plan_members(
     given = parse_params(lib, graph, params)
     files = parse_inputs(graph, inputs)
     members = []
-    for combo in itertools.product(*(a[1] for a in axes)):  # no axes: one empty combination
-        o = given.copy()
-        for name, value in zip(names, combo, strict=True):
-            o.put(name, value)
-        label = ",".join(f"{k}={_show(v)}" for k, v in zip(names, combo, strict=True))
-        members.append(Member(make_plan(lib, graph, params=o.graph, node_params=o.nodes, inputs=files, targets=targets), o.flat, label, sweep_tags(names, combo)))
+    collect = gc.isenabled()
+    if freeze:
+        gc.disable()  # the planner's own pause then ends here, not at its return
+    try:
+        for combo in itertools.product(*(a[1] for a in axes)):  # no axes: one empty combination
+            o = given.copy()
+            for name, value in zip(names, combo, strict=True):
+                o.put(name, value)
+            label = ",".join(f"{k}={_show(v)}" for k, v in zip(names, combo, strict=True))
+            members.append(Member(make_plan(lib, graph, params=o.graph, node_params=o.nodes, inputs=files, targets=targets), o.flat, label, sweep_tags(names, combo)))
+        if freeze:
+            gc.freeze()
+    finally:
+        if collect:
+            gc.enable()
     return members, given.flat
 
 
@@ -85,7 +99,8 @@ def run_many(
             project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
         else:
             prefetch_git_facts(project.root)  # overlaps validation and planning
-        members, flat = plan_members(lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
+        members, flat = plan_members(lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps, freeze=True)
+        cleanup.callback(gc.unfreeze)  # also done by the engine when the run ends
         if executor == "dask" and not jobs and not project.jobs:
             # This machine's CPUs say nothing about a cluster's; Dask queues what its workers cannot run
             # yet, and a round trip per node with few in flight would cost more than the node (bench/remote.py).
@@ -218,8 +233,12 @@ def dry_run(
     from ..project import resolve_url
     from ..remote import open_remote
 
-    members, _ = plan_members(lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps)
-    the_remote = open_remote(resolve_url(project, remote, no_remote), warn=lambda m: warn(m))
+    members, _ = plan_members(lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps, freeze=True)
+    try:
+        the_remote = open_remote(resolve_url(project, remote, no_remote), warn=lambda m: warn(m))
+    except BaseException:
+        gc.unfreeze()
+        raise
     rows = []
     first: dict[str, str] = {}  # the work of a node that would run -> the combination that runs it
     try:
@@ -234,6 +253,7 @@ def dry_run(
                         first[w] = m.label
                 rows.append({"sweep": m.label, **row} if sweeps else row)
     finally:
+        gc.unfreeze()
         if the_remote is not None:
             the_remote.close()
     return rows
