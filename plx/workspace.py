@@ -29,7 +29,7 @@ from .store import TREE_TYPE, Artifact, Store, content_hash
 
 # Files a runner writes into a node's input folder (runners.prepare): never an input's place.
 _HELPERS = ("values.json", "script.py", "script.sh")
-_RECYCLED_SUBDIRS = 64  # an input folder with more sub-folders (a large fan-in's) is not kept for reuse
+_RECYCLED_SUBDIRS = 64  # an input folder with more sub-folders (one per input) is not kept for reuse
 _QUICK_ITEMS = 16  # a node with at most this many inputs, copying at most _QUICK_BYTES, is placed as it starts
 _QUICK_BYTES = 1 << 20
 _REMOVERS = 4  # folders removed at once when the run ends: each removal mostly waits on the disk
@@ -70,23 +70,26 @@ class Placement:
 
 # As root, permission bits stop nothing: a node could write into a linked object and put the same
 # bytes back before it ends, and a node reading it meanwhile would get other bytes with every check
-# passing (SPEC §9: a node's result depends only on its own attempt). Root gets private copies.
-# PLX_LINK_INPUTS=1 links anyway (the tests of the link checks, which run as root).
-LINK_INPUTS = os.geteuid() != 0 or os.environ.get("PLX_LINK_INPUTS") == "1"
+# passing (SPEC §9: a node's result depends only on its own attempt). The local executor links as
+# root only when its nodes run without CAP_DAC_OVERRIDE (its `link_inputs`); this is the default for
+# the others: root gets private copies. PLX_LINK_INPUTS=0 copies always, =1 links anyway (the tests
+# of the link checks, which run as root).
+LINK_INPUTS = os.environ.get("PLX_LINK_INPUTS") == "1" or (os.environ.get("PLX_LINK_INPUTS") != "0" and os.geteuid() != 0)
 
 
-def linkable(a: Avail) -> bool:
-    """A stored plain file is handed to a node as a hard link to the store's read-only object
-    (not as root: see LINK_INPUTS); a user's file, a folder, an executable (its bit) and a cloud
-    reference are copied."""
-    return LINK_INPUTS and a.path is None and a.art.type not in (TREE_TYPE, "executable", "cloud")
+def linkable(a: Avail, link: bool = True) -> bool:
+    """A stored plain file is handed to a node as a hard link to the store's read-only object (when
+    `link`: see LINK_INPUTS); a user's file, a folder, an executable (its bit) and a cloud reference
+    are copied."""
+    return link and a.path is None and a.art.type not in (TREE_TYPE, "executable", "cloud")
 
 
 class Workspace:
     """The work folders of one engine's nodes, by task id: made, filled, retired, removed at the end."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, link_inputs: bool = LINK_INPUTS) -> None:
         self.store = store
+        self.link_inputs = link_inputs  # stored inputs as links (see LINK_INPUTS), else private copies
         self.workdirs: dict[str, Path] = {}
         self._run_tmp: dict[str, bool] = {}
         self.inputs: dict[str, _Inputs] = {}  # tasks with an input folder, until they end
@@ -135,7 +138,7 @@ class Workspace:
         todo: list[Placement] = []
         record = self.inputs.get(task.id)
         if record is not None:
-            record.subdirs = tuple(sub for name, items in ins.items() for sub in _subdirs(task, name, items))
+            record.subdirs = tuple(ins)  # a folder per input, a list input's too (see _list_names)
             with self._lock:
                 spares = self.spare_indirs.get(record.subdirs)
                 spare = spares.pop() if spares else None
@@ -148,8 +151,9 @@ class Workspace:
         for name, items in ins.items():
             spec = task.op.input(name)
             placed = []
-            for i, a in enumerate(items):
-                dst = (indir / name / str(i) / a.art.filename) if spec and spec.is_list else (indir / name / a.art.filename)
+            files = _list_names(items) if spec and spec.is_list else [a.art.filename for a in items]
+            for a, filename in zip(items, files, strict=True):
+                dst = indir / name / filename
                 p = Placement(name, a, dst, home=record)
                 if record is not None:
                     record.items.append(p)
@@ -159,7 +163,7 @@ class Workspace:
                 else:
                     todo.append(p)
                 placed.append(str(dst))
-                how = "link to store" if linkable(a) else "store"
+                how = "link to store" if linkable(a, self.link_inputs) else "store"
                 wlog(f"input {name}: {dst} <- {a.path or how + ' ' + a.art.hash[:16]} ({a.art.type}, {a.art.size} bytes)")
             paths[name] = placed
         return paths, todo
@@ -177,7 +181,7 @@ class Workspace:
         if not todo and not sources:
             return None
         record = todo[0].home if todo else None
-        copied = sum(p.avail.art.size for p in todo if not linkable(p.avail))
+        copied = sum(p.avail.art.size for p in todo if not linkable(p.avail, self.link_inputs))
         quick = not sources and len(todo) <= _QUICK_ITEMS and copied <= _QUICK_BYTES and (record is None or record.ready or len(record.subdirs) <= _QUICK_ITEMS)
         return _Placer(self, todo, sources, hashes, work, indir, record, quick)
 
@@ -342,7 +346,7 @@ class _Placer:
         try:
             self.ws._make_subdirs(self.record)
             for p in self.todo:
-                if linkable(p.avail) and _link_input(store, p):
+                if linkable(p.avail, self.ws.link_inputs) and _link_input(store, p):
                     continue
                 _place_input(store, p.avail, p.dst)
             if self.sources:
@@ -360,12 +364,16 @@ class StoreFailed(Exception):
     """An output could not be stored (the message says which and why)."""
 
 
-def _subdirs(task: Task, name: str, items: list[Avail]) -> list[str]:
-    """An input's sub-folders of the node's input folder, parents first: one, and one per item of a list."""
-    spec = task.op.input(name)
-    if spec is not None and spec.is_list:
-        return [name, *(f"{name}/{i}" for i in range(len(items)))]
-    return [name]
+def _list_names(items: list[Avail]) -> list[str]:
+    """The file names of a list input's items, side by side in the input's folder: their own names
+    when all differ, else each prefixed with its place in the list, zero-padded (`007-out.txt`), so
+    a sorted listing is the list's order. A folder per item would cost a folder created and removed
+    per item (a fan-in of 1,000: seconds on some disks)."""
+    names = [a.art.filename for a in items]
+    if len(set(names)) == len(names):
+        return names
+    width = len(str(len(names) - 1))
+    return [f"{i:0{width}d}-{n}" for i, n in enumerate(names)]
 
 
 def _remove(path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import queue
@@ -210,6 +211,15 @@ class LocalExecutor:
         self.results = results
         self._waiters = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="plx-node")
         self._null: int | None = None
+        # Whether stored inputs may reach nodes as read-only links to the store's objects (the
+        # engine's Workspace asks). As root, only if node processes run without CAP_DAC_OVERRIDE:
+        # dropped here from the bounding set of this thread (the pool threads it creates inherit
+        # it) and checked again in any other thread that starts a node. PLX_LINK_INPUTS=0: copies,
+        # nodes keep every capability; =1: links even as root with every capability (the tests of
+        # the checks made when a node ends).
+        mode = os.environ.get("PLX_LINK_INPUTS")
+        self._drop = mode not in ("0", "1") and os.geteuid() == 0 and procs.drop_dac_override()
+        self.link_inputs = mode == "1" or (mode != "0" and (os.geteuid() != 0 or self._drop))
         self._environ = dict(os.environ)  # plx's environment, read once per run (not decoded again per node)
         # Every accepted job until its Finished is queued; None while its process is not started yet.
         self.running: dict[str, subprocess.Popen[bytes] | None] = {}
@@ -292,6 +302,8 @@ class LocalExecutor:
             self._spawning += 1
         proc = None
         try:
+            if self._drop and not procs.drop_dac_override():  # a thread not made by the one that dropped it
+                raise OSError(errno.EPERM, "cannot start it without CAP_DAC_OVERRIDE (its stored inputs are links); PLX_LINK_INPUTS=0 gives it copies")
             env = {**self._environ, **job.env}
             argv = [_resolve(job.argv[0], env.get("PATH")), *job.argv[1:]]
             # A new session makes the node a process-group leader: killing the group reaches
