@@ -421,3 +421,47 @@ def test_as_root_a_node_reads_any_file_but_writes_only_where_permission_bits_all
     assert r.code == 0, r
     assert project.plx("get", "last", "peek.out", "-o", "-").out == "s3cret\nrefused\n"
     assert theirs.read_text() == "x\n"
+
+
+def test_a_process_left_behind_holding_an_input_copy_never_writes_into_the_next_nodes_input(project: Project) -> None:
+    """A finished node's private copy of a user's file is reused (renamed) for the next node's copy
+    only when no process has it open: here the first node leaves a process (out of its group, deaf
+    to TERM) that keeps appending to its copy; the next node's copy must hold only its own bytes."""
+    project.write("data/a.txt", "for a\n")
+    project.write("data/b.txt", "for b\n")
+    project.write(
+        "operations/leave.yaml",
+        """\
+        kind: operation
+        name: leave
+        runner: command
+        inputs: [{name: src, type: text}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          setsid sh -c 'trap "" TERM; exec 3>>"$0"; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do echo LEFTOVER >&3; sleep 0.1; done' "$INPUT_SRC" </dev/null >/dev/null 2>&1 &
+          sleep 0.3
+          cat "$INPUT_SRC" > "$OUTPUT_OUT"
+        """,
+    )
+    project.write(
+        "operations/late.yaml",
+        """\
+        kind: operation
+        name: late
+        runner: command
+        inputs: [{name: src, type: text}, {name: after, type: text}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          sleep 1
+          cat "$INPUT_SRC" > "$OUTPUT_OUT"
+        """,
+    )
+    project.write(
+        "graphs/g.yaml",
+        "kind: graph\nname: g\ninputs: [{name: a, type: text, default: data/a.txt}, {name: b, type: text, default: data/b.txt}]\n"
+        "nodes:\n  a: {operation: leave, inputs: {src: inputs.a}}\n  b: {operation: late, inputs: {src: inputs.b, after: a.out}}\n",
+    )
+    r = project.plx("run", "graphs/g.yaml", "-j", "1")
+    assert r.code == 0, r
+    assert project.plx("get", "last", "b.out", "-o", "-").out == "for b\n"
+    assert (project.root / "data/a.txt").read_text() == "for a\n"
