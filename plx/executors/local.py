@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import errno
 import functools
@@ -78,12 +79,14 @@ def stop_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
 def _signals_held() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM (main thread only) for the block; deliver the first that came after it."""
     held: list[tuple[int, Any]] = []
-    previous: dict[int, Any] = {s: signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in (signal.SIGINT, signal.SIGTERM)}
+    # _signal's own function: signal.signal converts each handler it returns to an enum, which for a
+    # Python handler means raising and catching an error (four times per node started here).
+    previous: dict[int, Any] = {s: _signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            _signal.signal(s, handler)
     for signum, frame in held[:1]:
         handler = previous[signum]
         if callable(handler):
