@@ -593,6 +593,7 @@ def _reuse(spare: Path, dst: Path) -> int | None:
         if os.path.lexists(dst):
             raise OSError("taken")
         os.rename(spare, dst)
+        spare = dst  # what is removed if the rest fails
         os.ftruncate(fd, 0)
     except OSError:
         os.close(fd)
