@@ -13,7 +13,7 @@ from typing import Any, Callable, List, Optional, TypeVar
 
 import typer
 
-from . import __version__
+from . import __version__, procs
 from .errors import PlxError, UsageError, ValidationError
 
 app = typer.Typer(
@@ -644,4 +644,5 @@ def main() -> None:
     # A 100,000-node graph makes millions of small objects that live until plx exits; at the default
     # threshold (700 allocations) the collector walks them thousands of times (~30 % of a validate).
     gc.set_threshold(100_000, 50, 100)
+    procs.own_process()
     app()

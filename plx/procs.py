@@ -61,6 +61,28 @@ def set_child_subreaper(on: bool) -> bool:
 
 
 _thread = threading.local()
+_own_process = False  # set by the plx command (cli.main): nothing but plx runs in this process
+
+
+def own_process() -> None:
+    """This process is the plx command: its threads may give up a capability for good. In another
+    program (plx.run from Python), the caller's threads keep theirs (LocalExecutor)."""
+    global _own_process
+    _own_process = True
+
+
+def owns_process() -> bool:
+    return _own_process
+
+
+def dac_override_droppable() -> bool:
+    """Whether drop_dac_override works here, tried in a short-lived thread of its own: the calling
+    thread keeps its capabilities."""
+    result: list[bool] = []
+    probe = threading.Thread(target=lambda: result.append(_drop_dac_override()), name="plx-cap-probe")
+    probe.start()
+    probe.join()
+    return bool(result and result[0])
 
 
 def drop_dac_override() -> bool:

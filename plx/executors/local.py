@@ -220,8 +220,13 @@ class LocalExecutor:
         # it) and checked again in any other thread that starts a node. PLX_LINK_INPUTS=0: copies,
         # nodes keep every capability; =1: links even as root with every capability (the tests of
         # the checks made when a node ends).
+        # The plx command drops it in the thread that makes the executor, for good; in another
+        # program (plx.run), the caller's thread keeps it: only plx's own pool threads drop it (each
+        # before its first start) and no node starts in the caller's thread (_inline).
         mode = os.environ.get("PLX_LINK_INPUTS")
-        self._drop = mode not in ("0", "1") and os.geteuid() == 0 and procs.drop_dac_override()
+        own = procs.owns_process()
+        self._drop = mode not in ("0", "1") and os.geteuid() == 0 and (procs.drop_dac_override() if own else procs.dac_override_droppable())
+        self._inline = own or not self._drop
         self.link_inputs = mode == "1" or (mode != "0" and (os.geteuid() != 0 or self._drop))
         self._environ = dict(os.environ)  # plx's environment, read once per run (not decoded again per node)
         # Every accepted job until its Finished is queued; None while its process is not started yet.
@@ -258,7 +263,7 @@ class LocalExecutor:
             # drain would wait for it forever (reproduced: TERM sent to a chain hung 5 runs in 12).
             # They are held until the job is started or handed over, then delivered.
             with _signals_held():
-                self._submit(job, inline_ok=True)
+                self._submit(job, inline_ok=self._inline)
         else:
             self._submit(job, inline_ok=False)
 

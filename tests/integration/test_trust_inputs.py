@@ -6,8 +6,12 @@ nothing)."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -371,6 +375,32 @@ def test_a_node_writing_into_a_stored_input_is_refused_even_as_root(project: Pro
     node = project.last_run()["nodes"]["add"]
     assert node["state"] == "failed" and "Permission denied" in r.err, (node, r)
     assert "changed while the node ran" not in r.err, r  # refused, not found afterwards
+    assert project.plx("get", "last", "make.out", "-o", "-").out == "hello\n"
+    _store_is_sound(project)
+
+
+def test_plx_run_from_python_as_root_leaves_the_callers_capabilities_alone(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a Python program calling plx.run as root, the nodes still cannot write a stored input, and
+    the program's own thread keeps CAP_DAC_OVERRIDE (the plx command gives it up in its main thread
+    for good; a caller's thread must not be changed), so what it starts afterwards keeps it too."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: capabilities are root's")
+    monkeypatch.delenv("PLX_LINK_INPUTS")
+    _append_graph(project)
+    script = textwrap.dedent("""\
+        import ctypes, json, subprocess
+        import plx
+        r = plx.run("graphs/g.yaml")
+        prctl = ctypes.CDLL(None).prctl
+        after = subprocess.run(["grep", "CapBnd", "/proc/self/status"], capture_output=True, text=True).stdout.split()[1]
+        print(json.dumps({"status": r.status, "nodes": r.nodes, "mine": prctl(23, 1, 0, 0, 0), "child": after}))
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=project.root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["nodes"] == {"make": "success", "add": "failed"}, out  # the write was refused
+    assert out["mine"] == 1, out  # PR_CAPBSET_READ: the caller's thread still has it
+    assert int(out["child"], 16) & (1 << 1), out  # and so do the processes it starts afterwards
     assert project.plx("get", "last", "make.out", "-o", "-").out == "hello\n"
     _store_is_sound(project)
 
