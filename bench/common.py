@@ -39,6 +39,22 @@ def temp_project(where: str | None = None) -> Path:
     return root
 
 
+def recorded_project(nodes: str = "a") -> tuple[Path, dict[str, object], Path]:
+    """A temp project whose graph of trivial nodes (space-separated ids) ran once: (root, that run's
+    record as JSON, its folder), for the history benchmarks to clone records from."""
+    import json
+
+    root = temp_project()
+    (root / "operations").mkdir()
+    (root / "graphs").mkdir()
+    (root / "operations/w.yaml").write_text("kind: operation\nname: w\nrunner: command\noutputs: [{name: out}]\ncmd: echo x > $OUTPUT_OUT\n")
+    graph = "".join(f"  {n}: {{operation: w}}\n" for n in nodes.split())
+    (root / "graphs/g.yaml").write_text("kind: graph\nname: g\nnodes:\n" + graph)
+    timed([PLX, "run", "graphs/g.yaml"], root)
+    folder = next(p for p in (root / ".plx/runs").iterdir() if p.is_dir())
+    return root, json.loads((folder / "run.json").read_text()), folder
+
+
 def print_table(title: str, rows: list[list[object]], headers: list[str]) -> None:
     from tabulate import tabulate
 

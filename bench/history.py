@@ -12,20 +12,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import PLX, print_table, temp_project, timed  # noqa: E402
+from common import PLX, print_table, recorded_project, timed  # noqa: E402
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    root = temp_project()
-    (root / "operations").mkdir()
-    (root / "graphs").mkdir()
-    (root / "operations/w.yaml").write_text("kind: operation\nname: w\nrunner: command\noutputs: [{name: out}]\ncmd: echo x > $OUTPUT_OUT\n")
-    (root / "graphs/g.yaml").write_text("kind: graph\nname: g\nnodes:\n  a: {operation: w}\n  b: {operation: w}\n")
-    timed([PLX, "run", "graphs/g.yaml"], root)
+    root, record, _ = recorded_project("a b")
     runs = root / ".plx/runs"
-    template = next(p for p in runs.iterdir() if p.is_dir())
-    record = json.loads((template / "run.json").read_text())
     for i in range(n - 1):
         rid = f"20200101-{i // 3600 % 24:02d}{i // 60 % 60:02d}{i % 60:02d}-{i % 1000:03d}-{i:04x}"
         d = runs / rid

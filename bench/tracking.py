@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import PLX, print_table, temp_project, timed  # noqa: E402
+from common import PLX, print_table, recorded_project, timed  # noqa: E402
 
 
 def fake_runs(runs: Path, record: dict, n: int, nodes: int, prefix: str) -> list[str]:
@@ -66,15 +66,8 @@ def fake_runs(runs: Path, record: dict, n: int, nodes: int, prefix: str) -> list
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    root = temp_project()
-    (root / "operations").mkdir()
-    (root / "graphs").mkdir()
-    (root / "operations/w.yaml").write_text("kind: operation\nname: w\nrunner: command\noutputs: [{name: out}]\ncmd: echo x > $OUTPUT_OUT\n")
-    (root / "graphs/g.yaml").write_text("kind: graph\nname: g\nnodes:\n  a: {operation: w}\n")
-    timed([PLX, "run", "graphs/g.yaml"], root)
+    root, record, template = recorded_project()
     runs = root / ".plx/runs"
-    template = next(p for p in runs.iterdir() if p.is_dir())
-    record = json.loads((template / "run.json").read_text())
     shutil.rmtree(template)
     (runs / "index.sqlite").unlink()
     fake_runs(runs, record, n, 3, "20200101")

@@ -35,7 +35,7 @@ from .resources import Pool, check_requests, gpu_ids, machine_memory
 from .runners import prepare
 from .scheduler import DONE_OK, Scheduler, drain
 from .store import Artifact, Store
-from .workspace import Avail, StoreFailed, Workspace
+from .workspace import LINK_INPUTS, Avail, StoreFailed, Workspace
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Engine:
         self._executor: Executor | None = None if opts.executor == "local" else make_executor(opts, self.events)
         self.tasks, self.member, self.local = merged_tasks(self.members)
         self.recorder = Recorder(project, opts, reporter, [m.label for m in self.members], self.member, self.local)
-        self.workspace = Workspace(self.store)
+        self.workspace = Workspace(self.store, getattr(self.executor, "link_inputs", LINK_INPUTS))
         self.sched: Scheduler | None = None  # set up by run_all, once the resource pool is known
         self.state: dict[str, str] = dict.fromkeys(self.tasks, NodeState.PENDING)
         self.results: dict[str, dict[str, Avail]] = {}

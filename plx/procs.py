@@ -19,6 +19,9 @@ fork instead of vfork: 2.3x the CPU of a run of 300 trivial nodes) or by exec'in
 leaders, so it would only be correct because each pool thread waits for the node it started.
 Whatever the guardian misses (it was killed too) the next plx command that finds the run
 `interrupted` stops (`kill_leftovers`).
+
+As root, node processes run without CAP_DAC_OVERRIDE (`drop_dac_override`), so the read-only
+permission bits of a stored input linked into a node stop root's writes as they stop anyone's.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_CAPBSET_READ, PR_CAPBSET_DROP = 23, 24
+CAP_DAC_OVERRIDE = 1
 MARKER = "PLX_RUN_ID"
 
 
@@ -52,6 +58,63 @@ def set_child_subreaper(on: bool) -> bool:
     if prctl is None:
         return False
     return bool(prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0) == 0)  # type: ignore[operator]
+
+
+_thread = threading.local()
+_own_process = False  # set by the plx command (cli.main): nothing but plx runs in this process
+
+
+def own_process() -> None:
+    """This process is the plx command: its threads may give up a capability for good. In another
+    program (plx.run from Python), the caller's threads keep theirs (LocalExecutor)."""
+    global _own_process
+    _own_process = True
+
+
+def owns_process() -> bool:
+    return _own_process
+
+
+def dac_override_droppable() -> bool:
+    """Whether drop_dac_override works here, tried in a short-lived thread of its own: the calling
+    thread keeps its capabilities."""
+    result: list[bool] = []
+    probe = threading.Thread(target=lambda: result.append(_drop_dac_override()), name="plx-cap-probe")
+    probe.start()
+    probe.join()
+    return bool(result and result[0])
+
+
+def drop_dac_override() -> bool:
+    """Take CAP_DAC_OVERRIDE out of the calling thread's capability bounding set (once per thread):
+    every process this thread starts from then on, and theirs, runs without it, so root's processes
+    cannot write where permission bits forbid (a store object is 0444), while they still read
+    everything (CAP_DAC_READ_SEARCH is kept). The thread's own capabilities are unchanged: plx keeps
+    writing where it must. The bounding set is per thread and inherited by the threads it creates.
+
+    True when that holds; False where it cannot be made sure: not Linux, no CAP_SETPCAP to drop it,
+    or CAP_DAC_OVERRIDE in the inheritable or ambient set (either would give it back at exec)."""
+    done = getattr(_thread, "no_dac_override", None)
+    if done is None:
+        done = _thread.no_dac_override = _drop_dac_override()
+    return bool(done)
+
+
+def _drop_dac_override() -> bool:
+    prctl = _prctl()
+    if prctl is None:
+        return False
+    bit = 1 << CAP_DAC_OVERRIDE
+    try:
+        with open("/proc/thread-self/status", "rb") as f:
+            for line in f:
+                if line.startswith((b"CapInh:", b"CapAmb:")) and int(line.split()[1], 16) & bit:
+                    return False
+    except (OSError, ValueError, IndexError):
+        return False
+    if prctl(PR_CAPBSET_READ, CAP_DAC_OVERRIDE, 0, 0, 0) == 1 and prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, 0, 0, 0) != 0:  # type: ignore[operator]
+        return False
+    return bool(prctl(PR_CAPBSET_READ, CAP_DAC_OVERRIDE, 0, 0, 0) == 0)  # type: ignore[operator]
 
 
 # ---- /proc ------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ else as a private copy) and sources, the checks of its outputs, and their storin
 
 Folders are what a short node costs most on some disks (creating one, and removing it later, can
 take a millisecond; see docs/design.md, Inputs), so per node only what must exist is created, a
-finished node's empty folders are renamed for the next node, and what is left is removed when the
-run ends, several folders at a time.
+finished node's empty folders are renamed for the next node (and its private copy of a small user
+file, rewritten, for the next copy), and what is left is removed when the run ends, several folders
+at a time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +31,10 @@ from .store import TREE_TYPE, Artifact, Store, content_hash
 
 # Files a runner writes into a node's input folder (runners.prepare): never an input's place.
 _HELPERS = ("values.json", "script.py", "script.sh")
-_RECYCLED_SUBDIRS = 64  # an input folder with more sub-folders (a large fan-in's) is not kept for reuse
+_RECYCLED_SUBDIRS = 64  # an input folder with more sub-folders (one per input) is not kept for reuse
 _QUICK_ITEMS = 16  # a node with at most this many inputs, copying at most _QUICK_BYTES, is placed as it starts
 _QUICK_BYTES = 1 << 20
+_SPARE_BYTES = 1 << 20  # a finished node's private copy of a user's file up to this size is reused (Workspace._keep_spare)
 _REMOVERS = 4  # folders removed at once when the run ends: each removal mostly waits on the disk
 
 
@@ -70,23 +73,26 @@ class Placement:
 
 # As root, permission bits stop nothing: a node could write into a linked object and put the same
 # bytes back before it ends, and a node reading it meanwhile would get other bytes with every check
-# passing (SPEC §9: a node's result depends only on its own attempt). Root gets private copies.
-# PLX_LINK_INPUTS=1 links anyway (the tests of the link checks, which run as root).
-LINK_INPUTS = os.geteuid() != 0 or os.environ.get("PLX_LINK_INPUTS") == "1"
+# passing (SPEC §9: a node's result depends only on its own attempt). The local executor links as
+# root only when its nodes run without CAP_DAC_OVERRIDE (its `link_inputs`); this is the default for
+# the others: root gets private copies. PLX_LINK_INPUTS=0 copies always, =1 links anyway (the tests
+# of the link checks, which run as root).
+LINK_INPUTS = os.environ.get("PLX_LINK_INPUTS") == "1" or (os.environ.get("PLX_LINK_INPUTS") != "0" and os.geteuid() != 0)
 
 
-def linkable(a: Avail) -> bool:
-    """A stored plain file is handed to a node as a hard link to the store's read-only object
-    (not as root: see LINK_INPUTS); a user's file, a folder, an executable (its bit) and a cloud
-    reference are copied."""
-    return LINK_INPUTS and a.path is None and a.art.type not in (TREE_TYPE, "executable", "cloud")
+def linkable(a: Avail, link: bool = True) -> bool:
+    """A stored plain file is handed to a node as a hard link to the store's read-only object (when
+    `link`: see LINK_INPUTS); a user's file, a folder, an executable (its bit) and a cloud reference
+    are copied."""
+    return link and a.path is None and a.art.type not in (TREE_TYPE, "executable", "cloud")
 
 
 class Workspace:
     """The work folders of one engine's nodes, by task id: made, filled, retired, removed at the end."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, link_inputs: bool = LINK_INPUTS) -> None:
         self.store = store
+        self.link_inputs = link_inputs  # stored inputs as links (see LINK_INPUTS), else private copies
         self.workdirs: dict[str, Path] = {}
         self._run_tmp: dict[str, bool] = {}
         self.inputs: dict[str, _Inputs] = {}  # tasks with an input folder, until they end
@@ -94,6 +100,9 @@ class Workspace:
         self.emptied: list[Path] = []  # emptied folders of finished nodes, not kept for reuse: removed at the end
         self.spare_workdirs: list[Path] = []  # empty folders of finished nodes: renamed for the next node
         self.spare_indirs: dict[tuple[str, ...], list[Path]] = {}  # emptied input folders, by their sub-folders
+        self.spare_files: list[Path] = []  # finished nodes' private copies of small user files: renamed for the next copy
+        self._spare_dirs: set[Path] = set()
+        self._spares_made = 0
         self._lock = threading.Lock()  # the spare folders are taken by placer threads too
         self._workdir_mode: int | None = None
 
@@ -135,7 +144,7 @@ class Workspace:
         todo: list[Placement] = []
         record = self.inputs.get(task.id)
         if record is not None:
-            record.subdirs = tuple(sub for name, items in ins.items() for sub in _subdirs(task, name, items))
+            record.subdirs = tuple(ins)  # a folder per input, a list input's too (see _list_names)
             with self._lock:
                 spares = self.spare_indirs.get(record.subdirs)
                 spare = spares.pop() if spares else None
@@ -148,8 +157,9 @@ class Workspace:
         for name, items in ins.items():
             spec = task.op.input(name)
             placed = []
-            for i, a in enumerate(items):
-                dst = (indir / name / str(i) / a.art.filename) if spec and spec.is_list else (indir / name / a.art.filename)
+            files = _list_names(items) if spec and spec.is_list else [a.art.filename for a in items]
+            for a, filename in zip(items, files, strict=True):
+                dst = indir / name / filename
                 p = Placement(name, a, dst, home=record)
                 if record is not None:
                     record.items.append(p)
@@ -159,7 +169,7 @@ class Workspace:
                 else:
                     todo.append(p)
                 placed.append(str(dst))
-                how = "link to store" if linkable(a) else "store"
+                how = "link to store" if linkable(a, self.link_inputs) else "store"
                 wlog(f"input {name}: {dst} <- {a.path or how + ' ' + a.art.hash[:16]} ({a.art.type}, {a.art.size} bytes)")
             paths[name] = placed
         return paths, todo
@@ -177,7 +187,7 @@ class Workspace:
         if not todo and not sources:
             return None
         record = todo[0].home if todo else None
-        copied = sum(p.avail.art.size for p in todo if not linkable(p.avail))
+        copied = sum(p.avail.art.size for p in todo if not linkable(p.avail, self.link_inputs))
         quick = not sources and len(todo) <= _QUICK_ITEMS and copied <= _QUICK_BYTES and (record is None or record.ready or len(record.subdirs) <= _QUICK_ITEMS)
         return _Placer(self, todo, sources, hashes, work, indir, record, quick)
 
@@ -245,9 +255,11 @@ class Workspace:
         if not (record.real and _real_dirs(record)):  # the node put a link in place of one of its input folders
             self.done.append(record.indir)  # removed by rmtree at the end, which never follows a link
             return
+        uid = os.getuid()
         for p in record.items:
             if not p.linked:  # links are gone already (release_inputs)
-                _remove(p.dst)
+                if not self._keep_spare(p, uid):
+                    _remove(p.dst)
         if len(record.subdirs) <= _RECYCLED_SUBDIRS and self._emptied(record):
             with self._lock:
                 self.spare_indirs.setdefault(record.subdirs, []).append(record.indir)
@@ -255,6 +267,34 @@ class Workspace:
             for name in _HELPERS:
                 _remove(record.indir / name)
             self.emptied += [record.indir / s for s in record.subdirs] + [record.indir]
+
+    def _keep_spare(self, p: Placement, uid: int) -> bool:
+        """Keep a finished node's private copy of a user's small file for the next copy (True): a
+        rename and a rewrite instead of creating a file now and deleting one later, which on some
+        disks is what a short node costs most. Only a plain file exactly as plx made it."""
+        if p.avail.path is None or p.avail.art.type in (TREE_TYPE, "executable", "cloud") or p.avail.art.size > _SPARE_BYTES:
+            return False
+        try:
+            st = os.lstat(p.dst)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != uid or stat.S_IMODE(st.st_mode) != 0o644 or st.st_size > _SPARE_BYTES:
+                return False
+            home = p.dst.parent.parent.parent / ".plx-spare"  # <run>/<node>.in/<input>/<file>
+            if home not in self._spare_dirs:
+                home.mkdir(exist_ok=True)
+                self._spare_dirs.add(home)
+            with self._lock:
+                self._spares_made += 1
+                spare = home / str(self._spares_made)
+            os.rename(p.dst, spare)
+        except OSError:
+            return False
+        with self._lock:
+            self.spare_files.append(spare)
+        return True
+
+    def take_spare(self) -> Path | None:
+        with self._lock:
+            return self.spare_files.pop() if self.spare_files else None
 
     def _emptied(self, record: _Inputs) -> bool:
         """Whether an input folder holds only its sub-folders, each empty but for its own, all with the
@@ -298,7 +338,10 @@ class Workspace:
     def close(self, run_ids: list[str]) -> None:
         """Remove the finished folders (a few at a time: each removal mostly waits on the disk), then
         each run's folder unless a failed node's is kept in it."""
-        folders = list(self.spare_workdirs)
+        for spare in self.spare_files:
+            _remove(spare)
+        folders = list(self.spare_workdirs) + list(self._spare_dirs)
+        self.spare_files, self._spare_dirs = [], set()
         for subdirs, spares in self.spare_indirs.items():
             for indir in spares:
                 folders += [indir / s for s in reversed(subdirs)] + [indir]
@@ -342,9 +385,9 @@ class _Placer:
         try:
             self.ws._make_subdirs(self.record)
             for p in self.todo:
-                if linkable(p.avail) and _link_input(store, p):
+                if linkable(p.avail, self.ws.link_inputs) and _link_input(store, p):
                     continue
-                _place_input(store, p.avail, p.dst)
+                _place_input(store, p.avail, p.dst, self.ws)
             if self.sources:
                 place_sources(self.sources, self.hashes, self.work)
         except BaseException as exc:
@@ -360,12 +403,16 @@ class StoreFailed(Exception):
     """An output could not be stored (the message says which and why)."""
 
 
-def _subdirs(task: Task, name: str, items: list[Avail]) -> list[str]:
-    """An input's sub-folders of the node's input folder, parents first: one, and one per item of a list."""
-    spec = task.op.input(name)
-    if spec is not None and spec.is_list:
-        return [name, *(f"{name}/{i}" for i in range(len(items)))]
-    return [name]
+def _list_names(items: list[Avail]) -> list[str]:
+    """The file names of a list input's items, side by side in the input's folder: their own names
+    when all differ, else each prefixed with its place in the list, zero-padded (`007-out.txt`), so
+    a sorted listing is the list's order. A folder per item would cost a folder created and removed
+    per item (a fan-in of 1,000: seconds on some disks)."""
+    names = [a.art.filename for a in items]
+    if len(set(names)) == len(names):
+        return names
+    width = len(str(len(names) - 1))
+    return [f"{i:0{width}d}-{n}" for i, n in enumerate(names)]
 
 
 def _remove(path: Path) -> None:
@@ -468,7 +515,7 @@ def _remove_empty_tree(top: Path) -> None:
             pass
 
 
-def _place_input(store: Store, a: Avail, dst: Path) -> None:
+def _place_input(store: Store, a: Avail, dst: Path, ws: Workspace | None = None) -> None:
     """A node's private copy of one input: a user's file or folder, or an artifact of the store."""
     if a.path is None:
         store.materialize(a.art, dst)
@@ -477,7 +524,8 @@ def _place_input(store: Store, a: Avail, dst: Path) -> None:
         shutil.copytree(a.path, dst, symlinks=False, dirs_exist_ok=True)
         now = content_hash(dst)
     else:
-        now = _copy_file(a.path, dst, 0o755 if a.art.type == "executable" else 0o644)
+        spare = ws.take_spare() if ws is not None and a.art.type != "executable" and a.art.size <= _SPARE_BYTES else None
+        now = _copy_file(a.path, dst, 0o755 if a.art.type == "executable" else 0o644, spare)
     # The cache key used the hash taken when the run started: a file edited since must not be
     # run (and cached) under that key. The copy is what the node reads, so the copy is checked.
     if now != a.art.hash:
@@ -488,18 +536,20 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC 
 _SMALL_COPY = 4 * 1024 * 1024  # below this a copy is read once, written, and hashed from the bytes written
 
 
-def _copy_file(src: Path, dst: Path, mode: int) -> str:
+def _copy_file(src: Path, dst: Path, mode: int, spare: Path | None = None) -> str:
     """Copy a user's file to dst (a new file with that mode); the hash of what dst holds.
 
     A small file is read once: the bytes written are the bytes hashed. A large one is cloned where
     the filesystem can (FICLONE), else copied in the kernel, then the copy is hashed."""
     fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        try:
-            fout = os.open(dst, _NEW_FILE, mode)
-        except FileNotFoundError:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            fout = os.open(dst, _NEW_FILE, mode)
+        fout = _reuse(spare, dst) if spare is not None else None
+        if fout is None:
+            try:
+                fout = os.open(dst, _NEW_FILE, mode)
+            except FileNotFoundError:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                fout = os.open(dst, _NEW_FILE, mode)
         try:
             os.fchmod(fout, mode)  # whatever the umask
             size = os.fstat(fin).st_size
@@ -518,6 +568,38 @@ def _copy_file(src: Path, dst: Path, mode: int) -> str:
     finally:
         os.close(fin)
     return hash_file(dst)
+
+
+def _reuse(spare: Path, dst: Path) -> int | None:
+    """A spare file (see Workspace._keep_spare), renamed to dst and emptied, open for writing; None
+    when it cannot be used (then dst gets a new file).
+
+    Only a file no process has open: a process left behind by the node that had it (one that left
+    its process group, not stopped yet) could otherwise still write into the next node's input
+    through a descriptor it kept. A write lease is granted only when no other descriptor (nor
+    shared mapping) of the file exists anywhere; it is given back at once. Nor any extended
+    attribute (an ACL another user could write through) or other name."""
+    try:
+        fd = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or os.listxattr(fd):
+            raise OSError("not as plx made it")
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGWINCH)  # a lease break while held signals this (ignored by default), not SIGIO
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)  # refused (EAGAIN) if the file is open anywhere else
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        if os.path.lexists(dst):
+            raise OSError("taken")
+        os.rename(spare, dst)
+        spare = dst  # what is removed if the rest fails
+        os.ftruncate(fd, 0)
+    except OSError:
+        os.close(fd)
+        _remove(spare)
+        return None
+    return fd
 
 
 def _copy_fds(fin: int, fout: int) -> None:

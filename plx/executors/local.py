@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _signal
 import contextlib
+import errno
 import functools
 import os
 import queue
@@ -77,12 +79,14 @@ def stop_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
 def _signals_held() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM (main thread only) for the block; deliver the first that came after it."""
     held: list[tuple[int, Any]] = []
-    previous: dict[int, Any] = {s: signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in (signal.SIGINT, signal.SIGTERM)}
+    # _signal's own function: signal.signal converts each handler it returns to an enum, which for a
+    # Python handler means raising and catching an error (four times per node started here).
+    previous: dict[int, Any] = {s: _signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            _signal.signal(s, handler)
     for signum, frame in held[:1]:
         handler = previous[signum]
         if callable(handler):
@@ -210,6 +214,20 @@ class LocalExecutor:
         self.results = results
         self._waiters = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="plx-node")
         self._null: int | None = None
+        # Whether stored inputs may reach nodes as read-only links to the store's objects (the
+        # engine's Workspace asks). As root, only if node processes run without CAP_DAC_OVERRIDE:
+        # dropped here from the bounding set of this thread (the pool threads it creates inherit
+        # it) and checked again in any other thread that starts a node. PLX_LINK_INPUTS=0: copies,
+        # nodes keep every capability; =1: links even as root with every capability (the tests of
+        # the checks made when a node ends).
+        # The plx command drops it in the thread that makes the executor, for good; in another
+        # program (plx.run), the caller's thread keeps it: only plx's own pool threads drop it (each
+        # before its first start) and no node starts in the caller's thread (_inline).
+        mode = os.environ.get("PLX_LINK_INPUTS")
+        own = procs.owns_process()
+        self._drop = mode not in ("0", "1") and os.geteuid() == 0 and (procs.drop_dac_override() if own else procs.dac_override_droppable())
+        self._inline = own or not self._drop
+        self.link_inputs = mode == "1" or (mode != "0" and (os.geteuid() != 0 or self._drop))
         self._environ = dict(os.environ)  # plx's environment, read once per run (not decoded again per node)
         # Every accepted job until its Finished is queued; None while its process is not started yet.
         self.running: dict[str, subprocess.Popen[bytes] | None] = {}
@@ -245,7 +263,7 @@ class LocalExecutor:
             # drain would wait for it forever (reproduced: TERM sent to a chain hung 5 runs in 12).
             # They are held until the job is started or handed over, then delivered.
             with _signals_held():
-                self._submit(job, inline_ok=True)
+                self._submit(job, inline_ok=self._inline)
         else:
             self._submit(job, inline_ok=False)
 
@@ -292,6 +310,8 @@ class LocalExecutor:
             self._spawning += 1
         proc = None
         try:
+            if self._drop and not procs.drop_dac_override():  # a thread not made by the one that dropped it
+                raise OSError(errno.EPERM, "cannot start it without CAP_DAC_OVERRIDE (its stored inputs are links); PLX_LINK_INPUTS=0 gives it copies")
             env = {**self._environ, **job.env}
             argv = [_resolve(job.argv[0], env.get("PATH")), *job.argv[1:]]
             # A new session makes the node a process-group leader: killing the group reaches

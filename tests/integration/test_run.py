@@ -149,7 +149,7 @@ def test_list_and_optional_inputs(project: Project) -> None:
     assert r.code == 0, r
     got = json.loads(project.plx("get", "last", "out", "-o", "-").out)
     assert got["parts"] == ["b", "a", "b", "c"]
-    assert got["names"] == ["b.txt", "a.txt", "b.txt", "c.txt"]
+    assert got["names"] == ["0-b.txt", "1-a.txt", "2-b.txt", "3-c.txt"]  # a shared name: numbered in list order
     assert got["extra"] is None and got["more"] == [] and got["env_extra"] == "" and got["env_parts"] == 3
     assert project.plx("get", "last", "t.out", "-o", "-").out == "[]\n"
 

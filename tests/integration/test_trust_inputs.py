@@ -6,8 +6,12 @@ nothing)."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -186,9 +190,10 @@ def test_chmod_and_touch_on_a_stored_input_leave_the_object_read_only_with_the_s
     assert r.code == 0 and "2 cached" in r.err, r
 
 
-def test_a_fan_in_of_same_named_inputs_gets_each_in_its_own_folder_and_leaves_nothing(project: Project) -> None:
-    """The fan-in's inputs keep their file name (one folder per item); after the run no link and no
-    folder is left in the store's tmp/, and a second fan-in reuses nothing it should not."""
+def test_a_fan_in_of_same_named_inputs_gets_them_numbered_in_one_folder_and_leaves_nothing(project: Project) -> None:
+    """Items of a list input that share a file name are numbered in the input's one folder, in list
+    order (no folder per item: a fan-in of 1,000 made 1,000 folders); after the run no link and no
+    folder is left in the store's tmp/."""
     project.write("operations/make.yaml", MAKE)
     project.write(
         "operations/gather.yaml",
@@ -208,9 +213,31 @@ def test_a_fan_in_of_same_named_inputs_gets_each_in_its_own_folder_and_leaves_no
     project.write("graphs/g.yaml", f"kind: graph\nname: g\nnodes:\n{nodes}  all: {{operation: gather, inputs: {{parts: [{parts}]}}}}\n")
     r = project.plx("run", "graphs/g.yaml", "-j", "2")
     assert r.code == 0, r
-    assert project.plx("get", "last", "all.all", "-o", "-").out == "".join(f"data.txt v{i}\n" for i in range(5)) + "5\n"
+    assert project.plx("get", "last", "all.all", "-o", "-").out == "".join(f"{i}-data.txt v{i}\n" for i in range(5)) + "1\n"
     assert not any((project.root / ".plx/tmp").iterdir())
     _store_is_sound(project)
+
+
+def test_a_list_input_of_distinct_names_keeps_them_and_its_order(project: Project) -> None:
+    """Items whose file names all differ keep them, side by side in the input's folder; the paths
+    still come in the list's order (here not the names' order)."""
+    project.write("data/b.txt", "B\n")
+    project.write("data/a.txt", "A\n")
+    project.write(
+        "operations/names.yaml",
+        """        kind: operation
+        name: names
+        runner: command
+        inputs: [{name: parts, type: text, max: -1}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          for p in $INPUT_PARTS; do echo "$(basename "$(dirname "$p")")/$(basename "$p") $(cat "$p")"; done > "$OUTPUT_OUT"
+        """,
+    )
+    project.write("graphs/g.yaml", "kind: graph\nname: g\ninputs: [{name: files, type: text, max: -1}]\nnodes:\n  n: {operation: names, inputs: {parts: inputs.files}}\n")
+    r = project.plx("run", "graphs/g.yaml", "-i", "files=data/b.txt", "-i", "files=data/a.txt")
+    assert r.code == 0, r
+    assert project.plx("get", "last", "n.out", "-o", "-").out == "parts/b.txt B\nparts/a.txt A\n"
 
 
 def test_a_recycled_input_folder_holds_nothing_of_the_node_before(project: Project) -> None:
@@ -313,3 +340,158 @@ def test_a_node_emptying_and_restoring_its_input_never_changes_what_another_read
     assert project.plx("get", "last", "reader.out", "-o", "-").out == "shared\n"
     assert project.plx("get", "last", "make.out", "-o", "-").out == "shared\n"
     _store_is_sound(project)
+
+
+# Appends to its input (no `|| true`: a refused write fails the node), records its bounding set.
+APPEND = """\
+kind: operation
+name: append
+runner: command
+inputs: [{name: src, type: text}]
+outputs: [{name: out, type: text}, {name: caps, type: text}]
+cmd: |
+  grep CapBnd /proc/self/status | cut -f2 > "$OUTPUT_CAPS"
+  echo more >> "$INPUT_SRC"
+  cat "$INPUT_SRC" > "$OUTPUT_OUT"
+"""
+
+
+def _append_graph(project: Project) -> None:
+    project.write("operations/make.yaml", MAKE)
+    project.write("operations/append.yaml", APPEND)
+    project.write(
+        "graphs/g.yaml",
+        "kind: graph\nname: g\nnodes:\n  make: {operation: make, params: {text: hello}}\n  add: {operation: append, inputs: {src: make.out}}\n",
+    )
+
+
+def test_a_node_writing_into_a_stored_input_is_refused_even_as_root(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As root too, a stored input is a read-only link the node cannot write: plx starts nodes
+    without CAP_DAC_OVERRIDE, so the permission bits hold (before: root got a private copy)."""
+    monkeypatch.delenv("PLX_LINK_INPUTS")
+    _append_graph(project)
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 1, r
+    node = project.last_run()["nodes"]["add"]
+    assert node["state"] == "failed" and "Permission denied" in r.err, (node, r)
+    assert "changed while the node ran" not in r.err, r  # refused, not found afterwards
+    assert project.plx("get", "last", "make.out", "-o", "-").out == "hello\n"
+    _store_is_sound(project)
+
+
+def test_plx_run_from_python_as_root_leaves_the_callers_capabilities_alone(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a Python program calling plx.run as root, the nodes still cannot write a stored input, and
+    the program's own thread keeps CAP_DAC_OVERRIDE (the plx command gives it up in its main thread
+    for good; a caller's thread must not be changed), so what it starts afterwards keeps it too."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: capabilities are root's")
+    monkeypatch.delenv("PLX_LINK_INPUTS")
+    _append_graph(project)
+    script = textwrap.dedent("""\
+        import ctypes, json, subprocess
+        import plx
+        r = plx.run("graphs/g.yaml")
+        prctl = ctypes.CDLL(None).prctl
+        after = subprocess.run(["grep", "CapBnd", "/proc/self/status"], capture_output=True, text=True).stdout.split()[1]
+        print(json.dumps({"status": r.status, "nodes": r.nodes, "mine": prctl(23, 1, 0, 0, 0), "child": after}))
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=project.root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["nodes"] == {"make": "success", "add": "failed"}, out  # the write was refused
+    assert out["mine"] == 1, out  # PR_CAPBSET_READ: the caller's thread still has it
+    assert int(out["child"], 16) & (1 << 1), out  # and so do the processes it starts afterwards
+    assert project.plx("get", "last", "make.out", "-o", "-").out == "hello\n"
+    _store_is_sound(project)
+
+
+def test_plx_link_inputs_0_gives_nodes_private_copies_and_every_capability(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The escape hatch: a node that must write where permission bits forbid runs with
+    PLX_LINK_INPUTS=0, gets private copies of its stored inputs, and as root keeps CAP_DAC_OVERRIDE."""
+    monkeypatch.delenv("PLX_LINK_INPUTS")
+    _append_graph(project)
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 1, r  # by default the write is refused (as root too)
+    r = project.plx("run", "graphs/g.yaml", env={"PLX_LINK_INPUTS": "0"})
+    assert r.code == 0, r
+    assert project.plx("get", "last", "add.out", "-o", "-").out == "hello\nmore\n"
+    assert project.plx("get", "last", "make.out", "-o", "-").out == "hello\n"
+    if os.geteuid() == 0:
+        caps = int(project.plx("get", "last", "add.caps", "-o", "-").out, 16)
+        assert caps & (1 << 1), hex(caps)  # CAP_DAC_OVERRIDE kept
+    _store_is_sound(project)
+
+
+def test_as_root_a_node_reads_any_file_but_writes_only_where_permission_bits_allow(project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without CAP_DAC_OVERRIDE a root node still reads another user's 0600 file (CAP_DAC_READ_SEARCH
+    is kept), writes its own files, and cannot write another user's 0644 file."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: files of another user are made with chown")
+    monkeypatch.delenv("PLX_LINK_INPUTS")
+    secret, theirs = tmp_path / "secret", tmp_path / "theirs"
+    secret.write_text("s3cret\n")
+    theirs.write_text("x\n")
+    for p, mode in ((secret, 0o600), (theirs, 0o644)):
+        os.chown(p, 65534, 65534)
+        os.chmod(p, mode)
+    project.write(
+        "operations/peek.yaml",
+        f"""\
+        kind: operation
+        name: peek
+        runner: command
+        outputs: [{{name: out, type: text}}]
+        cmd: |
+          cat {secret} > "$OUTPUT_OUT"
+          if echo y >> {theirs}; then echo wrote >> "$OUTPUT_OUT"; else echo refused >> "$OUTPUT_OUT"; fi
+        """,
+    )
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  peek: {operation: peek}\n")
+    r = project.plx("run", "graphs/g.yaml")
+    assert r.code == 0, r
+    assert project.plx("get", "last", "peek.out", "-o", "-").out == "s3cret\nrefused\n"
+    assert theirs.read_text() == "x\n"
+
+
+def test_a_process_left_behind_holding_an_input_copy_never_writes_into_the_next_nodes_input(project: Project) -> None:
+    """A finished node's private copy of a user's file is reused (renamed) for the next node's copy
+    only when no process has it open: here the first node leaves a process (out of its group, deaf
+    to TERM) that keeps appending to its copy; the next node's copy must hold only its own bytes."""
+    project.write("data/a.txt", "for a\n")
+    project.write("data/b.txt", "for b\n")
+    project.write(
+        "operations/leave.yaml",
+        """\
+        kind: operation
+        name: leave
+        runner: command
+        inputs: [{name: src, type: text}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          setsid sh -c 'trap "" TERM; exec 3>>"$0"; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do echo LEFTOVER >&3; sleep 0.1; done' "$INPUT_SRC" </dev/null >/dev/null 2>&1 &
+          sleep 0.3
+          cat "$INPUT_SRC" > "$OUTPUT_OUT"
+        """,
+    )
+    project.write(
+        "operations/late.yaml",
+        """\
+        kind: operation
+        name: late
+        runner: command
+        inputs: [{name: src, type: text}, {name: after, type: text}]
+        outputs: [{name: out, type: text}]
+        cmd: |
+          sleep 1
+          cat "$INPUT_SRC" > "$OUTPUT_OUT"
+        """,
+    )
+    project.write(
+        "graphs/g.yaml",
+        "kind: graph\nname: g\ninputs: [{name: a, type: text, default: data/a.txt}, {name: b, type: text, default: data/b.txt}]\n"
+        "nodes:\n  a: {operation: leave, inputs: {src: inputs.a}}\n  b: {operation: late, inputs: {src: inputs.b, after: a.out}}\n",
+    )
+    r = project.plx("run", "graphs/g.yaml", "-j", "1")
+    assert r.code == 0, r
+    assert project.plx("get", "last", "b.out", "-o", "-").out == "for b\n"
+    assert (project.root / "data/a.txt").read_text() == "for a\n"
