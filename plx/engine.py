@@ -117,7 +117,8 @@ class Engine:
         self._executor: Executor | None = None if opts.executor == "local" else make_executor(opts, self.events)
         self.tasks, self.member, self.local = merged_tasks(self.members)
         self.recorder = Recorder(project, opts, reporter, [m.label for m in self.members], self.member, self.local)
-        self.workspace = Workspace(self.store, getattr(self.executor, "link_inputs", LINK_INPUTS))
+        # Whether stored inputs may be links is the executor's to say (the local one, once made: see executor).
+        self.workspace = Workspace(self.store, getattr(self._executor, "link_inputs", LINK_INPUTS))
         self.sched: Scheduler | None = None  # set up by run_all, once the resource pool is known
         self.state: dict[str, str] = dict.fromkeys(self.tasks, NodeState.PENDING)
         self.results: dict[str, dict[str, Avail]] = {}
@@ -152,6 +153,7 @@ class Engine:
     def executor(self) -> Executor:
         if self._executor is None:
             self._executor = make_executor(self.opts, self.events)
+            self.workspace.link_inputs = getattr(self._executor, "link_inputs", LINK_INPUTS)
         return self._executor
 
     def _close_executor(self) -> None:
@@ -467,6 +469,7 @@ class Engine:
         inputs, command, resources): the parts each do one step, this reads them in sequence."""
         tid = task.id
         record, node = self.recorder.rec(tid), self.local[tid]
+        self.executor  # noqa: B018 - made (if not yet) before the inputs are placed: it says whether they may be links
         work, indir = self.workspace.open(tid, record.id, node, ins, task.op.runner == "python")
         lines: list[str] = []
 
