@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+# A suite started in the background by a shell without job control (`cmd &` in a script) inherits
+# Ctrl-C ignored, and so would every plx it starts (Python keeps an inherited SIG_IGN): the Ctrl-C
+# tests need plx to get SIGINT as a terminal delivers it. A handler is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
