@@ -589,7 +589,7 @@ class Store:
         output, a row that is not short plain text) is left out: lookup() answers it."""
         from diskcache.core import MODE_RAW
 
-        keys = [k for k in keys if k not in self._new_entries]
+        keys = [k for k in dict.fromkeys(keys) if k not in self._new_entries]  # identical nodes share a key: asked once
         try:
             rows = self._rows(self.index._sql, keys)
         except AttributeError:  # a diskcache without this internal: lookup() for each

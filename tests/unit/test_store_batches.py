@@ -78,3 +78,13 @@ def test_hash_inputs_reads_a_file_again_when_its_signature_changed(tmp_path: Pat
     s.close()
     assert again[3].hash == hash_bytes(b"SAMPLE 3\n") != first[3].hash
     assert [a.hash for i, a in enumerate(again) if i != 3] == [a.hash for i, a in enumerate(first) if i != 3]
+
+
+def test_lookup_many_takes_a_key_asked_twice_across_its_batches(tmp_path: Path) -> None:
+    """Identical nodes share a cache key: a `--dry-run` asks for it once per node, and the two asks
+    can fall into different batches of the entry query (a KeyError ended --dry-run)."""
+    s, keys, hashes = _filled(tmp_path, 510)
+    found = s.lookup_many([keys[0], *keys[1:505], keys[0]])
+    assert found[keys[0]] == {"out": Artifact(hashes[0], 9, "text", "out.txt")}
+    assert all(found[k] is not None for k in keys[1:505])
+    s.close()
