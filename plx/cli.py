@@ -60,7 +60,8 @@ def handle_errors(fn: F) -> F:
 
             if not is_disk_full(exc):
                 raise
-            err(f"plx: error: {disk_full_message(getattr(exc, 'filename', None) or 'the store')}")
+            # No file name: the store's databases, or plx's own output (`plx log > file` on a full disk).
+            err(f"plx: error: {disk_full_message(getattr(exc, 'filename', None) or 'the store or the output')}")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -653,6 +654,11 @@ def main() -> None:
     except SystemExit as exc:
         _leave_now(exc.code)
         raise
+    except BrokenPipeError:  # outside a command (`plx --help | head`): handle_errors covers the commands
+        os._exit(0)
+    except OSError as exc:  # the output itself cannot be written (`plx --version > /dev/full`)
+        err(f"plx: error: cannot write the output: {exc.strerror or exc}")
+        os._exit(1)
 
 
 def _leave_now(code: object) -> None:
@@ -665,10 +671,14 @@ def _leave_now(code: object) -> None:
     if not (code is None or isinstance(code, int)) or any(t.is_alive() and not t.daemon and t is not threading.current_thread() for t in threading.enumerate()):
         return  # a message to print, or a thread still working: the usual way out
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # closed when plx started (`plx ... >&-`)
+            continue
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (`plx log | head`): nothing more can be said
+        except BrokenPipeError:  # `plx log | head`: nothing more can be said
             pass
+        except (OSError, ValueError):  # a full disk, say: the usual way out says so (exit 120)
+            return
     cov = sys.modules.get("coverage")
     current = getattr(getattr(cov, "Coverage", None), "current", None)
     if current is not None and (c := current()) is not None:

@@ -7,6 +7,7 @@ The engine never prints: it reports events to a Reporter (see report.py).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
@@ -225,6 +226,8 @@ class Engine:
         finally:
             gc.unfreeze()
             signal.signal(signal.SIGTERM, previous)
+            with contextlib.suppress(OSError):  # an error ends the run early: its events so far are written (plx ends without Python's teardown)
+                self.recorder.flush()
             if self.remote is not None:
                 self.remote.close()
             try:

@@ -143,3 +143,28 @@ def test_a_graph_param_without_default_or_value(project: Project) -> None:
     _clean(r)
     assert project.plx("graph", "graphs/g.yaml").code == 0  # showing the graph needs no value
     assert project.plx("run", "graphs/g.yaml", "-p", "lr=0.5").code == 0
+
+
+@pytest.mark.parametrize(
+    ("redirect", "code", "message"),
+    [
+        (">&-", 0, ""),  # stdout closed: nothing to print to, nothing wrong
+        ("> /dev/full", 1, "plx: error: "),  # a full disk: said, and not exit 0
+        ("| head -c 1 > /dev/null", 0, ""),  # a reader that stops early
+    ],
+)
+@pytest.mark.parametrize("args", ["--version", "log -n 5", "--help"])
+def test_output_that_cannot_be_written_is_a_message_and_the_right_exit_code(project: Project, redirect: str, code: int, message: str, args: str) -> None:
+    """plx ends without Python's teardown once a command is done; what is still to be written must be
+    written, and a failure to write it reported, not lost (exit 0) nor a traceback."""
+    import subprocess
+
+    from tests.conftest import PLX
+
+    project.write("operations/p.yaml", OP)
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: p}\n")
+    assert project.plx("run", "graphs/g.yaml").code == 0
+    r = subprocess.run(["bash", "-c", f'"$0" {args} {redirect}; echo "rc=${{PIPESTATUS[0]}}" >&2', PLX], cwd=project.root, capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().endswith(f"rc={code}"), r.stderr
+    assert message in r.stderr, r.stderr
