@@ -100,8 +100,9 @@ class Workspace:
         self.emptied: list[Path] = []  # emptied folders of finished nodes, not kept for reuse: removed at the end
         self.spare_workdirs: list[Path] = []  # empty folders of finished nodes: renamed for the next node
         self.spare_indirs: dict[tuple[str, ...], list[Path]] = {}  # emptied input folders, by their sub-folders
-        self.spare_files: list[Path] = []  # finished nodes' private copies of small user files: renamed for the next copy
-        self._spare_dirs: set[Path] = set()
+        self.spare_files: list[str] = []  # finished nodes' private copies of small user files (names in the spare folder): renamed for the next copy
+        self._spare_home: int | None = None  # the spare folder, open (-1: none to be had)
+        self._spare_home_path: Path | None = None
         self._spares_made = 0
         self._lock = threading.Lock()  # the spare folders are taken by placer threads too
         self._workdir_mode: int | None = None
@@ -278,23 +279,40 @@ class Workspace:
             st = os.lstat(p.dst)
             if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != uid or stat.S_IMODE(st.st_mode) != 0o644 or st.st_size > _SPARE_BYTES:
                 return False
-            home = p.dst.parent.parent.parent / ".plx-spare"  # <run>/<node>.in/<input>/<file>
-            if home not in self._spare_dirs:
-                home.mkdir(exist_ok=True)
-                self._spare_dirs.add(home)
+            home = self._spare_folder()
+            if home is None:
+                return False
             with self._lock:
                 self._spares_made += 1
-                spare = home / str(self._spares_made)
-            os.rename(p.dst, spare)
+                name = str(self._spares_made)
+            os.rename(p.dst, name, dst_dir_fd=home)
         except OSError:
             return False
         with self._lock:
-            self.spare_files.append(spare)
+            self.spare_files.append(name)
         return True
 
-    def take_spare(self) -> Path | None:
+    def _spare_folder(self) -> int | None:
+        """The folder where spares wait, made once per engine and held open: nodes can reach the
+        store's tmp folder (their own is in it) and put a link where a path was, so plx never makes
+        the spare folder where one exists and renames and removes spares only relative to it."""
         with self._lock:
-            return self.spare_files.pop() if self.spare_files else None
+            if self._spare_home is None:
+                path = self.store.tmp / f".spares-{os.getpid()}-{os.urandom(4).hex()}"
+                try:
+                    os.mkdir(path, 0o700)
+                    self._spare_home = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    self._spare_home_path = path
+                except OSError:
+                    self._spare_home = -1
+            return self._spare_home if self._spare_home >= 0 else None
+
+    def take_spare(self) -> tuple[int, str] | None:
+        """A spare (its folder, its name) for the next private copy, if one waits."""
+        with self._lock:
+            if not self.spare_files or self._spare_home is None or self._spare_home < 0:
+                return None
+            return self._spare_home, self.spare_files.pop()
 
     def _emptied(self, record: _Inputs) -> bool:
         """Whether an input folder holds only its sub-folders, each empty but for its own, all with the
@@ -338,10 +356,13 @@ class Workspace:
     def close(self, run_ids: list[str]) -> None:
         """Remove the finished folders (a few at a time: each removal mostly waits on the disk), then
         each run's folder unless a failed node's is kept in it."""
-        for spare in self.spare_files:
-            _remove(spare)
-        folders = list(self.spare_workdirs) + list(self._spare_dirs)
-        self.spare_files, self._spare_dirs = [], set()
+        folders = list(self.spare_workdirs)
+        if self._spare_home is not None and self._spare_home >= 0:
+            for name in self.spare_files:
+                _unlink_at(self._spare_home, name)
+            os.close(self._spare_home)
+            folders.append(self._spare_home_path)  # type: ignore[arg-type]  # set with the descriptor
+        self.spare_files, self._spare_home, self._spare_home_path = [], None, None
         for subdirs, spares in self.spare_indirs.items():
             for indir in spares:
                 folders += [indir / s for s in reversed(subdirs)] + [indir]
@@ -536,7 +557,7 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC 
 _SMALL_COPY = 4 * 1024 * 1024  # below this a copy is read once, written, and hashed from the bytes written
 
 
-def _copy_file(src: Path, dst: Path, mode: int, spare: Path | None = None) -> str:
+def _copy_file(src: Path, dst: Path, mode: int, spare: tuple[int, str] | None = None) -> str:
     """Copy a user's file to dst (a new file with that mode); the hash of what dst holds.
 
     A small file is read once: the bytes written are the bytes hashed. A large one is cloned where
@@ -570,7 +591,7 @@ def _copy_file(src: Path, dst: Path, mode: int, spare: Path | None = None) -> st
     return hash_file(dst)
 
 
-def _reuse(spare: Path, dst: Path) -> int | None:
+def _reuse(spare: tuple[int, str], dst: Path) -> int | None:
     """A spare file (see Workspace._keep_spare), renamed to dst and emptied, open for writing; None
     when it cannot be used (then dst gets a new file).
 
@@ -578,11 +599,14 @@ def _reuse(spare: Path, dst: Path) -> int | None:
     its process group, not stopped yet) could otherwise still write into the next node's input
     through a descriptor it kept. A write lease is granted only when no other descriptor (nor
     shared mapping) of the file exists anywhere; it is given back at once. Nor any extended
-    attribute (an ACL another user could write through) or other name."""
+    attribute (an ACL another user could write through), other name, link or special file."""
+    home, name = spare
     try:
-        fd = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=home)  # NONBLOCK: a FIFO put there fails at once
     except OSError:
+        _unlink_at(home, name)
         return None
+    renamed = False
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or os.listxattr(fd):
@@ -592,14 +616,25 @@ def _reuse(spare: Path, dst: Path) -> int | None:
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
         if os.path.lexists(dst):
             raise OSError("taken")
-        os.rename(spare, dst)
-        spare = dst  # what is removed if the rest fails
+        os.rename(name, dst, src_dir_fd=home)
+        renamed = True
         os.ftruncate(fd, 0)
     except OSError:
         os.close(fd)
-        _remove(spare)
+        if renamed:
+            _remove(dst)
+        else:
+            _unlink_at(home, name)
         return None
     return fd
+
+
+def _unlink_at(home: int, name: str) -> None:
+    """Remove a spare by its name in the spare folder (never through a link: only that entry)."""
+    try:
+        os.unlink(name, dir_fd=home)
+    except OSError:
+        pass
 
 
 def _copy_fds(fin: int, fout: int) -> None:

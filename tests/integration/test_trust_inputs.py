@@ -307,6 +307,49 @@ def test_plx_removes_nothing_through_a_link_a_node_put_in_place_of_its_input_fol
     assert r.code == 0 and "0 damaged" in r.err, r
 
 
+def test_links_a_node_puts_where_plx_keeps_spare_copies_reach_none_of_your_files(project: Project, tmp_path: Path) -> None:
+    """A finished node's private copy of a user's file waits in a spare folder for the next copy.
+    Nodes can reach it (it is in the store's tmp folder, above their own): one that puts links there,
+    in place of the folder or of a spare in it, or where an older plx kept spares, makes plx write,
+    rename or remove nothing of yours, and every node still reads its own input."""
+    victim = tmp_path / "yours"
+    victim.mkdir()
+    for name in ("1", "2", "3", "4"):
+        (victim / name).write_text("keep me\n")
+    project.write("data/x.txt", "x\n")
+    project.write(
+        "operations/plant.yaml",
+        f"""\
+        kind: operation
+        name: plant
+        runner: command
+        inputs: [{{name: src, type: text}}, {{name: after, type: text, min: 0}}]
+        outputs: [{{name: out, type: text}}]
+        cmd: |
+          ln -sfn {victim} ../.plx-spare
+          for d in ../../.spares-*; do
+            [ -d "$d" ] && [ ! -L "$d" ] || continue
+            for f in "$d"/*; do [ -e "$f" ] && ln -sf {victim}/1 "$f"; done
+            for n in 1 2 3 4; do ln -s {victim}/$n "$d/$n" 2>/dev/null || true; done
+            mv -T "$d" "$d.moved" && ln -sfn {victim} "$d"
+          done
+          cat "$INPUT_SRC" > "$OUTPUT_OUT"
+        """,
+    )
+    project.write(
+        "graphs/g.yaml",
+        "kind: graph\nname: g\ninputs: [{name: x, type: text, default: data/x.txt}]\nnodes:\n"
+        "  a: {operation: plant, inputs: {src: inputs.x}}\n  b: {operation: plant, inputs: {src: inputs.x, after: a.out}}\n"
+        "  c: {operation: plant, inputs: {src: inputs.x, after: b.out}}\n  d: {operation: plant, inputs: {src: inputs.x, after: c.out}}\n",
+    )
+    r = project.plx("run", "graphs/g.yaml", "-j", "1")
+    assert r.code == 0, r
+    assert sorted(p.name for p in victim.iterdir()) == ["1", "2", "3", "4"]
+    assert all(p.read_text() == "keep me\n" for p in victim.iterdir())
+    assert [project.plx("get", "last", f"{n}.out", "-o", "-").out for n in "abcd"] == ["x\n"] * 4
+    assert (project.root / "data/x.txt").read_text() == "x\n"
+
+
 # Empties its input and puts the same bytes back a moment later (as `sort -o f f` on a sorted file does).
 EMPTY_AND_RESTORE = """\
 kind: operation
