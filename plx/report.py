@@ -140,21 +140,22 @@ class PlainReporter:
                 batched, self.batched, self.summarized = self.batched, {}, now
             else:
                 batched = {}
-            lines: list[str] = []
+            timed: list[tuple[float, str]] = []  # printed in the order they happened, not grouped by state
             for state in self.BATCHED:
                 entries = batched.get(state)
                 if not entries:
                     continue
                 if len(entries) <= self.BATCH:
-                    lines.extend(self._stamp(f"{state:<8} {node}{extra}", at) for node, at, extra in entries)
+                    timed.extend((at, self._stamp(f"{state:<8} {node}{extra}", at)) for node, at, extra in entries)
                     continue
                 many = f"{len(entries)} nodes ({entries[0][0]} … {entries[-1][0]})" if len(entries) > 1 else f"1 node ({entries[0][0]})"
-                lines.append(self._stamp(f"{state:<8} {many}"))
+                timed.append((entries[0][1], self._stamp(f"{state:<8} {many}")))
                 if state == "running":
                     self.quietly_running.update((node, now) for node, _at, _extra in entries if node not in self.ended)
             if batched:
                 self.ended.clear()
-            self.pending[:0] = lines  # before the lines of failures etc. that came after them
+            timed.sort(key=lambda item: item[0])
+            self.pending[:0] = [line for _at, line in timed]  # before the lines of failures etc. that came after them
             for node, since in list(self.quietly_running.items()):
                 if now - since >= self.SLOW:  # a node started within a summary line that is taking long: named
                     del self.quietly_running[node]

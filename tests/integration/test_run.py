@@ -508,6 +508,21 @@ def test_plain_progress_lines_and_summary(project: Project) -> None:
     assert r.out == ""
 
 
+def test_plain_progress_lines_come_in_the_order_they_happened(project: Project) -> None:
+    """Without a terminal, routine lines are held briefly and printed together: in time order (a step's
+    success before the next step's start), not every `running` line first, then every `success`."""
+    project.write("operations/w.yaml", "kind: operation\nname: w\nrunner: command\ninputs: [{name: src, min: 0}]\nparams: [{name: t, type: str}]\noutputs: [{name: out}]\ncmd: echo $PARAM_T > $OUTPUT_OUT\n")
+    g = graph(
+        project,
+        "g",
+        "kind: graph\nname: g\nnodes:\n  a: {operation: w, params: {t: a}}\n  b: {operation: w, inputs: {src: a.out}, params: {t: b}}\n  c: {operation: w, inputs: {src: b.out}, params: {t: c}}\n",
+    )
+    r = project.plx("run", g)
+    assert r.code == 0, r
+    lines = [line.split("] ", 1)[1].split(" (")[0].split() for line in r.err.splitlines() if line.startswith("[") and ("running" in line or "success" in line)]
+    assert lines == [["running", "a"], ["success", "a"], ["running", "b"], ["success", "b"], ["running", "c"], ["success", "c"]], r.err
+
+
 def test_live_progress_on_a_terminal(project: Project) -> None:
     import pty
     import select
