@@ -310,8 +310,9 @@ class Workspace:
     def take_spare(self) -> tuple[int, str] | None:
         """A spare (its folder, its name) for the next private copy, if one waits."""
         with self._lock:
-            if not self.spare_files or self._spare_home is None or self._spare_home < 0:
+            if not self.spare_files:  # there are spares only once the spare folder is open
                 return None
+            assert self._spare_home is not None
             return self._spare_home, self.spare_files.pop()
 
     def _emptied(self, record: _Inputs) -> bool:

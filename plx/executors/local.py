@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .. import procs
+from ..workspace import LINK_INPUTS
 from .base import NOT_STARTED, Finished, Job
 
 GRACE_SECONDS = float(os.environ.get("PLX_KILL_GRACE", "2"))
@@ -214,20 +215,16 @@ class LocalExecutor:
         self.results = results
         self._waiters = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="plx-node")
         self._null: int | None = None
-        # Whether stored inputs may reach nodes as read-only links to the store's objects (the
-        # engine's Workspace asks). As root, only if node processes run without CAP_DAC_OVERRIDE:
-        # dropped here from the bounding set of this thread (the pool threads it creates inherit
-        # it) and checked again in any other thread that starts a node. PLX_LINK_INPUTS=0: copies,
-        # nodes keep every capability; =1: links even as root with every capability (the tests of
-        # the checks made when a node ends).
-        # The plx command drops it in the thread that makes the executor, for good; in another
-        # program (plx.run), the caller's thread keeps it: only plx's own pool threads drop it (each
-        # before its first start) and no node starts in the caller's thread (_inline).
-        mode = os.environ.get("PLX_LINK_INPUTS")
+        # Whether stored inputs may reach nodes as read-only links to the store's objects (the engine's
+        # Workspace asks; workspace.LINK_INPUTS says when without this executor). As root, only if node
+        # processes run without CAP_DAC_OVERRIDE: the plx command drops it for good in the thread that
+        # makes the executor (its pool threads inherit that); in another program (plx.run) the caller's
+        # thread keeps it, only plx's pool threads drop it (_spawn), and no node starts in the caller's
+        # thread (_inline). PLX_LINK_INPUTS=0 or =1 leaves every capability (copies, or links anyway).
         own = procs.owns_process()
-        self._drop = mode not in ("0", "1") and os.geteuid() == 0 and (procs.drop_dac_override() if own else procs.dac_override_droppable())
+        self._drop = os.environ.get("PLX_LINK_INPUTS") not in ("0", "1") and os.geteuid() == 0 and (procs.drop_dac_override() if own else procs.dac_override_droppable())
         self._inline = own or not self._drop
-        self.link_inputs = mode == "1" or (mode != "0" and (os.geteuid() != 0 or self._drop))
+        self.link_inputs = LINK_INPUTS or self._drop
         self._environ = dict(os.environ)  # plx's environment, read once per run (not decoded again per node)
         # Every accepted job until its Finished is queued; None while its process is not started yet.
         self.running: dict[str, subprocess.Popen[bytes] | None] = {}
