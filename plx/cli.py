@@ -649,6 +649,7 @@ def main() -> None:
     # threshold (700 allocations) the collector walks them thousands of times (~30 % of a validate).
     gc.set_threshold(100_000, 50, 100)
     procs.own_process()
+    _only_the_invoked_command(sys.argv[1:])
     try:
         app()
     except SystemExit as exc:
@@ -659,6 +660,22 @@ def main() -> None:
     except OSError as exc:  # the output itself cannot be written (`plx --version > /dev/full`)
         err(f"plx: error: cannot write the output: {exc.strerror or exc}")
         os._exit(1)
+
+
+def _only_the_invoked_command(argv: list[str]) -> None:
+    """Leave out of the command line interface the commands this command line does not invoke.
+
+    Typer turns the signature of every command into click parameters each time plx starts (~4 ms,
+    a fortieth of a no-op run); a command line invokes one. `plx`, `plx --help`, `plx --version` or
+    a name that is no command keep them all (the list, and click's "No such command" for a typo)."""
+    from typer.main import get_command_name
+
+    if not argv or argv[0].startswith("-"):
+        return
+    commands = [c for c in app.registered_commands if (c.name or get_command_name(c.callback.__name__ if c.callback else "")) == argv[0]]
+    groups = [g for g in app.registered_groups if g.name == argv[0]]
+    if commands or groups:
+        app.registered_commands, app.registered_groups = commands, groups
 
 
 def _leave_now(code: object) -> None:

@@ -273,7 +273,9 @@ def guard() -> None:
     for line in sys.stdin:
         words = line.split()
         if words == ["done"]:
-            return
+            # Nothing to flush or clean (its outputs are /dev/null): ending without the interpreter's
+            # teardown saves the waiting plx ~7 ms at the end of every run.
+            os._exit(0)
         if len(words) == 2:
             runs[words[0]] = float(words[1])
     for _ in range(5):  # again, while stopping one lets another be found (a node starting one more)

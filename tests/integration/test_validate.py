@@ -78,6 +78,21 @@ def test_version_and_help() -> None:
     assert module.stdout == proc.stdout
 
 
+def test_each_command_is_found_alone() -> None:
+    """plx builds only the command a command line names (cli._only_the_invoked_command): every command
+    and the `cache` group still answer, and a name that is no command still gets click's message."""
+    helptext = subprocess.run([PLX, "--help"], capture_output=True, text=True).stdout
+    names = [line.split()[0] for line in helptext.split("Commands:")[1].splitlines() if line.startswith("  ") and line.split()]
+    assert {"run", "log", "cache", "validate"} <= set(names)
+    for name in names:
+        proc = subprocess.run([PLX, name, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and f"Usage: plx {name} " in proc.stdout, (name, proc.stdout, proc.stderr)
+    stats = subprocess.run([PLX, "cache", "--help"], capture_output=True, text=True).stdout
+    assert "stats" in stats and "gc" in stats
+    typo = subprocess.run([PLX, "rnu", "graphs/x.yaml"], capture_output=True, text=True)
+    assert typo.returncode == 2 and "No such command 'rnu'" in typo.stderr
+
+
 @pytest.mark.parametrize("kind", ["operation", "graph"])
 def test_schema_validates_real_files(kind: str) -> None:
     jsonschema = pytest.importorskip("jsonschema")  # a test dependency: installed by the test extra
