@@ -47,6 +47,9 @@ BATCH = 16  # jobs handed to Dask at once while its workers have enough to do (D
 # On each worker: the processes it is running for plx, by task key, so plx can cancel them.
 _RUNNING: dict[str, subprocess.Popen[bytes]] = {}
 _CANCELED: set[str] = set()  # tasks plx stopped: one that starts after the stop runs nothing
+# Each run this worker started a node of, and when (this host's clock): what the run's nodes left
+# running here (a `setsid` child outliving its node) is stopped when plx closes the run (stop_run_leftovers).
+_RUN_STARTS: dict[str, float] = {}
 _LOCK = threading.Lock()
 
 
@@ -410,6 +413,7 @@ def _run_attempt(
     with open(stdout, "wb") as out, open(stderr, "wb") as err, _LOCK:
         if key in _CANCELED:  # plx stopped the run before this task started: it never starts the node
             return -signal.SIGTERM, False
+        _RUN_STARTS.setdefault(extra_env.get("PLX_RUN_ID", ""), time.time())
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -462,6 +466,22 @@ def kill_on_worker(keys: list[str], hard: bool, grace: float) -> int:
     return len(procs)
 
 
+def stop_run_leftovers(run_ids: list[str], grace: float) -> int:
+    """Runs on every worker (client.run) when plx closes its runs: stop what their nodes started here
+    and left running (a process that called `setsid` or double-forked outlives its node's process
+    group). Found by the run's PLX_RUN_ID marker among the processes started since this worker's first
+    node of the run (procs.kill_leftovers, which checks start times). Returns how many were stopped."""
+    from ..procs import kill_leftovers
+
+    stopped = 0
+    for run_id in run_ids:
+        with _LOCK:
+            since = _RUN_STARTS.pop(run_id, None)
+        if since is not None and run_id:
+            stopped += len(kill_leftovers(run_id, since, grace))
+    return stopped
+
+
 class DaskExecutor:
     """Submits each job as a Dask task (not pure: a node's process is never deduplicated by Dask)."""
 
@@ -497,6 +517,7 @@ class DaskExecutor:
         self.announced: dict[str, list[dict[str, Any]]] = {}  # task key -> its attempts, in order
         self.reported: dict[str, dict[str, Any]] = {}  # task key -> the result its last attempt sent
         self.folders: set[Path] = set()  # where workers write attempts files (removed at close)
+        self.run_ids: set[str] = set()  # the runs of the jobs submitted: their leftovers are stopped at close
         self.client.subscribe_topic(self.topic, self._event)
 
     def _event(self, event: tuple[float, dict[str, Any]]) -> None:
@@ -544,6 +565,7 @@ class DaskExecutor:
         with self._wake:
             self.running[job.id] = None  # queued: a drain waits for its result too
             self._queued.append(job)
+            self.run_ids.add(job.env.get("PLX_RUN_ID", ""))
             if self._sender is None:
                 self._sender = threading.Thread(target=self._send_loop, name="plx-dask-submit", daemon=True)
                 self._sender.start()
@@ -749,6 +771,17 @@ class DaskExecutor:
             except Exception:  # a worker that is gone has nothing left to kill
                 pass
 
+    def _stop_leftovers(self) -> None:
+        """Every worker stops what this executor's runs left running there (SPEC §9: nothing keeps
+        running). Only at the end: a scan of a host's processes per node would cost more than the node."""
+        run_ids = sorted(r for r in self.run_ids if r)
+        if not run_ids:
+            return
+        try:
+            self.client.run(stop_run_leftovers, run_ids, GRACE_SECONDS)
+        except Exception:  # a worker that is gone took its processes with it (its watchdog)
+            pass
+
     def close(self) -> None:
         with self._wake:
             self._closing = True
@@ -756,6 +789,7 @@ class DaskExecutor:
         if self._sender is not None:
             self._sender.join(timeout=30)
         try:
+            self._stop_leftovers()
             self.client.close()
         finally:
             for folder in self.folders:  # the workers' attempts files (read only when a worker died)

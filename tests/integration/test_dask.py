@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -120,6 +121,39 @@ def test_failure_and_timeout_on_dask(project: Project, scheduler: str) -> None:
     while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split(")")[1].split()[0]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_what_a_successful_node_leaves_running_on_a_worker_is_stopped(project: Project, scheduler: str) -> None:
+    """A node that succeeds but leaves a process behind in a session of its own (setsid) and one it
+    double-forked: both are gone when plx returns (SPEC §9, nothing keeps running), on Dask as locally."""
+    pids = project.root / "pids"
+    pids.mkdir()
+    project.write(
+        "operations/escape.yaml",
+        "kind: operation\nname: escape\nrunner: command\noutputs: [{name: out}]\ncmd: |\n"
+        f"  setsid sleep 3001 > /dev/null 2>&1 < /dev/null & echo $! > {pids}/setsid\n"
+        # it has left the node's session (else the end of the node's process group would take it)
+        """  while [ "$(cut -d' ' -f6 /proc/$!/stat)" != "$!" ]; do sleep 0.01; done\n"""
+        f"  ( sleep 3002 > /dev/null 2>&1 < /dev/null & echo $! > {pids}/double )\n"
+        '  echo ok > "$OUTPUT_OUT"\n',
+    )
+    project.write("graphs/e.yaml", "kind: graph\nname: e\nnodes:\n  e: {operation: escape}\n")
+    r = project.plx("run", "graphs/e.yaml", "--executor", "dask", "--scheduler", scheduler, "--json")
+    left = [int((pids / name).read_text()) for name in ("setsid", "double")]
+    try:
+        assert r.code == 0 and r.json()["nodes"]["e"]["state"] == "success", r
+        assert [pid for pid in left if _alive(pid)] == []
+    finally:
+        for pid in left:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_ctrl_c_stops_remote_nodes(project: Project, scheduler: str) -> None:
