@@ -402,7 +402,11 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 def table(name: str, result: Result, tools: list[str], scenarios: list[str]) -> list[str]:
     bash = "make-bash" in tools
-    lines = [f"### {name}", "", "| scenario | " + " | ".join(tools) + " | plx / make" + (" | plx / make (bash)" if bash else "") + " | plx / best peer | peak MB (" + ", ".join(tools) + ") |"]
+    lines = [
+        f"### {name}",
+        "",
+        "| scenario | " + " | ".join(tools) + " | plx / make" + (" | plx / make (bash)" if bash else "") + " | plx / best peer | peak MB (" + ", ".join(tools) + ") |",
+    ]
     lines.append("|" + "---|" * (len(tools) + 4 + bash))
     for sc in scenarios:
         cells = [fmt(result.median(t, sc)) for t in tools]

@@ -667,13 +667,17 @@ def _only_the_invoked_command(argv: list[str]) -> None:
 
     Typer turns the signature of every command into click parameters each time plx starts (~4 ms,
     a fortieth of a no-op run); a command line invokes one. `plx`, `plx --help`, `plx --version` or
-    a name that is no command keep them all (the list, and click's "No such command" for a typo)."""
-    from typer.main import get_command_name
-
+    a name that is no command keep them all (the list, and click's "No such command" for a typo).
+    It reads typer's registrations: should a typer release change them, plx keeps every command."""
     if not argv or argv[0].startswith("-"):
         return
-    commands = [c for c in app.registered_commands if (c.name or get_command_name(c.callback.__name__ if c.callback else "")) == argv[0]]
-    groups = [g for g in app.registered_groups if g.name == argv[0]]
+    try:
+        from typer.main import get_command_name
+
+        commands = [c for c in app.registered_commands if (c.name or get_command_name(c.callback.__name__ if c.callback else "")) == argv[0]]
+        groups = [g for g in app.registered_groups if g.name == argv[0]]
+    except Exception:  # only a speed-up: never a reason not to start
+        return
     if commands or groups:
         app.registered_commands, app.registered_groups = commands, groups
 

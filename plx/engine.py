@@ -104,12 +104,12 @@ class Engine:
     only after that commit), so the steps are kept readable side by side here. Each method stays
     under ruff's complexity limit; what can be decided alone lives in the parts."""
 
-    def __init__(self, project: Project, plan: Plan | list[Member], opts: RunOptions, reporter: Reporter, lib: Any = None, store: Store | None = None):
+    def __init__(self, project: Project, plan: Plan | list[Member], opts: RunOptions, reporter: Reporter, lib: Any = None):
         self.project = project
         self.members = plan if isinstance(plan, list) else [Member(plan, opts.overrides)]
         self.opts = opts
         self.reporter = reporter
-        self.store = store if store is not None else Store(project.store)  # the engine closes it
+        self.store = Store(project.store)
         self.lib = lib
         self.events: queue.Queue[Finished | Retry | _GitReady | Fetched] = queue.Queue()
         # The local executor (a thread pool, the subreaper and its reaper thread) is made when the

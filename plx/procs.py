@@ -215,13 +215,22 @@ def kill_checked(pids: Iterable[tuple[int, int]], grace: float) -> list[int]:
 def kill_leftovers(run_id: str, since: float, grace: float = 1.0) -> list[int]:
     """Stop every process still carrying PLX_RUN_ID=run_id that started after `since` (Unix time):
     what a plx that died left running. The start time guards against a reused pid."""
-    if not os.path.isdir("/proc"):
+    return kill_runs_leftovers({run_id: since}, grace)
+
+
+def kill_runs_leftovers(runs: dict[str, float], grace: float = 1.0) -> list[int]:
+    """kill_leftovers for several runs (run id -> since) in one scan of /proc."""
+    if not os.path.isdir("/proc") or not runs:
         return []
     me = os.getpid()
     boot, tick = _boot_time(), os.sysconf("SC_CLK_TCK")
     table = {pid: st for pid in _pids() if pid != me and (st := _stat(pid)) is not None and st[0] != "Z"}
-    recent = {pid for pid, st in table.items() if boot + st[4] / tick >= since - 1.0}
-    marked = {pid for pid in recent if environ_marks(pid).get(MARKER) == run_id}
+    recent = {pid for pid, st in table.items() if boot + st[4] / tick >= min(runs.values()) - 1.0}
+    marked: set[int] = set()
+    for pid in recent:
+        run_id = environ_marks(pid).get(MARKER)
+        if run_id in runs and boot + table[pid][4] / tick >= runs[run_id] - 1.0:
+            marked.add(pid)
     # A process that cleared its environment is still found in the session of a marked one: the
     # node's own session, or one a node process created with setsid. Only a session that is the
     # run's own: its leader marked or gone, every member started after the run, not plx's session.
@@ -279,5 +288,5 @@ def guard() -> None:
         if len(words) == 2:
             runs[words[0]] = float(words[1])
     for _ in range(5):  # again, while stopping one lets another be found (a node starting one more)
-        if not any([kill_leftovers(rid, since, grace=1.0) for rid, since in runs.items()]):
+        if not kill_runs_leftovers(runs, grace=1.0):
             return

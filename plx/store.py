@@ -13,7 +13,6 @@ Directories are stored as trees: a JSON manifest object listing (path, hash, mod
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import json
@@ -21,7 +20,6 @@ import os
 import shutil
 import stat
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,55 +113,17 @@ class Store:
         self._lock_fd: int | None = None
         self._lease: Any = None  # a file object: closed (the lease released) even if close() is never called
         self._prefixes: set[str] = set()  # objects/xx folders known to exist
-        self._opener: threading.Thread | None = None
 
     # ---- index and stat cache (opened lazily: dry runs and logs rarely need both) ----
 
-    def open_ahead(self) -> None:
-        """Open index/ and stats/ in a thread now, while the caller validates and plans. Opening one
-        writes diskcache's settings (a dozen small transactions, 2-4 ms), which a run's first lookup
-        and last write would otherwise wait for. Any problem is left to the usual opening (_open_db):
-        the first use of either one waits for this thread, then opens what it did not."""
-        if self._opener is None and self._index is None and self._stats is None:
-            self._opener = threading.Thread(target=self._open_quietly, name="plx-open-store", daemon=True)
-            self._opener.start()
-
-    def _open_quietly(self) -> None:
-        import diskcache
-
-        for name in ("index", "stats"):
-            db = None
-            try:
-                ensure_dir(self.root / name)
-                db = diskcache.Cache(str(self.root / name), disk=_json_only_disk(), eviction_policy="none")
-                db.get("\x00plx-probe")
-            except Exception:  # damaged, locked, unwritable: _open_db decides, in the caller's thread
-                if db is not None:
-                    with contextlib.suppress(Exception):
-                        db.close()
-                return
-            if name == "index":
-                self._index = db
-            else:
-                self._stats = db
-
-    def _opened_ahead(self) -> None:
-        if self._opener is not None:
-            self._opener.join()
-            self._opener = None
-
     @property
     def index(self) -> Any:
-        if self._index is None:
-            self._opened_ahead()
         if self._index is None:
             self._index = self._open_db("index", "cache misses: the nodes run again once")
         return self._index
 
     @property
     def stats(self) -> Any:
-        if self._stats is None:
-            self._opened_ahead()
         if self._stats is None:
             self._stats = self._open_db("stats", "files are hashed again once")
         return self._stats
@@ -216,7 +176,6 @@ class Store:
         self._lease = os.fdopen(fd, "r+b", buffering=0)
 
     def close(self) -> None:
-        self._opened_ahead()
         try:
             self.flush()
         finally:

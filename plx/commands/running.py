@@ -99,9 +99,6 @@ def run_many(
             project, lib, graph_file, rev_info = at_revision(project, graph_file, rev)
         else:
             prefetch_git_facts(project.root)  # overlaps validation and planning
-        store = Store(project.store)
-        store.open_ahead()  # so does opening its databases
-        cleanup.callback(store.close)  # if planning fails; the engine closes it after a run (closing twice is harmless)
         members, flat = plan_members(lib, graph_file, targets=targets, params=params, inputs=inputs, sweeps=sweeps, freeze=True)
         cleanup.callback(gc.unfreeze)  # also done by the engine when the run ends
         if executor == "dask" and not jobs and not project.jobs:
@@ -120,7 +117,7 @@ def run_many(
             remote=remote_url,
         )
         opts.labels = labels or {}
-        return Engine(project, members, opts, reporter, lib, store).run_all()
+        return Engine(project, members, opts, reporter, lib).run_all()
 
 
 def run(project: Project, lib: Library, graph_file: Path, **options: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ runs it through the remote (_via_remote), announcing each attempt to the schedul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -47,9 +48,12 @@ BATCH = 16  # jobs handed to Dask at once while its workers have enough to do (D
 # On each worker: the processes it is running for plx, by task key, so plx can cancel them.
 _RUNNING: dict[str, subprocess.Popen[bytes]] = {}
 _CANCELED: set[str] = set()  # tasks plx stopped: one that starts after the stop runs nothing
-# Each run this worker started a node of, and when (this host's clock): what the run's nodes left
-# running here (a `setsid` child outliving its node) is stopped when plx closes the run (stop_run_leftovers).
+# Each run this worker started a node of, and when (this host's clock, less a second: /proc's start times
+# are rounded down to the boot's whole second): what the run's nodes left running here (a `setsid` child
+# outliving its node) is stopped when plx closes the run (stop_run_leftovers).
 _RUN_STARTS: dict[str, float] = {}
+_FORGET_RUNS_AFTER = 7 * 24 * 3600  # a run whose plx never closed it (killed) is forgotten after a week
+STOP_WAIT = 30.0  # plx waits at most this long for the workers to stop a run's leftovers
 _LOCK = threading.Lock()
 
 
@@ -413,7 +417,12 @@ def _run_attempt(
     with open(stdout, "wb") as out, open(stderr, "wb") as err, _LOCK:
         if key in _CANCELED:  # plx stopped the run before this task started: it never starts the node
             return -signal.SIGTERM, False
-        _RUN_STARTS.setdefault(extra_env.get("PLX_RUN_ID", ""), time.time())
+        run_id = extra_env.get("PLX_RUN_ID", "")
+        if run_id and run_id not in _RUN_STARTS:
+            now = time.time()
+            for old in [r for r, t in _RUN_STARTS.items() if t < now - _FORGET_RUNS_AFTER]:
+                del _RUN_STARTS[old]
+            _RUN_STARTS[run_id] = now - 1
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -466,20 +475,19 @@ def kill_on_worker(keys: list[str], hard: bool, grace: float) -> int:
     return len(procs)
 
 
-def stop_run_leftovers(run_ids: list[str], grace: float) -> int:
-    """Runs on every worker (client.run) when plx closes its runs: stop what their nodes started here
-    and left running (a process that called `setsid` or double-forked outlives its node's process
+async def stop_run_leftovers(run_ids: list[str], grace: float) -> int:
+    """Runs on the workers that ran the runs' nodes (client.run) when plx closes them: stop what those
+    nodes started here and left running (a process that called `setsid` or left its node's process
     group). Found by the run's PLX_RUN_ID marker among the processes started since this worker's first
-    node of the run (procs.kill_leftovers, which checks start times). Returns how many were stopped."""
-    from ..procs import kill_leftovers
+    node of the run, in one scan of /proc (procs.kill_runs_leftovers, which checks start times), in a
+    thread: the worker's event loop (its heartbeats) is not held meanwhile. Returns how many were stopped."""
+    import asyncio
 
-    stopped = 0
-    for run_id in run_ids:
-        with _LOCK:
-            since = _RUN_STARTS.pop(run_id, None)
-        if since is not None and run_id:
-            stopped += len(kill_leftovers(run_id, since, grace))
-    return stopped
+    from ..procs import kill_runs_leftovers
+
+    with _LOCK:
+        runs = {r: since for r in run_ids if (since := _RUN_STARTS.pop(r, None)) is not None}
+    return len(await asyncio.to_thread(kill_runs_leftovers, runs, grace)) if runs else 0
 
 
 class DaskExecutor:
@@ -518,6 +526,7 @@ class DaskExecutor:
         self.reported: dict[str, dict[str, Any]] = {}  # task key -> the result its last attempt sent
         self.folders: set[Path] = set()  # where workers write attempts files (removed at close)
         self.run_ids: set[str] = set()  # the runs of the jobs submitted: their leftovers are stopped at close
+        self.workers_used: set[str] = set()  # the workers their attempts ran on (as the attempts say)
         self.client.subscribe_topic(self.topic, self._event)
 
     def _event(self, event: tuple[float, dict[str, Any]]) -> None:
@@ -699,6 +708,8 @@ class DaskExecutor:
             attempts = [{"attempt": i, "worker": a.get("worker"), "host": a.get("host"), "pid": None} for i, a in enumerate(announced, 1)]
         elif not attempts and extra:
             attempts = [{"attempt": 1, "worker": extra.get("worker"), "host": extra.get("host"), "pid": None}]
+        with self._lock:
+            self.workers_used.update(str(a["worker"]) for a in attempts if a.get("worker"))
         # queued before it leaves `running`, so a stop in between still waits for this result
         self.results.put(DaskFinished(job_id, None if error else code, timed_out, started, ended, error, attempts=attempts))
         self._forget(job_id)
@@ -772,15 +783,23 @@ class DaskExecutor:
                 pass
 
     def _stop_leftovers(self) -> None:
-        """Every worker stops what this executor's runs left running there (SPEC §9: nothing keeps
-        running). Only at the end: a scan of a host's processes per node would cost more than the node."""
-        run_ids = sorted(r for r in self.run_ids if r)
-        if not run_ids:
+        """The workers that ran this executor's nodes stop what those left running there (SPEC §9:
+        nothing keeps running). Only at the end: a scan of a host's processes per node would cost more
+        than the node. A worker that does not answer within STOP_WAIT (stopped, cut off) does not hold
+        plx: a worker that is gone took its node processes with it (its watchdog)."""
+        with self._lock:
+            run_ids = sorted(r for r in self.run_ids if r)
+            workers = sorted(self.workers_used)
+        if not run_ids or not workers:
             return
-        try:
-            self.client.run(stop_run_leftovers, run_ids, GRACE_SECONDS)
-        except Exception:  # a worker that is gone took its processes with it (its watchdog)
-            pass
+
+        def call() -> None:
+            with contextlib.suppress(Exception):
+                self.client.run(stop_run_leftovers, run_ids, GRACE_SECONDS, workers=workers, on_error="ignore")
+
+        caller = threading.Thread(target=call, name="plx-dask-leftovers", daemon=True)
+        caller.start()
+        caller.join(STOP_WAIT)
 
     def close(self) -> None:
         with self._wake:
@@ -789,8 +808,10 @@ class DaskExecutor:
         if self._sender is not None:
             self._sender.join(timeout=30)
         try:
-            self._stop_leftovers()
-            self.client.close()
+            try:
+                self._stop_leftovers()
+            finally:
+                self.client.close()
         finally:
             for folder in self.folders:  # the workers' attempts files (read only when a worker died)
                 shutil.rmtree(folder / ATTEMPTS, ignore_errors=True)
