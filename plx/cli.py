@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import gc
 import json
@@ -58,6 +59,10 @@ def handle_errors(fn: F) -> F:
         except Exception as exc:  # a full disk is the user's to fix, not a plx bug: a message, no traceback
             from .errors import disk_full_message, is_disk_full
 
+            if isinstance(exc, OSError) and exc.errno in _REFUSED and exc.filename:
+                # A read-only or foreign store (or output file): the path and why, never a traceback.
+                err(f"plx: error: {exc.filename}: {exc.strerror}{_store_hint(str(exc.filename))}")
+                raise typer.Exit(1) from None
             if not is_disk_full(exc):
                 raise
             # No file name: the store's databases, or plx's own output (`plx log > file` on a full disk).
@@ -65,6 +70,17 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+_REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _store_hint(path: str) -> str:
+    """What to do when the refused path is in plx's store (the default `.plx`, or $PLX_STORE)."""
+    store = os.environ.get("PLX_STORE")
+    if ".plx" in Path(path).parts or (store and os.path.abspath(path).startswith(os.path.abspath(store))):
+        return " (plx keeps its cache and run records in the store: make it writable, or set PLX_STORE to a folder you can write)"
+    return ""
 
 
 def _version(value: bool) -> None:

@@ -168,3 +168,28 @@ def test_output_that_cannot_be_written_is_a_message_and_the_right_exit_code(proj
     assert "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().endswith(f"rc={code}"), r.stderr
     assert message in r.stderr, r.stderr
+
+
+def test_a_store_plx_cannot_write_is_named_with_what_to_do(project: Project) -> None:
+    """A read-only store (here a read-only tmpfs over .plx/): the path and the reason, and what to do,
+    not "cannot write the output" (the output was fine) nor a traceback; exit 1."""
+    import subprocess
+
+    project.write("operations/p.yaml", OP)
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: p}\n")
+    store = project.root / ".plx"
+    store.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(store)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        print(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip()}")
+        pytest.skip(f"this machine forbids mount: {mounted.stderr.strip()}")
+    try:
+        for args in (("run", "graphs/g.yaml"), ("run", "graphs/g.yaml", "--dry-run"), ("cache", "stats")):
+            r = project.plx(*args)
+            assert r.code == 1, r
+            _clean(r)
+            assert f"{store}/objects: Read-only file system" in r.err and "set PLX_STORE to a folder you can write" in r.err, r
+            assert "cannot write the output" not in r.err, r
+    finally:
+        subprocess.run(["umount", str(store)], check=True)
+    assert project.plx("run", "graphs/g.yaml").code == 0  # writable again: nothing was left half-made
