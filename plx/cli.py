@@ -60,8 +60,9 @@ def handle_errors(fn: F) -> F:
             from .errors import disk_full_message, is_disk_full
 
             if isinstance(exc, OSError) and exc.errno in _REFUSED and exc.filename:
-                # A read-only or foreign store (or output file): the path and why, never a traceback.
-                err(f"plx: error: {exc.filename}: {exc.strerror}{_store_hint(str(exc.filename))}")
+                # A file or folder plx may not write (an output file, a folder deep in a foreign store):
+                # the path and why, never a traceback. The store's own folders say more (Store).
+                err(f"plx: error: {exc.filename}: {exc.strerror}")
                 raise typer.Exit(1) from None
             if not is_disk_full(exc):
                 raise
@@ -73,14 +74,6 @@ def handle_errors(fn: F) -> F:
 
 
 _REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
-
-
-def _store_hint(path: str) -> str:
-    """What to do when the refused path is in plx's store (the default `.plx`, or $PLX_STORE)."""
-    store = os.environ.get("PLX_STORE")
-    if ".plx" in Path(path).parts or (store and os.path.abspath(path).startswith(os.path.abspath(store))):
-        return " (plx keeps its cache and run records in the store: make it writable, or set PLX_STORE to a folder you can write)"
-    return ""
 
 
 def _version(value: bool) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .errors import is_damaged_db, warn
+from .errors import PlxError, is_damaged_db, warn
 from .hashing import canonical, hash_bytes, hash_file
 from .repair import ensure_dir, open_lock_file, set_aside
 
@@ -100,8 +100,16 @@ class Store:
         self._objects_str = str(self.objects)
         self.tmp = root / "tmp"
         self.locks = root / "key-locks"
-        for d in (self.objects, self.tmp):
-            ensure_dir(d)
+        try:
+            for d in (self.objects, self.tmp):
+                ensure_dir(d)
+        except OSError as exc:  # a read-only mount, another user's folder: said here, where the store is known
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise PlxError(
+                f"{exc.filename or root}: {exc.strerror} (plx keeps its cache and run records in the store {root}: "
+                "make it writable, or set PLX_STORE to a folder you can write)"
+            ) from None
         self._index: Any = None
         self._stats: Any = None
         self._new_stats: dict[str, str] = {}  # written in one transaction, not one per object
