@@ -309,7 +309,7 @@ class Engine:
             while (tid := sched.take_next()) is not None:
                 if tid not in self.gate.keys and self.gate.use_cache and self.tasks[tid].cacheable:  # the next tasks' entries, in one batch
                     # The first batch is PREFETCH tasks; once it was all hits (a no-op so far), the
-                    # rest of what is ready in one (its rows then read by a scan: Store._rows).
+                    # rest of what is ready in one (its rows then read by a scan: TextTable.texts).
                     batch = len(sched.ready) + 1 if self._all_hits and self.gate.keys else PREFETCH
                     self._prefetch([tid, *sched.ready[: batch - 1]])
                 if self._start(tid):

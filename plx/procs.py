@@ -26,6 +26,7 @@ permission bits of a stored input linked into a node stop root's writes as they 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -262,6 +263,10 @@ def start_guardian() -> subprocess.Popen[bytes] | None:
         )
     except OSError:
         return None
+    # Its start (an interpreter, ~10 ms of CPU) comes with the first nodes: it yields to them. Not
+    # the lowest priority: should plx be killed on a busy machine, it must still get to its work.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, proc.pid, 10)
     return proc
 
 

@@ -303,9 +303,13 @@ class Remote:
                 path = fut.result()
                 fetched.files.append((path, futures[fut]))
                 fetched.bytes += path.stat().st_size
-        except BaseException:
+        except BaseException as exc:
             for fut in futures:
                 fut.cancel()
+            if not isinstance(exc, KeyboardInterrupt):
+                # A download still running when another failed ends with a temp file too (seen as a
+                # `remote-*` file left in <store>/tmp): wait for it. A Ctrl-C does not wait; gc removes those.
+                cf.wait(futures)
             for fut in futures:  # whatever finished still holds a temp file: collect it for discard
                 if fut.done() and not fut.cancelled() and fut.exception() is None:
                     p = fut.result()

@@ -2,8 +2,8 @@
 
 Layout under the store folder (default `.plx/`):
   objects/ab/cdef...   one read-only plain file per distinct content (BLAKE3 name)
-  index/               cache entries: key -> JSON outputs (diskcache, JSON only)
-  stats/               (path, size, mtime, inode, ctime) -> hash, so unchanged files are not re-read
+  index/               cache entries: key -> JSON outputs (texttable.TextTable)
+  stats/               (path, size, mtime, inode, ctime) -> hash, so unchanged files are not re-read (the same)
   key-locks            one file; a byte-range lock per cache key being computed (released if a holder dies)
   lease                one file: every plx that runs nodes or stores holds a shared flock on it for as
                        long as it does; `plx cache gc` deletes freely only while it holds it exclusively
@@ -20,7 +20,6 @@ import os
 import shutil
 import stat
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -28,9 +27,9 @@ from typing import Any, Iterator, Mapping
 from .errors import PlxError, is_damaged_db, warn
 from .hashing import canonical, hash_bytes, hash_file
 from .repair import ensure_dir, open_lock_file, set_aside
+from .texttable import TextTable
 
 TREE_TYPE = "directory"
-SCAN_FROM = 2048  # stat signatures asked for at once from which a range scan may beat a probe per key
 
 
 @dataclass(frozen=True)
@@ -48,26 +47,6 @@ class Artifact:
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> Artifact:
         return Artifact(str(d["hash"]), int(d["size"]), str(d["type"]), str(d["filename"]))
-
-
-def _json_only_disk() -> Any:
-    """A diskcache Disk that stores text only and refuses to unpickle anything it reads."""
-    import diskcache
-    from diskcache.core import MODE_PICKLE
-
-    class JsonOnlyDisk(diskcache.Disk):  # type: ignore[misc]
-        # A tampered index row marked as a pickle must never reach pickle.load.
-        def get(self, key: Any, raw: bool) -> Any:
-            if not raw:
-                raise ValueError("the plx index holds only text keys")
-            return super().get(key, raw)
-
-        def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> Any:
-            if mode == MODE_PICKLE:
-                raise ValueError("the plx index holds only text values")
-            return super().fetch(mode, filename, value, read)
-
-    return JsonOnlyDisk
 
 
 def reflink_or_copy(src: Path, dst: Path) -> None:
@@ -110,8 +89,8 @@ class Store:
                 f"{exc.filename or root}: {exc.strerror} (plx keeps its cache and run records in the store {root}: "
                 "make it writable, or set PLX_STORE to a folder you can write)"
             ) from None
-        self._index: Any = None
-        self._stats: Any = None
+        self._index: TextTable | None = None
+        self._stats: TextTable | None = None
         self._new_stats: dict[str, str] = {}  # written in one transaction, not one per object
         self._new_entries: dict[str, str] = {}  # cache entries waiting for commit_entries
         # Rows read ahead in one query for many keys (prefetch): the index's entries of tasks about to
@@ -125,34 +104,31 @@ class Store:
     # ---- index and stat cache (opened lazily: dry runs and logs rarely need both) ----
 
     @property
-    def index(self) -> Any:
+    def index(self) -> TextTable:
         if self._index is None:
             self._index = self._open_db("index", "cache misses: the nodes run again once")
         return self._index
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> TextTable:
         if self._stats is None:
             self._stats = self._open_db("stats", "files are hashed again once")
         return self._stats
 
-    def _open_db(self, name: str, what: str) -> Any:
+    def _open_db(self, name: str, what: str) -> TextTable:
         """Open index/ or stats/; a damaged database is set aside and started afresh (misses, not errors)."""
-        import diskcache
-
         path = self.root / name
         ensure_dir(path)
         try:
-            db = diskcache.Cache(str(path), disk=_json_only_disk(), eviction_policy="none")
-            db.get("\x00plx-probe")  # reads a page: a damaged file says so now, not in the middle of a run
-            return db
+            return TextTable(path)
         except Exception as exc:
             if not is_damaged_db(exc):
                 raise
             why = str(exc)
         aside = set_aside(path)
         warn(f"{path} was damaged ({why}); set aside as {aside.name} and started empty ({what})")
-        return diskcache.Cache(str(path), disk=_json_only_disk(), eviction_policy="none")
+        ensure_dir(path)
+        return TextTable(path)
 
     def _damaged(self, name: str, exc: BaseException) -> None:
         """A database found damaged while in use: close it; the next use sets it aside and starts afresh."""
@@ -201,35 +177,13 @@ class Store:
         self.commit_entries()
         if self._new_stats:
             try:
-                with self.stats.transact():
-                    self._put_stats()
+                with self.stats.transaction():
+                    self.stats.put_many(self._new_stats.items())
             except Exception as exc:
                 if not is_damaged_db(exc):
                     raise
                 self._damaged("stats", exc)  # only a cache of hashes: lose this batch, not the run
             self._new_stats.clear()
-
-    def _put_stats(self) -> None:
-        """The new stat-cache rows, in one statement (diskcache's set() takes three or four per row,
-        which a cold run or the first `--dry-run` of 100,000 inputs pays 100,000 times). The same rows
-        set() writes for short text; inside the caller's transaction."""
-        from diskcache.core import MODE_RAW
-
-        db = self.stats
-        try:
-            con = db._con
-        except AttributeError:  # a diskcache without this internal: one set() per row
-            for k, v in self._new_stats.items():
-                db.set(k, v)
-            return
-        now = time.time()
-        con.executemany(
-            "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value)"
-            " VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, NULL, ?) ON CONFLICT(key, raw) DO UPDATE SET store_time = excluded.store_time,"
-            " expire_time = NULL, access_time = excluded.access_time, access_count = 0, tag = NULL, size = 0, mode = excluded.mode,"
-            " filename = NULL, value = excluded.value",
-            [(k, now, now, MODE_RAW, v) for k, v in self._new_stats.items()],
-        )
 
     def _remember(self, key: str, h: str) -> None:
         self._new_stats[key] = h
@@ -237,52 +191,17 @@ class Store:
             self.flush()
 
     def _many(self, name: str, keys: list[str]) -> dict[str, str]:
-        """The text values of many keys of index/ or stats/ (see _rows). A row that is not short plain
-        text is left out: the single get() then decides about it, as for any key."""
+        """The text values of many keys of index/ or stats/ (TextTable.texts); a row that is not
+        plain text is left out: the single get() then decides about it, as for any key."""
         if not keys:
             return {}
-        from diskcache.core import MODE_RAW
-
         try:
-            rows = self._rows((self.index if name == "index" else self.stats)._sql, keys)
-        except AttributeError:  # a diskcache without this internal: one query per key, as before
-            return {}
+            return (self.index if name == "index" else self.stats).texts(keys)
         except Exception as exc:
             if not is_damaged_db(exc):
                 raise
             self._damaged(name, exc)
             return {}
-        return {k: v for k, mode, v in rows if mode == MODE_RAW and isinstance(k, str) and isinstance(v, str)}
-
-    @staticmethod
-    def _rows(sql: Any, keys: list[str]) -> list[Any]:
-        """(key, mode, value) of the text-keyed rows of many keys: one query per 500 keys; or, when they
-        are 2,048 or more and most of the rows under their common prefix (a folder for stat signatures;
-        for cache keys, none: the whole table), at most twice as many (a no-op or `--dry-run` of
-        100,000 nodes asks for nearly all), one scan of those rows, two to three times faster than a
-        probe per key, the rows then kept to the keys asked."""
-        now = time.time()
-        if len(keys) >= SCAN_FROM:
-            prefix = os.path.commonprefix([min(keys), max(keys)])
-            args: tuple[str, ...] = ()
-            if prefix:  # the rows under it, counted on the key index alone (no row read)
-                where, args = "key >= ? AND key < ? AND ", (prefix, prefix + "\U0010ffff")
-                (total,) = sql(f"SELECT count(*) FROM Cache WHERE {where}raw = 1", args).fetchone()
-            else:  # the whole table, in its own order (cheaper than along the key index)
-                where = ""
-                (total,) = sql("SELECT value FROM Settings WHERE key = 'count'").fetchone() or (None,)
-            if isinstance(total, int) and total <= 2 * len(keys):
-                wanted = set(keys)
-                rows = sql(f"SELECT key, mode, value FROM Cache WHERE {where}raw = 1 AND (expire_time IS NULL OR expire_time > ?)", (*args, now)).fetchall()
-                return [r for r in rows if r[0] in wanted]
-        out: list[Any] = []
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            out += sql(
-                f"SELECT key, mode, value FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(chunk))}) AND (expire_time IS NULL OR expire_time > ?)",
-                (*chunk, now),
-            ).fetchall()
-        return out
 
     def _known(self, key: str) -> str | None:
         h = self._new_stats.get(key) or self._ahead_stats.pop(key, None)  # read ahead for this one look: not kept for the run
@@ -592,27 +511,15 @@ class Store:
 
     def lookup_many(self, keys: list[str]) -> dict[str, dict[str, Artifact] | None]:
         """lookup() of many keys at once, for `--dry-run` (which serves nothing): the entries read
-        together (_rows), each object `lstat`ed once and its signature looked up together (re-hashed
-        when it is not the known one), as lookup() checks them. A key this does not settle (a folder
-        output, a row that is not short plain text) is left out: lookup() answers it."""
-        from diskcache.core import MODE_RAW
-
+        together (TextTable.texts), each object `lstat`ed once and its signature looked up together
+        (re-hashed when it is not the known one), as lookup() checks them. A key this does not settle
+        (a folder output) is left out: lookup() answers it."""
         keys = [k for k in dict.fromkeys(keys) if k not in self._new_entries]  # identical nodes share a key: asked once
-        try:
-            rows = self._rows(self.index._sql, keys)
-        except AttributeError:  # a diskcache without this internal: lookup() for each
-            return {}
-        except Exception as exc:
-            if not is_damaged_db(exc):
-                raise
-            self._damaged("index", exc)
-            return {}
-        out: dict[str, dict[str, Artifact] | None] = dict.fromkeys(keys)  # no row: a miss
+        texts = self._many("index", keys)
+        out: dict[str, dict[str, Artifact] | None] = dict.fromkeys(keys)  # no row, or one that is not text: a miss, as lookup() finds
         checks: dict[str, tuple[dict[str, Artifact], list[tuple[str, str]]]] = {}  # key -> outputs, (signature, hash) of each object
-        for key, mode, raw in rows:
+        for key, raw in texts.items():
             del out[key]  # settled below, or left to lookup()
-            if mode != MODE_RAW or not isinstance(raw, str):
-                continue
             try:
                 outputs = {k: Artifact.from_json(v) for k, v in json.loads(raw)["outputs"].items()}
             except (ValueError, KeyError, TypeError, AttributeError):
@@ -691,9 +598,8 @@ class Store:
         if self._new_entries:
             for attempt in (1, 2):
                 try:
-                    with self.index.transact():
-                        for k, v in self._new_entries.items():
-                            self.index.set(k, v)
+                    with self.index.transaction():
+                        self.index.put_many(self._new_entries.items())
                     break
                 except Exception as exc:
                     if attempt == 2 or not is_damaged_db(exc):
@@ -703,7 +609,7 @@ class Store:
 
     def entries(self) -> Iterator[tuple[str, dict[str, Any]]]:
         try:
-            keys = list(self.index.iterkeys())
+            keys = self.index.keys()
         except Exception as exc:
             if not is_damaged_db(exc):
                 raise

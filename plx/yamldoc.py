@@ -6,16 +6,29 @@ import gc
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from .errors import Diagnostic, ValidationError
 
-try:  # the C parser is several times faster on large graphs
-    _BaseLoader: type = yaml.CSafeLoader  # type: ignore[attr-defined]
-except AttributeError:  # pragma: no cover - pure-Python PyYAML
-    _BaseLoader = yaml.SafeLoader
+if TYPE_CHECKING:
+    import yaml
+
+# PyYAML is imported by the first parse (_parser), not with this module: a run whose files all
+# come from the parse cache never needs it (its import is ~9 ms, a twentieth of a no-op run).
+_yaml: Any = None
+_BaseLoader: Any = None
+
+
+def _parser() -> Any:
+    """PyYAML's safe loader class: the C one where PyYAML was built with it (several times faster)."""
+    global _yaml, _BaseLoader
+    if _BaseLoader is None:
+        import yaml
+
+        _yaml = yaml
+        _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return _BaseLoader
+
 
 # A document may reuse anchors, but expanding them must stay proportional to the
 # file: this bounds the "billion laughs" attack long before memory or time runs out.
@@ -45,10 +58,12 @@ class Doc:
 
     def where(self, path: Path_, key: bool = False) -> tuple[int | None, int | None]:
         """Line and column (1-based) of the value (or key) at path, or its nearest ancestor."""
+        p = tuple(path)
+        if not key and p in self.marks:  # known without parsing again (parsecache keeps the top level's)
+            return self.marks[p]
         if self.lazy_marks is not None:
             self.lazy_marks, decode = None, self.lazy_marks
             decode(self)
-        p = tuple(path)
         if key and p in self.key_marks:
             return self.key_marks[p]
         while True:
@@ -97,11 +112,11 @@ def load_text(text: str, file: str, positions: bool = True) -> Doc:
 
 
 def _load(text: str, file: str, positions: bool, doc: Doc | None = None) -> Doc:
-    loader = _BaseLoader(text)
+    loader = _parser()(text)
     try:
         try:
             root = loader.get_single_node()
-        except yaml.YAMLError as exc:
+        except _yaml.YAMLError as exc:
             raise _yaml_error(file, exc, text) from None
         if root is None:
             raise _fail(file, 1, 1, "the file is empty", "an operation starts with 'kind: operation', a graph with 'kind: graph'")
@@ -171,7 +186,7 @@ class _Builder:
 
     def _check_budget(self, node: yaml.Node) -> None:
         self.count += 1
-        if isinstance(node, yaml.ScalarNode):  # only collections count as alias uses
+        if isinstance(node, _yaml.ScalarNode):  # only collections count as alias uses
             pass
         elif id(node) in self.seen:
             self.alias_uses += 1
@@ -192,9 +207,9 @@ class _Builder:
         if self.positions:
             m = node.start_mark
             self.doc.marks[path] = (m.line + 1, m.column + 1)
-        if isinstance(node, yaml.MappingNode):
+        if isinstance(node, _yaml.MappingNode):
             return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, _yaml.SequenceNode):
             if node.tag not in ("tag:yaml.org,2002:seq",):
                 raise self._bad_tag(node)
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
@@ -225,7 +240,7 @@ class _Builder:
         m = node.start_mark
         try:
             value = self.loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
+        except _yaml.YAMLError as exc:
             raise _yaml_error(self.doc.file, exc) from None
         except ValueError:  # an integer longer than Python converts from text (4300 digits)
             raise _fail(self.doc.file, m.line + 1, m.column + 1, f"a number of {len(node.value)} digits is too long", "plx takes integers up to 4300 digits") from None
@@ -253,7 +268,7 @@ class _Builder:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 m = key_node.start_mark
                 raise _fail(self.doc.file, m.line + 1, m.column + 1, "YAML merge keys ('<<') are not supported", "write the keys out")
-            if not isinstance(key_node, yaml.ScalarNode):
+            if not isinstance(key_node, _yaml.ScalarNode):
                 m = key_node.start_mark
                 raise _fail(self.doc.file, m.line + 1, m.column + 1, "a mapping key must be a plain scalar")
             key = self._key(key_node)

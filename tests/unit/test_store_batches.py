@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from plx import store as store_mod
+from plx import texttable
 from plx.hashing import hash_bytes
 from plx.store import Artifact, Store
 
@@ -40,7 +40,7 @@ def _damage(s: Store, h: str, mode: str) -> None:
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: only the ctime tells
 
 
-@pytest.mark.parametrize("n", [10, store_mod.SCAN_FROM + 5])  # probes per key, then the scans
+@pytest.mark.parametrize("n", [10, texttable.SCAN_FROM + 5])  # probes per key, then the scans
 def test_lookup_many_agrees_with_lookup_and_never_takes_damage_for_intact(tmp_path: Path, n: int) -> None:
     s, keys, hashes = _filled(tmp_path, n)
     unknown = hash_bytes(b"never recorded")
@@ -58,7 +58,7 @@ def test_lookup_many_agrees_with_lookup_and_never_takes_damage_for_intact(tmp_pa
     s.close()
 
 
-@pytest.mark.parametrize("n", [10, store_mod.SCAN_FROM + 5])
+@pytest.mark.parametrize("n", [10, texttable.SCAN_FROM + 5])
 def test_hash_inputs_reads_a_file_again_when_its_signature_changed(tmp_path: Path, n: int) -> None:
     data = tmp_path / "data"
     data.mkdir()

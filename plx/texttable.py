@@ -1,0 +1,143 @@
+"""A key -> text table in one SQLite file: the store's cache index and its stat cache.
+
+Both are plain SQLite through the standard library. Earlier versions of plx kept them as diskcache
+caches; the file (`<folder>/cache.db`) and its `Cache` table keep that layout: a store written by an older
+plx is read as it is, and an older plx can still read this one. diskcache ran about forty
+statements at each open (2.5 ms a table, 6 ms in a new store, at every `plx` command that
+touches the cache) for features plx never used: eviction, pickled values, values kept as files.
+
+Only rows of text keys (`raw = 1`) holding inline text (`mode = 1`) are values; any other row
+(a value diskcache kept as a file, a tampered one marked as a pickle) reads as "not plain text"
+(ValueError), which callers treat as no entry. Nothing read here is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+TEXT = 1  # the `mode` of a row holding its value inline, as text (diskcache's MODE_RAW)
+SCAN_FROM = 2048  # keys asked for at once from which one range scan may beat a probe per key
+
+_SCHEMA = (
+    # diskcache's table and key index, column for column: see the module's docstring
+    "CREATE TABLE IF NOT EXISTS Cache (rowid INTEGER PRIMARY KEY, key BLOB, raw INTEGER, store_time REAL, expire_time REAL,"
+    " access_time REAL, access_count INTEGER DEFAULT 0, tag BLOB, size INTEGER DEFAULT 0, mode INTEGER DEFAULT 0, filename TEXT, value BLOB)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS Cache_key_raw ON Cache(key, raw)",
+)
+_PUT = (
+    "INSERT INTO Cache(key, raw, store_time, access_time, mode, value) VALUES (?, 1, ?, ?, 1, ?)"
+    " ON CONFLICT(key, raw) DO UPDATE SET store_time = excluded.store_time, expire_time = NULL, access_time = excluded.access_time,"
+    " access_count = 0, tag = NULL, size = 0, mode = 1, filename = NULL, value = excluded.value"
+)
+
+
+class TextTable:
+    """One `cache.db`; safe to share between the threads of one process and between processes
+    (SQLite's write-ahead log; a writer waits up to a minute for another's transaction)."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "cache.db"
+        self._lock = threading.RLock()  # one connection, used by one thread at a time
+        self._con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            self._con.execute("PRAGMA journal_mode = wal")  # kept by the file: a no-op after the first time
+            # NORMAL: a commit is durable against a crash of plx (not of the machine) without an fsync each
+            self._con.execute("PRAGMA synchronous = 1")
+            self._con.execute("PRAGMA cache_size = 8192")
+            self._con.execute("PRAGMA mmap_size = 67108864")
+            try:  # reads a page: a damaged file says so now, not in the middle of a run
+                self._con.execute("SELECT 1 FROM Cache LIMIT 1").fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                with self.transaction():
+                    for statement in _SCHEMA:
+                        self._con.execute(statement)
+        except BaseException:
+            self._con.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction (taken at once: two writers never deadlock upgrading a read)."""
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self._con.in_transaction:  # SQLite may have rolled it back itself (a full disk)
+                    with contextlib.suppress(sqlite3.Error):
+                        self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    def get(self, key: str) -> str | None:
+        """The text of key, or None; ValueError for a row that is not plain text."""
+        with self._lock:
+            row = self._con.execute("SELECT mode, value FROM Cache WHERE key = ? AND raw = 1", (key,)).fetchone()
+        if row is None:
+            return None
+        if row[0] != TEXT or not isinstance(row[1], str):
+            raise ValueError(f"{self.path}: the row of {key[:40]!r} is not plain text")
+        return row[1]
+
+    def put_many(self, items: Iterable[tuple[str, str]]) -> None:
+        """Set many keys, in one statement (inside the caller's transaction, if any)."""
+        now = time.time()
+        with self._lock:
+            self._con.executemany(_PUT, [(k, now, now, v) for k, v in items])
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._con.execute("DELETE FROM Cache WHERE key = ? AND raw = 1", (key,))
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return [k for (k,) in self._con.execute("SELECT key FROM Cache WHERE raw = 1") if isinstance(k, str)]
+
+    def __len__(self) -> int:
+        with self._lock:
+            (n,) = self._con.execute("SELECT count(*) FROM Cache").fetchone()
+        return int(n)
+
+    def texts(self, keys: list[str]) -> dict[str, str]:
+        """The text of each of many keys that has one (rows not plain text left out): one query per
+        500 keys; or, when they are SCAN_FROM or more and most of the rows under their common
+        prefix (a folder for stat signatures; for cache keys, none: the whole table), at most twice
+        as many (a no-op or `--dry-run` of 100,000 nodes asks for nearly all), one scan of those
+        rows, two to three times faster than a probe per key, the rows then kept to the keys asked."""
+        with self._lock:
+            rows = self._rows(keys)
+        return {k: v for k, mode, v in rows if mode == TEXT and isinstance(k, str) and isinstance(v, str)}
+
+    def _rows(self, keys: list[str]) -> list[Any]:
+        sql = self._con.execute
+        if len(keys) >= SCAN_FROM:
+            prefix = os.path.commonprefix([min(keys), max(keys)])
+            args: tuple[str, ...] = ()
+            if prefix:  # the rows under it, counted on the key index alone (no row read)
+                where, args = "key >= ? AND key < ? AND ", (prefix, prefix + "\U0010ffff")
+                (total,) = sql(f"SELECT count(*) FROM Cache WHERE {where}raw = 1", args).fetchone()
+            else:  # the whole table, in its own order (cheaper than along the key index); rowids
+                # only grow, so the largest is at least the number of rows, found without a count
+                where = ""
+                (total,) = sql("SELECT max(rowid) FROM Cache").fetchone()
+            if isinstance(total, int) and total <= 2 * len(keys):
+                wanted = set(keys)
+                return [r for r in sql(f"SELECT key, mode, value FROM Cache WHERE {where}raw = 1", args) if r[0] in wanted]
+        out: list[Any] = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            out += sql(f"SELECT key, mode, value FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return out

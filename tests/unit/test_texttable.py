@@ -1,0 +1,98 @@
+"""The store's key -> text tables: a store written by an older plx (diskcache's layout, triggers and
+all) is read and written as it is, and a row that is not plain text is never a value."""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from plx.texttable import SCAN_FROM, TextTable
+
+# What diskcache 5.6 made of an index folder (the Settings rows its triggers keep up to date).
+_OLD = [
+    "CREATE TABLE Settings (key TEXT NOT NULL UNIQUE, value)",
+    "INSERT INTO Settings VALUES ('count', 0), ('size', 0)",
+    "CREATE TABLE Cache (rowid INTEGER PRIMARY KEY, key BLOB, raw INTEGER, store_time REAL, expire_time REAL, access_time REAL,"
+    " access_count INTEGER DEFAULT 0, tag BLOB, size INTEGER DEFAULT 0, mode INTEGER DEFAULT 0, filename TEXT, value BLOB)",
+    "CREATE UNIQUE INDEX Cache_key_raw ON Cache(key, raw)",
+    "CREATE INDEX Cache_expire_time ON Cache (expire_time)",
+    "CREATE TRIGGER Settings_count_insert AFTER INSERT ON Cache FOR EACH ROW BEGIN UPDATE Settings SET value = value + 1 WHERE key = 'count'; END",
+    "CREATE TRIGGER Settings_count_delete AFTER DELETE ON Cache FOR EACH ROW BEGIN UPDATE Settings SET value = value - 1 WHERE key = 'count'; END",
+    "CREATE TRIGGER Settings_size_update AFTER UPDATE ON Cache FOR EACH ROW BEGIN UPDATE Settings SET value = value + NEW.size - OLD.size WHERE key = 'size'; END",
+]
+
+
+def _old_store(folder: Path) -> None:
+    folder.mkdir()
+    con = sqlite3.connect(folder / "cache.db")
+    con.execute("PRAGMA journal_mode = wal")
+    for statement in _OLD:
+        con.execute(statement)
+    rows = [("k-text", 1, 1, '{"outputs": {}}', None), ("k-file", 1, 3, None, "ab/cd.val"), ("k-pickle", 1, 4, pickle.dumps(["x"]), None), ("k-bytes", 0, 1, "x", None)]
+    con.executemany("INSERT INTO Cache(key, raw, store_time, mode, value, filename) VALUES (?, ?, 0, ?, ?, ?)", [(k, raw, mode, v, f) for k, raw, mode, v, f in rows])
+    con.commit()
+    con.close()
+
+
+def test_an_older_plx_store_is_read_and_written_as_it_is(tmp_path: Path) -> None:
+    _old_store(tmp_path / "index")
+    t = TextTable(tmp_path / "index")
+    assert t.get("k-text") == '{"outputs": {}}'
+    assert t.get("nothing") is None
+    for key in ("k-file", "k-pickle"):  # a value kept as a file, a tampered row marked as a pickle: never a value
+        with pytest.raises(ValueError):
+            t.get(key)
+    assert t.texts(["k-text", "k-file", "k-pickle", "k-bytes", "nothing"]) == {"k-text": '{"outputs": {}}'}
+    with t.transaction():
+        t.put_many([("k-file", "now text"), ("k-new", "new")])
+    assert t.get("k-file") == "now text" and t.get("k-new") == "new"
+    t.delete("k-new")
+    assert t.get("k-new") is None
+    assert sorted(t.keys()) == ["k-file", "k-pickle", "k-text"]
+    t.close()
+    con = sqlite3.connect(tmp_path / "index" / "cache.db")
+    assert con.execute("SELECT value FROM Settings WHERE key = 'count'").fetchone() == (4,)  # its triggers still ran
+    con.close()
+
+
+def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
+    t = TextTable(tmp_path)
+    with pytest.raises(RuntimeError), t.transaction():
+        t.put_many([("a", "1")])
+        raise RuntimeError("a run stopped half-way")
+    assert t.get("a") is None and len(t) == 0
+    t.close()
+
+
+@pytest.mark.parametrize("n", [10, SCAN_FROM + 5])  # probes per key, then one scan
+def test_texts_of_many_keys_agree_with_get(tmp_path: Path, n: int) -> None:
+    t = TextTable(tmp_path)
+    with t.transaction():
+        t.put_many([(f"/data/{i:06d}", f"h{i}") for i in range(n)])
+    asked = [f"/data/{i:06d}" for i in range(0, n + 3)]  # three that are not there
+    got = t.texts(asked)
+    assert got == {k: v for k in asked if (v := t.get(k)) is not None}
+    assert len(got) == n
+    t.close()
+
+
+def test_threads_of_one_process_share_a_table(tmp_path: Path) -> None:
+    t = TextTable(tmp_path)
+
+    def write(w: int) -> None:
+        for i in range(50):
+            with t.transaction():
+                t.put_many([(f"{w}-{i}", str(i))])
+            assert t.get(f"{w}-{i}") == str(i)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(t) == 200
+    t.close()
