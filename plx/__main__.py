@@ -1,5 +1,5 @@
 """`python -m plx` is the `plx` command."""
 
-from .cli import main
+from .entry import main
 
 main()
