@@ -39,7 +39,8 @@ def hash_file(path: Path | str) -> str:
 
 
 # json.dumps with options builds an encoder at every call: one, kept (a key per node).
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+# check_circular off: what is hashed is plain data built by plx, never a cycle (the check costs ~12 %).
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False).encode
 
 
 def canonical(obj: Any) -> str:
