@@ -219,8 +219,14 @@ class Index:
                 delay = min(delay * 2, 0.2)
 
     def _open_once(self) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
+            # The index is derived from the records (which are fsynced): its commits need not wait for
+            # the disk (NORMAL; WAL keeps the file sound after a crash, only the last commits can be
+            # lost, and a run the index lacks or shows running is read from its record, see
+            # summaries). A new file has nothing to lose at all while it is made (OFF until made).
+            self.db.execute(f"PRAGMA synchronous = {'OFF' if new else 'NORMAL'}")
             if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # WAL persists in the file: set once
                 self.db.execute("PRAGMA journal_mode=WAL")
             if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:  # new, or an older plx's rows: rebuilt from the records
@@ -240,6 +246,8 @@ class Index:
             else:
                 self.db.execute(_CREATE_RUNS)  # a table dropped by hand
             self.db.execute("SELECT count(*) FROM runs").fetchone()
+            if new:
+                self.db.execute("PRAGMA synchronous = NORMAL")
         except BaseException:
             self.db.close()
             raise
@@ -271,14 +279,14 @@ class Index:
     def delete(self, ids: list[str]) -> None:
         self.db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
 
-    def query(self, graph: str | None, status: str | None, limit: int | None) -> list[dict[str, Any]]:
+    def query(self, graph: str | None, statuses: list[str] | None, limit: int | None) -> list[dict[str, Any]]:
         sql, args = "SELECT summary FROM runs WHERE 1=1", []
         if graph:
             sql += " AND graph = ?"
             args.append(graph)
-        if status:
-            sql += " AND status = ?"
-            args.append(status)
+        if statuses:
+            sql += f" AND status IN ({','.join('?' * len(statuses))})"
+            args += statuses
         sql += " ORDER BY id DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
@@ -538,7 +546,7 @@ class History:
         try:
             index = Index(self.dir)
             try:
-                rows = index.query(None, RunState.RUNNING, None)
+                rows = index.query(None, [RunState.RUNNING], None)
             finally:
                 index.close()
         except (sqlite3.Error, OSError, ValueError):  # a damaged index: `plx log` rebuilds it and settles then
@@ -591,7 +599,11 @@ class History:
                     gone = list(known - set(on_disk))
                     if gone:
                         index.delete(gone)
-                    return index.query(graph, status if status != RunState.INTERRUPTED else None, None if status == RunState.INTERRUPTED else limit)
+                    if not status:
+                        return index.query(graph, None, limit)
+                    # A row still `running` may be a run that ended (found dead, or its last commit
+                    # lost with the machine): summaries reads it from its record, then filters.
+                    return index.query(graph, None if status == RunState.INTERRUPTED else [status, RunState.RUNNING], None)
                 except sqlite3.DatabaseError as exc:
                     if attempt == 2 or not is_damaged_db(exc):
                         raise

@@ -45,11 +45,14 @@ class TextTable:
     def __init__(self, folder: Path):
         self.path = folder / "cache.db"
         self._lock = threading.RLock()  # one connection, used by one thread at a time
+        new = not self.path.exists() or self.path.stat().st_size == 0
         self._con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         try:
+            # A new file has nothing to lose while it is made: no waiting for the disk until then (about
+            # six syncs a table, in the first run of a project). Then NORMAL: a commit is durable against
+            # a crash of plx (SIGKILL, OOM), not of the machine, without a sync each.
+            self._con.execute(f"PRAGMA synchronous = {0 if new else 1}")
             self._con.execute("PRAGMA journal_mode = wal")  # kept by the file: a no-op after the first time
-            # NORMAL: a commit is durable against a crash of plx (not of the machine) without an fsync each
-            self._con.execute("PRAGMA synchronous = 1")
             self._con.execute("PRAGMA cache_size = 8192")
             self._con.execute("PRAGMA mmap_size = 67108864")
             try:  # reads a page: a damaged file says so now, not in the middle of a run
@@ -60,6 +63,8 @@ class TextTable:
                 with self.transaction():
                     for statement in _SCHEMA:
                         self._con.execute(statement)
+            if new:
+                self._con.execute("PRAGMA synchronous = 1")
         except BaseException:
             self._con.close()
             raise
