@@ -3,6 +3,7 @@ and a node that fails while the run stops is `failed` with its own reason."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -203,6 +204,27 @@ def test_a_killed_plx_leaves_nothing_running(project: Project, tmp_path: Path) -
     run = project.last_run()
     assert run["status"] == "interrupted"
     assert _survivors(pids, run["id"], wait=0) == []
+
+
+def test_the_guardian_ends_with_its_run(project: Project) -> None:
+    """A run that ends as runs end tells its guardian, which exits: none outlives its plx (plx does
+    not wait for it, so it may take a moment after plx is gone)."""
+    project.write("operations/nap.yaml", "kind: operation\nname: nap\nrunner: command\noutputs: [{name: out}]\ncmd: sleep 1; touch $OUTPUT_OUT\n")
+    project.write("graphs/n.yaml", "kind: graph\nname: n\nnodes:\n  a: {operation: nap}\n")
+    proc = project.popen("run", "graphs/n.yaml")
+    guardian = None
+    deadline = time.monotonic() + 10
+    while guardian is None and time.monotonic() < deadline:  # started with the first node
+        with contextlib.suppress(AssertionError):
+            guardian = _guardian_of(proc.pid)
+        time.sleep(0.02)
+    assert guardian is not None, "plx started no guardian"
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    deadline = time.monotonic() + 5
+    while _alive(guardian) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(guardian), "the guardian outlived its run"
 
 
 def test_the_next_plx_command_stops_what_a_killed_run_left(project: Project, tmp_path: Path) -> None:
