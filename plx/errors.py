@@ -94,6 +94,17 @@ def is_locked_db(exc: BaseException) -> bool:
     return (code & 0xFF) in (5, 6) or "locked" in str(exc) or "busy" in str(exc)  # BUSY, LOCKED and their extended codes
 
 
+def is_unwritable_db(exc: BaseException) -> bool:
+    """An SQLite error that means plx may not write the database or its folder (a read-only mount,
+    another user's store): CANTOPEN (SQLite opens its files for writing) or READONLY."""
+    import sqlite3
+
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None) or 0
+    return (code & 0xFF) in (8, 14) or "unable to open database file" in str(exc) or "readonly database" in str(exc)
+
+
 def is_damaged_db(exc: BaseException) -> bool:
     """An SQLite error that means the database file itself is damaged (not a full disk, not a lock)."""
     import sqlite3

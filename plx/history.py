@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, is_locked_db, warn
+from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, is_locked_db, is_unwritable_db, warn
 from .records import FINAL_NODE_STATES, NodeState, RunData, RunState, as_run, count_states
 from .repair import ensure_dir, set_aside
 
@@ -219,7 +219,10 @@ class Index:
                 delay = min(delay * 2, 0.2)
 
     def _open_once(self) -> None:
-        new = not self.path.exists() or self.path.stat().st_size == 0
+        try:
+            new = os.stat(self.path).st_size == 0
+        except FileNotFoundError:  # not made yet (or just set aside by another process)
+            new = True
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             # The index is derived from the records (which are fsynced): its commits need not wait for
@@ -565,9 +568,12 @@ class History:
         try:
             rows = self._indexed(on_disk, graph, status, limit)
         except sqlite3.Error as exc:
-            if not is_disk_full(exc):
+            if is_disk_full(exc):
+                warn("the disk holding the store is full: listing the runs from their records (slower)")
+            elif is_unwritable_db(exc):
+                warn(f"{self.dir} cannot be written ({exc}): listing the runs from their records (slower)")
+            else:
                 raise
-            warn("the disk holding the store is full: listing the runs from their records (slower)")
             rows = [summary(d) for d in map(self.load_or_warn, on_disk) if d is not None and (not graph or d.get("graph") == graph)]
         out = []
         for row in rows:
@@ -601,9 +607,12 @@ class History:
                         index.delete(gone)
                     if not status:
                         return index.query(graph, None, limit)
+                    if status == RunState.INTERRUPTED:  # recorded as such, or still `running` in a dead run's record
+                        return index.query(graph, None, None)
                     # A row still `running` may be a run that ended (found dead, or its last commit
                     # lost with the machine): summaries reads it from its record, then filters.
-                    return index.query(graph, None if status == RunState.INTERRUPTED else [status, RunState.RUNNING], None)
+                    rows = index.query(graph, [status], limit) + ([] if status == RunState.RUNNING else index.query(graph, [RunState.RUNNING], None))
+                    return sorted(rows, key=lambda r: str(r.get("id")), reverse=True)
                 except sqlite3.DatabaseError as exc:
                     if attempt == 2 or not is_damaged_db(exc):
                         raise

@@ -1,9 +1,10 @@
-"""A cache of parsed YAML files (a Doc's data, without positions), keyed by the file's bytes.
+"""A cache of parsed YAML files (a Doc's data and its top-level positions), keyed by the file's bytes.
 
 Parsing a 100,000-node graph takes seconds; reading its Doc back from JSON takes a fraction of
 that. For the usual small files the gain is not parsing but not importing PyYAML at all (~9 ms of
-a run that finds every file here). Positions are not kept: a message that needs one parses the
-file's text again (Doc.where). One entry per file path (a new version replaces the old one),
+a run that finds every file here). Only the positions of top-level values are kept (the loader
+needs an operation's `cmd` line each time): a message that needs another parses the file's text
+again (Doc.where). One entry per file path (a new version replaces the old one),
 under `<store>/parsed/`. The entry holds the BLAKE3 hash of the
 file's bytes and its display name: it is used only when both match what was just read, so an
 edit, a `git checkout` or a copy with the same mtime can never serve a stale graph. The entry is
@@ -20,7 +21,7 @@ from .hashing import hash_bytes
 from .yamldoc import Doc, fill_marks
 
 MIN_BYTES = 0  # every file: see the module's docstring
-FORMAT = "plx-parsed-4"
+FORMAT = "plx-parsed-4"  # a new one whenever yamldoc builds a Doc differently: every file is kept here
 
 
 def _entry(cache_dir: Path, path: Path) -> Path:

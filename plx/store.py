@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .errors import PlxError, is_damaged_db, warn
+from .errors import PlxError, is_damaged_db, is_unwritable_db, warn
 from .hashing import canonical, hash_bytes, hash_file
 from .repair import ensure_dir, open_lock_file, set_aside
 from .texttable import TextTable
@@ -122,6 +122,11 @@ class Store:
         try:
             return TextTable(path)
         except Exception as exc:
+            if is_unwritable_db(exc):  # said as Store() says it of the store's folders
+                raise PlxError(
+                    f"{path / 'cache.db'}: {exc} (plx keeps its cache and run records in the store {self.root} and writes there: "
+                    "make it writable, or set PLX_STORE to a folder you can write)"
+                ) from None
             if not is_damaged_db(exc):
                 raise
             why = str(exc)

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import is_locked_db
+
 TEXT = 1  # the `mode` of a row holding its value inline, as text (diskcache's MODE_RAW)
 SCAN_FROM = 2048  # keys asked for at once from which one range scan may beat a probe per key
 
@@ -45,29 +47,58 @@ class TextTable:
     def __init__(self, folder: Path):
         self.path = folder / "cache.db"
         self._lock = threading.RLock()  # one connection, used by one thread at a time
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self._con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        # SQLite answers "database is locked" at once, without waiting out the busy timeout, to a
+        # connection that opens while another process makes the file or switches it to WAL (seen
+        # with four plx opening a new store together): such an open is tried again.
+        deadline, delay = time.monotonic() + 60, 0.005
+        while True:
+            try:
+                self._con = self._connect()
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_locked_db(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            new = os.stat(self.path).st_size == 0
+        except FileNotFoundError:
+            new = True
+        con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         try:
             # A new file has nothing to lose while it is made: no waiting for the disk until then (about
             # six syncs a table, in the first run of a project). Then NORMAL: a commit is durable against
             # a crash of plx (SIGKILL, OOM), not of the machine, without a sync each.
-            self._con.execute(f"PRAGMA synchronous = {0 if new else 1}")
-            self._con.execute("PRAGMA journal_mode = wal")  # kept by the file: a no-op after the first time
-            self._con.execute("PRAGMA cache_size = 8192")
-            self._con.execute("PRAGMA mmap_size = 67108864")
+            con.execute(f"PRAGMA synchronous = {0 if new else 1}")
+            if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # kept by the file: set once
+                if new:
+                    con.execute("PRAGMA auto_vacuum = FULL")  # deleted entries give their space back (as diskcache's did)
+                con.execute("PRAGMA journal_mode = wal")
+            con.execute("PRAGMA cache_size = 8192")
+            con.execute("PRAGMA mmap_size = 67108864")
             try:  # reads a page: a damaged file says so now, not in the middle of a run
-                self._con.execute("SELECT 1 FROM Cache LIMIT 1").fetchall()
+                con.execute("SELECT 1 FROM Cache LIMIT 1").fetchall()
             except sqlite3.OperationalError as exc:
                 if "no such table" not in str(exc):
                     raise
-                with self.transaction():
+                con.execute("BEGIN IMMEDIATE")
+                try:
                     for statement in _SCHEMA:
-                        self._con.execute(statement)
+                        con.execute(statement)
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            con.execute("ROLLBACK")
+                    raise
             if new:
-                self._con.execute("PRAGMA synchronous = 1")
+                con.execute("PRAGMA synchronous = 1")
         except BaseException:
-            self._con.close()
+            con.close()
             raise
+        return con
 
     def close(self) -> None:
         with self._lock:
@@ -80,12 +111,14 @@ class TextTable:
             self._con.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                self._con.execute("COMMIT")
             except BaseException:
-                if self._con.in_transaction:  # SQLite may have rolled it back itself (a full disk)
+                # Never left open (the connection is shared: the next BEGIN would fail, and other
+                # processes would wait for its lock); SQLite may have rolled it back itself (a full disk).
+                if self._con.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         self._con.execute("ROLLBACK")
                 raise
-            self._con.execute("COMMIT")
 
     def get(self, key: str) -> str | None:
         """The text of key, or None; ValueError for a row that is not plain text."""
@@ -134,8 +167,8 @@ class TextTable:
             if prefix:  # the rows under it, counted on the key index alone (no row read)
                 where, args = "key >= ? AND key < ? AND ", (prefix, prefix + "\U0010ffff")
                 (total,) = sql(f"SELECT count(*) FROM Cache WHERE {where}raw = 1", args).fetchone()
-            else:  # the whole table, in its own order (cheaper than along the key index); rowids
-                # only grow, so the largest is at least the number of rows, found without a count
+            else:  # the whole table, in its own order (cheaper than along the key index); the largest
+                # rowid is at least the number of rows, and found without a count
                 where = ""
                 (total,) = sql("SELECT max(rowid) FROM Cache").fetchone()
             if isinstance(total, int) and total <= 2 * len(keys):

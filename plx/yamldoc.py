@@ -53,7 +53,7 @@ class Doc:
     key_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     block_scalars: set[Path_] = field(default_factory=set)  # `|` and `>` values: text starts a line below
     source: dict[Path_, str] = field(default_factory=dict)  # how non-string scalars were written (0123)
-    lazy_marks: Any = None  # fills marks and key_marks when first needed (a large file's second parse)
+    lazy_marks: Any = None  # fills marks and key_marks when first needed (a second parse: a large file, or one read from the parse cache)
     json_safe: bool = True  # False when JSON would not give the same data back (a `null:` key)
 
     def where(self, path: Path_, key: bool = False) -> tuple[int | None, int | None]:
@@ -138,7 +138,7 @@ def fill_marks(doc: Doc, text: str) -> None:
 
 def load_file(path: Path, display: str | None = None, cache: Any = None) -> Doc:
     """Read and parse one YAML file; every problem becomes a ValidationError naming it.
-    With a cache (parsecache.ParseCache), a large file's Doc is kept and read back while its bytes are the same."""
+    With a cache (parsecache.ParseCache), the file's Doc is kept and read back while its bytes are the same."""
     file = display or str(path)
     try:
         raw = path.read_bytes()
@@ -183,6 +183,7 @@ class _Builder:
         self.count = 0
         self.alias_uses = 0
         self.seen: set[int] = set()
+        self.open: set[int] = set()  # the collections being built, from the root to here
 
     def _check_budget(self, node: yaml.Node) -> None:
         self.count += 1
@@ -207,12 +208,25 @@ class _Builder:
         if self.positions:
             m = node.start_mark
             self.doc.marks[path] = (m.line + 1, m.column + 1)
-        if isinstance(node, _yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, _yaml.SequenceNode):
-            if node.tag not in ("tag:yaml.org,2002:seq",):
-                raise self._bad_tag(node)
-            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        if isinstance(node, (_yaml.MappingNode, _yaml.SequenceNode)):
+            if id(node) in self.open:  # `a: &x {b: [*x]}`: the value holds itself, without end
+                m = node.start_mark
+                raise _fail(
+                    self.doc.file,
+                    m.line + 1,
+                    m.column + 1,
+                    "a YAML alias inside this value refers to the value itself: it would never end",
+                    "write the inner value out instead of the alias",
+                )
+            self.open.add(id(node))
+            try:
+                if isinstance(node, _yaml.MappingNode):
+                    return self._mapping(node, path)
+                if node.tag not in ("tag:yaml.org,2002:seq",):
+                    raise self._bad_tag(node)
+                return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+            finally:
+                self.open.discard(id(node))
         if getattr(node, "style", None) in ("|", ">"):
             self.doc.block_scalars.add(path)
         value = self._scalar(node)

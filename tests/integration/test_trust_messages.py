@@ -193,3 +193,31 @@ def test_a_store_plx_cannot_write_is_named_with_what_to_do(project: Project) -> 
     finally:
         subprocess.run(["umount", str(store)], check=True)
     assert project.plx("run", "graphs/g.yaml").code == 0  # writable again: nothing was left half-made
+
+
+def test_a_store_with_runs_made_read_only_is_named_and_its_history_still_read(project: Project) -> None:
+    """The same store, full of runs, bind-mounted read-only: what must write says so with what to do
+    (no traceback from SQLite, which opens its files for writing); `plx log` lists the runs from
+    their records."""
+    import subprocess
+
+    project.write("operations/p.yaml", OP)
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: p}\n")
+    assert project.plx("run", "graphs/g.yaml").code == 0
+    store = project.root / ".plx"
+    mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(store), str(store)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        print(f"cannot bind-mount read-only here: {mounted.stderr.strip()}")
+        pytest.skip(f"this machine forbids mount: {mounted.stderr.strip()}")
+    try:
+        for args in (("run", "graphs/g.yaml", "--dry-run"), ("cache", "stats")):
+            r = project.plx(*args)
+            assert r.code == 1, r
+            _clean(r)
+            assert f"{store}/index/cache.db:" in r.err and "set PLX_STORE to a folder you can write" in r.err, r
+        r = project.plx("log")
+        assert r.code == 0 and "Traceback" not in r.err and "listing the runs from their records" in r.err, r
+        assert "success" in r.out, r
+        assert project.plx("log", "last").code == 0
+    finally:
+        subprocess.run(["umount", str(store)], check=True)

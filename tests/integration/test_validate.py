@@ -57,6 +57,19 @@ def test_alias_bomb_fails_fast() -> None:
     assert time.monotonic() - t0 < 30  # generous guard (plx starts under coverage on a loaded machine); the bench measures the real figure
 
 
+def test_an_alias_inside_the_value_it_names_is_an_error_not_a_traceback(project: Project) -> None:
+    """`a: &x {b: [*x]}` is a value that holds itself: PyYAML builds it; plx must say where, not recurse."""
+    project.write("operations/e.yaml", "kind: operation\nname: e\nrunner: command\noutputs: [{name: out}]\ncmd: echo > $OUTPUT_OUT\n")
+    project.write("graphs/self.yaml", "kind: graph\nname: g\nnodes:\n  a: &x {operation: e, extra: [*x]}\n")
+    project.write("graphs/list.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: e}\nx: &l [1, *l]\n")
+    project.write("graphs/shared.yaml", "kind: graph\nname: g\nnodes:\n  a: &s {operation: e}\n  b: *s\n")  # reused, not inside itself
+    for name, where in (("self", "self.yaml:4:6:"), ("list", "list.yaml:5:4:")):
+        r = project.plx("validate", f"graphs/{name}.yaml")
+        assert r.code == 1 and "Traceback" not in r.err, r
+        assert where in r.err and "refers to the value itself" in r.err, r.err
+    assert project.plx("validate", "graphs/shared.yaml").code == 0
+
+
 def test_missing_file_is_usage_error() -> None:
     proc = run_in_data("validate", "nope.yaml")
     assert proc.returncode == 2

@@ -3,10 +3,13 @@ all) is read and written as it is, and a row that is not plain text is never a v
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import pickle
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,17 +85,55 @@ def test_texts_of_many_keys_agree_with_get(tmp_path: Path, n: int) -> None:
 
 def test_threads_of_one_process_share_a_table(tmp_path: Path) -> None:
     t = TextTable(tmp_path)
+    errors: list[BaseException] = []
 
     def write(w: int) -> None:
-        for i in range(50):
-            with t.transaction():
-                t.put_many([(f"{w}-{i}", str(i))])
-            assert t.get(f"{w}-{i}") == str(i)
+        try:
+            for i in range(50):
+                with t.transaction():
+                    t.put_many([(f"{w}-{i}", str(i))])
+                assert t.get(f"{w}-{i}") == str(i)
+        except BaseException as exc:  # seen by the test, not only warned about by the thread
+            errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    assert len(t) == 200
+    assert errors == [] and len(t) == 200
     t.close()
+
+
+def _open_and_write(folder: Path, start: Any, results: Any) -> None:
+    start.wait()
+    try:
+        t = TextTable(folder)
+        with t.transaction():
+            t.put_many([(f"k{os.getpid()}", "v")])
+        t.close()
+        results.put("")
+    except BaseException as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_that_make_one_new_table_at_once_all_open_it(tmp_path: Path) -> None:
+    """Four plx starting on a new store together: SQLite refuses some of them at once ("database is
+    locked") while another makes the file or switches it to WAL; each must open it and write."""
+    ctx = multiprocessing.get_context("fork")
+    failures = []
+    for r in range(40):
+        folder = tmp_path / f"r{r}"
+        folder.mkdir()
+        start, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_and_write, args=(folder, start, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        failed = [e for e in (results.get(timeout=120) for _ in procs) if e]
+        for p in procs:
+            p.join()
+        t = TextTable(folder)
+        assert len(t) == 4 - len(failed)  # every one that opened it wrote its row
+        t.close()
+        failures += failed
+    assert failures == []
