@@ -78,7 +78,9 @@ _REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 def _version(value: bool) -> None:
     if value:
-        print(f"plx {__version__}")
+        # One write (print makes two): after a reader that stops at the first byte (`| head -c 1`),
+        # a second write fails with EPIPE, which click turns into exit 1 (seen in 1 run of 3).
+        sys.stdout.write(f"plx {__version__}\n")
         raise typer.Exit(0)
 
 

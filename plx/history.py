@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, is_locked_db, is_unwritable_db, warn
+from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, is_unwritable_db, warn
 from .records import FINAL_NODE_STATES, NodeState, RunData, RunState, as_run, count_states
 from .repair import ensure_dir, set_aside
+from .texttable import open_retrying
 
 WORKER_LOG = "worker.log"
 
@@ -203,20 +204,7 @@ class Index:
             self.rebuild(exc)
 
     def _open(self) -> None:
-        # SQLite answers "database is locked" at once, without waiting out the busy timeout, when a
-        # connection opens while another process switches the file to WAL or checkpoints it as its
-        # last connection closes (reproduced by gc beside concurrent runs): such a lock is retried.
-        deadline = time.monotonic() + 30
-        delay = 0.005
-        while True:
-            try:
-                self._open_once()
-                return
-            except sqlite3.OperationalError as exc:
-                if not is_locked_db(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
+        open_retrying(self._open_once, 30)
 
     def _open_once(self) -> None:
         try:

@@ -18,9 +18,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import is_locked_db
 
@@ -40,6 +40,25 @@ _PUT = (
 )
 
 
+T = TypeVar("T")
+
+
+def open_retrying(connect: Callable[[], T], seconds: float) -> T:
+    """connect(), tried again for up to `seconds` while SQLite answers "database is locked". It answers
+    so at once, without waiting out the busy timeout, to a connection that opens while another process
+    makes the file, switches it to WAL or checkpoints it as its last connection closes (seen with four
+    plx opening a new store together, and with gc beside concurrent runs)."""
+    deadline, delay = time.monotonic() + seconds, 0.005
+    while True:
+        try:
+            return connect()
+        except sqlite3.OperationalError as exc:
+            if not is_locked_db(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 class TextTable:
     """One `cache.db`; safe to share between the threads of one process and between processes
     (SQLite's write-ahead log; a writer waits up to a minute for another's transaction)."""
@@ -47,19 +66,7 @@ class TextTable:
     def __init__(self, folder: Path):
         self.path = folder / "cache.db"
         self._lock = threading.RLock()  # one connection, used by one thread at a time
-        # SQLite answers "database is locked" at once, without waiting out the busy timeout, to a
-        # connection that opens while another process makes the file or switches it to WAL (seen
-        # with four plx opening a new store together): such an open is tried again.
-        deadline, delay = time.monotonic() + 60, 0.005
-        while True:
-            try:
-                self._con = self._connect()
-                return
-            except sqlite3.OperationalError as exc:
-                if not is_locked_db(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
+        self._con = open_retrying(self._connect, 60)
 
     def _connect(self) -> sqlite3.Connection:
         try:

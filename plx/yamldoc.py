@@ -194,14 +194,12 @@ class _Builder:
         else:
             self.seen.add(id(node))
         if self.count > MAX_EXPANDED_NODES or self.alias_uses > MAX_ALIAS_EXPANSION:
-            m = node.start_mark
-            raise _fail(
-                self.doc.file,
-                m.line + 1,
-                m.column + 1,
-                "YAML aliases expand to far too much data (an alias bomb?)",
-                "write the values out instead of nesting anchors",
-            )
+            raise self._at(node, "YAML aliases expand to far too much data (an alias bomb?)", "write the values out instead of nesting anchors")
+
+    def _at(self, node: yaml.Node, message: str, hint: str | None = None) -> ValidationError:
+        """The error for a problem with node, at its line and column."""
+        m = node.start_mark
+        return _fail(self.doc.file, m.line + 1, m.column + 1, message, hint)
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self._check_budget(node)
@@ -210,14 +208,7 @@ class _Builder:
             self.doc.marks[path] = (m.line + 1, m.column + 1)
         if isinstance(node, (_yaml.MappingNode, _yaml.SequenceNode)):
             if id(node) in self.open:  # `a: &x {b: [*x]}`: the value holds itself, without end
-                m = node.start_mark
-                raise _fail(
-                    self.doc.file,
-                    m.line + 1,
-                    m.column + 1,
-                    "a YAML alias inside this value refers to the value itself: it would never end",
-                    "write the inner value out instead of the alias",
-                )
+                raise self._at(node, "a YAML alias inside this value refers to the value itself: it would never end", "write the inner value out instead of the alias")
             self.open.add(id(node))
             try:
                 if isinstance(node, _yaml.MappingNode):
@@ -235,14 +226,7 @@ class _Builder:
         return value
 
     def _bad_tag(self, node: yaml.Node) -> ValidationError:
-        m = node.start_mark
-        return _fail(
-            self.doc.file,
-            m.line + 1,
-            m.column + 1,
-            f"the YAML tag {_short_tag(node.tag)} is not allowed",
-            "plx files hold plain data: strings, numbers, booleans, lists and mappings",
-        )
+        return self._at(node, f"the YAML tag {_short_tag(node.tag)} is not allowed", "plx files hold plain data: strings, numbers, booleans, lists and mappings")
 
     def _scalar(self, node: yaml.Node) -> Any:
         if node.tag == _STR:
@@ -251,21 +235,15 @@ class _Builder:
             return node.value  # a date written unquoted stays the text the user wrote
         if node.tag not in _PLAIN_TAGS:
             raise self._bad_tag(node)
-        m = node.start_mark
         try:
             value = self.loader.construct_object(node, deep=True)
         except _yaml.YAMLError as exc:
             raise _yaml_error(self.doc.file, exc) from None
         except ValueError:  # an integer longer than Python converts from text (4300 digits)
-            raise _fail(self.doc.file, m.line + 1, m.column + 1, f"a number of {len(node.value)} digits is too long", "plx takes integers up to 4300 digits") from None
+            raise self._at(node, f"a number of {len(node.value)} digits is too long", "plx takes integers up to 4300 digits") from None
         if isinstance(value, float) and not math.isfinite(value):
-            raise _fail(
-                self.doc.file,
-                m.line + 1,
-                m.column + 1,
-                f"{node.value} is not a finite number",
-                "plx records values as JSON, which cannot hold inf or nan; write a finite number, or quote it to make it text",
-            )
+            hint = "plx records values as JSON, which cannot hold inf or nan; write a finite number, or quote it to make it text"
+            raise self._at(node, f"{node.value} is not a finite number", hint)
         return value
 
     def _key(self, key_node: yaml.Node) -> Any:
@@ -280,11 +258,9 @@ class _Builder:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                m = key_node.start_mark
-                raise _fail(self.doc.file, m.line + 1, m.column + 1, "YAML merge keys ('<<') are not supported", "write the keys out")
+                raise self._at(key_node, "YAML merge keys ('<<') are not supported", "write the keys out")
             if not isinstance(key_node, _yaml.ScalarNode):
-                m = key_node.start_mark
-                raise _fail(self.doc.file, m.line + 1, m.column + 1, "a mapping key must be a plain scalar")
+                raise self._at(key_node, "a mapping key must be a plain scalar")
             key = self._key(key_node)
             if key in out:
                 km = key_node.start_mark
