@@ -80,7 +80,8 @@ def _version(value: bool) -> None:
     if value:
         # One write (print makes two): after a reader that stops at the first byte (`| head -c 1`),
         # a second write fails with EPIPE, which click turns into exit 1 (seen in 1 run of 3).
-        sys.stdout.write(f"plx {__version__}\n")
+        if sys.stdout is not None:  # None when plx started with stdout closed (`>&-`)
+            sys.stdout.write(f"plx {__version__}\n")
         raise typer.Exit(0)
 
 
