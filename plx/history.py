@@ -24,7 +24,7 @@ from typing import Any, Mapping
 from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, is_unwritable_db, warn
 from .records import FINAL_NODE_STATES, NodeState, RunData, RunState, as_run, count_states
 from .repair import ensure_dir, set_aside
-from .texttable import open_retrying
+from .texttable import is_new_file, open_retrying
 
 WORKER_LOG = "worker.log"
 
@@ -207,10 +207,7 @@ class Index:
         open_retrying(self._open_once, 30)
 
     def _open_once(self) -> None:
-        try:
-            new = os.stat(self.path).st_size == 0
-        except FileNotFoundError:  # not made yet (or just set aside by another process)
-            new = True
+        new = is_new_file(self.path)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             # The index is derived from the records (which are fsynced): its commits need not wait for

@@ -20,7 +20,6 @@ from pathlib import Path
 from .hashing import hash_bytes
 from .yamldoc import Doc, fill_marks
 
-MIN_BYTES = 0  # every file: see the module's docstring
 FORMAT = "plx-parsed-4"  # a new one whenever yamldoc builds a Doc differently: every file is kept here
 
 
@@ -78,8 +77,6 @@ def put(cache_dir: Path, path: Path, raw: bytes, doc: Doc) -> None:
 
 class ParseCache:
     """What yamldoc.load_file takes as its cache: the entries of one folder."""
-
-    min_bytes = MIN_BYTES
 
     def __init__(self, cache_dir: Path):
         self.dir = cache_dir

@@ -43,6 +43,14 @@ _PUT = (
 T = TypeVar("T")
 
 
+def is_new_file(path: Path) -> bool:
+    """Whether the database at path is still to be made (absent or empty): nothing in it to lose yet."""
+    try:
+        return os.stat(path).st_size == 0
+    except FileNotFoundError:  # not made yet (or just set aside by another process)
+        return True
+
+
 def open_retrying(connect: Callable[[], T], seconds: float) -> T:
     """connect(), tried again for up to `seconds` while SQLite answers "database is locked". It answers
     so at once, without waiting out the busy timeout, to a connection that opens while another process
@@ -69,10 +77,7 @@ class TextTable:
         self._con = open_retrying(self._connect, 60)
 
     def _connect(self) -> sqlite3.Connection:
-        try:
-            new = os.stat(self.path).st_size == 0
-        except FileNotFoundError:
-            new = True
+        new = is_new_file(self.path)
         con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         try:
             # A new file has nothing to lose while it is made: no waiting for the disk until then (about

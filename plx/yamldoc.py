@@ -157,7 +157,7 @@ def load_file(path: Path, display: str | None = None, cache: Any = None) -> Doc:
     if "\x00" in text:
         raise _fail(file, 1, 1, "the file holds NUL bytes: it is binary, not YAML")
     positions = len(raw) < POSITIONS_LAZILY_FROM
-    if cache is None or len(raw) < cache.min_bytes:
+    if cache is None:
         return load_text(text, file, positions)
     doc = cache.get(path, raw, file)
     if doc is None:
