@@ -754,3 +754,26 @@ def test_sigterm_while_a_chain_starts_its_next_step_never_hangs(project: Project
             pytest.fail(f"plx still running 60 s after SIGTERM (sent {delay} s after the start)")
         assert proc.returncode in (0, 130, 143, -signal.SIGTERM), err  # -15: TERM came before plx set its handler
         assert "Traceback" not in err, err
+
+
+def test_a_lone_command_with_redirections_runs_without_a_bash_in_between(project: Project, tmp_path: Path) -> None:
+    """bash forks for `cmd < in > out`; plx execs it instead (runners._exec_form). What the node
+    sees, its exit code and bash's messages stay those of bash; a function from BASH_ENV still wins."""
+    parent = 'python3 -c "import os; print(open(f\'/proc/{os.getppid()}/comm\').read().strip())"'
+    for name, cmd in (("lone", f'{parent} < "$INPUT_SRC" > "$OUTPUT_OUT"'), ("two", f'{parent} > "$OUTPUT_OUT"; true')):
+        project.write(f"operations/{name}.yaml", f"kind: operation\nname: {name}\nrunner: command\ninputs: [{{name: src}}]\noutputs: [{{name: out}}]\ncmd: {json.dumps(cmd)}\n")
+    project.write("operations/missing.yaml", 'kind: operation\nname: missing\nrunner: command\noutputs: [{name: out}]\ncmd: tr a-z A-Z < nosuch.txt > "$OUTPUT_OUT"\n')
+    project.write("data/in.txt", "x\n")
+    g = graph(project, "g", "kind: graph\nname: g\ninputs: [{name: src}]\nnodes:\n  lone: {operation: lone, inputs: {src: inputs.src}}\n  two: {operation: two, inputs: {src: inputs.src}}\n  missing: {operation: missing}\n")
+    r = project.plx("run", g, "-i", "src=data/in.txt", "--json")
+    assert r.code == 1, r
+    nodes = r.json()["nodes"]
+    assert nodes["missing"]["state"] == "failed" and nodes["missing"]["exit_code"] == 1
+    assert "missing: line 1: nosuch.txt: No such file or directory" in project.plx("log", "last", "missing", "--stderr").out
+    assert project.plx("get", "last", "two.out", "-o", "-").out.strip() == "bash"  # the control: two commands, bash is their parent
+    assert project.plx("get", "last", "lone.out", "-o", "-").out.strip() != "bash"  # its parent is plx itself
+    # A function of the command's name from BASH_ENV (or an exported one) is what bash would run: no exec then.
+    (tmp_path / "env.sh").write_text("python3() { echo from-bash-env; }\n")
+    r = project.plx("run", g, "-i", "src=data/in.txt", "--no-cache", "--json", env={"BASH_ENV": str(tmp_path / "env.sh")})
+    assert r.json()["nodes"]["lone"]["state"] == "success", r
+    assert project.plx("get", "last", "lone.out", "-o", "-").out.strip() == "from-bash-env"

@@ -1,0 +1,90 @@
+"""runners._exec_form: which scripts get `exec` written before them, and that bash then does the same."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plx.runners import _exec_form
+
+EXEC = [
+    'tr a-z A-Z < "$INPUT_SRC" > "$OUTPUT_OUT"',
+    "python3 train.py --lr=0.1 'a b;c' \"$PARAM_X-${PARAM_Y}\" 2>&1 >> log.txt\n",
+    "  ./run.sh >&2",
+    "cat missing.txt 2>/dev/null",
+    "cat < missing.txt",
+]
+KEEP = [
+    "echo hi > out",  # a builtin: exec would run /bin/echo instead
+    "printf x > out",
+    "x=1 cat in > out",  # an assignment
+    "cat in | tr a b > out",
+    "cat in > out; true",
+    "cat in > out && true",
+    "cat in > out &",
+    "cat $(echo in) > out",
+    "cat `echo in` > out",
+    'cat "$(echo in)" > out',
+    "cat in > out # a comment",
+    "cat in\ncat in",
+    "cat <<EOF\nx\nEOF",
+    "cat <<< word",
+    "if true; then cat in; fi",
+    "{ cat in; } > out",
+    "(cat in) > out",
+    "cat *.txt > out",
+    "cat in>out",
+    "",
+]
+
+
+@pytest.mark.parametrize("script", EXEC)
+def test_one_simple_command_with_redirections_is_execed(script: str) -> None:
+    assert _exec_form(script, {}) == "exec " + script
+
+
+@pytest.mark.parametrize("script", KEEP)
+def test_anything_else_is_left_as_it_is(script: str) -> None:
+    assert _exec_form(script, {}) == script
+
+
+def test_a_bash_function_in_the_environment_keeps_the_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _exec_form(EXEC[0], {"BASH_ENV": "/x"}) == EXEC[0]
+    monkeypatch.setenv("BASH_FUNC_tr%%", "() { :; }")
+    assert _exec_form(EXEC[0], {}) == EXEC[0]
+
+
+@pytest.mark.parametrize("script", EXEC + ["cat in.txt > out.txt", "nosuch-program > out.txt", "cat < missing.txt > out.txt", "sh -c 'exit 3' > out.txt"])
+def test_bash_gives_the_same_output_exit_code_and_files_either_way(script: str, tmp_path: Path) -> None:
+    seen = []
+    for form in (script, _exec_form(script, {})):
+        work = tmp_path / "work"  # one path for both: messages may name it
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir()
+        (work / "in.txt").write_text("hello\n")
+        (work / "run.sh").write_text("#!/bin/sh\necho ran\n")
+        (work / "run.sh").chmod(0o755)
+        env = {"PATH": "/usr/bin:/bin", "INPUT_SRC": "in.txt", "OUTPUT_OUT": "out.txt", "PARAM_X": "x", "PARAM_Y": "y"}
+        done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", form, "op"], cwd=work, capture_output=True, text=True, env=env)
+        files = {p.name: p.read_text() for p in sorted(work.iterdir())}
+        # A program that is not found is told in other words ("exec: NAME: not found"): the one difference
+        seen.append((done.returncode, done.stdout, done.stderr if done.returncode != 127 else "", files))
+    assert seen[0] == seen[1]
+
+
+def test_a_long_script_is_read_in_linear_time() -> None:
+    """Nested quantifiers once made a 3-line script of quoted words hang plx (regex backtracking):
+    in a subprocess, so that such a hang fails the test instead of holding the suite."""
+    code = (
+        "from plx.runners import _exec_form\n"
+        "words = ' '.join(f'\"$A{i}x${{B}}y\" \\'q\\' a{i}-b' for i in range(2000))\n"
+        "for script in (f'cmd {words};', f'cmd {words} > out\\nmore', f'cmd {words} 2>&1'):\n"
+        "    print(_exec_form(script, {}).split()[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.stdout.split() == ["cmd", "cmd", "exec"], done
