@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import errno
-import functools
-import gc
 import json
-import os
 import shutil
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, List, Optional, TypeVar
+from typing import Any, List, Optional
 
 import typer
 
-from . import __version__, procs
-from .errors import PlxError, UsageError, ValidationError
+from . import __version__
+from .console import err, finish_run, handle_errors, redacted, run_command, run_labels, serve
+from .errors import UsageError
 
 app = typer.Typer(
     name="plx",
@@ -28,52 +25,6 @@ app = typer.Typer(
 )
 cache_app = typer.Typer(help="Inspect and maintain the artifact store and cache.", no_args_is_help=True, add_completion=False)
 app.add_typer(cache_app, name="cache")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def err(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
-def handle_errors(fn: F) -> F:
-    """A user's mistake prints `plx: error: ...` and exits with its code; a plx bug keeps its traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ValidationError as exc:
-            for d in sorted(exc.diagnostics, key=lambda d: (d.file, d.line or 0, d.col or 0)):
-                err(f"plx: error: {d}")
-            raise typer.Exit(exc.exit_code) from None
-        except PlxError as exc:
-            err(f"plx: error: {exc}")
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err("plx: interrupted")
-            raise typer.Exit(130) from None
-        except BrokenPipeError:
-            raise typer.Exit(0) from None
-        except Exception as exc:  # a full disk is the user's to fix, not a plx bug: a message, no traceback
-            from .errors import disk_full_message, is_disk_full
-
-            if isinstance(exc, OSError) and exc.errno in _REFUSED and exc.filename:
-                # A file or folder plx may not write (an output file, a folder deep in a foreign store):
-                # the path and why, never a traceback. The store's own folders say more (Store).
-                err(f"plx: error: {exc.filename}: {exc.strerror}")
-                raise typer.Exit(1) from None
-            if not is_disk_full(exc):
-                raise
-            # No file name: the store's databases, or plx's own output (`plx log > file` on a full disk).
-            err(f"plx: error: {disk_full_message(getattr(exc, 'filename', None) or 'the store or the output')}")
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-_REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _version(value: bool) -> None:
@@ -196,7 +147,6 @@ def ops(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
 
 
 @app.command()
-@handle_errors
 def run(
     graph: str = typer.Argument(..., metavar="GRAPH", help="The graph file to run."),
     nodes: List[str] = typer.Argument(None, metavar="[NODE]...", help="Run only these nodes and what they need."),
@@ -218,84 +168,8 @@ def run(
     note: Optional[str] = typer.Option(None, "--note", help="A free-text note recorded with the run."),
 ) -> None:
     """Validate, plan and run a graph, or only the named nodes and their upstream."""
-    from . import commands
-    from .records import RunState, public_run
-    from .report import dry_run_table, dump_json, reporter_for, sweep_table
-
-    project, lib = commands.open_project()
-    path = commands.graph_path(project, graph)
-    if dry_run:
-        if rev:
-            project, lib, path, _ = commands.at_revision(project, path, rev)
-        rows = commands.dry_run(project, lib, path, targets=nodes or [], params=param, inputs=input_, sweeps=sweep, remote=remote, no_remote=no_remote)
-        if as_json:
-            dump_json(rows)
-            return
-        text, counts = dry_run_table(rows, bool(sweep))
-        print(text)
-        err(counts)
-        return
-    if executor not in ("local", "dask"):
-        raise UsageError(f"--executor {executor}: choose local or dask")
-    records = commands.run_many(
-        project,
-        lib,
-        path,
-        targets=nodes or [],
-        params=param,
-        inputs=input_,
-        jobs=jobs,
-        no_cache=no_cache,
-        keep_going=keep_going,
-        reporter=reporter_for(as_json),
-        argv=_redacted(sys.argv[1:]),
-        sweeps=sweep,
-        rev=rev,
-        executor=executor,
-        scheduler=scheduler,
-        remote=remote,
-        no_remote=no_remote,
-        labels=_labels(name, tag, note),
-    )
-    if not sweep:
-        _finish(records[0], as_json)
-        return
-    if as_json:
-        dump_json([public_run(r) for r in records])
-    else:
-        text, note = sweep_table(records, [commands.output_metrics(project, r) for r in records])
-        if note:
-            err(note)
-        print(text)
-    if any(r["status"] != RunState.SUCCESS for r in records):
-        raise typer.Exit(1)
-
-
-def _redacted(argv: list[str]) -> list[str]:
-    """The command line as recorded: a password inside a --remote URL is never written to the history."""
-    if not any("://" in a for a in argv):
-        return argv
-    from .remote import redact  # only then: importing it costs a plain run's start-up a few milliseconds
-
-    return [redact(a) if "://" in a else a for a in argv]
-
-
-def _labels(name: Optional[str], tags: List[str], note: Optional[str]) -> dict[str, Any]:
-    from .tracking import check_labels, merge_tags
-
-    check_labels(name, tags, note)
-    return {"name": name, "tags": merge_tags(tags), "note": note}
-
-
-def _finish(record: dict[str, Any], as_json: bool) -> None:
-    """Print a finished run as JSON if asked, and exit 1 unless it succeeded."""
-    from .records import RunState, public_run
-    from .report import dump_json
-
-    if as_json:
-        dump_json(public_run(record))
-    if record["status"] != RunState.SUCCESS:
-        raise typer.Exit(1)
+    # The body is console.run_command: entry.py calls it without typer for a plain command line.
+    run_command(**{k: v for k, v in locals().items()})
 
 
 @app.command()
@@ -317,7 +191,7 @@ def rerun(
     from .report import reporter_for
 
     project, _ = commands.open_project()
-    labels = _labels(name, tag, note)
+    labels = run_labels(name, tag, note)
     record, notes = commands.rerun(
         project,
         run_ref,
@@ -325,14 +199,14 @@ def rerun(
         no_cache=no_cache,
         keep_going=keep_going,
         reporter=reporter_for(as_json),
-        argv=_redacted(sys.argv[1:]),
+        argv=redacted(sys.argv[1:]),
         labels=labels,
         remote=remote,
         no_remote=no_remote,
     )
     for note in notes:
         err(f"plx: note: {note}")
-    _finish(record, as_json)
+    finish_run(record, as_json)
 
 
 @app.command()
@@ -657,21 +531,8 @@ def cache_stats() -> None:
 
 
 def main() -> None:
-    # A 100,000-node graph makes millions of small objects that live until plx exits; at the default
-    # threshold (700 allocations) the collector walks them thousands of times (~30 % of a validate).
-    gc.set_threshold(100_000, 50, 100)
-    procs.own_process()
     _only_the_invoked_command(sys.argv[1:])
-    try:
-        app()
-    except SystemExit as exc:
-        _leave_now(exc.code)
-        raise
-    except BrokenPipeError:  # outside a command (`plx --help | head`): handle_errors covers the commands
-        os._exit(0)
-    except OSError as exc:  # the output itself cannot be written (`plx --version > /dev/full`)
-        err(f"plx: error: cannot write the output: {exc.strerror or exc}")
-        os._exit(1)
+    serve(app)
 
 
 def _only_the_invoked_command(argv: list[str]) -> None:
@@ -692,29 +553,3 @@ def _only_the_invoked_command(argv: list[str]) -> None:
         return
     if commands or groups:
         app.registered_commands, app.registered_groups = commands, groups
-
-
-def _leave_now(code: object) -> None:
-    """End the process at once when the command is done: Python's own teardown (finalizing modules,
-    freeing a run's objects one by one) takes tens of milliseconds, a fifth of a no-op run's time.
-    Only when nothing else can still be working: every file plx writes is closed by the command
-    itself, so what is left to flush is the two output streams (and coverage's data, under the tests)."""
-    import threading
-
-    if not (code is None or isinstance(code, int)) or any(t.is_alive() and not t.daemon and t is not threading.current_thread() for t in threading.enumerate()):
-        return  # a message to print, or a thread still working: the usual way out
-    for stream in (sys.stdout, sys.stderr):
-        if stream is None:  # closed when plx started (`plx ... >&-`)
-            continue
-        try:
-            stream.flush()
-        except BrokenPipeError:  # `plx log | head`: nothing more can be said
-            pass
-        except (OSError, ValueError):  # a full disk, say: the usual way out says so (exit 120)
-            return
-    cov = sys.modules.get("coverage")
-    current = getattr(getattr(cov, "Coverage", None), "current", None)
-    if current is not None and (c := current()) is not None:
-        c.stop()
-        c.save()
-    os._exit(code or 0)
