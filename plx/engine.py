@@ -327,8 +327,7 @@ class Engine:
                 if sched.finished():
                     break
                 continue
-            if not git_recorded:  # the first nodes are running: now there is time to ask git
-                git_recorded = self.recorder.record_git(wait=False, when_read=self._git_ready)
+            git_recorded = self._while_nodes_run(git_recorded)
             if time.monotonic() - self._committed > COMMIT_EVERY or len(self.gate.unlock_after_commit) >= 256:
                 self._commit()
             try:  # wait no longer than COMMIT_EVERY for the next event: what is pending gets written meanwhile
@@ -339,6 +338,14 @@ class Engine:
                 git_recorded = self.recorder.record_git(wait=False, when_read=self._git_ready)
             else:
                 self._on_event(event)
+
+    def _while_nodes_run(self, git_recorded: bool) -> bool:
+        """What waited for the first nodes to run, done when the loop is about to wait for them: the
+        executor's (the guardian), and asking git. Returns whether git's facts are recorded."""
+        settled = getattr(self._executor, "settled", None)  # optional (executors/base.py)
+        if settled is not None:
+            settled()
+        return git_recorded or self.recorder.record_git(wait=False, when_read=self._git_ready)
 
     def _on_event(self, event: Finished | Retry | Fetched) -> None:
         """What the loop does with an executor's result, a retry or the remote's answer."""
