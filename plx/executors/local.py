@@ -12,10 +12,11 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .. import procs
 from ..workspace import LINK_INPUTS
@@ -204,16 +205,54 @@ def _subreaper(on: bool) -> bool:
         return True
 
 
+class _Threads:
+    """Up to `limit` threads that run the calls submitted, each started when no other one is idle.
+
+    concurrent.futures's pool without futures (nothing here waits for a result: each call reports
+    on the results queue), because importing it, and the logging it imports, took ~2.5 ms of the
+    start of every run that runs a node."""
+
+    def __init__(self, limit: int, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._limit, self._name = limit, name
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # the call is that thread's: another submit starts a thread of its own
+            elif len(self._threads) < self._limit:
+                t = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
+                self._threads.append(t)
+                t.start()
+        self._calls.put((fn, args))
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            fn, args = call
+            try:
+                fn(*args)
+            except BaseException:  # a plx bug: shown, and the thread goes on serving (as with the stdlib's pool)
+                threading.excepthook(threading.ExceptHookArgs((*sys.exc_info(), threading.current_thread())))  # type: ignore[arg-type]
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        """Let every thread end once the calls already submitted are done (without waiting for them)."""
+        for _ in self._threads:
+            self._calls.put(None)
+
+
 class LocalExecutor:
     """Runs jobs as subprocesses. A pool of -j threads starts each job's process, waits for it and
     reports back on a queue: starting a process costs ~0.3 ms, and doing it here, where the GIL is
     released, keeps the engine's loop free to schedule the next node meanwhile."""
 
     def __init__(self, results: queue.Queue[Any], jobs: int = 1) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.results = results
-        self._waiters = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="plx-node")
+        self._waiters = _Threads(max(1, jobs), "plx-node")
         self._null: int | None = None
         # Whether stored inputs may reach nodes as read-only links to the store's objects (the engine's
         # Workspace asks; workspace.LINK_INPUTS says when without this executor). As root, only if node
@@ -469,7 +508,7 @@ class LocalExecutor:
                 self._guardian = None
             _subreaper(False)
             self._reaper = None
-        self._waiters.shutdown(wait=False)
+        self._waiters.shutdown()
         if self._null is not None:
             os.close(self._null)
             self._null = None

@@ -61,3 +61,37 @@ def test_timeout_terms_then_kills(tmp_path: Path, watch: str) -> None:
     assert timed_out and code == -15 and took < 3
     timed_out, took, code, _, _ = _run(tmp_path, "trap '' TERM; sleep 30 & wait", 0.3)
     assert timed_out and code == -9 and 0.7 < took < 5  # TERM ignored: KILL after the grace period
+
+
+def test_the_node_threads_run_every_call_on_at_most_their_limit_of_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    shown: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: shown.append(args.exc_value))
+    pool = local._Threads(2, "t")
+    gate = threading.Event()
+    done: list[int] = []
+    names: set[str] = set()
+
+    def call(i: int) -> None:
+        names.add(threading.current_thread().name)
+        if i == 0:
+            raise RuntimeError("a bug in a call")  # shown, and the pool goes on
+        gate.wait(10)
+        done.append(i)
+
+    for i in range(8):
+        pool.submit(call, i)
+    time.sleep(0.1)
+    assert done == [] and len(names) == 2  # two threads, each busy: the other calls wait their turn
+    gate.set()
+    deadline = time.monotonic() + 10
+    while len(done) < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(done) == list(range(1, 8)) and names == {"t-0", "t-1"}
+    assert [str(e) for e in shown] == ["a bug in a call"]
+    threads = [t for t in threading.enumerate() if t.name in names]
+    pool.shutdown()
+    for t in threads:
+        t.join(5)
+        assert not t.is_alive() and t.daemon
