@@ -306,17 +306,7 @@ class Engine:
         sched = self.sched or self._scheduler()
         git_recorded = False
         while True:
-            while (tid := sched.take_next()) is not None:
-                if tid not in self.gate.keys and self.gate.use_cache and self.tasks[tid].cacheable:  # the next tasks' entries, in one batch
-                    # The first batch is PREFETCH tasks; once it was all hits (a no-op so far), the
-                    # rest of what is ready in one (its rows then read by a scan: TextTable.texts).
-                    batch = len(sched.ready) + 1 if self._all_hits and self.gate.keys else PREFETCH
-                    self._prefetch([tid, *sched.ready[: batch - 1]])
-                if self._start(tid):
-                    sched.started(tid)
-                else:
-                    sched.not_started(tid)
-                    self._done([tid, *self._serve_waiters(tid)])
+            self._start_ready(sched)
             # Nodes that finished wait for one commit of their cache entries before they count as
             # done: at once (with the others whose events are queued now) when a node waits on
             # one of them, else with the next batch.
@@ -339,12 +329,35 @@ class Engine:
             else:
                 self._on_event(event)
 
-    def _while_nodes_run(self, git_recorded: bool) -> bool:
-        """What waited for the first nodes to run, done when the loop is about to wait for them: the
-        executor's (the guardian), and asking git. Returns whether git's facts are recorded."""
+    def _start_ready(self, sched: Scheduler) -> None:
+        """Start (or serve from the store) the tasks that are ready, while there are free slots."""
+        settle_at = None
+        while (tid := sched.take_next()) is not None:
+            if tid not in self.gate.keys and self.gate.use_cache and self.tasks[tid].cacheable:  # the next tasks' entries, in one batch
+                # The first batch is PREFETCH tasks; once it was all hits (a no-op so far), the
+                # rest of what is ready in one (its rows then read by a scan: TextTable.texts).
+                batch = len(sched.ready) + 1 if self._all_hits and self.gate.keys else PREFETCH
+                self._prefetch([tid, *sched.ready[: batch - 1]])
+            if self._start(tid):
+                sched.started(tid)
+                settle_at = settle_at or time.monotonic() + SETTLE_WITHIN
+            else:
+                sched.not_started(tid)
+                self._done([tid, *self._serve_waiters(tid)])
+            if settle_at is not None and time.monotonic() > settle_at:  # nodes run while many more are served from the store
+                self._settle()
+                settle_at = float("inf")
+
+    def _settle(self) -> None:
+        """What the executor left until its first nodes run (the local one's guardian): done now."""
         settled = getattr(self._executor, "settled", None)  # optional (executors/base.py)
         if settled is not None:
             settled()
+
+    def _while_nodes_run(self, git_recorded: bool) -> bool:
+        """What waited for the first nodes to run, done when the loop is about to wait for them: the
+        executor's (the guardian), and asking git. Returns whether git's facts are recorded."""
+        self._settle()
         return git_recorded or self.recorder.record_git(wait=False, when_read=self._git_ready)
 
     def _on_event(self, event: Finished | Retry | Fetched) -> None:
@@ -501,7 +514,7 @@ class Engine:
             if o.type == "directory":
                 (work / o.file_name).mkdir(parents=True, exist_ok=True)
         try:
-            prepared = prepare(task.op, task.params, paths, outputs, indir, python=self.extras.python(task.op))
+            prepared = prepare(task.op, task.params, paths, outputs, indir, python=self.extras.python(task.op), exec_ok=self.opts.executor == "local")
         except Exception as exc:  # a template error at run time (e.g. a value jinja cannot render)
             why = str(exc) if isinstance(exc, PlxError) else f"cannot render the command: {exc}"
             return self._not_launched(tid, lines, wlog, why, why)
@@ -808,6 +821,9 @@ def _last_line(path: Path, limit: int = 160) -> str:
 # Cache entries are committed, and the run's event and worker logs flushed, in batches at least
 # this often (seconds): a transaction and two writes per node cost more than the rest of a short
 # node's bookkeeping. A plx killed at any moment loses at most this much of its record.
+# The longest the executor's deferred work (the guardian) waits once a node runs, when the loop is
+# still busy starting others (serving thousands from the store, say): settled() is called then.
+SETTLE_WITHIN = 0.02
 COMMIT_EVERY = 0.1
 
 # A run of at least this many nodes creates the store's 256 objects/xx folders in the background at

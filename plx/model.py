@@ -168,6 +168,16 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _list_item(x: Any, integer: bool) -> Any:
+    """An item of a list_int or list_float `-p` value: text as written (`1,2`), or a JSON number of
+    that kind, as the YAML check takes (no bool, list or dict; no float for an int: `[1e999]` is no int)."""
+    if isinstance(x, str):
+        return int(x) if integer else float(x)
+    if _is_int(x) or (not integer and _is_num(x)):
+        return x if integer else float(x)
+    raise ValueError
+
+
 # Python refuses to convert integers longer than this to text (sys.get_int_max_str_digits()), and
 # every param value is written as JSON (records, cache keys): longer ones are refused up front.
 INT_MAX_DIGITS = 4300
@@ -296,10 +306,9 @@ def _parse_param_text(spec: ParamSpec, text: str) -> Any:  # noqa: C901 - above 
                     raise ValueError
             else:
                 items = [x.strip() for x in text_s.split(",")] if text_s else []
-            conv = {"list_str": str, "list_int": int, "list_float": float}[t]
             if t == "list_str":
                 return [x if isinstance(x, str) else json.dumps(x) for x in items]
-            return [conv(x) for x in items]
+            return [_list_item(x, t == "list_int") for x in items]
         if t == "dict":
             value = _json(text)
             if not isinstance(value, dict):

@@ -83,9 +83,12 @@ def _cloud_refs(op: Operation, ins: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]], outputs: dict[str, str], scratch: Path | None, python: str | None = None) -> Prepared:
+def prepare(
+    op: Operation, params: dict[str, Any], inputs: dict[str, list[str]], outputs: dict[str, str], scratch: Path | None, python: str | None = None, exec_ok: bool = True
+) -> Prepared:
     """Build what to execute; writes helper files into scratch when given (None: preview only).
-    python: the interpreter of a python op as resolved (environment.resolve_python)."""
+    python: the interpreter of a python op as resolved (environment.resolve_python). exec_ok: the
+    node runs in this environment (plx's), so _exec_form can tell whether a function could shadow it."""
     v = _values(op, params, inputs, outputs)
     env = dict(op.env)
     for kind, values in v.items():
@@ -114,7 +117,7 @@ def prepare(op: Operation, params: dict[str, Any], inputs: dict[str, list[str]],
         script = op.cmd
     if len(script) < _INLINE_LIMIT:
         # Passed inline: one file less per node. $0 names the operation in bash's own messages.
-        return Prepared(["bash", "-e", "-o", "pipefail", "-c", _exec_form(script, env), op.name], env, script)
+        return Prepared(["bash", "-e", "-o", "pipefail", "-c", _exec_form(script, env) if exec_ok else script, op.name], env, script)
     if scratch is not None:
         (scratch / "script.sh").write_text(script, encoding="utf-8")
     return Prepared(["bash", "-e", "-o", "pipefail", str((scratch or Path(".")) / "script.sh")], env, script)
@@ -124,18 +127,20 @@ _INLINE_LIMIT = 64 * 1024  # well under Linux's 128 KiB limit on one argument
 
 # bash -c runs a lone simple command in its own process (an exec, no fork) only when it has no
 # redirections; `tr a-z A-Z < "$INPUT_SRC" > "$OUTPUT_OUT"` costs bash a fork. For a script that
-# is one such command, plx writes the `exec` bash leaves out: one process less per node (~0.3 ms).
-# Only for a shape where that changes nothing: one command of plain words, quoted strings and
-# $NAME expansions (no ; & | ( ) ` $( or newline), whose program is no bash builtin or keyword
-# (exec would skip the builtin) and no assignment. Bash's messages are the same but for a
-# program that is not found ("exec: NAME: not found", still exit code 127).
+# is one such command, plx writes the `exec` bash leaves out: one process less per node (~0.3 ms),
+# and the node behaves as a lone command without redirections always has (README: the program is
+# the node's leader, gets TERM itself, and a program not found reads "exec: NAME: not found").
+# Only for one command of plain words, quoted strings and $NAME expansions (no ; & | ( ) ` $( or
+# newline) whose program is no bash builtin or keyword (exec would skip the builtin), no option
+# of exec (a leading -) and no assignment; on the local executor only (the environment checked
+# for BASH_ENV and exported functions is plx's).
 # Possessive quantifiers (Python 3.11) and alternatives that never start alike: a script is
 # matched in linear time, whatever it holds (backtracking made long scripts take forever).
 _NAME = r"\$(?:[A-Za-z_][A-Za-z0-9_]*+|\{[A-Za-z_][A-Za-z0-9_]*+\})"  # $NAME or ${NAME}
 _PART = rf"""(?:[A-Za-z0-9_./,:@%+=~-]++|'[^']*+'|"(?:[^"\\$`]++|{_NAME})*+"|{_NAME})"""
 _WORD = rf"(?:{_PART})++"
 _REDIRECT = rf"(?:[0-9]?(?:>>|>|<)|&>)[ \t]*+{_WORD}|[0-9]?>&[0-9]"
-_SIMPLE = rf"[ \t]*+([A-Za-z0-9_./+-]++)(?:[ \t]++(?:{_REDIRECT}|{_WORD}))*+[ \t]*+\n?"
+_SIMPLE = rf"[ \t]*+([A-Za-z0-9_./+][A-Za-z0-9_./+-]*+)(?:[ \t]++(?:{_REDIRECT}|{_WORD}))*+[ \t]*+\n?"
 _BASH_OWN = frozenset(
     ". : [ alias bg bind break builtin caller cd command compgen complete compopt continue declare dirs disown echo enable eval exec exit "
     "export false fc fg getopts hash help history jobs kill let local logout mapfile popd printf pushd pwd read readarray readonly return "

@@ -217,16 +217,19 @@ class _Threads:
         self._limit, self._name = limit, name
         self._threads: list[threading.Thread] = []
         self._idle = 0
+        self._closed = False
         self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the node threads are shut down")
             if self._idle:
                 self._idle -= 1  # the call is that thread's: another submit starts a thread of its own
             elif len(self._threads) < self._limit:
                 t = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
+                t.start()  # first: a thread that could not start is not counted
                 self._threads.append(t)
-                t.start()
         self._calls.put((fn, args))
 
     def _work(self) -> None:
@@ -241,6 +244,8 @@ class _Threads:
 
     def shutdown(self) -> None:
         """Let every thread end once the calls already submitted are done (without waiting for them)."""
+        with self._lock:
+            self._closed = True
         for _ in self._threads:
             self._calls.put(None)
 
@@ -330,16 +335,17 @@ class LocalExecutor:
     def _guard(self, run_id: str) -> None:
         """Tell the guardian which run to stop if plx dies (once it is started: settled())."""
         line = f"{run_id} {time.time() - 1:.3f}\n".encode()
-        if self._guardian is None:
+        if self._guardian is not None:
+            self._tell_guardian(line)
+        elif not self._guardian_tried:  # (tried and failed: the next plx command stops what is left)
             self._unguarded.append(line)
-            return
-        self._tell_guardian(line)
 
     def settled(self) -> None:
         """The engine started what it could and now waits for its nodes: time to start the guardian.
-        Not before the first nodes: its interpreter's start (~20 ms of CPU) slowed their start on a
+        Not before the first nodes: its interpreter's start (10-20 ms of CPU) slowed their start on a
         2-core machine (the second node of a run started 12 ms later). Should plx die in between
-        (the time to start the first few nodes), the next plx command stops what the run left."""
+        (the time to start the first few nodes; at most engine.SETTLE_WITHIN while it serves many
+        from the store), the next plx command stops what the run left."""
         if self._guardian_tried or not self._unguarded:
             return
         self._guardian_tried = True

@@ -126,3 +126,12 @@ def test_run_ids_of_one_process_sort_in_the_order_they_were_made() -> None:
 
     ids = [new_run_id() for _ in range(500)]
     assert ids == sorted(ids) and len({i.rsplit("-", 1)[0] for i in ids}) == 500
+
+
+@pytest.mark.parametrize("kind, text", [("list_int", "[1e999]"), ("list_int", "[1.5]"), ("list_int", "[true]"), ("list_int", "[[1]]"), ("list_float", "[[1]]"), ("list_float", "[true]"), ("list_float", '[{"a": 1}]')])
+def test_a_list_param_item_of_another_kind_is_a_message(kind: str, text: str) -> None:
+    """`-p x=[1e999]` for a list_int was an OverflowError traceback (found by the fuzz), `[1.5]` became [1]
+    and `[[1]]` a TypeError: each is now the same message as any other bad value."""
+    with pytest.raises(ValueError, match=f"bad value .* for {kind} param 'x'"):
+        parse_param_text(ParamSpec("x", kind), text)
+    assert parse_param_text(ParamSpec("x", kind), "[1, 2]") == [1, 2]

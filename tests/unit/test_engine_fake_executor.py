@@ -95,3 +95,42 @@ def test_a_second_run_is_served_from_the_cache(tmp_path: Path) -> None:
         registered().pop("writing")
     assert len(WritingExecutor.jobs) == 2  # a and b, once
     assert {n["state"] for n in record["nodes"].values()} == {"cached"}
+
+
+class SettlingExecutor(WritingExecutor):
+    """A WritingExecutor that notes when the engine calls its optional settled()."""
+
+    order: list[str] = []
+
+    def settled(self) -> None:
+        SettlingExecutor.order.append("settled")
+
+
+class NoteReporter(NullReporter):
+    def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
+        SettlingExecutor.order.append(f"{node} {state}")
+
+
+def test_settled_comes_soon_after_a_node_starts_even_while_many_are_served_from_the_store(tmp_path: Path, monkeypatch: Any) -> None:
+    """The local executor starts its guardian in settled(): when one node runs while hundreds are
+    served from the store, that must not wait until the last of them is (engine.SETTLE_WITHIN)."""
+    import plx.engine
+
+    proj, lib, _ = project(tmp_path)
+    (tmp_path / "operations/always.yaml").write_text("kind: operation\nname: always\nrunner: command\ncmd: unused\ncacheable: false\noutputs: [{name: out, type: text}]\n")
+    nodes = "".join(f"  n{i}: {{operation: step, params: {{n: {i}}}}}\n" for i in range(300))
+    graph = tmp_path / "graphs/many.yaml"
+    graph.write_text("kind: graph\nname: many\nnodes:\n  a: {operation: always}\n" + nodes)
+    register("settling", SettlingExecutor)
+    monkeypatch.setattr(plx.engine, "SETTLE_WITHIN", 0.0)
+    try:
+        for _ in range(2):  # the second run: `a` runs, the 300 others come from the store
+            SettlingExecutor.order = []
+            members, flat = plan_members(lib, graph, targets=[], params=[], inputs=[])
+            opts = RunOptions(jobs=2, executor="settling", overrides=flat, rev={"commit": "0" * 40})
+            Engine(proj, members, opts, NoteReporter(), lib).run_all()
+    finally:
+        registered().pop("settling")
+    order = SettlingExecutor.order
+    assert order.count("n299 cached") == 1 and "settled" in order
+    assert order.index("settled") < order.index("n299 cached"), order[:10]

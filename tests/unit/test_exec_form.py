@@ -38,6 +38,8 @@ KEEP = [
     "(cat in) > out",
     "cat *.txt > out",
     "cat in>out",
+    " -l /bin/true > out",  # an option of exec, not a program
+    "-- > out",
     "",
 ]
 
