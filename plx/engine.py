@@ -317,7 +317,8 @@ class Engine:
                 if sched.finished():
                     break
                 continue
-            git_recorded = self._while_nodes_run(git_recorded)
+            if not git_recorded:  # the first nodes are running: now there is time to ask git
+                git_recorded = self.recorder.record_git(wait=False, when_read=self._git_ready)
             if time.monotonic() - self._committed > COMMIT_EVERY or len(self.gate.unlock_after_commit) >= 256:
                 self._commit()
             try:  # wait no longer than COMMIT_EVERY for the next event: what is pending gets written meanwhile
@@ -331,7 +332,6 @@ class Engine:
 
     def _start_ready(self, sched: Scheduler) -> None:
         """Start (or serve from the store) the tasks that are ready, while there are free slots."""
-        settle_at = None
         while (tid := sched.take_next()) is not None:
             if tid not in self.gate.keys and self.gate.use_cache and self.tasks[tid].cacheable:  # the next tasks' entries, in one batch
                 # The first batch is PREFETCH tasks; once it was all hits (a no-op so far), the
@@ -340,25 +340,9 @@ class Engine:
                 self._prefetch([tid, *sched.ready[: batch - 1]])
             if self._start(tid):
                 sched.started(tid)
-                settle_at = settle_at or time.monotonic() + SETTLE_WITHIN
             else:
                 sched.not_started(tid)
                 self._done([tid, *self._serve_waiters(tid)])
-            if settle_at is not None and time.monotonic() > settle_at:  # nodes run while many more are served from the store
-                self._settle()
-                settle_at = float("inf")
-
-    def _settle(self) -> None:
-        """What the executor left until its first nodes run (the local one's guardian): done now."""
-        settled = getattr(self._executor, "settled", None)  # optional (executors/base.py)
-        if settled is not None:
-            settled()
-
-    def _while_nodes_run(self, git_recorded: bool) -> bool:
-        """What waited for the first nodes to run, done when the loop is about to wait for them: the
-        executor's (the guardian), and asking git. Returns whether git's facts are recorded."""
-        self._settle()
-        return git_recorded or self.recorder.record_git(wait=False, when_read=self._git_ready)
 
     def _on_event(self, event: Finished | Retry | Fetched) -> None:
         """What the loop does with an executor's result, a retry or the remote's answer."""
@@ -821,9 +805,6 @@ def _last_line(path: Path, limit: int = 160) -> str:
 # Cache entries are committed, and the run's event and worker logs flushed, in batches at least
 # this often (seconds): a transaction and two writes per node cost more than the rest of a short
 # node's bookkeeping. A plx killed at any moment loses at most this much of its record.
-# The longest the executor's deferred work (the guardian) waits once a node runs, when the loop is
-# still busy starting others (serving thousands from the store, say): settled() is called then.
-SETTLE_WITHIN = 0.02
 COMMIT_EVERY = 0.1
 
 # A run of at least this many nodes creates the store's 256 objects/xx folders in the background at

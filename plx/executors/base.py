@@ -50,10 +50,6 @@ class Executor(Protocol):
     def close(self) -> None:
         """Release everything; nothing the jobs started is left running."""
 
-    # Optional: `settled(self) -> None`, called each time the engine has started every job it can
-    # for now and waits for results; work that can wait until the first jobs run is done then (the
-    # local executor starts its guardian). Not part of the protocol: an executor without it works.
-
     def check_resources(self, requests: dict[str, Any]) -> list[str]:
         """Problems of resource requests that this executor's machines can never meet (empty: fine)."""
 

@@ -286,7 +286,6 @@ class LocalExecutor:
         self._done = threading.Event()
         self._guardian: subprocess.Popen[bytes] | None = None
         self._guardian_tried = False
-        self._unguarded: list[bytes] = []  # the guardian's lines for runs started before it
         self._reaper: threading.Thread | None = None
         if _subreaper(True):
             self._reaper = threading.Thread(target=self._reap_loop, name="plx-reaper", daemon=True)
@@ -333,34 +332,16 @@ class LocalExecutor:
         self._waiters.submit(self._run, job)
 
     def _guard(self, run_id: str) -> None:
-        """Tell the guardian which run to stop if plx dies (once it is started: settled())."""
-        line = f"{run_id} {time.time() - 1:.3f}\n".encode()
-        if self._guardian is not None:
-            self._tell_guardian(line)
-        elif not self._guardian_tried:  # (tried and failed: the next plx command stops what is left)
-            self._unguarded.append(line)
-
-    def settled(self) -> None:
-        """The engine started what it could and now waits for its nodes: time to start the guardian.
-        Not before the first nodes: its interpreter's start (10-20 ms of CPU) slowed their start on a
-        2-core machine (the second node of a run started 12 ms later). Should plx die in between
-        (the time to start the first few nodes; at most engine.SETTLE_WITHIN while it serves many
-        from the store), the next plx command stops what the run left."""
-        if self._guardian_tried or not self._unguarded:
-            return
-        self._guardian_tried = True
-        self._guardian = procs.start_guardian()
-        lines, self._unguarded = self._unguarded, []
-        if self._guardian is not None:
-            self._tell_guardian(b"".join(lines))
-
-    def _tell_guardian(self, data: bytes) -> None:
-        assert self._guardian is not None and self._guardian.stdin is not None
-        try:
-            self._guardian.stdin.write(data)
-            self._guardian.stdin.flush()
-        except OSError:  # the guardian is gone: the next plx command still stops what is left
-            pass
+        """Tell the guardian (started with the first node) which run to stop if plx dies."""
+        if not self._guardian_tried:
+            self._guardian_tried = True
+            self._guardian = procs.start_guardian()
+        if self._guardian is not None and self._guardian.stdin is not None:
+            try:
+                self._guardian.stdin.write(f"{run_id} {time.time() - 1:.3f}\n".encode())
+                self._guardian.stdin.flush()
+            except OSError:  # the guardian is gone: the next plx command still stops what is left
+                pass
 
     def _spawn(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int]:
         """Start the job's process; returns it and the read ends of its stdout and stderr pipes."""
