@@ -169,7 +169,7 @@ def run(
 ) -> None:
     """Validate, plan and run a graph, or only the named nodes and their upstream."""
     # The body is console.run_command: entry.py calls it without typer for a plain command line.
-    run_command(**{k: v for k, v in locals().items()})
+    run_command(**locals())
 
 
 @app.command()

@@ -143,7 +143,7 @@ def quick_run_args(argv: list[str]) -> dict[str, Any] | None:
     says what is wrong with it)."""
     if len(argv) < 2 or argv[0] != "run":
         return None
-    args: dict[str, Any] = {**RUN_DEFAULTS, "nodes": []}
+    args = {k: list(v) if isinstance(v, list) else v for k, v in RUN_DEFAULTS.items()}  # lists of its own: never RUN_DEFAULTS
     seen: set[str] = set()
     positional: list[str] = []
     i = 1
