@@ -24,7 +24,7 @@ from typing import Any, Mapping
 from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, is_unwritable_db, warn
 from .records import FINAL_NODE_STATES, NodeState, RunData, RunState, as_run, count_states
 from .repair import ensure_dir, set_aside
-from .texttable import is_new_file, open_retrying
+from .texttable import is_new_file, open_retrying, write_transaction
 
 WORKER_LOG = "worker.log"
 
@@ -220,17 +220,11 @@ class Index:
             if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:  # new, or an older plx's rows: rebuilt from the records
                 # Checked again inside one write transaction: two processes opening a new index at once
                 # must not both see version 0, the second dropping the rows the first just put.
-                self.db.execute("BEGIN IMMEDIATE")
-                try:
+                with write_transaction(self.db):
                     if self.db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
                         self.db.execute("DROP TABLE IF EXISTS runs")
                         self.db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
                     self.db.execute(_CREATE_RUNS)  # in the same transaction: no one sees the version without the table
-                    self.db.execute("COMMIT")
-                except BaseException:
-                    if self.db.in_transaction:
-                        self.db.execute("ROLLBACK")
-                    raise
             else:
                 self.db.execute(_CREATE_RUNS)  # a table dropped by hand
             self.db.execute("SELECT count(*) FROM runs").fetchone()
@@ -257,9 +251,8 @@ class Index:
 
     def put_summaries(self, rows: list[dict[str, Any]]) -> None:
         """Many summaries in one transaction: a commit per row made rebuilding 10,000 runs take 10 s."""
-        self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", [(s["id"], s["graph"], s["status"], json.dumps(s)) for s in rows])
-        self.db.execute("COMMIT")
+        with write_transaction(self.db, "BEGIN"):
+            self.db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", [(s["id"], s["graph"], s["status"], json.dumps(s)) for s in rows])
 
     def ids(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT id FROM runs")}

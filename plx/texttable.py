@@ -67,6 +67,31 @@ def open_retrying(connect: Callable[[], T], seconds: float) -> T:
             delay = min(delay * 2, 0.2)
 
 
+@contextlib.contextmanager
+def write_transaction(con: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    """One write transaction on con (autocommit mode), committed at the end, rolled back on any error.
+
+    A signal handler raises where Python checks for signals, between any two bytecodes: also right
+    after BEGIN, before the `try` below, or inside the rollback. So an open transaction found at the
+    start is one such an exception left (transactions here never nest): it is rolled back, its writes
+    were never confirmed, and its caller writes them again. Left open, every later BEGIN on the shared
+    connection failed ("cannot start a transaction within a transaction") and other processes waited
+    for its lock (a SIGTERM during a commit, seen in CI)."""
+    if con.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("ROLLBACK")
+    try:
+        con.execute(begin)
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        # SQLite may have rolled it back itself (a full disk)
+        if con.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+        raise
+
+
 class TextTable:
     """One `cache.db`; safe to share between the threads of one process and between processes
     (SQLite's write-ahead log; a writer waits up to a minute for another's transaction)."""
@@ -95,16 +120,9 @@ class TextTable:
             except sqlite3.OperationalError as exc:
                 if "no such table" not in str(exc):
                     raise
-                con.execute("BEGIN IMMEDIATE")
-                try:
+                with write_transaction(con):
                     for statement in _SCHEMA:
                         con.execute(statement)
-                    con.execute("COMMIT")
-                except BaseException:
-                    if con.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            con.execute("ROLLBACK")
-                    raise
             if new:
                 con.execute("PRAGMA synchronous = 1")
         except BaseException:
@@ -119,18 +137,8 @@ class TextTable:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction (taken at once: two writers never deadlock upgrading a read)."""
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self._con.execute("COMMIT")
-            except BaseException:
-                # Never left open (the connection is shared: the next BEGIN would fail, and other
-                # processes would wait for its lock); SQLite may have rolled it back itself (a full disk).
-                if self._con.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._con.execute("ROLLBACK")
-                raise
+        with self._lock, write_transaction(self._con):  # the lock first: the connection is shared by threads
+            yield
 
     def get(self, key: str) -> str | None:
         """The text of key, or None; ValueError for a row that is not plain text."""

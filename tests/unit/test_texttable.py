@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import signal
 import sqlite3
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from plx.texttable import SCAN_FROM, TextTable
+from plx.texttable import SCAN_FROM, TextTable, write_transaction
 
 # What diskcache 5.6 made of an index folder (the Settings rows its triggers keep up to date).
 _OLD = [
@@ -69,6 +70,67 @@ def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
         raise RuntimeError("a run stopped half-way")
     assert t.get("a") is None and len(t) == 0
     t.close()
+
+
+def test_a_transaction_a_signal_left_open_is_rolled_back_by_the_next(tmp_path: Path) -> None:
+    """Seen in CI: SIGTERM's KeyboardInterrupt landed right after BEGIN, before the `try` that rolls
+    back; the shared connection stayed in the transaction, and the run's every later commit failed
+    with "cannot start a transaction within a transaction" (a traceback, exit 1)."""
+    t = TextTable(tmp_path)
+    t._con.execute("BEGIN IMMEDIATE")  # what the interrupted transaction left: begun, written, never ended
+    t.put_many([("lost", "never confirmed")])
+    with t.transaction():
+        t.put_many([("kept", "1")])
+    assert t.get("kept") == "1" and t.get("lost") is None
+    other = sqlite3.connect(tmp_path / "cache.db", timeout=0)  # and the write lock is free for other processes
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("ROLLBACK")
+    other.close()
+    t.close()
+
+
+def test_transactions_a_real_signal_interrupts_never_stay_open(tmp_path: Path) -> None:
+    """A real timer signal, one per transaction at a delay that sweeps its length, raises wherever Python
+    checks for signals: in BEGIN's wake, in the body, in COMMIT's, in the rollback. After each, the
+    next transaction must work and commit."""
+
+    class Signalled(BaseException):  # as plx's SIGTERM handler's KeyboardInterrupt, but pytest's own session goes on
+        pass
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Signalled
+
+    t = TextTable(tmp_path)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    interrupted = 0
+    try:
+        for i in range(2000):
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 1e-6 * (1 + i % 80))  # one shot
+                with t.transaction():
+                    t.put_many([(f"k{i}", "v")])
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            except Signalled:
+                interrupted += 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert interrupted > 0, "no signal landed: the test proved nothing"
+    with t.transaction():
+        t.put_many([("after", "1")])
+    assert t.get("after") == "1" and not t._con.in_transaction
+    t.close()
+
+
+def test_the_run_index_rolls_back_what_a_signal_left_open(tmp_path: Path) -> None:
+    con = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    con.execute("CREATE TABLE t (v)")
+    con.execute("BEGIN")
+    con.execute("INSERT INTO t VALUES ('lost')")
+    with write_transaction(con, "BEGIN"):
+        con.execute("INSERT INTO t VALUES ('kept')")
+    assert con.execute("SELECT v FROM t").fetchall() == [("kept",)] and not con.in_transaction
+    con.close()
 
 
 @pytest.mark.parametrize("n", [10, SCAN_FROM + 5])  # probes per key, then one scan
