@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
@@ -13,6 +12,7 @@ from . import model
 from .errors import PlxError, UsageError
 from .project import Project, load_project
 from .records import RunState
+from .structs import field, record
 
 
 class Operation:
@@ -45,7 +45,7 @@ class Operation:
 OperationRef = Union[Operation, "Graph", str]
 
 
-@dataclass
+@record
 class _Node:
     operation: str
     inputs: dict[str, Any] = field(default_factory=dict)
@@ -250,7 +250,7 @@ def load(path: str | os.PathLike[str], project: Project | None = None) -> Graph 
     return g
 
 
-@dataclass
+@record
 class Run:
     """A finished run: its id, status, node states and outputs."""
 

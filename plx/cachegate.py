@@ -8,7 +8,6 @@ from __future__ import annotations
 import gc
 import queue
 import threading
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from .environment import differences as environment_differences
@@ -19,6 +18,7 @@ from .history import History
 from .planner import Plan, Task
 from .project import Project
 from .store import Artifact, KeyLock, Store
+from .structs import record
 
 
 def task_key(
@@ -56,7 +56,7 @@ def _recipe_text(recipe: dict[str, Any], op_text: str) -> str:
     return canonical({**recipe, "operation": _OP_MARK}).replace(_OP_MARK_TEXT, op_text, 1)
 
 
-@dataclass
+@record
 class Retry:
     """Look at the cache again for a task: another plx process, or the first of a duplicate, is done."""
 
@@ -64,7 +64,7 @@ class Retry:
     held_slot: bool  # True when the wait occupied a -j slot (waiting on another process)
 
 
-@dataclass
+@record
 class Fetched:
     """The remote's answer for a task's key (a Future of remote.Fetched or None)."""
 

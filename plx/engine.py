@@ -8,14 +8,12 @@ The engine never prints: it reports events to a Reporter (see report.py).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import os
 import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +34,11 @@ from .resources import Pool, check_requests, gpu_ids, machine_memory
 from .runners import prepare
 from .scheduler import DONE_OK, Scheduler, drain
 from .store import Artifact, Store
+from .structs import field, record, replace
 from .workspace import LINK_INPUTS, Avail, StoreFailed, Workspace
 
 
-@dataclass
+@record
 class RunOptions:
     jobs: int
     no_cache: bool = False
@@ -59,7 +58,7 @@ class _GitReady:
     """The background read of git facts is done: record them."""
 
 
-@dataclass
+@record
 class Member:
     """One run of an engine: a sweep plans several, each recorded as its own run."""
 
@@ -89,7 +88,7 @@ def merged_tasks(members: list[Member]) -> tuple[dict[str, Task], dict[str, int]
                 tasks[iid] = t
             else:
                 inputs = {n: [Source(task=prefix + x.task, output=x.output) if x.task else x for x in xs] for n, xs in t.inputs.items()}
-                tasks[iid] = dataclasses.replace(t, id=iid, inputs=inputs, deps={prefix + d for d in t.deps})
+                tasks[iid] = replace(t, id=iid, inputs=inputs, deps={prefix + d for d in t.deps})
             member[iid], local[iid] = m, tid
     return tasks, member, local
 

@@ -12,11 +12,11 @@ import itertools
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import did_you_mean
 from .model import ParamSpec, check_param_value
+from .structs import field, record
 
 ITEM = "item"  # the item of a fanned-out node, in its inputs (`item`, `item.OUT`) and params (`${item}`)
 KEY = "key"  # `${key}`: the expansion's key as text
@@ -43,7 +43,7 @@ class FanError(Exception):
 # ---- what a node fans out over -------------------------------------------------------------
 
 
-@dataclass
+@record
 class Axis:
     """One key of a matrix: inline values, or a list graph param."""
 
@@ -52,7 +52,7 @@ class Axis:
     param: str | None = None
 
 
-@dataclass
+@record
 class Foreach:
     """`foreach:` as written. kind: input (files of a list graph input), values (an inline list or a
     list graph param), node (the expansions of another fanned-out node), matrix (several keys)."""
@@ -122,7 +122,7 @@ def upstream(value: Any) -> str | None:
 # ---- what validation knows before planning -------------------------------------------------
 
 
-@dataclass
+@record
 class Var:
     """A `${name}` a fanned-out node may bind: its values when written in the file, else its type."""
 
@@ -130,7 +130,7 @@ class Var:
     type: str | None = None
 
 
-@dataclass
+@record
 class Static:
     """A fanned-out node as validation sees it."""
 
@@ -182,7 +182,7 @@ def file_key(name: str) -> str:
 # ---- references ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FanRef:
     node: str  # a node id, or ITEM
     key: str | None  # None for item refs; GATHER; or one key as written
@@ -295,7 +295,7 @@ def check_binding(spec: ParamSpec, var: Var) -> str | None:
 # ---- expansion, when the graph is planned -----------------------------------------------------
 
 
-@dataclass
+@record
 class Item:
     """One expansion of a fanned-out node."""
 

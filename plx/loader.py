@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast as python_ast
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,13 @@ from .model import (
 )
 from .parsecache import ParseCache
 from .project import Project
+from .structs import field, record
 from .yamldoc import Doc, load_file
 
 RESERVED_NODE_IDS = {"inputs", "params", fanout.ITEM}
 
 
-@dataclass
+@record
 class Loaded:
     """One file as loaded: its object (None when its structure is broken), doc and problems."""
 
@@ -42,7 +42,7 @@ class Loaded:
     checked: bool = False  # graph semantics checked (recursion guard)
 
 
-@dataclass
+@record
 class OutputInfo:
     type: str
     filename: str

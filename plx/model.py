@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any, Union
+
+from .structs import field, record
 
 FILE_LIKE_TEXT = {"text", "csv", "json"}
 
@@ -28,7 +29,7 @@ def accepts(input_type: str, output_type: str) -> bool:
     return False
 
 
-@dataclass
+@record
 class InputSpec:
     name: str
     type: str = "file"
@@ -47,7 +48,7 @@ class InputSpec:
         return self.min == 0
 
 
-@dataclass
+@record
 class ParamSpec:
     name: str
     type: str
@@ -61,7 +62,7 @@ class ParamSpec:
         return self.default is MISSING
 
 
-@dataclass
+@record
 class OutputSpec:
     name: str
     type: str = "file"
@@ -74,7 +75,7 @@ class OutputSpec:
         return self.filename or self.name
 
 
-@dataclass
+@record
 class Operation:
     name: str
     runner: str
@@ -105,7 +106,7 @@ class Operation:
         return next((o for o in self.outputs if o.name == name), None)
 
 
-@dataclass
+@record
 class Node:
     id: str
     operation: str  # as written: a name or a path
@@ -120,7 +121,7 @@ class Node:
     retries: int | None = None
 
 
-@dataclass
+@record
 class Graph:
     name: str
     inputs: list[InputSpec] = field(default_factory=list)

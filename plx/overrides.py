@@ -3,16 +3,16 @@ param or a node param (`NAME` is the graph's, `NODE.PARAM` a node's, `parent/chi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import RunError, UsageError, did_you_mean
 from .loader import Library
 from .model import Graph, Operation, ParamSpec, parse_param_text
+from .structs import field, record
 
 
-@dataclass
+@record
 class Overrides:
     """Param values by where they go: the graph's params, each node's params (by node id), and the
     record's flat view (`{"lr": 0.01, "train.depth": 3}`, as `plx log --json` shows `overrides`)."""

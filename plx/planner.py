@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import glob
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
@@ -15,9 +14,10 @@ from .errors import RunError, UsageError, ValidationError, did_you_mean
 from .loader import Library, upstream_of
 from .model import MISSING, Graph, Node, Operation, ParamSpec, binding, check_param_value, parse_ref
 from .resources import Request, request_of
+from .structs import field, record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Source:
     """Where one input file comes from: another task's output, or a file on disk."""
 
@@ -26,7 +26,7 @@ class Source:
     path: Path | None = None
 
 
-@dataclass
+@record
 class Task:
     """One operation to execute in the flattened DAG; ids of inner nodes read `parent/child`."""
 
@@ -41,7 +41,7 @@ class Task:
     retries: int = 0
 
 
-@dataclass
+@record
 class Plan:
     graph: Graph
     tasks: dict[str, Task]  # in a topological order
@@ -279,7 +279,7 @@ def _emit(
     return _flatten(lib, target, full + "/", sub_params, sub_sources, overrides, tasks)
 
 
-@dataclass
+@record
 class _Template:
     """What every expansion of one node shares, computed once."""
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import Diagnostic, ValidationError
+from .structs import field, record
 
 _SETTINGS = {"operations", "graphs", "jobs", "store", "python", "remote"}
 
@@ -23,7 +23,7 @@ def find_root(start: Path | None = None) -> Path:
     return here
 
 
-@dataclass
+@record
 class Project:
     root: Path
     operation_dirs: list[str] = field(default_factory=lambda: ["operations"])

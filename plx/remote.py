@@ -24,12 +24,12 @@ import re
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .project import resolve_url as resolve_url  # the one place the URL is chosen
 from .store import TREE_TYPE, Artifact, Store
+from .structs import field, record
 
 FORMAT = "plx-remote-1"
 CHUNK = 4 << 20  # transfers stream in pieces of this size: never a whole artifact in memory
@@ -65,7 +65,7 @@ def push_enabled() -> bool:
     return os.environ.get("PLX_REMOTE_PUSH", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-@dataclass
+@record
 class Fetched:
     """A remote cache entry downloaded and verified: temp files to adopt into the local store."""
 

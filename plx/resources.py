@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from dataclasses import dataclass
 from typing import Any
+
+from .structs import record
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
@@ -35,7 +36,7 @@ def show_memory(n: int) -> str:
     return f"{n}B"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Request:
     """A node's request: cpus (slots of -j), memory in bytes, gpus."""
 

@@ -6,12 +6,12 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import RunError
 from .model import Operation
+from .structs import record
 
 # The python runner's bootstrap: values arrive as JSON data, the user's source from a file,
 # so a param's value can never become code.
@@ -41,7 +41,7 @@ def cmd_location(op: Operation, line: int | None) -> str:
     return f"{op.file}:{op.cmd_offset + line}"
 
 
-@dataclass
+@record
 class Prepared:
     argv: list[str]
     env: dict[str, str]  # only what plx adds; the process also inherits plx's environment

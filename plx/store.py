@@ -20,19 +20,19 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .errors import PlxError, is_damaged_db, is_unwritable_db, warn
 from .hashing import canonical, hash_bytes, hash_file
 from .repair import ensure_dir, open_lock_file, set_aside
+from .structs import record
 from .texttable import TextTable
 
 TREE_TYPE = "directory"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Artifact:
     """A stored output: its content hash (a tree manifest's hash for directories)."""
 

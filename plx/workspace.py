@@ -18,7 +18,6 @@ import shutil
 import signal
 import stat
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +26,7 @@ from .hashing import hash_bytes, hash_file
 from .planner import Task
 from .sources import place as place_sources
 from .store import TREE_TYPE, Artifact, Store, content_hash
+from .structs import field, record
 
 # Files a runner writes into a node's input folder (runners.prepare): never an input's place.
 _HELPERS = ("values.json", "script.py", "script.sh")
@@ -37,7 +37,7 @@ _SPARE_BYTES = 1 << 20  # a finished node's private copy of a user's file up to 
 _REMOVERS = 4  # folders removed at once when the run ends: each removal mostly waits on the disk
 
 
-@dataclass
+@record
 class Avail:
     """An artifact a task can read: stored (path None) or a user's file read in place."""
 
@@ -45,7 +45,7 @@ class Avail:
     path: Path | None = None
 
 
-@dataclass
+@record
 class _Inputs:
     """A node's input folder: its sub-folders (parents first) and what was placed in it."""
 
@@ -57,7 +57,7 @@ class _Inputs:
     recycled: bool = False  # renamed from a finished node's
 
 
-@dataclass
+@record
 class Placement:
     """One input item of a node: where it goes, and (once placed) whether as a link to the store."""
 

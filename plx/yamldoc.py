@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gc
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import Diagnostic, ValidationError
+from .structs import field, record
 
 if TYPE_CHECKING:
     import yaml
@@ -43,7 +43,7 @@ _STR = "tag:yaml.org,2002:str"
 Path_ = tuple[Any, ...]
 
 
-@dataclass
+@record
 class Doc:
     """A parsed YAML file: plain Python data plus where each part came from."""
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import queue
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
+
+from ..structs import record
 
 NOT_STARTED = "canceled before it started"  # Finished.error of a job canceled before its process started
 
 
-@dataclass
+@record
 class Job:
     id: str
     argv: list[str]
@@ -23,7 +24,7 @@ class Job:
     resources: dict[str, float] | None = None  # what the node declared, as Dask worker resources
 
 
-@dataclass
+@record
 class Finished:
     id: str
     exit_code: int | None

@@ -35,11 +35,11 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import RunError
+from ..structs import field, record
 from .base import NOT_STARTED, Finished, Job
 from .local import GRACE_SECONDS, stop_group
 
@@ -57,7 +57,7 @@ STOP_WAIT = 30.0  # plx waits at most this long for the workers to stop a run's 
 _LOCK = threading.Lock()
 
 
-@dataclass
+@record
 class DaskFinished(Finished):
     """A node's end on Dask, with every attempt Dask made (a dead worker's task is run again)."""
 

@@ -167,3 +167,14 @@ def test_files_read_back_from_the_parse_cache_need_no_yaml_parser_and_keep_their
     project.write("operations/e.yaml", "kind: operation\nname: e\nrunner: command\noutputs: [{name: out}]\ncmd: echo > $OUTPUT_OUT\n")
     bad = project.plx("validate", "graphs/g.yaml")
     assert bad.code == 1 and "g.yaml:4:30: node 'a'" in bad.err and "g.yaml:5:30: node 'b'" in bad.err, bad.err
+
+
+def test_a_run_imports_neither_dataclasses_nor_inspect(project: Project) -> None:
+    """plx's record classes are built by plx/structs.py: importing dataclasses (and inspect, ast, dis,
+    tokenize with it) and building the classes with it took ~16 ms of every command."""
+    project.write("operations/e.yaml", "kind: operation\nname: e\nrunner: command\noutputs: [{name: out}]\ncmd: echo hi > $OUTPUT_OUT\n")
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: e}\n")
+    run = project.plx("run", "graphs/g.yaml", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert run.code == 0 and "| plx.engine" in run.err, run.err[-2000:]
+    imported = {ln.rsplit("|", 1)[1].strip() for ln in run.err.splitlines() if ln.startswith("import time:")}
+    assert "plx.structs" in imported and not imported & {"dataclasses", "inspect"}, sorted(imported & {"dataclasses", "inspect"})

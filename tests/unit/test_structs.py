@@ -1,0 +1,94 @@
+"""plx's record classes (plx/structs.py) behave as the standard library's dataclasses do for what plx
+uses: the same constructor (positional and keyword, defaults, per-instance factories, base fields
+first), repr, equality, hashing and frozenness, and `replace`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar  # noqa: F401  # ClassVar: dataclasses reads a string annotation through this module's names
+
+import pytest
+
+from plx.structs import FrozenError, field, record, replace
+
+
+def _pair(frozen: bool) -> tuple[type, type]:
+    """The same class, once as a record and once as a dataclass."""
+
+    def body() -> dict[str, Any]:
+        return {"__annotations__": {"a": "int", "b": "str", "c": "list[int]", "d": "ClassVar[int]"}, "b": "x", "d": 5, "__doc__": "doc"}
+
+    ours = record(frozen=frozen)(type("R", (), {**body(), "c": field(default_factory=list)}))
+    theirs = dataclasses.dataclass(frozen=frozen)(type("R", (), {**body(), "c": dataclasses.field(default_factory=list)}))
+    return ours, theirs
+
+
+def _hash(obj: Any) -> int | str:
+    try:
+        return hash(obj)
+    except TypeError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+@pytest.mark.parametrize("args,kwargs", [((1,), {}), ((1, "y"), {}), ((1, "y", [2]), {}), ((), {"a": 3, "c": [4]}), ((2,), {"b": "z"}), ((1, "y", ()), {})])
+def test_a_record_is_built_shown_and_compared_as_a_dataclass(frozen: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    ours, theirs = _pair(frozen)
+    x, y = ours(*args, **kwargs), theirs(*args, **kwargs)
+    assert repr(x) == repr(y) and vars(x) == vars(y)
+    assert x == ours(*args, **kwargs) and x != ours(99) and x != y  # another class is never equal
+    assert ours.d == 5 and "d" not in vars(x)  # a ClassVar is not a field
+    if frozen:
+        assert _hash(x) == _hash(y)  # the hash of the fields' tuple, or TypeError for a list among them
+        with pytest.raises(FrozenError):
+            x.a = 2
+        with pytest.raises(AttributeError):  # as dataclasses' FrozenInstanceError
+            del x.b
+    else:
+        with pytest.raises(TypeError):
+            hash(x)  # compared by value and mutable: unhashable, as a dataclass
+        x.a = 7
+        assert x.a == 7
+
+
+def test_each_instance_gets_its_own_factory_value_and_bad_calls_fail_as_with_dataclasses() -> None:
+    ours, theirs = _pair(False)
+    assert ours(1).c is not ours(1).c and not hasattr(ours, "c")
+    for cls in (ours, theirs):
+        with pytest.raises(TypeError):
+            cls()
+        with pytest.raises(TypeError):
+            cls(1, nope=2)
+
+
+def test_a_base_records_fields_come_first_and_replace_copies() -> None:
+    @record
+    class Base:
+        a: int
+        b: list[int] = field(default_factory=list)
+
+    @record
+    class Child(Base):
+        c: str = "c"
+
+    child = Child(1, [2], "z")
+    assert repr(child) == "test_a_base_records_fields_come_first_and_replace_copies.<locals>.Child(a=1, b=[2], c='z')"
+    assert Child(1).b == [] and Child(1).c == "c"
+    other = replace(child, c="q")
+    assert other == Child(1, [2], "q") and child.c == "z"
+    assert replace(Child(5), a=6).a == 6
+
+
+def test_mistakes_in_a_record_class_are_refused_as_dataclasses_refuses_them() -> None:
+    with pytest.raises(TypeError):
+
+        @record
+        class NoDefaultAfterDefault:
+            a: int = 1
+            b: int
+
+    with pytest.raises(ValueError):
+
+        @record
+        class SharedList:
+            a: list[int] = []  # noqa: RUF012
