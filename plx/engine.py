@@ -26,6 +26,7 @@ from .extras import Extras
 from .hashing import key_of, operation_recipe
 from .history import now_iso
 from .planner import Plan, Source, Task
+from .procs import signals_held
 from .project import Project
 from .recorder import NullReporter as NullReporter
 from .recorder import Recorder, Reporter, input_json
@@ -218,10 +219,12 @@ class Engine:
                 self._loop()
                 if self.remote is not None:
                     self.remote.wait()  # the write-through of this run's results
-            except KeyboardInterrupt:
+                self._commit()  # nodes done but not yet confirmed: their entries are committed, they succeeded
+                self.recorder.record_git(wait=True, when_read=self._git_ready)
+            except KeyboardInterrupt:  # also while the last nodes are confirmed or git is read: the run ends interrupted
                 self._interrupt()
-            self._commit()  # nodes done but not yet confirmed: their entries are committed, they succeeded
-            self.recorder.record_git(wait=True, when_read=self._git_ready)
+                self._commit()
+                self.recorder.record_git(wait=True, when_read=self._git_ready)
         finally:
             gc.unfreeze()
             signal.signal(signal.SIGTERM, previous)
@@ -382,13 +385,15 @@ class Engine:
         """Commit the cache entries written since the last time; then the nodes that made them
         succeed (recorded, reported, their dependents released) and other plx processes see their
         keys. A plx killed at any moment thus never leaves a node recorded `success`, or a node
-        started on its outputs, without the node's cache entry."""
-        self.store.commit_entries()
-        done, self.unconfirmed = self.unconfirmed, []
-        for tid, info in done:
-            self._succeed(tid, info)
-        self.gate.committed()
-        self.recorder.flush()
+        started on its outputs, without the node's cache entry. Ctrl-C and SIGTERM wait until the
+        nodes are confirmed (all of them, not some: the rest would be recorded canceled)."""
+        with signals_held():
+            self.store.commit_entries()
+            done, self.unconfirmed = self.unconfirmed, []
+            for tid, info in done:
+                self._succeed(tid, info)
+            self.gate.committed()
+            self.recorder.flush()
         self._committed = time.monotonic()
 
     # ---- starting a task ----
@@ -518,7 +523,8 @@ class Engine:
         if res.declared:
             job.resources = {"CPU": res.cpus, **({"MEMORY": res.memory} if res.memory else {}), **({"GPU": res.gpus} if res.gpus else {})}
         try:
-            self.executor.submit(job)
+            with signals_held():  # a job half-registered with its executor would never report: drain would wait forever
+                self.executor.submit(job)
         except Exception as exc:  # an executor that starts jobs at once (Dask) reports here
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return self._not_launched(tid, lines, wlog, f"cannot start the node: {why}", f"cannot start the node: {why}")

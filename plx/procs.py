@@ -26,6 +26,7 @@ permission bits of a stored input linked into a node stop root's writes as they 
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import functools
 import os
@@ -34,7 +35,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_READ, PR_CAPBSET_DROP = 23, 24
@@ -241,6 +243,34 @@ def kill_runs_leftovers(runs: dict[str, float], grace: float = 1.0) -> list[int]
             sessions.discard(st[3])
     found = [(pid, table[pid][4]) for pid in recent if pid in marked or table[pid][3] in sessions]
     return kill_checked(found, grace) if found else []
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM for the block; deliver the first that came, after it. In the main thread
+    only (elsewhere Python delivers no signal, and the block runs as it is).
+
+    Both raise KeyboardInterrupt in the main thread between any two bytecodes: half-way through a
+    step that must be whole (a job registered with its executor but not started: the engine's drain
+    waited for it forever; nodes confirmed in part) they would leave a run that cannot end well."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    # _signal's own function: signal.signal converts each handler it returns to an enum, which for a
+    # Python handler means raising and catching an error (four times per call here).
+    previous: dict[int, Any] = {s: _signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            _signal.signal(s, handler)
+    for signum, frame in held[:1]:
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        elif handler != signal.SIG_IGN:  # the default action (or a handler not set from Python)
+            os.kill(os.getpid(), signum)
 
 
 # ---- the guardian -------------------------------------------------------------------------

@@ -138,15 +138,15 @@ class Store:
     def _damaged(self, name: str, exc: BaseException) -> None:
         """A database found damaged while in use: close it; the next use sets it aside and starts afresh."""
         db = self._index if name == "index" else self._stats
+        if name == "index":  # first: an interrupt between the two must not leave a closed table in use
+            self._index = None
+        else:
+            self._stats = None
         try:
             if db is not None:
                 db.close()
         except Exception:
             pass
-        if name == "index":
-            self._index = None
-        else:
-            self._stats = None
         path = self.root / name
         aside = set_aside(path)
         warn(f"{path} was damaged ({exc}); set aside as {aside.name} and started empty")

@@ -46,6 +46,9 @@ def _frozen_delattr(self: Any, name: str) -> None:
 _NONE = object()  # a field without a default
 
 
+_OWN_NAMES = {"self", "other", "_MISSING", "_set"}  # names the generated code uses itself
+
+
 def _spec(cls: type) -> dict[str, Any]:
     """Each field's name -> its default (_NONE, a value or a _Factory): a base record's fields first, as
     with dataclasses; a field's own placeholder is taken off the class (each instance gets its own)."""
@@ -53,10 +56,14 @@ def _spec(cls: type) -> dict[str, Any]:
     for base in reversed(cls.__mro__[1:]):
         spec.update(base.__dict__.get("__record_spec__", {}))
     for n, kind in cls.__dict__.get("__annotations__", {}).items():
-        if not str(kind).startswith(("ClassVar", "typing.ClassVar")):
-            spec[n] = cls.__dict__.get(n, _NONE)
-            if isinstance(spec[n], _Factory):
-                delattr(cls, n)
+        if str(kind).startswith(("ClassVar", "typing.ClassVar")):
+            continue
+        if not n.isidentifier() or n in _OWN_NAMES or n.startswith(("_make_", "_default_")):
+            raise TypeError(f"{cls.__name__}: {n!r} cannot be a field name here")
+        inherited = spec.get(n, _NONE)  # re-annotated without a default: keeps a plain one, as dataclasses does
+        spec[n] = cls.__dict__.get(n, _NONE if isinstance(inherited, _Factory) else inherited)
+        if isinstance(spec[n], _Factory) and n in cls.__dict__:
+            delattr(cls, n)
     return spec
 
 
@@ -74,7 +81,7 @@ def _init_source(cls: type, spec: dict[str, Any], frozen: bool, env: dict[str, A
             params.append(f"{n}=_MISSING")
             value_text = f"_make_{n}() if {n} is _MISSING else {n}"
         else:
-            if isinstance(value, (list, dict, set)):
+            if type(value).__hash__ is None:  # a list, a dict, a mutable record: one object every instance would share
                 raise ValueError(f"{cls.__name__}: field {n!r} has a mutable default: use field(default_factory=...)")
             env[f"_default_{n}"] = value
             params.append(f"{n}=_default_{n}")
@@ -85,8 +92,13 @@ def _init_source(cls: type, spec: dict[str, Any], frozen: bool, env: dict[str, A
 
 
 def _build(cls: _C, frozen: bool) -> _C:
+    if "__post_init__" in cls.__dict__:
+        raise TypeError(f"{cls.__name__}: __post_init__ is not supported by @record")
+    bases = [b for b in cls.__mro__[1:] if "__record_spec__" in b.__dict__]
+    if any(b.__dict__["__record_frozen__"] != frozen for b in bases):
+        raise TypeError(f"{cls.__name__}: a frozen record and a mutable one cannot inherit from each other")
     spec = _spec(cls)
-    env: dict[str, Any] = {"_MISSING": _NONE, "_set": object.__setattr__}
+    env: dict[str, Any] = {"_MISSING": _NONE, "_set": object.__setattr__, "__name__": cls.__module__}
     init = _init_source(cls, spec, frozen, env)
     names = list(spec)
     fields = "".join(f"self.{n}, " for n in names)
@@ -99,14 +111,14 @@ def _build(cls: _C, frozen: bool) -> _C:
     )
     made: dict[str, Any] = {}
     exec(source, env, made)  # noqa: S102  # code made above from the class's own field names
-    for name in ("__init__", "__repr__", "__eq__"):
-        made[name].__qualname__ = f"{cls.__qualname__}.{name}"
+    for name, fn in made.items():
+        fn.__qualname__ = f"{cls.__qualname__}.{name}"
     members = {name: made[name] for name in ("__init__", "__repr__", "__eq__")}
     if frozen:
         members.update(__setattr__=_frozen_setattr, __delattr__=_frozen_delattr, __hash__=made["__hash__"])
     else:
         members["__hash__"] = None  # mutable and compared by value: unhashable, as with dataclasses
-    members.update(__record_spec__=spec, __record_fields__=tuple(names))
+    members.update(__record_spec__=spec, __record_fields__=tuple(names), __record_frozen__=frozen, __match_args__=tuple(names))
     for name, value in members.items():
         setattr(cls, name, value)
     return cls

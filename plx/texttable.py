@@ -99,6 +99,7 @@ class TextTable:
     def __init__(self, folder: Path):
         self.path = folder / "cache.db"
         self._lock = threading.RLock()  # one connection, used by one thread at a time
+        self._writing = False  # inside transaction()
         self._con = open_retrying(self._connect, 60)
 
     def _connect(self) -> sqlite3.Connection:
@@ -137,8 +138,17 @@ class TextTable:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction (taken at once: two writers never deadlock upgrading a read)."""
-        with self._lock, write_transaction(self._con):  # the lock first: the connection is shared by threads
-            yield
+        with self._lock:  # first: the connection is shared by threads
+            # write_transaction takes an open transaction for one an interrupt left: a nested one
+            # (this thread, inside its own transaction) must fail instead of ending the outer one.
+            if self._writing and self._con.in_transaction:
+                raise RuntimeError(f"{self.path}: a transaction inside a transaction (they do not nest)")
+            try:
+                with write_transaction(self._con):
+                    self._writing = True
+                    yield
+            finally:
+                self._writing = False
 
     def get(self, key: str) -> str | None:
         """The text of key, or None; ValueError for a row that is not plain text."""

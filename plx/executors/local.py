@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import _signal
-import contextlib
 import errno
 import functools
 import os
@@ -16,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from .. import procs
 from ..workspace import LINK_INPUTS
@@ -75,26 +73,6 @@ def stop_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
     while time.monotonic() < deadline and _group_alive(pgid):
         time.sleep(0.02)
     _kill_group(pgid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM (main thread only) for the block; deliver the first that came after it."""
-    held: list[tuple[int, Any]] = []
-    # _signal's own function: signal.signal converts each handler it returns to an enum, which for a
-    # Python handler means raising and catching an error (four times per node started here).
-    previous: dict[int, Any] = {s: _signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            _signal.signal(s, handler)
-    for signum, frame in held[:1]:
-        handler = previous[signum]
-        if callable(handler):
-            handler(signum, frame)
-        elif handler != signal.SIG_IGN:  # the default action (or a handler not set from Python)
-            os.kill(os.getpid(), signum)
 
 
 class _LazyFile:
@@ -302,9 +280,8 @@ class LocalExecutor:
             # Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread, wherever it is: half-way
             # through here it would leave a job registered that never reports, and the engine's
             # drain would wait for it forever (reproduced: TERM sent to a chain hung 5 runs in 12).
-            # They are held until the job is started or handed over, then delivered.
-            with _signals_held():
-                self._submit(job, inline_ok=self._inline)
+            # The engine holds them while it submits (procs.signals_held), for every executor.
+            self._submit(job, inline_ok=self._inline)
         else:
             self._submit(job, inline_ok=False)
 

@@ -4,12 +4,17 @@ on the first's; the first attempt of one key fails, and its waiter computes the 
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from plx.commands import plan_members
 from plx.engine import Engine, NullReporter, RunOptions
+from plx.errors import Interrupted
 from plx.executors.base import Finished, Job, register, registered
 from plx.loader import Library
 from plx.project import Project
@@ -96,3 +101,37 @@ def test_a_second_run_is_served_from_the_cache(tmp_path: Path) -> None:
     assert len(WritingExecutor.jobs) == 2  # a and b, once
     assert {n["state"] for n in record["nodes"].values()} == {"cached"}
 
+
+
+class _TermOnFirstSuccess(NullReporter):
+    """Sends plx's own process a real SIGTERM when the first node is confirmed: mid-way through a batch."""
+
+    sent = False
+
+    def node_state(self, node: str, state: str, info: dict[str, Any]) -> None:
+        if state == "success" and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_sigterm_while_nodes_are_confirmed_waits_until_the_whole_batch_is(tmp_path: Path) -> None:
+    """Found by review: nodes confirmed one by one after their entries' commit; a SIGTERM after the
+    first left the rest of the batch recorded `canceled`, their entries committed. Now the signal
+    waits for the batch, then stops the run."""
+    proj, lib, _ = project(tmp_path)
+    (tmp_path / "graphs/wide.yaml").write_text("kind: graph\nname: wide\nnodes:\n" + "".join(f"  n{i}: {{operation: step, params: {{n: {i}}}}}\n" for i in range(6)))
+    members, flat = plan_members(lib, tmp_path / "graphs/wide.yaml", targets=[], params=[], inputs=[])
+    register("writing", WritingExecutor)
+    WritingExecutor.jobs, WritingExecutor.fail_once = [], set()
+    reporter = _TermOnFirstSuccess()
+    try:
+        # jobs=6: the fake executor finishes each job as it is submitted, so all six end before the
+        # loop commits them, in one batch
+        opts = RunOptions(jobs=6, executor="writing", overrides=flat, rev={"commit": "0" * 40})
+        engine = Engine(proj, members, opts, reporter, lib)
+        with pytest.raises(Interrupted):  # the run ends interrupted
+            engine.run_all()
+    finally:
+        registered().pop("writing")
+    assert reporter.sent and len(WritingExecutor.jobs) == 6
+    assert {str(s) for s in engine.state.values()} == {"success"}, engine.state

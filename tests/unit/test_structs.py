@@ -4,7 +4,9 @@ first), repr, equality, hashing and frozenness, and `replace`."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 from typing import Any, ClassVar  # noqa: F401  # ClassVar: dataclasses reads a string annotation through this module's names
 
 import pytest
@@ -37,6 +39,7 @@ def test_a_record_is_built_shown_and_compared_as_a_dataclass(frozen: bool, args:
     x, y = ours(*args, **kwargs), theirs(*args, **kwargs)
     assert repr(x) == repr(y) and vars(x) == vars(y)
     assert x == ours(*args, **kwargs) and x != ours(99) and x != y  # another class is never equal
+    assert ours(1, "y", [2]) != ours(1, "y", [3]) and ours(1, "y", [2]) != ours(1, "z", [2])  # every field counts
     assert ours.d == 5 and "d" not in vars(x)  # a ClassVar is not a field
     if frozen:
         assert _hash(x) == _hash(y)  # the hash of the fields' tuple, or TypeError for a list among them
@@ -92,3 +95,71 @@ def test_mistakes_in_a_record_class_are_refused_as_dataclasses_refuses_them() ->
         @record
         class SharedList:
             a: list[int] = []  # noqa: RUF012
+
+
+@record
+class _Picklable:
+    a: int
+    b: list[int] = field(default_factory=list)
+
+
+@record(frozen=True)
+class _FrozenPicklable:
+    a: int
+    b: str = "b"
+
+
+@pytest.mark.parametrize("obj", [_Picklable(1, [2]), _FrozenPicklable(1, "x")])
+def test_records_pickle_and_copy(obj: Any) -> None:
+    for protocol in (0, pickle.HIGHEST_PROTOCOL):
+        again = pickle.loads(pickle.dumps(obj, protocol))
+        assert again == obj and type(again) is type(obj)
+    assert copy.copy(obj) == obj and copy.deepcopy(obj) == obj
+    frozen = replace(_FrozenPicklable(1), b="c")
+    assert frozen == _FrozenPicklable(1, "c") and hash(frozen) == hash(_FrozenPicklable(1, "c"))
+
+
+def test_a_subclass_record_never_equals_its_base_and_keeps_an_inherited_default() -> None:
+    @record
+    class Base:
+        a: int
+        b: int = 2
+
+    @record
+    class Child(Base):
+        b: int  # re-annotated without a default: keeps Base's, as dataclasses does
+
+    assert Child(1) != Base(1) and Base(1) != Child(1) and Child(1).b == 2
+    assert Child.__match_args__ == ("a", "b")
+
+
+def test_what_dataclasses_refuses_is_refused() -> None:
+    @record
+    class Mutable:
+        a: int = 0
+
+    for default in ([], {}, set(), Mutable()):  # one object every instance would share
+        with pytest.raises(ValueError):
+            record(type("Shared", (), {"__annotations__": {"a": "Any"}, "a": default}))
+
+    @record(frozen=True)
+    class Frozen:
+        a: int
+
+    with pytest.raises(TypeError):  # a mutable record under a frozen one, as dataclasses refuses it
+
+        @record
+        class Thawed(Frozen):
+            b: int = 0
+
+    with pytest.raises(TypeError):
+
+        @record
+        class WithPostInit:
+            a: int
+
+            def __post_init__(self) -> None:
+                pass
+
+    with pytest.raises(TypeError):  # a name the generated code uses itself
+        record(type("Odd", (), {"__annotations__": {"self": "int"}}))

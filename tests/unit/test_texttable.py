@@ -122,6 +122,21 @@ def test_transactions_a_real_signal_interrupts_never_stay_open(tmp_path: Path) -
     t.close()
 
 
+def test_a_transaction_inside_a_transaction_fails_and_writes_nothing(tmp_path: Path) -> None:
+    """An open transaction at the start is taken for one an interrupt left, and rolled back: a nested
+    one (same thread, inside its own) must fail instead, and not end the outer one half-written."""
+    t = TextTable(tmp_path)
+    with pytest.raises(RuntimeError), t.transaction():
+        t.put_many([("outer", "1")])
+        with t.transaction():
+            t.put_many([("inner", "2")])
+    assert t.keys() == [] and not t._con.in_transaction
+    with t.transaction():
+        t.put_many([("after", "3")])
+    assert t.get("after") == "3"
+    t.close()
+
+
 def test_the_run_index_rolls_back_what_a_signal_left_open(tmp_path: Path) -> None:
     con = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
     con.execute("CREATE TABLE t (v)")
