@@ -32,7 +32,7 @@ from .recorder import NullReporter as NullReporter
 from .recorder import Recorder, Reporter, input_json
 from .records import NodeState
 from .resources import Pool, check_requests, gpu_ids, machine_memory
-from .runners import prepare
+from .runners import prepare, shell_functions_possible
 from .scheduler import DONE_OK, Scheduler, drain
 from .store import Artifact, Store
 from .structs import field, record, replace
@@ -132,6 +132,9 @@ class Engine:
         self.interrupted = False
         self.input_arts: dict[Any, Avail] = {}
         self.extras = Extras(project, self.store)  # per operation: its sources' hashes, its python fingerprint
+        # A lone command may be exec'd (runners.prepare) where nodes get plx's own environment, if no
+        # bash function can come from it: checked once (the local executor takes it when it opens).
+        self._exec_ok = opts.executor == "local" and not shell_functions_possible(os.environ)
         self.pool: Pool | None = None  # what is free: -j slots, memory, GPUs (set up by run_all)
         self.attempts: dict[str, list[dict[str, Any]]] = {}  # finished attempts of tasks that were retried
         self.relaunched: set[str] = set()
@@ -502,7 +505,7 @@ class Engine:
             if o.type == "directory":
                 (work / o.file_name).mkdir(parents=True, exist_ok=True)
         try:
-            prepared = prepare(task.op, task.params, paths, outputs, indir, python=self.extras.python(task.op), exec_ok=self.opts.executor == "local")
+            prepared = prepare(task.op, task.params, paths, outputs, indir, python=self.extras.python(task.op), exec_ok=self._exec_ok)
         except Exception as exc:  # a template error at run time (e.g. a value jinja cannot render)
             why = str(exc) if isinstance(exc, PlxError) else f"cannot render the command: {exc}"
             return self._not_launched(tid, lines, wlog, why, why)

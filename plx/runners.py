@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,8 @@ def prepare(
 ) -> Prepared:
     """Build what to execute; writes helper files into scratch when given (None: preview only).
     python: the interpreter of a python op as resolved (environment.resolve_python). exec_ok: the
-    node runs in this environment (plx's), so _exec_form can tell whether a function could shadow it."""
+    node runs in plx's own environment, and no bash function can come from it
+    (`not shell_functions_possible(os.environ)`): a lone command may then be exec'd (_exec_form)."""
     v = _values(op, params, inputs, outputs)
     env = dict(op.env)
     for kind, values in v.items():
@@ -149,9 +150,17 @@ _BASH_OWN = frozenset(
 )
 
 
+def shell_functions_possible(environ: Mapping[str, str]) -> bool:
+    """Whether BASH_ENV or an exported function in environ could define a bash function of any name:
+    then no script gets `exec` (it would skip that function). Asked of plx's environment once per run
+    (its keys are decoded at each pass, ~20 µs a node), of an operation's env for each node."""
+    return any(k == "BASH_ENV" or k.startswith("BASH_FUNC_") for k in environ)
+
+
 def _exec_form(script: str, env: dict[str, str]) -> str:
-    """The script with `exec ` before it when it is one simple command that bash would fork for."""
+    """The script with `exec ` before it when it is one simple command that bash would fork for (env:
+    what the operation adds to plx's environment, which the caller checked: see prepare's exec_ok)."""
     m = re.fullmatch(_SIMPLE, script)  # compiled on first use (~0.5 ms), by re's cache: a no-op run never needs it
-    if m is None or m.group(1) in _BASH_OWN or any(k == "BASH_ENV" or k.startswith("BASH_FUNC_") for k in (*os.environ, *env)):
-        return script  # BASH_ENV or an exported function may define a function of that name: exec would skip it
+    if m is None or m.group(1) in _BASH_OWN or shell_functions_possible(env):
+        return script
     return "exec " + script

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from plx.runners import _exec_form
+from plx.runners import _exec_form, shell_functions_possible
 
 EXEC = [
     'tr a-z A-Z < "$INPUT_SRC" > "$OUTPUT_OUT"',
@@ -54,10 +54,11 @@ def test_anything_else_is_left_as_it_is(script: str) -> None:
     assert _exec_form(script, {}) == script
 
 
-def test_a_bash_function_in_the_environment_keeps_the_script(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bash_function_in_the_environment_keeps_the_script() -> None:
     assert _exec_form(EXEC[0], {"BASH_ENV": "/x"}) == EXEC[0]
-    monkeypatch.setenv("BASH_FUNC_tr%%", "() { :; }")
-    assert _exec_form(EXEC[0], {}) == EXEC[0]
+    assert _exec_form(EXEC[0], {"BASH_FUNC_tr%%": "() { :; }"}) == EXEC[0]
+    assert shell_functions_possible({"BASH_FUNC_tr%%": "() { :; }"}) and shell_functions_possible({"BASH_ENV": ""})
+    assert not shell_functions_possible({"PATH": "/bin", "BASH": "/bin/bash"})
 
 
 @pytest.mark.parametrize("script", EXEC + ["cat in.txt > out.txt", "nosuch-program > out.txt", "cat < missing.txt > out.txt", "sh -c 'exit 3' > out.txt"])
