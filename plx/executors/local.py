@@ -276,14 +276,11 @@ class LocalExecutor:
         return self._null
 
     def submit(self, job: Job) -> None:
-        if threading.current_thread() is threading.main_thread():
-            # Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread, wherever it is: half-way
-            # through here it would leave a job registered that never reports, and the engine's
-            # drain would wait for it forever (reproduced: TERM sent to a chain hung 5 runs in 12).
-            # The engine holds them while it submits (procs.signals_held), for every executor.
-            self._submit(job, inline_ok=self._inline)
-        else:
-            self._submit(job, inline_ok=False)
+        # Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread: half-way through here they
+        # would leave a job registered that never reports, and the engine's drain would wait for it
+        # forever (reproduced: TERM sent to a chain hung 5 runs in 12). The engine holds them while it
+        # submits (procs.signals_held). A job is started in the calling thread only from the main one.
+        self._submit(job, inline_ok=self._inline and threading.current_thread() is threading.main_thread())
 
     def _submit(self, job: Job, inline_ok: bool) -> None:
         self._devnull()
