@@ -118,7 +118,7 @@ def _build(cls: _C, frozen: bool) -> _C:
         members.update(__setattr__=_frozen_setattr, __delattr__=_frozen_delattr, __hash__=made["__hash__"])
     else:
         members["__hash__"] = None  # mutable and compared by value: unhashable, as with dataclasses
-    members.update(__record_spec__=spec, __record_fields__=tuple(names), __record_frozen__=frozen, __match_args__=tuple(names))
+    members.update(__record_spec__=spec, __record_frozen__=frozen, __match_args__=tuple(names))
     for name, value in members.items():
         setattr(cls, name, value)
     return cls
@@ -138,6 +138,6 @@ def record(cls: Any = None, /, *, frozen: bool = False) -> Any:
 
 def replace(obj: _T, **changes: Any) -> _T:
     """A copy of the record obj with the fields named in changes set to their new values."""
-    values = {n: getattr(obj, n) for n in obj.__record_fields__}  # type: ignore[attr-defined]
+    values = {n: getattr(obj, n) for n in type(obj).__record_spec__}  # type: ignore[attr-defined]
     values.update(changes)
     return obj.__class__(**values)
