@@ -35,6 +35,7 @@ BIN = Path(sys.executable).parent
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 ENV["PATH"] = f"{BIN}{os.pathsep}{ENV.get('PATH', '')}"
 TOOLS = ("make", "make-bash", "doit", "snakemake", "plx")
+WORKLOADS = ("wide", "chain", "sleep", "bigfile", "ml", "scale")
 # make-bash: the same Makefile, its recipes run by `bash -e -o pipefail -c` as the SPEC has plx run every
 # command, instead of make's /bin/sh (dash here: 0.5-1 ms less per command). A reference, not a peer: it
 # separates what the shell costs from what plx costs ("plx / make (bash)"; "best peer" leaves it out).
@@ -421,7 +422,7 @@ def table(name: str, result: Result, tools: list[str], scenarios: list[str]) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="wide,chain,sleep,bigfile,ml,scale", help="comma-separated workloads")
+    ap.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--no-100k", action="store_true", help="scale at 10,000 nodes only")
@@ -429,8 +430,15 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE.parent / "BENCHMARKS.md"))
     ap.add_argument("--work", default=None, help="folder for the projects (default: a temp folder)")
     args = ap.parse_args()
-    only = args.only.split(",")
+    only = [w for w in args.only.split(",") if w]
     tools = [t for t in args.tools.split(",") if t]
+    # A typo would otherwise run nothing and write an empty file over BENCHMARKS.md, or end in a traceback.
+    for what, given, known in (("--only", only, WORKLOADS), ("--tools", tools, TOOLS)):
+        unknown = [x for x in given if x not in known]
+        if unknown or not given:
+            ap.error(f"{what}: {', '.join(unknown) or 'nothing given'}: choose among {', '.join(known)}")
+    if args.repeat < 1 or args.bigfile_mib < 1:
+        ap.error("--repeat and --bigfile-mib take a number of at least 1")
     missing = [t for t in tools if shutil.which(command(t)[0], path=ENV["PATH"]) is None]
     if missing:
         raise SystemExit(f"not found: {', '.join(missing)} (run `make bench`, which installs them into bench/.venv)")

@@ -81,6 +81,15 @@ def test_bench_suite_loads_and_has_help() -> None:
     assert r.returncode == 0 and "make bench" in r.stdout, r.stderr
 
 
+def test_bench_suite_refuses_a_workload_or_tool_it_does_not_know(tmp_path: Path) -> None:
+    """A typo ran nothing and wrote an empty table over the output (--only), or ended in a traceback."""
+    out = tmp_path / "b.md"
+    for args, says in ((["--only", "wdie"], "--only: wdie"), (["--tools", "make,mkae"], "--tools: mkae"), (["--repeat", "0"], "at least 1")):
+        r = subprocess.run([sys.executable, str(ROOT / "bench/suite.py"), *args, "--out", str(out)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
+
+
 def test_large_graph_parse_cache_follows_the_bytes(project: Project) -> None:
     """A large YAML file's parsed form is kept under <store>/parsed/; it is used only for the same bytes."""
     import os
