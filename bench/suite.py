@@ -155,6 +155,52 @@ def chain(root: Path, n: int) -> None:
     )
 
 
+# The stamp a step writes first and last: bash's clock in microseconds (EPOCHREALTIME, bash 5; its
+# decimal point follows the locale, hence the substitution).
+STAMP = 'echo "{0} ${{EPOCHREALTIME/[.,]/}}" >> "$STAMPS"'
+
+
+def stamped_chain(root: Path, n: int) -> None:
+    """chain-N for make (with bash) and plx whose steps stamp the time first and last (hop_latency)."""
+    chain(root, n)
+    first, last = STAMP.format("s"), STAMP.format("e")
+    op = root / "operations/step.yaml"
+    cmd = 'cat "$INPUT_SRC" > "$OUTPUT_OUT" && echo $PARAM_I >> "$OUTPUT_OUT"'
+    op.write_text(op.read_text().replace(f"cmd: {cmd}\n", f"cmd: {first}; {cmd}; {last}\n"))
+    mk = root / "Makefile"
+    lines = [("\t" + first.replace("$", "$$") + "; " + ln[1:] + "; " + last.replace("$", "$$")) if ln.startswith("\tcat ") else ln for ln in mk.read_text().splitlines()]
+    mk.write_text("\n".join(lines) + "\n")
+
+
+def hop_latency(n: int, repeat: int, work: Path) -> dict[str, tuple[float, float]]:
+    """The issue's measure of a chain: from a step's last line to the next step's first, make (with
+    bash) against plx: (median, mean) in ms over a run's n-1 hops, each the median of `repeat` runs.
+    Both tools run the same bash, so its start and exit weigh the same on both sides."""
+    template = Path(tempfile.mkdtemp(prefix="stamped-", dir=work))
+    stamped_chain(template, n)
+    got: dict[str, list[tuple[float, float]]] = {"make-bash": [], "plx": []}
+    for r in range(repeat):
+        for tool in list(got)[r % 2 :] + list(got)[: r % 2]:
+            root = Path(tempfile.mkdtemp(prefix=f"{tool}-", dir=work))
+            subprocess.run(["cp", "-al", f"{template}/.", str(root)], check=True)
+            git_init(root)
+            stamps = root / "stamps.txt"
+            env = {**ENV, "STAMPS": str(stamps)}
+            done = subprocess.run(command(tool), cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"failed in {root}: {' '.join(command(tool))}\n{done.stderr[-3000:]}")
+            marks = [line.split() for line in stamps.read_text().splitlines()]
+            starts = [int(v) for k, v in marks if k == "s"]
+            ends = [int(v) for k, v in marks if k == "e"]
+            if len(starts) != n or len(ends) != n:
+                raise SystemExit(f"{tool}: expected {n} stamped steps, found {len(starts)} (bash without EPOCHREALTIME, before 5.0?)")
+            gaps = [(b - a) / 1000 for a, b in zip(ends[:-1], starts[1:], strict=True)]
+            got[tool].append((statistics.median(gaps), statistics.mean(gaps)))
+            shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(template, ignore_errors=True)
+    return {t: (statistics.median(m for m, _ in v), statistics.median(a for _, a in v)) for t, v in got.items()}
+
+
 def chain_leaf(root: Path) -> None:
     _replace(root / "data/seed.txt", "seed, changed\n")
 
@@ -471,6 +517,14 @@ def main() -> None:
             print(f"{title} ...", file=sys.stderr, flush=True)
             result = run_workload(maker, size, leaf, tools, repeat, work)
             lines += table(title, result, tools, ["cold", "no-op", "leaf"] if leaf else ["cold"])
+            if key == "chain" and {"make-bash", "plx"} <= set(tools):
+                h = hop_latency(size, repeat, work)
+                (mm, ma), (pm, pa) = h["make-bash"], h["plx"]
+                lines += [
+                    f"Hop latency, from a step's last line to the next step's first (the same bash for both; {size - 1} hops, "
+                    f"median of {repeat} runs): make (bash) {mm:.3f} ms (mean {ma:.3f}), plx {pm:.3f} ms (mean {pa:.3f}): {pm / mm:.2f}×.",
+                    "",
+                ]
             if key == "scale" and "plx" in tools:
                 p = plx_planning(size, repeat, work)
                 lines += [

@@ -5,7 +5,9 @@ that. For the usual small files the gain is not parsing but not importing PyYAML
 a run that finds every file here). Only the positions of top-level values are kept (the loader
 needs an operation's `cmd` line each time): a message that needs another parses the file's text
 again (Doc.where). One entry per file path (a new version replaces the old one),
-under `<store>/parsed/`. The entry holds the BLAKE3 hash of the
+under `<store>/parsed/`, at most MAX_ENTRIES of them: paths come and go (`--rev` reads a commit's
+files from a new folder each time), so a write that finds more drops the oldest written first
+(an entry in use is simply written again after its next parse). The entry holds the BLAKE3 hash of the
 file's bytes and its display name: it is used only when both match what was just read, so an
 edit, a `git checkout` or a copy with the same mtime can never serve a stale graph. The entry is
 plain JSON (never unpickled); anything unreadable in it is a miss, and it is rewritten.
@@ -21,6 +23,7 @@ from .hashing import hash_bytes
 from .yamldoc import Doc, fill_marks
 
 FORMAT = "plx-parsed-4"  # a new one whenever yamldoc builds a Doc differently: every file is kept here
+MAX_ENTRIES = 2000  # ~a few MB for usual files; a write that finds more keeps the newest 3/4
 
 
 def _entry(cache_dir: Path, path: Path) -> Path:
@@ -71,8 +74,31 @@ def put(cache_dir: Path, path: Path, raw: bytes, doc: Doc) -> None:
         tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")
         tmp.write_text(text)
         os.replace(tmp, dst)
+        _prune(cache_dir)
     except (OSError, ValueError, TypeError):
         pass
+
+
+def _prune(cache_dir: Path) -> None:
+    """Keep the newest 3/4 of MAX_ENTRIES once there are more (only a write, after a parse, pays
+    for the listing). Another plx pruning at the same time, or reading an entry removed here,
+    finds it missing: a miss, never an error."""
+    with os.scandir(cache_dir) as it:
+        entries = [e for e in it if e.name.endswith(".json")]
+    if len(entries) <= MAX_ENTRIES:
+        return
+    dated = []
+    for e in entries:
+        try:
+            dated.append((e.stat().st_mtime_ns, e.path))
+        except OSError:
+            continue
+    dated.sort()
+    for _, path in dated[: len(dated) - MAX_ENTRIES * 3 // 4]:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 class ParseCache:

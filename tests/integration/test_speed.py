@@ -90,6 +90,21 @@ def test_bench_suite_refuses_a_workload_or_tool_it_does_not_know(tmp_path: Path)
     assert not out.exists()
 
 
+def test_bench_hop_latency_measures_both_tools_on_the_same_stamped_chain(tmp_path: Path) -> None:
+    """The chain's hop latency (bench/suite.py hop_latency): both tools run the stamped steps, each
+    gap is a step's last stamp to the next one's first, and the figures are real positive times."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import suite  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    got = suite.hop_latency(4, 1, tmp_path)
+    assert set(got) == {"make-bash", "plx"}
+    for median, mean in got.values():
+        assert 0 < median < 1000 and 0 < mean < 1000, got
+    assert list(tmp_path.iterdir()) == []  # its projects are removed
+
+
 def test_large_graph_parse_cache_follows_the_bytes(project: Project) -> None:
     """A large YAML file's parsed form is kept under <store>/parsed/; it is used only for the same bytes."""
     import os
@@ -164,7 +179,9 @@ def test_fast_table_matches_tabulate() -> None:
 def test_files_read_back_from_the_parse_cache_need_no_yaml_parser_and_keep_their_positions(project: Project) -> None:
     """Small files are kept parsed too: a run that finds all of them there does not import PyYAML
     (~9 ms of its start); a message about an unchanged file still names its line and column."""
-    project.write("operations/e.yaml", "kind: operation\nname: e\nrunner: command\nparams: [{name: i, type: int}]\noutputs: [{name: out}]\ncmd: echo $PARAM_I > $OUTPUT_OUT\n")
+    project.write(
+        "operations/e.yaml", "kind: operation\nname: e\nrunner: command\nparams: [{name: i, type: int}]\noutputs: [{name: out}]\ncmd: echo $PARAM_I > $OUTPUT_OUT\n"
+    )
     project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: e, params: {i: 1}}\n  b: {operation: e, params: {i: 2}}\n")
     assert project.plx("run", "graphs/g.yaml").code == 0
     env = {"PYTHONPROFILEIMPORTTIME": "1"}  # the interpreter lists every import on stderr
