@@ -26,7 +26,7 @@ from .extras import Extras
 from .hashing import key_of, operation_recipe
 from .history import now_iso
 from .planner import Plan, Source, Task
-from .procs import signals_held
+from .procs import SignalGate, signals_held
 from .project import Project
 from .recorder import NullReporter as NullReporter
 from .recorder import Recorder, Reporter, input_json
@@ -215,10 +215,11 @@ class Engine:
         self._scheduler()
         self._start_records()
         self.recorder.announce(self.members[0].plan.graph.name, self.tasks)
-        previous = _install_sigterm()
+        gate = SignalGate()  # Ctrl-C and SIGTERM both stop the run (KeyboardInterrupt), but never inside signals_held
         gc.freeze()  # the plan and the records live until the run ends: the collector need not scan them again and again
         try:
             try:
+                gate.__enter__()
                 self._loop()
                 if self.remote is not None:
                     self.remote.wait()  # the write-through of this run's results
@@ -230,7 +231,7 @@ class Engine:
                 self.recorder.record_git(wait=True, when_read=self._git_ready)
         finally:
             gc.unfreeze()
-            signal.signal(signal.SIGTERM, previous)
+            gate.__exit__()
             with contextlib.suppress(OSError):  # an error ends the run early: its events so far are written (plx ends without Python's teardown)
                 self.recorder.flush()
             if self.remote is not None:
@@ -818,14 +819,3 @@ COMMIT_EVERY = 0.1
 # A run of at least this many nodes creates the store's 256 objects/xx folders in the background at
 # its start (Store.make_prefixes) rather than one by one as outputs are stored.
 PREFIXES_FROM = 64
-
-
-def _install_sigterm() -> Any:
-    """SIGTERM stops a run like Ctrl-C does (only possible from the main thread)."""
-
-    def raise_interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        return signal.signal(signal.SIGTERM, raise_interrupt)
-    return signal.getsignal(signal.SIGTERM)
