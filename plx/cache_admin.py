@@ -97,7 +97,7 @@ def gc(project: Project, keep_last: int | None) -> dict[str, Any]:
 
 
 def _collect(store: Store, history: History, keep_last: int | None, exclusive: bool) -> dict[str, Any]:  # noqa: C901 - above the threshold when it was set (issue 11)
-    out: dict[str, Any] = {"runs": 0, "entries": 0, "objects": 0, "object_bytes": 0, "workdirs": 0, "workdir_bytes": 0, "temp_bytes": 0}
+    out: dict[str, Any] = {"runs": 0, "entries": 0, "objects": 0, "object_bytes": 0, "workdirs": 0, "workdir_bytes": 0, "temp_bytes": 0, "old_format_bytes": 0}
     ids = history.ids()
     runs = {rid: data for rid in ids if (data := history.load_or_warn(rid)) is not None}
     live = {rid for rid, r in runs.items() if r.get("status") == RunState.RUNNING}
@@ -133,6 +133,8 @@ def _collect(store: Store, history: History, keep_last: int | None, exclusive: b
                 continue
         for art in outs.values():
             _objects_of(store, art, keep)
+    if exclusive:  # rows and files of an older store's format that plx never reads (texttable)
+        out["old_format_bytes"] = store.index.drop_unreadable() + store.stats.drop_unreadable()
     expire = time.time() - GRACE_SECONDS
     for h, p in list(store.iter_objects()):
         try:
@@ -172,7 +174,7 @@ def _collect(store: Store, history: History, keep_last: int | None, exclusive: b
                 continue
         out["temp_bytes"] += _size(d)
         _remove(d)
-    out["bytes"] = out["object_bytes"] + out["workdir_bytes"] + out["temp_bytes"]
+    out["bytes"] = out["object_bytes"] + out["workdir_bytes"] + out["temp_bytes"] + out["old_format_bytes"]
     return out
 
 

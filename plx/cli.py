@@ -500,6 +500,7 @@ def cache_gc(keep_last: Optional[int] = typer.Option(None, "--keep-last", min=0,
         f"removed {r['runs']} runs, {r['entries']} cache entries, {r['objects']} objects ({r['object_bytes']:,} bytes), "
         f"{r['workdirs']} work folders kept from failed or killed nodes ({r['workdir_bytes']:,} bytes)"
         + (f", temporary files ({r['temp_bytes']:,} bytes)" if r["temp_bytes"] else "")
+        + (f", cache values in an older plx's format, never read ({r['old_format_bytes']:,} bytes)" if r["old_format_bytes"] else "")
         + f": {r['bytes']:,} bytes freed"
     )
     from .project import resolve_url

@@ -92,6 +92,15 @@ def write_transaction(con: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -
         raise
 
 
+def _hex_dirs(folder: Path) -> list[Path]:
+    """The two-hex-digit folders in folder (where diskcache kept values as files), never a link."""
+    try:
+        with os.scandir(folder) as entries:
+            return [Path(e.path) for e in entries if len(e.name) == 2 and all(c in "0123456789abcdef" for c in e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
 class TextTable:
     """One `cache.db`; safe to share between the threads of one process and between processes
     (SQLite's write-ahead log; a writer waits up to a minute for another's transaction)."""
@@ -169,6 +178,29 @@ class TextTable:
     def delete(self, key: str) -> None:
         with self._lock:
             self._con.execute("DELETE FROM Cache WHERE key = ? AND raw = 1", (key,))
+
+    def drop_unreadable(self) -> int:
+        """Delete the rows plx never reads (values diskcache kept as files, pickles, keys not text) and
+        diskcache's value files (`xx/yy/*.val` in the table's folder), which a write of the same key
+        left behind; the bytes of the files removed. For `plx cache gc` while no plx runs: an older
+        plx, which reads such rows, may be running otherwise."""
+        with self.transaction():
+            self._con.execute("DELETE FROM Cache WHERE NOT (raw = 1 AND mode = ?)", (TEXT,))
+        freed = 0
+        for top in _hex_dirs(self.path.parent):
+            for sub in _hex_dirs(top):
+                with os.scandir(sub) as entries:
+                    files = [e for e in entries if e.name.endswith(".val") and e.is_file(follow_symlinks=False)]
+                for e in files:
+                    with contextlib.suppress(OSError):
+                        size = e.stat(follow_symlinks=False).st_size
+                        os.unlink(e.path)
+                        freed += size
+                with contextlib.suppress(OSError):  # only if empty now
+                    os.rmdir(sub)
+            with contextlib.suppress(OSError):
+                os.rmdir(top)
+        return freed
 
     def keys(self) -> list[str]:
         with self._lock:

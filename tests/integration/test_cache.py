@@ -297,6 +297,30 @@ def test_gc_keeps_what_kept_runs_need(project: Project) -> None:
     assert r.json()["nodes"]["b"]["state"] == "success"
 
 
+def test_gc_removes_an_older_stores_value_files_and_rows_plx_never_reads(project: Project) -> None:
+    """A store an older plx wrote through diskcache: a large entry kept as `xx/yy/*.val`, orphaned
+    once plx wrote that key again as text. gc (no run live) removes both kinds; the cache still serves."""
+    import sqlite3
+
+    g = setup(project)
+    project.plx("run", g)
+    index = project.root / ".plx/index"
+    (index / "3f" / "a2").mkdir(parents=True)
+    (index / "3f" / "a2" / "9c41e0.val").write_bytes(b"v" * 40000)
+    db = sqlite3.connect(index / "cache.db")
+    db.execute("INSERT INTO Cache(key, raw, store_time, mode, filename) VALUES ('old-large-entry', 1, 0, 3, '3f/a2/9c41e0.val')")
+    db.commit()
+    db.close()
+    r = project.plx("cache", "gc")
+    assert r.code == 0 and "older plx's format, never read (40,000 bytes)" in r.err and "40,000 bytes freed" in r.err, r
+    assert not (index / "3f").exists()
+    db = sqlite3.connect(index / "cache.db")
+    assert db.execute("SELECT count(*) FROM Cache WHERE key = 'old-large-entry'").fetchone() == (0,)
+    db.close()
+    r = project.plx("run", g, "--json")
+    assert {n["state"] for n in r.json()["nodes"].values()} == {"cached"}
+
+
 def test_tampered_index_cannot_run_code(project: Project) -> None:
     import sqlite3
 

@@ -64,6 +64,27 @@ def test_an_older_plx_store_is_read_and_written_as_it_is(tmp_path: Path) -> None
     con.close()
 
 
+def test_what_plx_never_reads_is_dropped_rows_and_value_files(tmp_path: Path) -> None:
+    """An older store's unreadable rows and diskcache's value files (left behind when plx wrote the
+    same key as text) go; text rows, and anything that is not a value file, stay."""
+    folder = tmp_path / "index"
+    _old_store(folder)
+    (folder / "ab" / "cd").mkdir(parents=True)
+    (folder / "ab" / "cd" / "0123.val").write_bytes(b"x" * 1000)  # k-file's value
+    (folder / "ab" / "cd" / "4567.val").write_bytes(b"y" * 24)  # an orphan: its key was written again as text
+    (folder / "ef" / "01").mkdir(parents=True)
+    (folder / "ef" / "01" / "notes.txt").write_text("not diskcache's")
+    (folder / "zz").mkdir()
+    (folder / "zz" / "keep.val").write_text("not in a two-hex-digit folder")
+    t = TextTable(folder)
+    assert t.drop_unreadable() == 1024
+    assert sorted(t.keys()) == ["k-text"] and t.get("k-text") == '{"outputs": {}}'
+    assert not (folder / "ab").exists()  # emptied, so removed
+    assert (folder / "ef" / "01" / "notes.txt").exists() and (folder / "zz" / "keep.val").exists()
+    assert t.drop_unreadable() == 0  # nothing left to do
+    t.close()
+
+
 def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
     t = TextTable(tmp_path)
     with pytest.raises(RuntimeError), t.transaction():
