@@ -166,7 +166,10 @@ def stamped_chain(root: Path, n: int) -> None:
     first, last = STAMP.format("s"), STAMP.format("e")
     op = root / "operations/step.yaml"
     cmd = 'cat "$INPUT_SRC" > "$OUTPUT_OUT" && echo $PARAM_I >> "$OUTPUT_OUT"'
-    op.write_text(op.read_text().replace(f"cmd: {cmd}\n", f"cmd: {first}; {cmd}; {last}\n"))
+    text = op.read_text()
+    if f"cmd: {cmd}\n" not in text:  # chain() changed its command: this would measure unstamped steps
+        raise SystemExit(f"stamped_chain: chain()'s step command is no longer {cmd!r}; update bench/suite.py")
+    op.write_text(text.replace(f"cmd: {cmd}\n", f"cmd: {first}; {cmd}; {last}\n"))
     mk = root / "Makefile"
     lines = [("\t" + first.replace("$", "$$") + "; " + ln[1:] + "; " + last.replace("$", "$$")) if ln.startswith("\tcat ") else ln for ln in mk.read_text().splitlines()]
     mk.write_text("\n".join(lines) + "\n")
@@ -190,10 +193,12 @@ def hop_latency(n: int, repeat: int, work: Path) -> dict[str, tuple[float, float
             if done.returncode != 0:
                 raise SystemExit(f"failed in {root}: {' '.join(command(tool))}\n{done.stderr[-3000:]}")
             marks = [line.split() for line in stamps.read_text().splitlines()]
+            if any(len(m) != 2 or not m[1].isdigit() for m in marks):  # bash before 5.0 has no EPOCHREALTIME: "s " alone
+                raise SystemExit(f"{tool}: the steps wrote no time: the hop latency needs bash 5 (EPOCHREALTIME); {versions(['make-bash'])}")
             starts = [int(v) for k, v in marks if k == "s"]
             ends = [int(v) for k, v in marks if k == "e"]
             if len(starts) != n or len(ends) != n:
-                raise SystemExit(f"{tool}: expected {n} stamped steps, found {len(starts)} (bash without EPOCHREALTIME, before 5.0?)")
+                raise SystemExit(f"{tool}: expected {n} stamped steps, found {len(starts)} starts and {len(ends)} ends")
             gaps = [(b - a) / 1000 for a, b in zip(ends[:-1], starts[1:], strict=True)]
             got[tool].append((statistics.median(gaps), statistics.mean(gaps)))
             shutil.rmtree(root, ignore_errors=True)

@@ -134,7 +134,10 @@ def _collect(store: Store, history: History, keep_last: int | None, exclusive: b
         for art in outs.values():
             _objects_of(store, art, keep)
     if exclusive:  # rows and files of an older store's format that plx never reads (texttable)
-        out["old_format_bytes"] = store.index.drop_unreadable() + store.stats.drop_unreadable()
+        for table in (store.index, store.stats):
+            rows, freed = table.drop_unreadable()
+            out["entries"] += rows if table is store.index else 0  # stat-cache rows are not entries
+            out["old_format_bytes"] += freed
     expire = time.time() - GRACE_SECONDS
     for h, p in list(store.iter_objects()):
         try:

@@ -215,11 +215,11 @@ class Engine:
         self._scheduler()
         self._start_records()
         self.recorder.announce(self.members[0].plan.graph.name, self.tasks)
-        gate = SignalGate()  # Ctrl-C and SIGTERM both stop the run (KeyboardInterrupt), but never inside signals_held
+        signals = SignalGate()  # Ctrl-C and SIGTERM both stop the run (KeyboardInterrupt), but never inside signals_held
         gc.freeze()  # the plan and the records live until the run ends: the collector need not scan them again and again
         try:
             try:
-                gate.__enter__()
+                signals.__enter__()
                 self._loop()
                 if self.remote is not None:
                     self.remote.wait()  # the write-through of this run's results
@@ -231,7 +231,7 @@ class Engine:
                 self.recorder.record_git(wait=True, when_read=self._git_ready)
         finally:
             gc.unfreeze()
-            gate.__exit__()
+            signals.__exit__()
             with contextlib.suppress(OSError):  # an error ends the run early: its events so far are written (plx ends without Python's teardown)
                 self.recorder.flush()
             if self.remote is not None:

@@ -251,16 +251,25 @@ class _Gate:
 
     def __init__(self, replaced_sigint: Any) -> None:
         self.depth = 0  # signals_held blocks open
-        self.pending: tuple[int, Any] | None = None  # the first signal that came inside one
+        self.pending: tuple[int, Any] | None = None  # the signal to deliver when the outermost one ends
         self.sigint = replaced_sigint
 
     def handle(self, signum: int, frame: Any) -> None:
         if self.depth:
-            if self.pending is None:
+            # One is kept: the first, or a SIGTERM over a Ctrl-C (a program's own Ctrl-C handler may
+            # not stop the run; a supervisor's SIGTERM must).
+            if self.pending is None or (signum == signal.SIGTERM and self.pending[0] != signal.SIGTERM):
                 self.pending = (signum, frame)
             return
         self.pending = None
         self.deliver(signum, frame)
+
+    def release(self) -> None:
+        """The outermost held block ended (however it ended): deliver what came meanwhile."""
+        if self.pending is not None:
+            signum, frame = self.pending
+            self.pending = None
+            self.deliver(signum, frame)
 
     def deliver(self, signum: int, frame: Any) -> None:
         if signum != signal.SIGINT:  # SIGTERM stops a run as Ctrl-C does
@@ -281,23 +290,38 @@ class SignalGate:
     handlers in and out (4 `rt_sigaction`s), a few times per node."""
 
     def __init__(self) -> None:
-        self.previous: dict[int, Any] = {}  # what __exit__ puts back: set handler by handler
+        self.previous: dict[int, Any] = {}  # what __exit__ puts back
 
     def __enter__(self) -> SignalGate:
         global _gate
-        if _gate is None and threading.current_thread() is threading.main_thread():
-            gate = _Gate(_signal.getsignal(signal.SIGINT))
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self.previous[s] = _signal.signal(s, gate.handle)
-            _gate = gate
+        if _gate is not None or threading.current_thread() is not threading.main_thread():
+            return self  # another run's gate (the same process) serves; a thread gets no signal
+        handlers = {s: _signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        if None in handlers.values():  # set outside Python: it cannot be called nor put back from here
+            return self
+        gate = _Gate(handlers[signal.SIGINT])
+        # Each is noted before it is replaced: a signal landing in between leaves nothing __exit__
+        # cannot put back.
+        for s, handler in handlers.items():
+            self.previous[s] = handler
+            _signal.signal(s, gate.handle)
+        _gate = gate
         return self
 
     def __exit__(self, *exc: object) -> None:
         global _gate
-        if self.previous:
-            _gate = None
-            for s, handler in self.previous.items():
-                _signal.signal(s, handler)
+        if not self.previous:
+            return
+        gate = _gate
+        if gate is not None:
+            gate.depth += 1  # a signal while the handlers go back is kept, then delivered below
+        for s, handler in self.previous.items():
+            _signal.signal(s, handler)
+        self.previous = {}
+        _gate = None
+        if gate is not None:
+            gate.depth -= 1
+            gate.release()
 
 
 @contextlib.contextmanager
@@ -318,10 +342,8 @@ def signals_held() -> Iterator[None]:
             yield
         finally:
             gate.depth -= 1
-        if not gate.depth and gate.pending is not None:
-            signum, frame = gate.pending
-            gate.pending = None
-            gate.deliver(signum, frame)
+            if not gate.depth:  # also when the block raised: a Ctrl-C is never left for a later block
+                gate.release()
         return
     held: list[tuple[int, Any]] = []
     # _signal's own function: signal.signal converts each handler it returns to an enum, which for a

@@ -350,7 +350,7 @@ class Store:
                     pass
                 except OSError:  # a full disk, say: _place makes what it needs, and says why if it cannot
                     return
-            self._prefixes.add(name)  # known to exist now: _place does not try to make it again (2 system calls an output)
+            self._prefixes.add(name)  # known to exist now: _place does not try to make it (2 system calls, once per folder)
 
     def recheck(self, h: str, mtime_ns: int) -> bool:
         """Re-hash object h, whose stat signature changed for a known reason (a node was given a hard

@@ -179,18 +179,21 @@ class TextTable:
         with self._lock:
             self._con.execute("DELETE FROM Cache WHERE key = ? AND raw = 1", (key,))
 
-    def drop_unreadable(self) -> int:
-        """Delete the rows plx never reads (values diskcache kept as files, pickles, keys not text) and
-        diskcache's value files (`xx/yy/*.val` in the table's folder), which a write of the same key
-        left behind; the bytes of the files removed. For `plx cache gc` while no plx runs: an older
-        plx, which reads such rows, may be running otherwise."""
+    def drop_unreadable(self) -> tuple[int, int]:
+        """Delete the rows plx never reads (values diskcache kept as files, pickles, keys or values not
+        text) and diskcache's value files (`xx/yy/*.val` in the table's folder), which a write of the
+        same key left behind: (rows deleted, bytes of the files removed). For `plx cache gc` while no
+        plx runs: an older plx, which reads such rows, may be running otherwise."""
         with self.transaction():
-            self._con.execute("DELETE FROM Cache WHERE NOT (raw = 1 AND mode = ?)", (TEXT,))
+            rows = self._con.execute("DELETE FROM Cache WHERE NOT (raw = 1 AND mode = ? AND typeof(key) = 'text' AND typeof(value) = 'text')", (TEXT,)).rowcount
         freed = 0
         for top in _hex_dirs(self.path.parent):
             for sub in _hex_dirs(top):
-                with os.scandir(sub) as entries:
-                    files = [e for e in entries if e.name.endswith(".val") and e.is_file(follow_symlinks=False)]
+                try:
+                    with os.scandir(sub) as entries:
+                        files = [e for e in entries if e.name.endswith(".val") and e.is_file(follow_symlinks=False)]
+                except OSError:  # unreadable (another user's, in a shared store) or gone: left as it is
+                    continue
                 for e in files:
                     with contextlib.suppress(OSError):
                         size = e.stat(follow_symlinks=False).st_size
@@ -200,7 +203,7 @@ class TextTable:
                     os.rmdir(sub)
             with contextlib.suppress(OSError):
                 os.rmdir(top)
-        return freed
+        return rows, freed
 
     def keys(self) -> list[str]:
         with self._lock:

@@ -70,18 +70,22 @@ def test_what_plx_never_reads_is_dropped_rows_and_value_files(tmp_path: Path) ->
     folder = tmp_path / "index"
     _old_store(folder)
     (folder / "ab" / "cd").mkdir(parents=True)
-    (folder / "ab" / "cd" / "0123.val").write_bytes(b"x" * 1000)  # k-file's value
-    (folder / "ab" / "cd" / "4567.val").write_bytes(b"y" * 24)  # an orphan: its key was written again as text
+    (folder / "ab" / "cd" / "0123.val").write_bytes(b"x" * 1000)  # value files (the rows name other ones: no matter)
+    (folder / "ab" / "cd" / "4567.val").write_bytes(b"y" * 24)
     (folder / "ef" / "01").mkdir(parents=True)
     (folder / "ef" / "01" / "notes.txt").write_text("not diskcache's")
     (folder / "zz").mkdir()
     (folder / "zz" / "keep.val").write_text("not in a two-hex-digit folder")
+    con = sqlite3.connect(folder / "cache.db")
+    con.execute("INSERT INTO Cache(key, raw, store_time, mode, value) VALUES ('k-blob', 1, 0, 1, x'00ff')")  # text mode, bytes value
+    con.commit()
+    con.close()
     t = TextTable(folder)
-    assert t.drop_unreadable() == 1024
+    assert t.drop_unreadable() == (4, 1024)  # k-file, k-pickle, k-bytes, k-blob; the two .val files
     assert sorted(t.keys()) == ["k-text"] and t.get("k-text") == '{"outputs": {}}'
     assert not (folder / "ab").exists()  # emptied, so removed
     assert (folder / "ef" / "01" / "notes.txt").exists() and (folder / "zz" / "keep.val").exists()
-    assert t.drop_unreadable() == 0  # nothing left to do
+    assert t.drop_unreadable() == (0, 0)  # nothing left to do
     t.close()
 
 
