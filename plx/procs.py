@@ -245,14 +245,18 @@ def kill_runs_leftovers(runs: dict[str, float], grace: float = 1.0) -> list[int]
     return kill_checked(found, grace) if found else []
 
 
-class _Gate:
-    """While a run is going (SignalGate): Ctrl-C and SIGTERM stop it by KeyboardInterrupt, as before,
-    except inside signals_held blocks, which the gate turns into a counter (see signals_held)."""
+def _stop_run(*_: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops a run as Ctrl-C does
 
-    def __init__(self, replaced_sigint: Any) -> None:
+
+class _Gate:
+    """Ctrl-C and SIGTERM through one handler (SignalGate): delivered at once, except inside
+    signals_held blocks, where the gate only counts and keeps one for the end of the outermost."""
+
+    def __init__(self, deliver_to: dict[int, Any]) -> None:
         self.depth = 0  # signals_held blocks open
         self.pending: tuple[int, Any] | None = None  # the signal to deliver when the outermost one ends
-        self.sigint = replaced_sigint
+        self.deliver_to = deliver_to  # signal -> the handler it reaches when delivered
 
     def handle(self, signum: int, frame: Any) -> None:
         if self.depth:
@@ -272,12 +276,11 @@ class _Gate:
             self.deliver(signum, frame)
 
     def deliver(self, signum: int, frame: Any) -> None:
-        if signum != signal.SIGINT:  # SIGTERM stops a run as Ctrl-C does
-            raise KeyboardInterrupt
-        if callable(self.sigint):  # Python's default (KeyboardInterrupt) or the handler of a program calling plx.run
-            self.sigint(signum, frame)
-        elif self.sigint == signal.SIG_DFL:  # a program that reset it: the default action
-            _signal.signal(signum, signal.SIG_DFL)
+        handler = self.deliver_to[signum]
+        if callable(handler):  # Python's default for Ctrl-C (KeyboardInterrupt), _stop_run, or a program's own
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:  # the default action
+            _signal.signal(signum, _signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
 
@@ -285,21 +288,23 @@ _gate: _Gate | None = None
 
 
 class SignalGate:
-    """Route Ctrl-C and SIGTERM through one handler for the length of a run (the engine's, in the main
-    thread; elsewhere it does nothing). signals_held then costs no system call: it swapped both
-    handlers in and out (4 `rt_sigaction`s), a few times per node."""
+    """Route Ctrl-C and SIGTERM through one handler while it is entered (in the main thread; elsewhere
+    it does nothing). A run enters one for its length (stop_run: SIGTERM then stops it as Ctrl-C
+    does), so that signals_held costs no system call: swapping both handlers in and out around each
+    held step cost 4 `rt_sigaction`s, a few times per node."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop_run: bool = True) -> None:
+        self.stop_run = stop_run
         self.previous: dict[int, Any] = {}  # what __exit__ puts back
 
     def __enter__(self) -> SignalGate:
         global _gate
         if _gate is not None or threading.current_thread() is not threading.main_thread():
-            return self  # another run's gate (the same process) serves; a thread gets no signal
-        handlers = {s: _signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+            return self  # another gate (the same process) serves; a thread gets no signal
+        handlers: dict[int, Any] = {s: _signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         if None in handlers.values():  # set outside Python: it cannot be called nor put back from here
             return self
-        gate = _Gate(handlers[signal.SIGINT])
+        gate = _Gate({**handlers, **({signal.SIGTERM: _stop_run} if self.stop_run else {})})
         # Each is noted before it is replaced: a signal landing in between leaves nothing __exit__
         # cannot put back.
         for s, handler in handlers.items():
@@ -336,30 +341,21 @@ def signals_held() -> Iterator[None]:
         yield
         return
     gate = _gate
-    if gate is not None:  # a run's gate: only count (a signal that lands after the decrement is delivered at once)
-        gate.depth += 1
-        try:
-            yield
-        finally:
-            gate.depth -= 1
-            if not gate.depth:  # also when the block raised: a Ctrl-C is never left for a later block
-                gate.release()
+    if gate is None:  # outside a run: a gate for this block alone (its signals reach the handlers it replaced)
+        with SignalGate(stop_run=False):
+            if _gate is None:  # handlers set outside Python: nothing Python could hold
+                yield
+            else:
+                with signals_held():
+                    yield
         return
-    held: list[tuple[int, Any]] = []
-    # _signal's own function: signal.signal converts each handler it returns to an enum, which for a
-    # Python handler means raising and catching an error (four times per call here).
-    previous: dict[int, Any] = {s: _signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in (signal.SIGINT, signal.SIGTERM)}
+    gate.depth += 1  # a run's gate: only count (a signal that lands after the decrement is delivered at once)
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            _signal.signal(s, handler)
-    for signum, frame in held[:1]:
-        handler = previous[signum]
-        if callable(handler):
-            handler(signum, frame)
-        elif handler != signal.SIG_IGN:  # the default action (or a handler not set from Python)
-            os.kill(os.getpid(), signum)
+        gate.depth -= 1
+        if not gate.depth:  # also when the block raised: a Ctrl-C is never left for a later block
+            gate.release()
 
 
 # ---- the guardian -------------------------------------------------------------------------

@@ -129,3 +129,17 @@ def test_without_a_gate_signals_held_still_holds() -> None:
             _signal_lands(signal.SIGINT)
             held = True
     assert held
+
+
+def test_a_default_action_is_taken_after_the_block() -> None:
+    """Outside a run a held SIGTERM reaches its default action once the block ends: the process ends by it
+    (the gate once called the signal module with the enum, a TypeError instead)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, time\nfrom plx import procs\nwith procs.signals_held():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.01); print('in the block', flush=True)\nprint('after')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == -signal.SIGTERM and r.stdout == "in the block\n" and "Traceback" not in r.stderr, r
