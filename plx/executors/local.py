@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import procs
+from ..runners import shell_functions_possible
 from ..workspace import LINK_INPUTS
+from . import warm
 from .base import NOT_STARTED, Finished, Job
 
 GRACE_SECONDS = float(os.environ.get("PLX_KILL_GRACE", "2"))
@@ -248,6 +250,12 @@ class LocalExecutor:
         self._inline = own or not self._drop
         self.link_inputs = LINK_INPUTS or self._drop
         self._environ = dict(os.environ)  # plx's environment, read once per run (not decoded again per node)
+        # One bash started ahead for the next bash node (executors/warm.py), once a run has started
+        # one. Not when plx's environment could give bash a function or a BASH_ENV (the warm shell
+        # would read it before it knows its node); PLX_WARM_SHELLS=0 turns them off.
+        self._warm_ok = os.environ.get("PLX_WARM_SHELLS", "1") != "0" and not shell_functions_possible(self._environ)
+        self._warm: warm.WarmShell | None = None
+        self._warming = False
         # Every accepted job until its Finished is queued; None while its process is not started yet.
         self.running: dict[str, subprocess.Popen[bytes] | None] = {}
         self._lock = threading.Lock()
@@ -319,6 +327,9 @@ class LocalExecutor:
 
     def _spawn(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int]:
         """Start the job's process; returns it and the read ends of its stdout and stderr pipes."""
+        taken = self._from_warm(job)
+        if taken is not None:
+            return taken
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         with self._lock:
@@ -344,6 +355,67 @@ class LocalExecutor:
                 if proc is not None:
                     self._owner[proc.pid] = (job.env.get("PLX_RUN_ID", ""), job.env.get("PLX_NODE", job.id))
         return proc, out_r, err_r
+
+    def _from_warm(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int] | None:
+        """The warm shell, made the job's process, if there is one for the job's run and the job can
+        be one (warm.message); None to start a fresh process."""
+        if self._warm is None:
+            return None
+        run_id = job.env.get("PLX_RUN_ID", "")
+        data = warm.message(job.argv, job.env, os.path.abspath(job.cwd))
+        with self._lock:
+            shell = self._warm
+            if data is None or shell is None or shell.run_id != run_id:
+                return None
+            self._warm = None
+            # Counted as starting until it is registered: the reaper must not take it for a leftover.
+            self._spawning += 1
+        sent = False
+        try:
+            sent = shell.send(data)
+        finally:
+            with self._lock:
+                self._spawning -= 1
+                if sent:
+                    self._owner[shell.proc.pid] = (run_id, job.env.get("PLX_NODE", job.id))
+        return (shell.proc, shell.out_r, shell.err_r) if sent else None
+
+    def _rewarm(self, job: Job) -> None:
+        """Start a warm shell for the job's run if none is waiting (after a bash job started: its
+        run is likely to start another, and this one's start overlaps the node running)."""
+        if not self._warm_ok or warm.script_of(job.argv) is None:
+            return
+        run_id = job.env.get("PLX_RUN_ID", "")
+        with self._lock:
+            if (self._warm is not None and self._warm.run_id == run_id) or self._warming or self._canceled:
+                return
+            stale, self._warm = self._warm, None  # another run's (a sweep moved on): it would wait unused
+            self._warming = True
+            self._spawning += 1
+        if stale is not None:
+            stale.discard()
+        shell = None
+        try:
+            if self._drop and not procs.drop_dac_override():
+                return  # this thread would give the shell a capability nodes must not have
+            bash = _resolve("bash", self._environ.get("PATH"))
+            shell = warm.start(bash, self._environ, run_id, self._devnull())
+        except OSError:
+            self._warm_ok = False  # bash cannot start here: every node says so in its own words
+        finally:
+            with self._lock:
+                self._warming = False
+                self._spawning -= 1
+                if shell is not None and not self._canceled:
+                    self._warm, shell = shell, None
+            if shell is not None:
+                shell.discard()
+
+    def _drop_warm(self) -> None:
+        with self._lock:
+            shell, self._warm = self._warm, None
+        if shell is not None:
+            shell.discard()
 
     def _report(self, ev: Finished) -> None:
         # Queued before the job leaves `running`: once `running` is empty, every Finished is queued.
@@ -387,6 +459,8 @@ class LocalExecutor:
             canceled = self._canceled
         if canceled:  # cancel_all ran while this process was starting: it did not see it
             stop_group(proc.pid)
+        else:
+            self._rewarm(job)
         return proc, out_r, err_r, started
 
     def _watch(self, job: Job, proc: subprocess.Popen[bytes], out_r: int, err_r: int, started: float) -> None:
@@ -430,6 +504,8 @@ class LocalExecutor:
             live = {p.pid for p in self.running.values() if p is not None}
             if self._guardian is not None:
                 live.add(self._guardian.pid)
+            if self._warm is not None:
+                live.add(self._warm.proc.pid)
             for pid, (state, ppid, pgid, sid, start) in procs.descendants(me).items():
                 if pid in live or sid == mysid:  # a node's leader, or plx's own helpers (git)
                     continue
@@ -443,8 +519,11 @@ class LocalExecutor:
                 if pgid in live:  # inside a running node's group: the group's kill reaches it
                     continue
                 marks = procs.environ_marks(pid)
-                if marks.get(procs.MARKER) in self._runs:
-                    owner: tuple[str, str] | None = (marks[procs.MARKER], marks.get("PLX_NODE", ""))
+                owner: tuple[str, str] | None
+                if marks.get(procs.MARKER) in self._runs and "PLX_NODE" not in marks and pid in self._owner:
+                    owner = self._owner[pid]  # a warm shell's leader: it learnt its node after it started
+                elif marks.get(procs.MARKER) in self._runs:
+                    owner = (marks[procs.MARKER], marks.get("PLX_NODE", ""))
                 else:  # its environment was cleared: known by the group or session it started in
                     owner = self._owner.get(pgid) or self._owner.get(sid)
                 if owner is not None and (final or owner not in self._active):
@@ -454,6 +533,9 @@ class LocalExecutor:
         return len(victims)
 
     def close(self) -> None:
+        with self._lock:
+            self._canceled = True  # no warm shell is started any more
+        self._drop_warm()
         self._done.set()
         if self._reaper is not None:
             self._reaper.join()
@@ -501,6 +583,7 @@ class LocalExecutor:
             self._canceled = True
             self._canceled_hard = self._canceled_hard or hard
             leaders = [p for p in self.running.values() if p is not None]
+        self._drop_warm()
         if hard:
             for p in leaders:
                 _kill_group(p.pid, signal.SIGKILL)

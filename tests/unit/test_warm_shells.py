@@ -1,0 +1,144 @@
+"""executors/warm.py: a node run by a warm shell sees what a fresh `bash -e -o pipefail -c` shows it."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plx.executors import warm
+from plx.executors.base import Finished, Job
+from plx.executors.local import LocalExecutor
+
+# Everything a script can see of its shell and its environment, in one output.
+PROBE = """echo "0=$0 line=$LINENO flags=$- shlvl=$SHLVL secs=$SECONDS"
+echo "pwd=$PWD phys=$(pwd -P)"
+declare -p OLDPWD PARAM_TEXT INPUT_LIST
+set -o | grep -E '^(errexit|pipefail|nounset)'
+compgen -v | grep -v -E '^(BASH_EXECUTION_STRING|BASHPID|BASH_SUBSHELL|EPOCH.*|RANDOM|SRANDOM|SECONDS|_)$' | tr '\\n' ' '; echo
+for v in $(compgen -v); do [[ $v == _* ]] && echo "var $v"; done
+env -0 | LC_ALL=C sort -z | tr '\\0' '\\n' | grep -v -E '^(_|PLX_WARM_SHELLS)='
+no_such_command_here || echo "status $? on line $LINENO"
+f() { caller 0 || echo "caller: $?"; }; f
+echo "last"
+exit 3
+"""
+ENV = {
+    "PLX_RUN_ID": "r1",
+    "PLX_NODE": "probe",
+    "PARAM_TEXT": 'it\'s "quoted"\n$(touch pwned) `x` \\ ~/tilde é \t end',
+    "INPUT_LIST": "/a b/one.txt\n/c/two.txt",
+    "PARAM_EMPTY": "",
+    "MY_OWN": "a:~/b",
+}
+
+
+def _run(tmp: Path, monkeypatch: pytest.MonkeyPatch, on: bool, script: str, env: dict[str, str] = ENV) -> tuple[Finished, str, str, bool]:
+    """One job after a first one (the warm shell is started after a bash job): its result and logs,
+    and whether a warm shell ran it."""
+    monkeypatch.setenv("PLX_WARM_SHELLS", "1" if on else "0")
+    monkeypatch.setenv("OLDPWD", str(tmp))
+    results: queue.Queue[Finished] = queue.Queue()
+    ex = LocalExecutor(results, jobs=2)
+    try:
+        cwd = tmp / ("warm" if on else "fresh")
+        cwd.mkdir()
+        first = Job("first", ["bash", "-e", "-o", "pipefail", "-c", "true", "first"], {"PLX_RUN_ID": "r1"}, cwd, cwd / "f.out", cwd / "f.err", None)
+        ex.submit(first)
+        assert results.get(timeout=20).exit_code == 0
+        shell = ex._warm
+        for _ in range(200):  # the warm shell is started right after the first job
+            if shell is not None:
+                break
+            time.sleep(0.01)
+            shell = ex._warm
+        job = Job("probe", ["bash", "-e", "-o", "pipefail", "-c", script, "probe_op"], env, cwd, cwd / "out", cwd / "err", None)
+        ex.submit(job)
+        done = results.get(timeout=20)
+        used = shell is not None and shell.proc.returncode is not None and ex._warm is not shell
+        read = lambda p: p.read_text() if p.exists() else ""  # noqa: E731
+        return done, read(cwd / "out").replace(str(cwd), "CWD"), read(cwd / "err"), used
+    finally:
+        ex.close()
+
+
+def test_a_warm_shell_runs_the_script_as_a_fresh_bash_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh = _run(tmp_path, monkeypatch, False, PROBE)
+    warm_ = _run(tmp_path, monkeypatch, True, PROBE)
+    assert not fresh[3] and warm_[3], "the second job must have been run by the warm shell, the first by a fresh bash"
+    assert fresh[0].exit_code == warm_[0].exit_code == 3
+    assert "0=probe_op line=1 " in warm_[1] and "secs=0" in warm_[1] and "phys=CWD" in warm_[1]
+    assert "PARAM_TEXT" in warm_[1] and not (tmp_path / "warm" / "pwned").exists()
+    assert warm_[1] == fresh[1]
+    assert warm_[2] == fresh[2] == "probe_op: line 8: no_such_command_here: command not found\n"
+
+
+def test_the_shells_own_errors_read_as_a_fresh_bash_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = "echo one\nset -u\necho $UNSET_VARIABLE_HERE\necho never"
+    fresh = _run(tmp_path, monkeypatch, False, script)
+    warm_ = _run(tmp_path, monkeypatch, True, script)
+    assert warm_[3]
+    expected = (1, "one\n", "probe_op: line 3: UNSET_VARIABLE_HERE: unbound variable\n")
+    assert (warm_[0].exit_code, warm_[1], warm_[2]) == (fresh[0].exit_code, fresh[1], fresh[2]) == expected
+
+
+def test_a_job_whose_variables_bash_reads_at_start_gets_a_fresh_bash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BASH_ENV", "PATH", "LC_ALL", "SHELLOPTS", "SHLVL", "FOO-BAR", "UID"):
+        assert warm.message(["bash", "-e", "-o", "pipefail", "-c", "true", "op"], {name: "x"}, "/") is None, name
+    assert warm.message(["bash", "-e", "-o", "pipefail", "-c", "x" * warm.MAX_MESSAGE, "op"], {}, "/") is None
+    assert warm.message(["bash", "-e", "-o", "pipefail", "/tmp/script.sh"], {}, "/") is None
+    env = {**ENV, "SHLVL": "7"}
+    done, out, _, used = _run(tmp_path, monkeypatch, True, 'echo "shlvl=$SHLVL"', env)
+    assert not used and done.exit_code == 0 and out == "shlvl=8\n"
+
+
+def test_a_shell_that_reads_end_of_file_runs_nothing(tmp_path: Path) -> None:
+    """plx gone (or closing) while the shell waits, even half-way through a message: nothing runs."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        for data in (b"", f"touch {tmp_path}/ran".encode()):  # nothing, then a message without its NUL
+            shell = warm.start("bash", dict(os.environ), "r1", null)
+            if data:
+                os.write(shell.trigger, data)
+            os.close(shell.trigger)
+            assert shell.proc.wait(timeout=10) == 0
+            os.close(shell.out_r)
+            os.close(shell.err_r)
+        assert not (tmp_path / "ran").exists()
+    finally:
+        os.close(null)
+
+
+def test_a_killed_warm_shell_is_replaced_by_a_fresh_bash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLX_WARM_SHELLS", "1")
+    results: queue.Queue[Finished] = queue.Queue()
+    ex = LocalExecutor(results, jobs=1)
+    try:
+        argv = ["bash", "-e", "-o", "pipefail", "-c", "echo $PARAM_I", "op"]
+        job = lambda i: Job(str(i), argv, {"PLX_RUN_ID": "r1", "PARAM_I": str(i)}, tmp_path, tmp_path / f"{i}.out", tmp_path / f"{i}.err", None)  # noqa: E731
+        ex.submit(job(1))
+        assert results.get(timeout=20).exit_code == 0
+        assert ex._warm is not None
+        ex._warm.proc.kill()
+        ex._warm.proc.wait()
+        ex.submit(job(2))
+        assert results.get(timeout=20).exit_code == 0
+        assert (tmp_path / "2.out").read_text() == "2\n"
+    finally:
+        ex.close()
+    assert ex._warm is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=40))
+def test_quote_gives_bash_the_same_value_on_one_line(value: str) -> None:
+    word = warm.quote(value)
+    assert "\n" not in word
+    got = subprocess.run(["bash", "-c", f'V={word}; printf %s "$V"'], capture_output=True, env={"LANG": "C.UTF-8"}, check=True).stdout
+    assert got == value.encode()
