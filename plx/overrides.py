@@ -46,6 +46,10 @@ def split_assignment(text: str, flag: str) -> tuple[str, str]:
     name, eq, value = text.partition("=")
     if not eq or not name:
         raise UsageError(f"{flag} {text!r}: write NAME=VALUE")
+    bad = next((i for i, ch in enumerate(text) if "\udc80" <= ch <= "\udcff"), None)
+    if bad is not None:  # a byte the command line held that is not UTF-8: values are recorded as text
+        shown = text.encode("utf-8", "surrogateescape")
+        raise UsageError(f"{flag} {shown!r}: byte {ord(text[bad]) - 0xDC00:#04x} at position {bad} is not UTF-8 text; write the value in UTF-8")
     return name.strip(), value
 
 

@@ -252,8 +252,13 @@ class LocalExecutor:
         self._environ = dict(os.environ)  # plx's environment, read once per run (not decoded again per node)
         # One bash started ahead for the next bash node (executors/warm.py), once a run has started
         # one. Not when plx's environment could give bash a function or a BASH_ENV (the warm shell
-        # would read it before it knows its node); PLX_WARM_SHELLS=0 turns them off.
-        self._warm_ok = os.environ.get("PLX_WARM_SHELLS", "1") != "0" and not shell_functions_possible(self._environ)
+        # would read it before it knows its node), or options that would show its loader (SHELLOPTS
+        # with xtrace, say); PLX_WARM_SHELLS=0 turns them off.
+        self._warm_ok = (
+            os.environ.get("PLX_WARM_SHELLS", "1") != "0"
+            and not shell_functions_possible(self._environ)
+            and not any(k in self._environ for k in ("SHELLOPTS", "BASHOPTS", "POSIXLY_CORRECT", "BASH_XTRACEFD"))
+        )
         self._warm: warm.WarmShell | None = None
         self._warming = False
         # Every accepted job until its Finished is queued; None while its process is not started yet.
@@ -383,7 +388,7 @@ class LocalExecutor:
     def _rewarm(self, job: Job) -> None:
         """Start a warm shell for the job's run if none is waiting (after a bash job started: its
         run is likely to start another, and this one's start overlaps the node running)."""
-        if not self._warm_ok or warm.script_of(job.argv) is None:
+        if not self._warm_ok or not warm.is_bash_job(job.argv):
             return
         run_id = job.env.get("PLX_RUN_ID", "")
         with self._lock:
@@ -520,8 +525,10 @@ class LocalExecutor:
                     continue
                 marks = procs.environ_marks(pid)
                 owner: tuple[str, str] | None
-                if marks.get(procs.MARKER) in self._runs and "PLX_NODE" not in marks and pid in self._owner:
-                    owner = self._owner[pid]  # a warm shell's leader: it learnt its node after it started
+                if marks.get(procs.MARKER) in self._runs and "PLX_NODE" not in marks:
+                    # A warm shell's leader, or a subshell it forked: they learnt their node after they
+                    # started. Known by the session the node started in (a subshell may lead a group).
+                    owner = self._owner.get(pid) or self._owner.get(sid) or self._owner.get(pgid) or (marks[procs.MARKER], "")
                 elif marks.get(procs.MARKER) in self._runs:
                     owner = (marks[procs.MARKER], marks.get("PLX_NODE", ""))
                 else:  # its environment was cleared: known by the group or session it started in

@@ -5,15 +5,24 @@ sits between one node's end and the next one's first line, every hop. A warm she
 the previous node runs; when the node is ready, plx writes one message to the shell's pipe and the
 node's first line runs ~0.15 ms later. The message makes the shell what `bash -e -o pipefail -c
 SCRIPT NAME` would have been: `$0` is NAME (bash's messages read `NAME: line N: ...`), the working
-folder is the node's (PWD physical, OLDPWD as bash left it), the node's variables are exported,
-`$SECONDS` starts at 0, and the script starts on line 1 (the prelude shares that line and holds no
-newline). A shell that reads end of file (plx gone, or closing) exits without running anything: a
-script is run only when it arrived whole (`read -d ''` up to its NUL).
+folder is the node's (PWD physical, OLDPWD as bash left it), the node's variables are exported, and
+the script starts on line 1 (the prelude shares that line and holds no newline). A shell that reads
+end of file (plx gone, or closing) exits without running anything: a script is run only when it
+arrived whole (`read -d ''` up to its NUL).
 
-What stays different, and why it is fine: a syntax error reads `NAME: eval: line N:` instead of
-`NAME: -c: line N:`; `$BASH_EXECUTION_STRING` and `ps` show the loader, not the script. Whatever
-bash reads only when it starts (BASH_ENV, SHELLOPTS, locale, PATH for finding bash itself) is
-never taken from the node's variables: a job that sets one starts a fresh bash (`message` returns None).
+The script runs under `eval`, and some things tell the two apart; a job where one could shows
+gets a fresh bash instead (`message` returns None):
+* bash -c runs the string's last command with `exec` when it is a simple command without
+  redirections (its program then leads the node: its own exit code, TERM reaching it alone); eval
+  forks it. Warm only when the last command is a builtin, a keyword, redirected, in a pipeline or
+  in the background (`_ends_alike`).
+* `set -x`/`-v` traces gain a level under eval (`++ cmd`); `$SECONDS`, `$_`, `$PIPESTATUS` and
+  `$BASH_EXECUTION_STRING` differ at first: scripts naming these are not warm.
+* Whatever bash reads only when it starts (PATH, locale, BASH_ENV, SHELLOPTS, LD_PRELOAD, ...) is
+  read from plx's environment: only variables plx itself makes (PARAM_, INPUT_, OUTPUT_, PLX_,
+  CUDA_VISIBLE_DEVICES) are sent; an operation with `env:` gets a fresh bash.
+What stays different: a syntax error reads `NAME: eval: line N:` instead of `NAME: -c: line N:`,
+and `ps` shows the loader.
 """
 
 from __future__ import annotations
@@ -27,23 +36,97 @@ MAX_MESSAGE = 2048  # bash reads a pipe a byte at a time (~0.25 µs each): longe
 
 
 def loader(fd: int) -> str:
-    """The shell's whole -c script: note OLDPWD as bash set it, read the message from fd (closed
-    before the script runs, as in a fresh bash), run it."""
-    return f"__plx_o=${{OLDPWD+x}}${{OLDPWD-}}; IFS= builtin read -r -d '' __plx <&{fd} || builtin exit 0; builtin exec {fd}<&-; builtin eval \"$__plx\""
+    """The shell's whole -c script: note OLDPWD as bash set it; read the node's name, the prelude and
+    the script from fd, and close it (as in a fresh bash: `exec`, not `builtin exec`, makes that
+    last); set $0 before the script is parsed (bash names a syntax error on its first line); run the
+    prelude, then the script, each in an eval of its own (a syntax error shows the script's line)."""
+    return (
+        f"__plx_o=${{OLDPWD+x}}${{OLDPWD-}}; IFS= builtin read -r -d '' __plx_n <&{fd} && IFS= builtin read -r -d '' __plx_p <&{fd} && "
+        f'IFS= builtin read -r -d \'\' __plx <&{fd} || builtin exit 0; exec {fd}<&-; BASH_ARGV0=$__plx_n; builtin eval "$__plx_p"; builtin eval "$__plx"'
+    )
 
 
-# Read by bash only when it starts, special to bash when assigned, or read-only: a node whose
-# variables set one of these gets a fresh bash, which takes them from its environment as before.
-_STARTUP = frozenset(
-    "ENV SHELLOPTS POSIXLY_CORRECT PATH IFS LANG LANGUAGE SHLVL PWD OLDPWD UID EUID PPID GROUPS SECONDS RANDOM SRANDOM "
-    "LINENO EPOCHSECONDS EPOCHREALTIME HISTCMD FUNCNAME DIRSTACK OPTIND OPTERR HOSTTYPE MACHTYPE OSTYPE PS4 TMOUT _".split()
+# The variables a warm shell is sent: the ones plx makes. Anything else could be one bash or the
+# dynamic linker reads only at start (PATH, LANG, LD_PRELOAD, EXECIGNORE, GLOBIGNORE, PS1, ...).
+_SENT = re.compile(r"(?:(?:PARAM|INPUT|OUTPUT|PLX)_[A-Za-z0-9_]*|CUDA_VISIBLE_DEVICES)")
+# Names whose value differs under eval, and the options whose output does.
+_TELLS = re.compile(r"SECONDS|PIPESTATUS|BASH_EXECUTION_STRING|BASH_ARGV0|-o[ \t]*+(?:xtrace|verbose)|\$\{?_\b|\bset\s[^\n;|&]*[-+][A-Za-z]*[xv]")
+# The last line of a script, as far as its last command goes: words of plain characters, quoted
+# strings and $NAME expansions, redirections, and the separators of a list or a pipeline.
+_NAMEREF = r"\$(?:[A-Za-z_][A-Za-z0-9_]*+|\{[A-Za-z_][A-Za-z0-9_]*+\}|[?#$!@*0-9-])"
+_WORD = rf"""(?:[A-Za-z0-9_./,:@%+=~*?\[\]-]++|'[^']*+'|"(?:[^"\\$`]++|{_NAMEREF})*+"|{_NAMEREF})++"""
+_REDIR = rf"(?:[0-9]?(?:>>|>\||>&|<&|>|<)|&>>|&>)[ \t]*+{_WORD}|[0-9]?[<>]&[0-9-]"
+_TOKEN = re.compile(rf"[ \t]*+(?:(?P<redir>{_REDIR})|(?P<op>&&|\|\||\|&|[;|&])|(?P<word>{_WORD})|(?P<comment>#.*+))")
+# Builtins and keywords run in bash's own process either way (not `command`, `builtin`, `eval`,
+# `source`: they may run a program, or a script whose last command counts). Of the words that end a
+# compound command only `fi` and `done`: bash -c runs the last command of a `{ ...; }` at the end
+# with exec (found by the tests, which ask bash itself).
+_IN_SHELL = frozenset(
+    ": [ [[ ]] ! alias bg break caller cd compgen complete compopt continue declare dirs disown echo enable exec exit export false fc fg "
+    "getopts hash help history jobs kill let local logout mapfile popd printf pushd pwd read readarray readonly return set shift shopt "
+    "suspend test times trap true type typeset ulimit umask unalias unset wait fi done".split()
 )
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _ends_alike(script: str) -> bool:
+    """Whether bash -c would fork the script's last command as eval does (or run it in its own
+    process either way). Conservative: a shape it cannot read is taken as different."""
+    lines = [ln for ln in script.split("\n") if ln.strip()]
+    if not lines:
+        return True
+    if "<<" in script or (len(lines) > 1 and lines[-2].rstrip().endswith("\\")):
+        return False  # the last line may be a here-document's or the end of a longer command
+    commands: list[list[tuple[str, str]]] = [[]]
+    last_op = ""
+    pos, line = 0, lines[-1].rstrip()
+    while pos < len(line):
+        m = _TOKEN.match(line, pos)
+        if m is None or m.end() == pos:
+            return False
+        pos = m.end()
+        kind = m.lastgroup or ""
+        if kind == "comment":
+            break
+        if kind == "op":
+            last_op = m.group("op")
+            commands.append([])
+        else:
+            commands[-1].append((kind, m.group(kind).strip()))
+    last = commands[-1] or (commands[-2] if len(commands) > 1 else [])
+    if not commands[-1] and last_op == "&":
+        return True  # in the background: forked either way
+    if len(commands) > 1 and commands[-1] and last_op in ("|", "|&"):
+        return True  # a pipeline's last element: forked either way
+    if not last:
+        return not commands[-1] and last_op in ("", ";")  # a comment alone
+    if any(kind == "redir" for kind, _ in last):
+        return True  # bash -c forks a redirected command too
+    first = next((text for kind, text in last if kind == "word"), "")
+    return first in _IN_SHELL
+
+
+def message(argv: list[str], env: dict[str, str], cwd: str) -> bytes | None:
+    """What a warm shell is sent to become this job's process; None when it cannot be one."""
+    if len(argv) != 7 or argv[0] != "bash" or argv[1:5] != ["-e", "-o", "pipefail", "-c"]:
+        return None
+    script, name = argv[5], argv[6]
+    if not all(_SENT.fullmatch(k) for k in env) or _TELLS.search(script) or not _ends_alike(script):
+        return None
+    exports = " ".join(f"{k}={quote(v)}" for k, v in env.items())
+    prelude = (
+        f"builtin unset __plx_n __plx_p; builtin cd -P -- {quote(cwd)}; "
+        "if [[ $__plx_o == x* ]]; then OLDPWD=${__plx_o#x}; else builtin unset OLDPWD; builtin export OLDPWD; fi; "
+        f"builtin unset __plx_o{'; builtin export ' + exports if exports else ''}"
+    )
+    try:
+        parts = [name, prelude, "builtin unset __plx; " + script]  # the script's first line: no newline before it
+        data = b"".join(part.encode("utf-8", "surrogateescape") + b"\0" for part in parts)
+    except UnicodeEncodeError:
+        return None
+    return data if len(data) <= MAX_MESSAGE and data.count(b"\0") == 3 else None
+
+
 _PLAIN = re.compile(r"[A-Za-z0-9_./,:@%+=-]+")  # no ~ (an assignment expands it after = or :)
-
-
-def _exportable(name: str) -> bool:
-    return _NAME.fullmatch(name) is not None and name not in _STARTUP and not name.startswith(("BASH", "LC_", "COMP_", "__plx"))
 
 
 def quote(value: str) -> str:
@@ -63,30 +146,9 @@ def quote(value: str) -> str:
     return "".join(out)
 
 
-def script_of(argv: list[str]) -> tuple[str, str] | None:
-    """(script, name) of a `bash -e -o pipefail -c SCRIPT NAME` job; None for any other argv."""
-    if len(argv) == 7 and argv[0] == "bash" and argv[1:5] == ["-e", "-o", "pipefail", "-c"]:
-        return argv[5], argv[6]
-    return None
-
-
-def message(argv: list[str], env: dict[str, str], cwd: str) -> bytes | None:
-    """What a warm shell is sent to become this job's process; None when it cannot be one."""
-    found = script_of(argv)
-    if found is None or not all(_exportable(k) for k in env):
-        return None
-    script, name = found
-    exports = " ".join(f"{k}={quote(v)}" for k, v in env.items())
-    prelude = (
-        f"builtin unset __plx; BASH_ARGV0={quote(name)}; builtin cd -P -- {quote(cwd)}; "
-        "if [[ $__plx_o == x* ]]; then OLDPWD=${__plx_o#x}; else builtin unset OLDPWD; builtin export OLDPWD; fi; "
-        f"builtin unset __plx_o; {'builtin export ' + exports + '; ' if exports else ''}SECONDS=0; "
-    )
-    try:
-        data = (prelude + script).encode("utf-8", "surrogateescape") + b"\0"
-    except UnicodeEncodeError:
-        return None
-    return data if len(data) <= MAX_MESSAGE and b"\0" not in data[:-1] else None
+def is_bash_job(argv: list[str]) -> bool:
+    """Whether the job is `bash -e -o pipefail -c SCRIPT NAME` (what a warm shell can become)."""
+    return len(argv) == 7 and argv[0] == "bash" and argv[1:5] == ["-e", "-o", "pipefail", "-c"]
 
 
 class WarmShell:

@@ -96,6 +96,7 @@ def test_overrides_of_every_type(project: Project) -> None:
         ("m.i=1", "there is no node 'm'; nodes: n"),
         ("levl=1", "has no param 'levl' (did you mean 'level'?)"),
         ("n.i", "write NAME=VALUE"),
+        ("n.s=a\udcffb", "byte 0xff at position 5 is not UTF-8 text"),
     ],
 )
 def test_bad_overrides_run_nothing(project: Project, arg: str, message: str) -> None:

@@ -17,11 +17,11 @@ from plx.executors.base import Finished, Job
 from plx.executors.local import LocalExecutor
 
 # Everything a script can see of its shell and its environment, in one output.
-PROBE = """echo "0=$0 line=$LINENO flags=$- shlvl=$SHLVL secs=$SECONDS"
+PROBE = """echo "0=$0 line=$LINENO flags=$- shlvl=$SHLVL fds=$(ls /proc/$$/fd | tr '\\n' ' ')"
 echo "pwd=$PWD phys=$(pwd -P)"
 declare -p OLDPWD PARAM_TEXT INPUT_LIST
 set -o | grep -E '^(errexit|pipefail|nounset)'
-compgen -v | grep -v -E '^(BASH_EXECUTION_STRING|BASHPID|BASH_SUBSHELL|EPOCH.*|RANDOM|SRANDOM|SECONDS|_)$' | tr '\\n' ' '; echo
+compgen -v | grep -v -E '^(BASH_EXEC.*|BASHPID|BASH_SUBSHELL|EPOCH.*|RANDOM|SRANDOM|SECOND.|_)$' | tr '\\n' ' '; echo
 for v in $(compgen -v); do [[ $v == _* ]] && echo "var $v"; done
 env -0 | LC_ALL=C sort -z | tr '\\0' '\\n' | grep -v -E '^(_|PLX_WARM_SHELLS)='
 no_such_command_here || echo "status $? on line $LINENO"
@@ -35,7 +35,7 @@ ENV = {
     "PARAM_TEXT": 'it\'s "quoted"\n$(touch pwned) `x` \\ ~/tilde é \t end',
     "INPUT_LIST": "/a b/one.txt\n/c/two.txt",
     "PARAM_EMPTY": "",
-    "MY_OWN": "a:~/b",
+    "PLX_PROJECT_ROOT": "a:~/b",
 }
 
 
@@ -73,7 +73,7 @@ def test_a_warm_shell_runs_the_script_as_a_fresh_bash_would(tmp_path: Path, monk
     warm_ = _run(tmp_path, monkeypatch, True, PROBE)
     assert not fresh[3] and warm_[3], "the second job must have been run by the warm shell, the first by a fresh bash"
     assert fresh[0].exit_code == warm_[0].exit_code == 3
-    assert "0=probe_op line=1 " in warm_[1] and "secs=0" in warm_[1] and "phys=CWD" in warm_[1]
+    assert "0=probe_op line=1 " in warm_[1] and "phys=CWD" in warm_[1]
     assert "PARAM_TEXT" in warm_[1] and not (tmp_path / "warm" / "pwned").exists()
     assert warm_[1] == fresh[1]
     assert warm_[2] == fresh[2] == "probe_op: line 8: no_such_command_here: command not found\n"
@@ -89,7 +89,7 @@ def test_the_shells_own_errors_read_as_a_fresh_bash_would(tmp_path: Path, monkey
 
 
 def test_a_job_whose_variables_bash_reads_at_start_gets_a_fresh_bash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("BASH_ENV", "PATH", "LC_ALL", "SHELLOPTS", "SHLVL", "FOO-BAR", "UID"):
+    for name in ("BASH_ENV", "PATH", "LC_ALL", "SHELLOPTS", "SHLVL", "FOO-BAR", "UID", "LD_PRELOAD", "EXECIGNORE", "GLOBIGNORE", "MY_OWN"):
         assert warm.message(["bash", "-e", "-o", "pipefail", "-c", "true", "op"], {name: "x"}, "/") is None, name
     assert warm.message(["bash", "-e", "-o", "pipefail", "-c", "x" * warm.MAX_MESSAGE, "op"], {}, "/") is None
     assert warm.message(["bash", "-e", "-o", "pipefail", "/tmp/script.sh"], {}, "/") is None
@@ -142,3 +142,81 @@ def test_quote_gives_bash_the_same_value_on_one_line(value: str) -> None:
     assert "\n" not in word
     got = subprocess.run(["bash", "-c", f'V={word}; printf %s "$V"'], capture_output=True, env={"LANG": "C.UTF-8"}, check=True).stdout
     assert got == value.encode()
+
+
+# Scripts whose last command bash -c runs in a process of its own (forked, as eval does): a warm
+# shell may run them. Each ends with a program that writes its parent's pid to OUT.
+ALIKE = [
+    "sh -c 'echo $PPID' > OUT",
+    "echo x | sh -c 'echo $PPID > OUT'",
+    "if true; then sh -c 'echo $PPID > OUT'; fi",
+    "sh -c 'echo $PPID > OUT'\n# a comment after the last command",
+    "true && sh -c 'echo $PPID' >> OUT",
+    "command sh -c 'echo $PPID > OUT' > /dev/null",
+    "for i in 1; do sh -c 'echo $PPID > OUT'; done",
+]
+# Scripts whose last command bash -c runs with exec, or that the check cannot read: fresh bash.
+DIFFERENT = [
+    "echo x; sh -c 'echo $PPID > OUT'",
+    "echo x\nsh -c 'echo $PPID > OUT'\n",
+    "true && sh -c 'echo $PPID > OUT'",
+    "sh -c 'echo $PPID > OUT' # a comment on its line",
+    "X=1 sh -c 'echo $PPID > OUT'",
+    "f() { :; }; f",
+    "cat <<EOF\nx\nEOF",
+    "python3 train.py \\\n  > log.txt",
+    "{ sh -c 'echo $PPID > OUT'; }",
+    "( sh -c 'echo $PPID > OUT' )",
+    "case x in x) sh -c 'echo $PPID > OUT';; esac",
+]
+
+
+@pytest.mark.parametrize("script", ALIKE)
+def test_what_a_warm_shell_runs_bash_c_forks_too(script: str, tmp_path: Path) -> None:
+    """The check against bash itself: its last program's parent is bash (forked), not bash's parent."""
+    assert warm.message(["bash", "-e", "-o", "pipefail", "-c", script, "op"], {}, "/") is not None
+    out = tmp_path / "OUT"
+    proc = subprocess.Popen(["bash", "-e", "-o", "pipefail", "-c", script.replace("OUT", str(out)), "op"], stdout=subprocess.DEVNULL)
+    assert proc.wait(timeout=20) == 0
+    assert out.read_text().split()[-1] == str(proc.pid)
+
+
+@pytest.mark.parametrize("script", DIFFERENT)
+def test_a_script_bash_c_could_run_otherwise_gets_a_fresh_bash(script: str) -> None:
+    assert warm.message(["bash", "-e", "-o", "pipefail", "-c", script, "op"], {}, "/") is None
+
+
+@pytest.mark.parametrize("script", ["set -x\necho hi", "set -o xtrace; echo", "echo $SECONDS", "echo $_", 'echo "${PIPESTATUS[@]}"', "set -ev; echo"])
+def test_a_script_naming_what_eval_changes_gets_a_fresh_bash(script: str) -> None:
+    assert warm.message(["bash", "-e", "-o", "pipefail", "-c", script, "op"], {}, "/") is None
+
+
+def test_a_syntax_error_on_the_first_line_names_the_operation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = "echo start; fi"
+    fresh = _run(tmp_path, monkeypatch, False, script)
+    warm_ = _run(tmp_path, monkeypatch, True, script)
+    assert warm_[3] and fresh[0].exit_code == warm_[0].exit_code == 2 and fresh[1] == warm_[1] == ""  # bash reads the whole line first
+    assert fresh[2] == "probe_op: -c: line 1: syntax error near unexpected token `fi'\n"
+    assert warm_[2] == "probe_op: eval: line 1: syntax error near unexpected token `fi'\n", warm_[2]
+
+
+def test_a_subshell_of_a_warm_shell_lives_as_long_as_its_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bash subshell (forked, no exec) keeps the warm shell's first environment, without PLX_NODE:
+    the reaper knows it by its session, and lets it run while its node runs (here in a process group
+    of its own, which `set -m` gives it)."""
+    script = 'set -m\n( sleep 0.8; echo "job done" ) &\nwait $!\necho "waited: $?"'
+    fresh = _run(tmp_path, monkeypatch, False, script)
+    warm_ = _run(tmp_path, monkeypatch, True, script)
+    assert warm_[3]
+    assert (warm_[0].exit_code, warm_[1]) == (fresh[0].exit_code, fresh[1]) == (0, "job done\nwaited: 0\n")
+
+
+@pytest.mark.parametrize("name", ["SHELLOPTS", "BASHOPTS", "POSIXLY_CORRECT", "BASH_ENV", "BASH_FUNC_cd%%"])
+def test_plx_environment_that_would_show_the_loader_turns_warm_shells_off(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLX_WARM_SHELLS", "1")
+    monkeypatch.setenv(name, "xtrace" if name == "SHELLOPTS" else "() { :; }" if name.startswith("BASH_FUNC") else "")
+    ex = LocalExecutor(queue.Queue(), jobs=1)
+    try:
+        assert not ex._warm_ok
+    finally:
+        ex.close()
