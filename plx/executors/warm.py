@@ -53,7 +53,7 @@ _SENT = re.compile(r"(?:(?:PARAM|INPUT|OUTPUT|PLX)_[A-Za-z0-9_]*|CUDA_VISIBLE_DE
 _TELLS = re.compile(r"SECONDS|PIPESTATUS|BASH_EXECUTION_STRING|BASH_ARGV0|-o[ \t]*+(?:xtrace|verbose)|\$\{?_\b|\bset\s[^\n;|&]*[-+][A-Za-z]*[xv]")
 # The last line of a script, as far as its last command goes: words of plain characters, quoted
 # strings and $NAME expansions, redirections, and the separators of a list or a pipeline.
-_NAMEREF = r"\$(?:[A-Za-z_][A-Za-z0-9_]*+|\{[A-Za-z_][A-Za-z0-9_]*+\}|[?#$!@*0-9-])"
+_NAMEREF = r"\$(?:[A-Za-z_][A-Za-z0-9_]*+|\{[^{}\"'`$\\]*+\}|[?#$!@*0-9-])"  # ${...}: no nesting, quote or escape
 _WORD = rf"""(?:[A-Za-z0-9_./,:@%+=~*?\[\]-]++|'[^']*+'|"(?:[^"\\$`]++|{_NAMEREF})*+"|{_NAMEREF})++"""
 _REDIR = rf"(?:[0-9]?(?:>>|>\||>&|<&|>|<)|&>>|&>)[ \t]*+{_WORD}|[0-9]?[<>]&[0-9-]"
 _TOKEN = re.compile(rf"[ \t]*+(?:(?P<redir>{_REDIR})|(?P<op>&&|\|\||\|&|[;|&])|(?P<word>{_WORD})|(?P<comment>#.*+))")

@@ -154,6 +154,7 @@ ALIKE = [
     "true && sh -c 'echo $PPID' >> OUT",
     "command sh -c 'echo $PPID > OUT' > /dev/null",
     "for i in 1; do sh -c 'echo $PPID > OUT'; done",
+    'echo "${HOME/[.,]/}" > /dev/null; sh -c \'echo $PPID\' >> "OUT"',
 ]
 # Scripts whose last command bash -c runs with exec, or that the check cannot read: fresh bash.
 DIFFERENT = [
