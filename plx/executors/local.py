@@ -19,7 +19,7 @@ from typing import Any, Callable
 from .. import procs
 from ..runners import shell_functions_possible
 from ..workspace import LINK_INPUTS
-from . import warm
+from . import direct, warm
 from .base import NOT_STARTED, Finished, Job
 
 GRACE_SECONDS = float(os.environ.get("PLX_KILL_GRACE", "2"))
@@ -261,6 +261,9 @@ class LocalExecutor:
         )
         self._warm: warm.WarmShell | None = None
         self._warming = False
+        # A script that is one `exec` of a program is started without bash where plx can do exactly
+        # what bash would (executors/direct.py); PLX_DIRECT_EXEC=0 leaves every one to bash.
+        self._direct_ok = os.environ.get("PLX_DIRECT_EXEC", "1") != "0"
         # Every accepted job until its Finished is queued; None while its process is not started yet.
         self.running: dict[str, subprocess.Popen[bytes] | None] = {}
         self._lock = threading.Lock()
@@ -330,11 +333,17 @@ class LocalExecutor:
             except OSError:  # the guardian is gone: the next plx command still stops what is left
                 pass
 
-    def _spawn(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int]:
-        """Start the job's process; returns it and the read ends of its stdout and stderr pipes."""
+    def _spawn(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int, bool]:
+        """Start the job's process; returns it, the read ends of its stdout and stderr pipes, and
+        whether bash was started for it (as its process, or by a warm shell)."""
+        plan = self._direct_plan(job)
+        if plan is not None:
+            started = self._start_direct(job, plan)
+            if started is not None:
+                return (*started, False)
         taken = self._from_warm(job)
         if taken is not None:
-            return taken
+            return (*taken, True)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         with self._lock:
@@ -355,6 +364,39 @@ class LocalExecutor:
         finally:
             os.close(out_w)
             os.close(err_w)
+            with self._lock:
+                self._spawning -= 1
+                if proc is not None:
+                    self._owner[proc.pid] = (job.env.get("PLX_RUN_ID", ""), job.env.get("PLX_NODE", job.id))
+        return proc, out_r, err_r, True
+
+    def _direct_plan(self, job: Job) -> direct.Direct | None:
+        if not self._direct_ok or not warm.is_bash_job(job.argv) or not job.argv[5].startswith("exec "):
+            return None
+        return direct.plan(job.argv[5], {**self._environ, **job.env}, os.path.abspath(job.cwd))
+
+    def _start_direct(self, job: Job, plan: direct.Direct) -> tuple[subprocess.Popen[bytes], int, int] | None:
+        """Start the program as bash would exec it; None when it could not be (a redirection that
+        cannot be opened, a program that cannot be run): bash then does, and says why as it would."""
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        with self._lock:
+            self._spawning += 1
+        proc = None
+        opened: list[int] = []
+        try:
+            if self._drop and not procs.drop_dac_override():
+                return None
+            fds, opened = direct.open_all(plan, {0: self._devnull(), 1: out_w, 2: err_w})
+            proc = subprocess.Popen(plan.argv, executable=plan.program, cwd=job.cwd, env=plan.env, stdin=fds[0], stdout=fds[1], stderr=fds[2], start_new_session=True)
+        except OSError:
+            return None
+        finally:
+            for fd in (*opened, out_w, err_w):
+                os.close(fd)
+            if proc is None:
+                os.close(out_r)
+                os.close(err_r)
             with self._lock:
                 self._spawning -= 1
                 if proc is not None:
@@ -454,7 +496,7 @@ class LocalExecutor:
             not_run(f"cannot place the inputs: {exc}")
             return None
         try:
-            proc, out_r, err_r = self._spawn(job)
+            proc, out_r, err_r, bash = self._spawn(job)
         except Exception as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             not_run(f"cannot start {job.argv[0]}: {why}")
@@ -464,7 +506,7 @@ class LocalExecutor:
             canceled = self._canceled
         if canceled:  # cancel_all ran while this process was starting: it did not see it
             stop_group(proc.pid)
-        else:
+        elif bash:  # after a program started without bash, the next one likely is too
             self._rewarm(job)
         return proc, out_r, err_r, started
 
