@@ -9,8 +9,14 @@ the scripts where it can do exactly what bash does, and leaves every other one t
   node's environment (anything else could be one of bash's own variables); no `~`;
 * redirections `<`, `>`, `>>`, `&>` to such a word, and `N>&M`, on fds 0-2;
 * a program found on an absolute PATH entry (bash prints its own "not found"), or a path;
-* an environment without what bash changes when it starts (IFS, PS4, SHELLOPTS, ...): PWD, OLDPWD
-  and SHLVL are set as bash sets them for the program it execs.
+* the environment bash would give the program: what bash makes of plx's environment is asked of
+  bash itself once per run (`probe`: `bash -c 'exec env -0'`; if bash says anything on stderr, a
+  locale it cannot load say, nothing starts without bash), then PWD is set for the node's folder;
+  the node's own variables must be ones plx makes (PARAM_, INPUT_, OUTPUT_, PLX_);
+* redirection targets that are regular files (or /dev/null), not under /dev or /proc (plx's own
+  /dev/stdout is not the node's), not links; as root without CAP_DAC_OVERRIDE (plx keeps it, its
+  nodes do not), a file written must be root's and writable by its owner, a new one made in a
+  folder of root's: anything else, bash opens it, as the node.
 A redirection that cannot be opened, a program that cannot be started (ENOEXEC: bash would run it
 as a script), and every other case: the job goes to bash, which then says what it would have said.
 """
@@ -20,8 +26,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
+import subprocess
+from typing import Callable
 
 from ..structs import record
+from .warm import SENT
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*+"
 _EXPANSION = rf"\$(?:({_NAME})|\{{({_NAME})\}})"
@@ -29,8 +39,10 @@ _PART = re.compile(rf"""([A-Za-z0-9_./,:@%+=-]++)|'([^']*+)'|"((?:[^"\\$`]++|{_E
 _INNER = re.compile(_EXPANSION)
 _REDIRECT = re.compile(r"([0-2]?)>&([0-2])(?=[ \t]|$)|([0-2]?)(>>|>|<|&>)[ \t]*+")
 _BLANK = re.compile(r"[ \t]++")
-# What bash changes or drops when it starts, that would then differ in the program's environment.
+# Set by plx's environment, these change bash itself (a function, a startup file, options).
 _BASH_SETS = frozenset("IFS PS4 SHELLOPTS BASHOPTS BASH_ENV ENV POSIXLY_CORRECT BASH_XTRACEFD".split())
+# bash's own values of these differ from the ones it exports to a program it execs.
+_OWN = frozenset("SHLVL PWD OLDPWD _".split())
 _RISKY = re.compile(r"[\s*?\[\\]")  # a value with one of these would be split or globbed unquoted
 
 
@@ -43,7 +55,18 @@ class Direct:
     dups: list[tuple[int, int, int]]  # (position in opens, fd, source fd): an N>&M after that many opens
 
 
-def _word(text: str, pos: int, env: dict[str, str]) -> tuple[str, int] | None:
+class _Lookup:
+    """A mapping's get() over a function: the names bash would expand as plx knows them."""
+
+    def __init__(self, fn: Callable[[str], str | None]) -> None:
+        self.fn = fn
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self.fn(name)
+        return default if value is None else value
+
+
+def _word(text: str, pos: int, env: _Lookup) -> tuple[str, int] | None:
     """One word from pos, expanded as bash would, and where it ends; None where bash might differ."""
     out: list[str] = []
     while pos < len(text) and text[pos] not in " \t<>&":
@@ -56,7 +79,7 @@ def _word(text: str, pos: int, env: dict[str, str]) -> tuple[str, int] | None:
         elif single is not None:
             out.append(single)
         elif double is not None:
-            value = _INNER.sub(lambda x: env.get(x.group(1) or x.group(2), "\0"), double)
+            value = _INNER.sub(lambda x: env.get(x.group(1) or x.group(2), "\0") or "", double)
             if "\0" in value:  # a name not in the environment: maybe one of bash's own variables
                 return None
             out.append(value)
@@ -69,7 +92,7 @@ def _word(text: str, pos: int, env: dict[str, str]) -> tuple[str, int] | None:
     return ("".join(out), pos) if out else None
 
 
-def _program(word: str, env: dict[str, str], cwd: str) -> str | None:
+def _program(word: str, env: _Lookup, cwd: str) -> str | None:
     if "/" in word:
         return os.path.join(cwd, word)
     path = env.get("PATH")
@@ -78,10 +101,34 @@ def _program(word: str, env: dict[str, str], cwd: str) -> str | None:
     return shutil.which(word, path=path)
 
 
-def plan(script: str, env: dict[str, str], cwd: str) -> Direct | None:
-    """How to start `exec SCRIPT` without bash (env: the node's whole environment), or None."""
-    if not script.startswith("exec ") or "~" in script or any(k in _BASH_SETS or k.startswith("BASH_FUNC_") for k in env):
+def probe(bash: str, environ: dict[str, str]) -> dict[str, str] | None:
+    """The environment bash gives a program it execs, started with plx's environment (in /); None
+    when bash says anything as it starts, or this cannot be asked (then nothing starts without bash)."""
+    if any(k in _BASH_SETS or k.startswith("BASH_FUNC_") for k in environ) or not os.path.isabs(environ.get("OLDPWD", "/")):
+        return None  # a relative OLDPWD: bash checks it in the node's folder
+    try:
+        done = subprocess.run([bash, "-e", "-o", "pipefail", "-c", "exec env -0", "plx"], env=environ, cwd="/", capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
         return None
+    if done.returncode != 0 or done.stderr:
+        return None
+    view = dict(item.split("=", 1) for item in os.fsdecode(done.stdout).split("\0") if "=" in item)
+    return view
+
+
+def plan(script: str, job_env: dict[str, str], environ: dict[str, str], view: dict[str, str], cwd: str) -> Direct | None:
+    """How to start `exec SCRIPT` without bash, or None. job_env: the node's variables; environ:
+    plx's environment; view: what bash makes of it (probe)."""
+    if not script.startswith("exec ") or "~" in script or not all(SENT.fullmatch(k) for k in job_env):
+        return None
+
+    def lookup(name: str) -> str | None:  # bash's value of $NAME, where plx knows it
+        if name in job_env:
+            return job_env[name]
+        value = environ.get(name)
+        return value if name not in _OWN and value is not None and view.get(name) == value else None
+
+    env = _Lookup(lookup)
     text = script[5:].rstrip("\n")
     argv: list[str] = []
     opens: list[tuple[int, str, int]] = []
@@ -124,30 +171,44 @@ def plan(script: str, env: dict[str, str], cwd: str) -> Direct | None:
     program = _program(argv[0], env, cwd)
     if program is None:
         return None
-    return Direct(argv, program, _bash_env(env, cwd), opens, dups)
-
-
-def _bash_env(env: dict[str, str], cwd: str) -> dict[str, str]:
-    """The environment bash gives the program it execs: PWD the folder (bash's own if it names it),
-    OLDPWD only if it is a folder, SHLVL as read (`exec` takes back the level bash added)."""
-    out = dict(env)
-    pwd = env.get("PWD")
+    out = {**view, **job_env}
+    # PWD as bash sets it in the node's folder: plx's own if it names that folder, else the physical path.
+    pwd = environ.get("PWD")
     try:
         same = pwd is not None and os.path.isabs(pwd) and os.path.samefile(pwd, cwd)
     except OSError:
         same = False
     out["PWD"] = pwd if same and pwd is not None else os.path.realpath(cwd)
-    old = env.get("OLDPWD")
-    if old is not None and not os.path.isdir(os.path.join(cwd, old)):
-        del out["OLDPWD"]
-    level = env.get("SHLVL", "")
-    out["SHLVL"] = str(int(level)) if level.isdigit() and int(level) < 999 else "0"
-    return out
+    return Direct(argv, program, out, opens, dups)
 
 
-def open_all(d: Direct, base: dict[int, int]) -> tuple[dict[int, int], list[int]]:
+def _check_target(path: str, write: bool, as_owner: bool) -> None:
+    """Raise OSError unless plx may open path for the node (see the module's docstring)."""
+    norm = os.path.normpath(path)
+    if norm == "/dev/null":
+        return
+    if norm.startswith(("/dev/", "/proc/")) or os.path.islink(norm) or os.path.realpath(norm).startswith(("/dev/", "/proc/")):
+        raise OSError(f"{path}: bash opens it")
+    try:
+        st = os.stat(norm)
+    except FileNotFoundError:
+        if not write:
+            raise
+        if as_owner:
+            parent = os.stat(os.path.dirname(norm))
+            if parent.st_uid != os.geteuid() or parent.st_mode & 0o300 != 0o300:
+                raise OSError(f"{path}: bash creates it") from None
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"{path}: not a regular file")  # a FIFO would block plx; a device is bash's
+    if write and as_owner and (st.st_uid != os.geteuid() or not st.st_mode & 0o200):
+        raise OSError(f"{path}: bash opens it")
+
+
+def open_all(d: Direct, base: dict[int, int], as_owner: bool) -> tuple[dict[int, int], list[int]]:
     """The fds 0-2 the program gets (base: plx's own for each, the node's pipes), and the fds
-    opened here, for the caller to close after the start. OSError: the job goes to bash."""
+    opened here, for the caller to close after the start. OSError: the job goes to bash. as_owner:
+    plx has CAP_DAC_OVERRIDE and the node would not (root)."""
     fds = dict(base)
     opened: list[int] = []
     try:
@@ -158,7 +219,9 @@ def open_all(d: Direct, base: dict[int, int]) -> tuple[dict[int, int], list[int]
             if i == len(d.opens):
                 break
             fd, path, flags = d.opens[i]
-            new = os.open(path, flags | os.O_CLOEXEC, 0o666)
+            _check_target(path, flags != os.O_RDONLY, as_owner)
+            new = os.open(path, flags | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
+            os.set_blocking(new, True)
             opened.append(new)
             for target in (1, 2) if fd == -1 else (fd,):
                 fds[target] = new

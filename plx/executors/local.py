@@ -258,12 +258,15 @@ class LocalExecutor:
             os.environ.get("PLX_WARM_SHELLS", "1") != "0"
             and not shell_functions_possible(self._environ)
             and not any(k in self._environ for k in ("SHELLOPTS", "BASHOPTS", "POSIXLY_CORRECT", "BASH_XTRACEFD"))
+            and os.path.isabs(self._environ.get("OLDPWD", "/"))  # bash checks a relative one in the node's folder
         )
         self._warm: warm.WarmShell | None = None
         self._warming = False
         # A script that is one `exec` of a program is started without bash where plx can do exactly
         # what bash would (executors/direct.py); PLX_DIRECT_EXEC=0 leaves every one to bash.
         self._direct_ok = os.environ.get("PLX_DIRECT_EXEC", "1") != "0"
+        self._bash_view: dict[str, str] | None = None  # what bash makes of plx's environment (direct.probe)
+        self._probed = threading.Lock()
         # Every accepted job until its Finished is queued; None while its process is not started yet.
         self.running: dict[str, subprocess.Popen[bytes] | None] = {}
         self._lock = threading.Lock()
@@ -373,7 +376,13 @@ class LocalExecutor:
     def _direct_plan(self, job: Job) -> direct.Direct | None:
         if not self._direct_ok or not warm.is_bash_job(job.argv) or not job.argv[5].startswith("exec "):
             return None
-        return direct.plan(job.argv[5], {**self._environ, **job.env}, os.path.abspath(job.cwd))
+        with self._probed:  # asked once, by the first thread that needs it
+            if self._bash_view is None and self._direct_ok:
+                self._bash_view = direct.probe(_resolve("bash", self._environ.get("PATH")), self._environ)
+                self._direct_ok = self._bash_view is not None
+        if self._bash_view is None:
+            return None
+        return direct.plan(job.argv[5], job.env, self._environ, self._bash_view, os.path.abspath(job.cwd))
 
     def _start_direct(self, job: Job, plan: direct.Direct) -> tuple[subprocess.Popen[bytes], int, int] | None:
         """Start the program as bash would exec it; None when it could not be (a redirection that
@@ -387,7 +396,7 @@ class LocalExecutor:
         try:
             if self._drop and not procs.drop_dac_override():
                 return None
-            fds, opened = direct.open_all(plan, {0: self._devnull(), 1: out_w, 2: err_w})
+            fds, opened = direct.open_all(plan, {0: self._devnull(), 1: out_w, 2: err_w}, as_owner=self._drop)
             proc = subprocess.Popen(plan.argv, executable=plan.program, cwd=job.cwd, env=plan.env, stdin=fds[0], stdout=fds[1], stderr=fds[2], start_new_session=True)
         except OSError:
             return None

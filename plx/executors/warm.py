@@ -48,9 +48,13 @@ def loader(fd: int) -> str:
 
 # The variables a warm shell is sent: the ones plx makes. Anything else could be one bash or the
 # dynamic linker reads only at start (PATH, LANG, LD_PRELOAD, EXECIGNORE, GLOBIGNORE, PS1, ...).
-_SENT = re.compile(r"(?:(?:PARAM|INPUT|OUTPUT|PLX)_[A-Za-z0-9_]*|CUDA_VISIBLE_DEVICES)")
+SENT = re.compile(r"(?:(?:PARAM|INPUT|OUTPUT|PLX)_[A-Za-z0-9_]*|CUDA_VISIBLE_DEVICES)")
 # Names whose value differs under eval, and the options whose output does.
-_TELLS = re.compile(r"SECONDS|PIPESTATUS|BASH_EXECUTION_STRING|BASH_ARGV0|-o[ \t]*+(?:xtrace|verbose)|\$\{?_\b|\bset\s[^\n;|&]*[-+][A-Za-z]*[xv]")
+_SAFE_OPTIONS = "errexit|pipefail|nounset|noclobber|noglob|allexport|errtrace"
+_TELLS = re.compile(
+    r"SECONDS|PIPESTATUS|BASH_EXECUTION_STRING|BASH_ARGV0|BASH_COMMAND|xtrace|verbose|\$\{?_\b|\bshopt\b[^\n;|&]*-o"
+    rf"|\bset\b[^\n;|&]*(?:\s[-+][A-Za-z]*[xv]|[-+]o[ \t]++(?!(?:{_SAFE_OPTIONS})\b)[\w$]|\s[-+]?\$)"
+)
 # The last line of a script, as far as its last command goes: words of plain characters, quoted
 # strings and $NAME expansions, redirections, and the separators of a list or a pipeline.
 _NAMEREF = r"\$(?:[A-Za-z_][A-Za-z0-9_]*+|\{[^{}\"'`$\\]*+\}|[?#$!@*0-9-])"  # ${...}: no nesting, quote or escape
@@ -110,7 +114,7 @@ def message(argv: list[str], env: dict[str, str], cwd: str) -> bytes | None:
     if len(argv) != 7 or argv[0] != "bash" or argv[1:5] != ["-e", "-o", "pipefail", "-c"]:
         return None
     script, name = argv[5], argv[6]
-    if not all(_SENT.fullmatch(k) for k in env) or _TELLS.search(script) or not _ends_alike(script):
+    if not all(SENT.fullmatch(k) for k in env) or _TELLS.search(script) or not _ends_alike(script):
         return None
     exports = " ".join(f"{k}={quote(v)}" for k, v in env.items())
     prelude = (

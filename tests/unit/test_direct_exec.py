@@ -12,6 +12,13 @@ from plx.executors import direct
 from plx.executors.base import Finished, Job
 from plx.executors.local import LocalExecutor
 
+
+def _plan(script: str, job_env: dict[str, str], cwd: Path, environ: dict[str, str] | None = None) -> direct.Direct | None:
+    environ = dict(os.environ) if environ is None else environ
+    view = direct.probe("bash", environ)
+    return None if view is None else direct.plan(script, job_env, environ, view, str(cwd))
+
+
 ENV = {"PLX_RUN_ID": "r1", "PLX_NODE": "n", "INPUT_SRC": "in put.txt", "OUTPUT_OUT": "out.txt", "PARAM_WORD": "word", "PARAM_SPACED": "a b"}
 
 
@@ -53,9 +60,8 @@ STARTED_DIRECT = [
 
 @pytest.mark.parametrize("script", STARTED_DIRECT)
 def test_a_program_started_without_bash_behaves_as_bash_would_start_it(script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {**os.environ, **ENV}
     if "\\" not in script:  # (a backslash is bash's: that one goes to bash, and must still behave)
-        assert direct.plan("exec " + script, env, str(tmp_path)) is not None
+        assert _plan("exec " + script, ENV, tmp_path) is not None
     assert _run(tmp_path, monkeypatch, True, script) == _run(tmp_path, monkeypatch, False, script)
 
 
@@ -92,13 +98,66 @@ def test_pwd_oldpwd_and_shlvl_are_what_bash_gives_the_program(env: dict[str, str
         monkeypatch.setenv(k, v)
     for k in {"SHLVL", "OLDPWD"} - set(env):
         monkeypatch.delenv(k, raising=False)
-    assert direct.plan("exec env", {**os.environ, **ENV}, str(tmp_path)) is not None
     got, want = _run(tmp_path, monkeypatch, True, "env"), _run(tmp_path, monkeypatch, False, "env")
     assert got == want and "SHLVL=" in got[1]
 
 
 def test_an_environment_bash_would_change_leaves_the_start_to_bash(tmp_path: Path) -> None:
     for name in ("IFS", "PS4", "SHELLOPTS", "BASH_ENV", "BASH_FUNC_tr%%"):
-        assert direct.plan("exec env", {"PATH": "/usr/bin", name: "x"}, str(tmp_path)) is None, name
-    assert direct.plan("exec env", {"PATH": "bin:/usr/bin"}, str(tmp_path)) is None  # a relative PATH entry
-    assert direct.plan("exec echo 12>f", {"PATH": "/usr/bin"}, str(tmp_path)) is None  # fd 12, for bash
+        assert direct.probe("bash", {"PATH": "/usr/bin:/bin", name: "x"}) is None, name
+    assert direct.probe("bash", {"PATH": "/usr/bin:/bin", "LC_ALL": "xx_NO.SUCH-LOCALE"}) is None  # bash warns on stderr
+    assert direct.probe("bash", {"PATH": "/usr/bin:/bin", "OLDPWD": "relative"}) is None
+    assert _plan("exec env", {}, tmp_path, {"PATH": "bin:/usr/bin"}) is None  # a relative PATH entry
+    assert _plan("exec echo 12>f", {}, tmp_path) is None  # fd 12, for bash
+    assert _plan("exec env", {"LANG": "C"}, tmp_path) is None  # a variable plx does not make
+    assert _plan("exec env", {"PARAM_X": "1"}, tmp_path) is not None
+
+
+@pytest.mark.parametrize("shlvl", [" 3", "+3", "3 ", "1000", "\u0663"])
+def test_shlvl_as_bash_reads_it(shlvl: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHLVL", shlvl)
+    got, want = _run(tmp_path, monkeypatch, True, "env"), _run(tmp_path, monkeypatch, False, "env")
+    assert got == want
+
+
+@pytest.mark.parametrize("target", ["/dev/stderr", "/dev/stdout", "/dev/fd/2", "/proc/self/fd/1"])
+def test_a_redirection_to_plxs_own_descriptors_reaches_the_nodes(target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = f"sh -c 'echo to-the-node' > {target}"
+    got, want = _run(tmp_path, monkeypatch, True, script), _run(tmp_path, monkeypatch, False, script)
+    assert got == want and "to-the-node" in got[1] + got[2]
+
+
+def test_a_fifo_is_left_to_bash_and_the_timeout_stops_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening a FIFO blocks until a writer comes: in plx's thread it would hang plx itself."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("PLX_DIRECT_EXEC", "1")
+    results: queue.Queue[Finished] = queue.Queue()
+    ex = LocalExecutor(results, jobs=1)
+    try:
+        ex.submit(Job("n", ["bash", "-e", "-o", "pipefail", "-c", f"exec cat < {fifo}", "op"], ENV, tmp_path, tmp_path / "o", tmp_path / "e", 0.3))
+        done = results.get(timeout=20)
+    finally:
+        ex.close()
+    assert done.timed_out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the check is for root: plx keeps CAP_DAC_OVERRIDE, its nodes do not")
+def test_as_root_a_node_cannot_write_through_plxs_capability(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLX_LINK_INPUTS", "")
+    results: queue.Queue[Finished] = queue.Queue()
+    monkeypatch.setenv("PLX_DIRECT_EXEC", "1")
+    locked = tmp_path / "stored.txt"
+    locked.write_text("keep me\n")
+    locked.chmod(0o444)
+    ex = LocalExecutor(results, jobs=1)
+    try:
+        if not ex._drop:
+            pytest.skip("this machine cannot drop CAP_DAC_OVERRIDE for nodes")
+        script = f"exec date > {locked}"
+        ex.submit(Job("n", ["bash", "-e", "-o", "pipefail", "-c", script, "op"], ENV, tmp_path, tmp_path / "o", tmp_path / "e", None))
+        done = results.get(timeout=20)
+    finally:
+        ex.close()
+    assert done.exit_code == 1 and "Permission denied" in (tmp_path / "e").read_text()
+    assert locked.read_text() == "keep me\n"

@@ -187,7 +187,21 @@ def test_a_script_bash_c_could_run_otherwise_gets_a_fresh_bash(script: str) -> N
     assert warm.message(["bash", "-e", "-o", "pipefail", "-c", script, "op"], {}, "/") is None
 
 
-@pytest.mark.parametrize("script", ["set -x\necho hi", "set -o xtrace; echo", "echo $SECONDS", "echo $_", 'echo "${PIPESTATUS[@]}"', "set -ev; echo"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "set -x\necho hi",
+        "set -o xtrace; echo",
+        "shopt -o -s xtrace; echo",
+        "set -o ${o}trace; echo",
+        "set -$flags; echo",
+        "echo $SECONDS",
+        "echo $_",
+        'echo "${PIPESTATUS[@]}"',
+        "set -ev; echo",
+        "trap 'echo \"[$BASH_COMMAND]\"' EXIT\nfalse",
+    ],
+)
 def test_a_script_naming_what_eval_changes_gets_a_fresh_bash(script: str) -> None:
     assert warm.message(["bash", "-e", "-o", "pipefail", "-c", script, "op"], {}, "/") is None
 
@@ -212,10 +226,11 @@ def test_a_subshell_of_a_warm_shell_lives_as_long_as_its_node(tmp_path: Path, mo
     assert (warm_[0].exit_code, warm_[1]) == (fresh[0].exit_code, fresh[1]) == (0, "job done\nwaited: 0\n")
 
 
-@pytest.mark.parametrize("name", ["SHELLOPTS", "BASHOPTS", "POSIXLY_CORRECT", "BASH_ENV", "BASH_FUNC_cd%%"])
+@pytest.mark.parametrize("name", ["SHELLOPTS", "BASHOPTS", "POSIXLY_CORRECT", "BASH_ENV", "BASH_FUNC_cd%%", "OLDPWD"])
 def test_plx_environment_that_would_show_the_loader_turns_warm_shells_off(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(A relative OLDPWD: bash checks it in the node's folder, which a warm shell does not know yet.)"""
     monkeypatch.setenv("PLX_WARM_SHELLS", "1")
-    monkeypatch.setenv(name, "xtrace" if name == "SHELLOPTS" else "() { :; }" if name.startswith("BASH_FUNC") else "")
+    monkeypatch.setenv(name, "xtrace" if name == "SHELLOPTS" else "() { :; }" if name.startswith("BASH_FUNC") else "data" if name == "OLDPWD" else "")
     ex = LocalExecutor(queue.Queue(), jobs=1)
     try:
         assert not ex._warm_ok
