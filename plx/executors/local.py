@@ -367,11 +367,15 @@ class LocalExecutor:
         finally:
             os.close(out_w)
             os.close(err_w)
-            with self._lock:
-                self._spawning -= 1
-                if proc is not None:
-                    self._owner[proc.pid] = (job.env.get("PLX_RUN_ID", ""), job.env.get("PLX_NODE", job.id))
+            self._spawned(proc, job)
         return proc, out_r, err_r, True
+
+    def _spawned(self, proc: subprocess.Popen[bytes] | None, job: Job) -> None:
+        """A start is over (proc None: none was made): the reaper may look again, and knows whose pid it is."""
+        with self._lock:
+            self._spawning -= 1
+            if proc is not None:
+                self._owner[proc.pid] = (job.env.get("PLX_RUN_ID", ""), job.env.get("PLX_NODE", job.id))
 
     def _direct_plan(self, job: Job) -> direct.Direct | None:
         if not self._direct_ok or not warm.is_bash_job(job.argv) or not job.argv[5].startswith("exec "):
@@ -406,10 +410,7 @@ class LocalExecutor:
             if proc is None:
                 os.close(out_r)
                 os.close(err_r)
-            with self._lock:
-                self._spawning -= 1
-                if proc is not None:
-                    self._owner[proc.pid] = (job.env.get("PLX_RUN_ID", ""), job.env.get("PLX_NODE", job.id))
+            self._spawned(proc, job)
         return proc, out_r, err_r
 
     def _from_warm(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int] | None:
@@ -430,10 +431,7 @@ class LocalExecutor:
         try:
             sent = shell.send(data)
         finally:
-            with self._lock:
-                self._spawning -= 1
-                if sent:
-                    self._owner[shell.proc.pid] = (run_id, job.env.get("PLX_NODE", job.id))
+            self._spawned(shell.proc if sent else None, job)
         return (shell.proc, shell.out_r, shell.err_r) if sent else None
 
     def _rewarm(self, job: Job) -> None:
