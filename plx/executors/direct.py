@@ -55,19 +55,9 @@ class Direct:
     dups: list[tuple[int, int, int]]  # (position in opens, fd, source fd): an N>&M after that many opens
 
 
-class _Lookup:
-    """A mapping's get() over a function: the names bash would expand as plx knows them."""
-
-    def __init__(self, fn: Callable[[str], str | None]) -> None:
-        self.fn = fn
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        value = self.fn(name)
-        return default if value is None else value
-
-
-def _word(text: str, pos: int, env: _Lookup) -> tuple[str, int] | None:
-    """One word from pos, expanded as bash would, and where it ends; None where bash might differ."""
+def _word(text: str, pos: int, lookup: Callable[[str], str | None]) -> tuple[str, int] | None:
+    """One word from pos, expanded as bash would (lookup: a name's value, None when plx cannot know
+    it), and where it ends; None where bash might differ."""
     out: list[str] = []
     while pos < len(text) and text[pos] not in " \t<>&":
         m = _PART.match(text, pos)
@@ -79,12 +69,12 @@ def _word(text: str, pos: int, env: _Lookup) -> tuple[str, int] | None:
         elif single is not None:
             out.append(single)
         elif double is not None:
-            value = _INNER.sub(lambda x: env.get(x.group(1) or x.group(2), "\0") or "", double)
+            value = _INNER.sub(lambda x: _or_nul(lookup(x.group(1) or x.group(2))), double)
             if "\0" in value:  # a name not in the environment: maybe one of bash's own variables
                 return None
             out.append(value)
         else:
-            found = env.get(name or braced or "")
+            found = lookup(name or braced or "")
             if not found or _RISKY.search(found):
                 return None
             out.append(found)
@@ -92,10 +82,14 @@ def _word(text: str, pos: int, env: _Lookup) -> tuple[str, int] | None:
     return ("".join(out), pos) if out else None
 
 
-def _program(word: str, env: _Lookup, cwd: str) -> str | None:
+def _or_nul(value: str | None) -> str:
+    return "\0" if value is None else value
+
+
+def _program(word: str, lookup: Callable[[str], str | None], cwd: str) -> str | None:
     if "/" in word:
         return os.path.join(cwd, word)
-    path = env.get("PATH")
+    path = lookup("PATH")
     if path is None or any(not os.path.isabs(d) for d in path.split(os.pathsep)):
         return None  # bash's own default PATH, or a folder relative to the node's: bash decides
     return shutil.which(word, path=path)
@@ -128,7 +122,6 @@ def plan(script: str, job_env: dict[str, str], environ: dict[str, str], view: di
         value = environ.get(name)
         return value if name not in _OWN and value is not None and view.get(name) == value else None
 
-    env = _Lookup(lookup)
     text = script[5:].rstrip("\n")
     argv: list[str] = []
     opens: list[tuple[int, str, int]] = []
@@ -146,7 +139,7 @@ def plan(script: str, job_env: dict[str, str], environ: dict[str, str], view: di
             continue
         if r is not None:
             op = r.group(4)
-            got = _word(text, r.end(), env)
+            got = _word(text, r.end(), lookup)
             if got is None:
                 return None
             target, pos = got
@@ -159,7 +152,7 @@ def plan(script: str, job_env: dict[str, str], environ: dict[str, str], view: di
                 flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if op == ">>" else os.O_TRUNC)
                 opens.append((-1 if op == "&>" else int(r.group(3) or 1), path, flags))
             continue
-        got = _word(text, pos, env)
+        got = _word(text, pos, lookup)
         if got is None:
             return None
         if got[1] < len(text) and text[got[1]] in "<>" and text[pos : got[1]].isdigit():
@@ -168,7 +161,7 @@ def plan(script: str, job_env: dict[str, str], environ: dict[str, str], view: di
         argv.append(word)
     if not argv:
         return None
-    program = _program(argv[0], env, cwd)
+    program = _program(argv[0], lookup, cwd)
     if program is None:
         return None
     out = {**view, **job_env}

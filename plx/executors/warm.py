@@ -111,7 +111,7 @@ def _ends_alike(script: str) -> bool:
 
 def message(argv: list[str], env: dict[str, str], cwd: str) -> bytes | None:
     """What a warm shell is sent to become this job's process; None when it cannot be one."""
-    if len(argv) != 7 or argv[0] != "bash" or argv[1:5] != ["-e", "-o", "pipefail", "-c"]:
+    if not is_bash_job(argv):
         return None
     script, name = argv[5], argv[6]
     if not all(SENT.fullmatch(k) for k in env) or _TELLS.search(script) or not _ends_alike(script):
