@@ -142,7 +142,7 @@ _PART = rf"""(?:[A-Za-z0-9_./,:@%+=~-]++|'[^']*+'|"(?:[^"\\$`]++|{_NAME})*+"|{_N
 _WORD = rf"(?:{_PART})++"
 _REDIRECT = rf"(?:[0-9]?(?:>>|>|<)|&>)[ \t]*+{_WORD}|[0-9]?>&[0-9]"
 _SIMPLE = rf"[ \t]*+([A-Za-z0-9_./+][A-Za-z0-9_./+-]*+)(?:[ \t]++(?:{_REDIRECT}|{_WORD}))*+[ \t]*+\n?"
-_BASH_OWN = frozenset(
+BASH_OWN = frozenset(
     ". : [ alias bg bind break builtin caller cd command compgen complete compopt continue declare dirs disown echo enable eval exec exit "
     "export false fc fg getopts hash help history jobs kill let local logout mapfile popd printf pushd pwd read readarray readonly return "
     "set shift shopt source suspend test times trap true type typeset ulimit umask unalias unset wait if then else elif fi case esac for "
@@ -161,6 +161,6 @@ def _exec_form(script: str, env: dict[str, str]) -> str:
     """The script with `exec ` before it when it is one simple command that bash would fork for (env:
     what the operation adds to plx's environment, which the caller checked: see prepare's exec_ok)."""
     m = re.fullmatch(_SIMPLE, script)  # compiled on first use (~0.5 ms), by re's cache: a no-op run never needs it
-    if m is None or m.group(1) in _BASH_OWN or shell_functions_possible(env):
+    if m is None or m.group(1) in BASH_OWN or shell_functions_possible(env):
         return script
     return "exec " + script

@@ -31,7 +31,7 @@ import subprocess
 from typing import Callable
 
 from ..structs import record
-from .warm import SENT
+from .warm import SENT, alters_bash
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*+"
 _EXPANSION = rf"\$(?:({_NAME})|\{{({_NAME})\}})"
@@ -39,8 +39,6 @@ _PART = re.compile(rf"""([A-Za-z0-9_./,:@%+=-]++)|'([^']*+)'|"((?:[^"\\$`]++|{_E
 _INNER = re.compile(_EXPANSION)
 _REDIRECT = re.compile(r"([0-2]?)>&([0-2])(?=[ \t]|$)|([0-2]?)(>>|>|<|&>)[ \t]*+")
 _BLANK = re.compile(r"[ \t]++")
-# Set by plx's environment, these change bash itself (a function, a startup file, options).
-_BASH_SETS = frozenset("IFS PS4 SHELLOPTS BASHOPTS BASH_ENV ENV POSIXLY_CORRECT BASH_XTRACEFD".split())
 # bash's own values of these differ from the ones it exports to a program it execs.
 _OWN = frozenset("SHLVL PWD OLDPWD _".split())
 _RISKY = re.compile(r"[\s*?\[\\]")  # a value with one of these would be split or globbed unquoted
@@ -98,8 +96,8 @@ def _program(word: str, lookup: Callable[[str], str | None], cwd: str) -> str | 
 def probe(bash: str, environ: dict[str, str]) -> dict[str, str] | None:
     """The environment bash gives a program it execs, started with plx's environment (in /); None
     when bash says anything as it starts, or this cannot be asked (then nothing starts without bash)."""
-    if any(k in _BASH_SETS or k.startswith("BASH_FUNC_") for k in environ) or not os.path.isabs(environ.get("OLDPWD", "/")):
-        return None  # a relative OLDPWD: bash checks it in the node's folder
+    if alters_bash(environ):
+        return None
     try:
         done = subprocess.run([bash, "-e", "-o", "pipefail", "-c", "exec env -0", "plx"], env=environ, cwd="/", capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError):

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import procs
-from ..runners import shell_functions_possible
 from ..workspace import LINK_INPUTS
 from . import direct, warm
 from .base import NOT_STARTED, Finished, Job
@@ -251,15 +250,10 @@ class LocalExecutor:
         self.link_inputs = LINK_INPUTS or self._drop
         self._environ = dict(os.environ)  # plx's environment, read once per run (not decoded again per node)
         # One bash started ahead for the next bash node (executors/warm.py), once a run has started
-        # one. Not when plx's environment could give bash a function or a BASH_ENV (the warm shell
-        # would read it before it knows its node), or options that would show its loader (SHELLOPTS
-        # with xtrace, say); PLX_WARM_SHELLS=0 turns them off.
-        self._warm_ok = (
-            os.environ.get("PLX_WARM_SHELLS", "1") != "0"
-            and not shell_functions_possible(self._environ)
-            and not any(k in self._environ for k in ("SHELLOPTS", "BASHOPTS", "POSIXLY_CORRECT", "BASH_XTRACEFD"))
-            and os.path.isabs(self._environ.get("OLDPWD", "/"))  # bash checks a relative one in the node's folder
-        )
+        # one. Not when plx's environment changes bash as it starts (a function, a BASH_ENV the warm
+        # shell would read before it knows its node, SHELLOPTS with xtrace that would show its loader);
+        # PLX_WARM_SHELLS=0 turns them off.
+        self._warm_ok = os.environ.get("PLX_WARM_SHELLS", "1") != "0" and not warm.alters_bash(self._environ)
         self._warm: warm.WarmShell | None = None
         self._warming = False
         # A script that is one `exec` of a program is started without bash where plx can do exactly

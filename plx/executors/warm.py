@@ -32,6 +32,8 @@ import re
 import signal
 import subprocess
 
+from ..runners import BASH_OWN, shell_functions_possible
+
 MAX_MESSAGE = 2048  # bash reads a pipe a byte at a time (~0.25 µs each): longer scripts start a fresh bash
 
 
@@ -62,14 +64,19 @@ _WORD = rf"""(?:[A-Za-z0-9_./,:@%+=~*?\[\]-]++|'[^']*+'|"(?:[^"\\$`]++|{_NAMEREF
 _REDIR = rf"(?:[0-9]?(?:>>|>\||>&|<&|>|<)|&>>|&>)[ \t]*+{_WORD}|[0-9]?[<>]&[0-9-]"
 _TOKEN = re.compile(rf"[ \t]*+(?:(?P<redir>{_REDIR})|(?P<op>&&|\|\||\|&|[;|&])|(?P<word>{_WORD})|(?P<comment>#.*+))")
 # Builtins and keywords run in bash's own process either way (not `command`, `builtin`, `eval`,
-# `source`: they may run a program, or a script whose last command counts). Of the words that end a
-# compound command only `fi` and `done`: bash -c runs the last command of a `{ ...; }` at the end
-# with exec (found by the tests, which ask bash itself).
-_IN_SHELL = frozenset(
-    ": [ [[ ]] ! alias bg break caller cd compgen complete compopt continue declare dirs disown echo enable exec exit export false fc fg "
-    "getopts hash help history jobs kill let local logout mapfile popd printf pushd pwd read readarray readonly return set shift shopt "
-    "suspend test times trap true type typeset ulimit umask unalias unset wait fi done".split()
-)
+# `source`: they may run a program, or a script whose last command counts). Of the words that open or
+# end a compound command only `fi` and `done`: bash -c runs the last command of a `{ ...; }` at the
+# end with exec (found by the tests, which ask bash itself).
+_IN_SHELL = BASH_OWN - frozenset(". bind builtin command eval source if then else elif case esac for select while until do in function time { } coproc".split())
+# In plx's environment, these change bash itself as it starts (options, a startup file, functions).
+_ALTERING = frozenset("IFS PS4 SHELLOPTS BASHOPTS BASH_ENV ENV POSIXLY_CORRECT BASH_XTRACEFD".split())
+
+
+def alters_bash(environ: dict[str, str]) -> bool:
+    """Whether plx's environment makes bash, as it starts, something a warm shell or a start without
+    bash cannot stand in for: options or functions it sets, a startup file it reads, or a relative
+    OLDPWD (bash checks it in the folder it starts in, the node's). Then every node gets a fresh bash."""
+    return shell_functions_possible(environ) or any(k in _ALTERING for k in environ) or not os.path.isabs(environ.get("OLDPWD", "/"))
 
 
 def _ends_alike(script: str) -> bool:
