@@ -9,7 +9,8 @@ descendant of plx, where the executor finds and stops it.
 
 When plx itself dies (SIGKILL, the OOM killer), its guardian stops every process of its runs at
 once: a small process in a session of its own that holds the read end of a pipe whose only write
-end is plx's, so it reads end-of-file exactly when plx is gone, however it died. This replaces
+end is plx's, so it reads end-of-file exactly when plx is gone, however it died (a shell loop until
+then; only then does it start Python, `stop_runs`). This replaces
 `PR_SET_PDEATHSIG` on each node leader, which was built and measured first: it reaches only the
 leader (not the rest of the node's tree), and it must be set in the child between fork and exec,
 either by `preexec_fn` (Python code between fork and exec in a multi-threaded process, and a full
@@ -361,15 +362,29 @@ def signals_held() -> Iterator[None]:
 # ---- the guardian -------------------------------------------------------------------------
 
 
+# The guardian waits as a shell (~1 ms of CPU to start) and becomes Python only once plx is gone.
+# An interpreter waiting from the start cost ~10 ms of CPU just as the first nodes start: measured,
+# the first node's exec took 2-7 ms instead of 0.4 ms beside it. $0 is plx's interpreter.
+_GUARDIAN = """trap '' INT HUP
+set -f
+runs=
+while IFS= read -r line; do
+  [ "$line" = done ] && exit 0
+  set -- $line
+  [ $# -eq 2 ] && runs="$runs $1 $2"
+done
+[ -z "$runs" ] || exec "$0" -S -c 'import sys; from plx.procs import stop_runs; stop_runs(sys.argv[1:])' $runs
+"""
+
+
 def start_guardian() -> subprocess.Popen[bytes] | None:
-    """Start the guardian (see the module's docstring); its stdin is the pipe to it. None: no /proc."""
+    """Start the guardian (see the module's docstring); its stdin is the pipe to it. None: no /proc
+    or no shell (the next plx command then stops what a killed run left)."""
     if not os.path.isdir("/proc"):
         return None
     try:
         proc = subprocess.Popen(
-            # -S: no site (the guardian needs only the standard library and plx, found through
-            # PYTHONPATH): it starts with the first nodes, on their CPU.
-            [sys.executable, "-S", "-c", "from plx.procs import guard; guard()"],
+            ["/bin/sh", "-c", _GUARDIAN, sys.executable],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -378,8 +393,7 @@ def start_guardian() -> subprocess.Popen[bytes] | None:
         )
     except OSError:
         return None
-    # Its start (an interpreter, ~10 ms of CPU) comes with the first nodes: it yields to them. Not
-    # the lowest priority: should plx be killed on a busy machine, it must still get to its work.
+    # Not the lowest priority: should plx be killed on a busy machine, it must still get to its work.
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, proc.pid, 10)
     return proc
@@ -393,20 +407,15 @@ def _guardian_env() -> dict[str, str]:
     return env
 
 
-def guard() -> None:
-    """The guardian's loop: `<run id> <start time>` lines name the runs to watch; `done` ends it.
-    End of file without `done` means plx is gone: stop every process still carrying those run ids."""
+def stop_runs(words: list[str]) -> None:
+    """The guardian once plx is gone (its pipe's end of file without `done`): stop every process
+    still carrying the run ids it was told, given as `<run id> <start time>` pairs of words."""
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     runs: dict[str, float] = {}
-    for line in sys.stdin:
-        words = line.split()
-        if words == ["done"]:
-            # Nothing to flush or clean (its outputs are /dev/null): ending without the interpreter's
-            # teardown saves the waiting plx ~7 ms at the end of every run.
-            os._exit(0)
-        if len(words) == 2:
-            runs[words[0]] = float(words[1])
+    for run_id, since in zip(words[::2], words[1::2], strict=False):
+        with contextlib.suppress(ValueError):
+            runs[run_id] = float(since)
     for _ in range(5):  # again, while stopping one lets another be found (a node starting one more)
         if not kill_runs_leftovers(runs, grace=1.0):
             return
