@@ -217,35 +217,40 @@ class Engine:
         self.recorder.announce(self.members[0].plan.graph.name, self.tasks)
         signals = SignalGate()  # Ctrl-C and SIGTERM both stop the run (KeyboardInterrupt), but never inside signals_held
         gc.freeze()  # the plan and the records live until the run ends: the collector need not scan them again and again
+        closing = None  # the store's databases, closing in a thread while the run ends
         try:
             try:
-                signals.__enter__()
-                self._loop()
-                if self.remote is not None:
-                    self.remote.wait()  # the write-through of this run's results
-                self._commit()  # nodes done but not yet confirmed: their entries are committed, they succeeded
-                self.recorder.record_git(wait=True, when_read=self._git_ready)
-            except KeyboardInterrupt:  # also while the last nodes are confirmed or git is read: the run ends interrupted
-                self._interrupt()
-                self._commit()
-                self.recorder.record_git(wait=True, when_read=self._git_ready)
-        finally:
-            gc.unfreeze()
-            signals.__exit__()
-            with contextlib.suppress(OSError):  # an error ends the run early: its events so far are written (plx ends without Python's teardown)
-                self.recorder.flush()
-            if self.remote is not None:
-                self.remote.close()
-            try:
-                self.store.close()  # commits the cache entries not committed yet
+                try:
+                    signals.__enter__()
+                    self._loop()
+                    if self.remote is not None:
+                        self.remote.wait()  # the write-through of this run's results
+                    self._commit()  # nodes done but not yet confirmed: their entries are committed, they succeeded
+                    self.recorder.record_git(wait=True, when_read=self._git_ready)
+                except KeyboardInterrupt:  # also while the last nodes are confirmed or git is read: the run ends interrupted
+                    self._interrupt()
+                    self._commit()
+                    self.recorder.record_git(wait=True, when_read=self._git_ready)
             finally:
-                self.gate.close()
-            self._close_executor()
-            self.workspace.close([r.id for r in self.records])
-        for t, st in self.state.items():
-            if st in (NodeState.PENDING, NodeState.RUNNING):
-                self._set(t, NodeState.CANCELED if self.interrupted else NodeState.SKIPPED)
-        out = self.recorder.finish(self.interrupted, self.failed)
+                gc.unfreeze()
+                signals.__exit__()
+                with contextlib.suppress(OSError):  # an error ends the run early: its events so far are written (plx ends without Python's teardown)
+                    self.recorder.flush()
+                if self.remote is not None:
+                    self.remote.close()
+                try:
+                    closing = self.store.close(wait=False)  # commits the cache entries not committed yet
+                finally:
+                    self.gate.close()
+                self._close_executor()
+                self.workspace.close([r.id for r in self.records])
+            for t, st in self.state.items():
+                if st in (NodeState.PENDING, NodeState.RUNNING):
+                    self._set(t, NodeState.CANCELED if self.interrupted else NodeState.SKIPPED)
+            out = self.recorder.finish(self.interrupted, self.failed)
+        finally:
+            if closing is not None:
+                closing.join()
         if self.interrupted:
             raise Interrupted(f"run {', '.join(r['id'] for r in out)} canceled")
         return out
@@ -327,6 +332,9 @@ class Engine:
                 git_recorded = self.recorder.record_git(wait=False, when_read=self._git_ready)
             if time.monotonic() - self._committed > COMMIT_EVERY or len(self.gate.unlock_after_commit) >= 256:
                 self._commit()
+            idle = getattr(self._executor, "idle", None)  # optional: work the executor put off while the loop was busy
+            if idle is not None and self.events.empty():
+                idle()
             try:  # wait no longer than COMMIT_EVERY for the next event: what is pending gets written meanwhile
                 event = self.events.get(timeout=COMMIT_EVERY)
             except queue.Empty:

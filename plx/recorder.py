@@ -111,7 +111,7 @@ class Recorder:
         }
         while True:
             try:
-                record = RunRecord(self.history.dir, data)
+                record = RunRecord(self.history.dir, data, self.history.shared_index())
                 break
             except FileExistsError:  # two runs started in the same millisecond
                 data["id"] = new_run_id()
@@ -200,6 +200,7 @@ class Recorder:
             record.data["metrics"] = run_metrics(self.project.store, record.data)
             record.finish(status)
             out.append(record.data)
+        self.history.close()
         self.reporter.run_finished(out)
         return out
 

@@ -10,6 +10,18 @@ from pathlib import Path
 from .errors import warn
 
 
+def temp_file(folder: Path, prefix: str, suffix: str = "") -> tuple[int, str]:
+    """A new file of this process's own in folder (mode 0600), open for writing: its descriptor and
+    path. tempfile.mkstemp's work without importing tempfile and random (~1 ms of a run's start)."""
+    for _ in range(100):
+        path = os.path.join(folder, f"{prefix}{os.urandom(6).hex()}{suffix}")
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free name for a temporary file", str(folder))
+
+
 def open_lock_file(path: Path) -> int:
     """A descriptor of one of plx's lock files; a folder (or anything else) in its place is set aside."""
     try:

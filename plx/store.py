@@ -19,13 +19,13 @@ import json
 import os
 import shutil
 import stat
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .errors import PlxError, is_damaged_db, is_unwritable_db, warn
 from .hashing import canonical, hash_bytes, hash_file
-from .repair import ensure_dir, open_lock_file, set_aside
+from .repair import ensure_dir, open_lock_file, set_aside, temp_file
 from .structs import record
 from .texttable import TextTable
 
@@ -164,19 +164,44 @@ class Store:
             fcntl.flock(fd, fcntl.LOCK_SH)
         self._lease = os.fdopen(fd, "r+b", buffering=0)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> threading.Thread | None:
+        """Commit what is pending, then close the databases and release the lease. With wait=False the
+        closing goes on in a thread, returned to be joined: closing a database checkpoints it, with
+        its syncs (~1 ms each), which the end of a run can overlap with its own work."""
         try:
             self.flush()
-        finally:
-            for c in (self._index, self._stats):
-                if c is not None:
-                    c.close()
-            self._index = self._stats = None
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-            if self._lease is not None:
-                self._lease.close()
-            self._lock_fd = self._lease = None
+        except BaseException:
+            self._close_now(self._take_handles())
+            raise
+        handles = self._take_handles()
+        if wait:
+            self._close_now(handles)
+            return None
+        # An error there loses nothing (everything was committed): the next open finds the write-ahead log.
+        closing = threading.Thread(target=self._close_now, args=(handles, True), name="plx-store-close")
+        closing.start()
+        return closing
+
+    def _take_handles(self) -> list[Any]:
+        """The open databases and descriptors, forgotten here (a later use opens them again)."""
+        handles = [self._index, self._stats, self._lock_fd, self._lease]
+        self._index = self._stats = self._lock_fd = self._lease = None
+        return [h for h in handles if h is not None]
+
+    @staticmethod
+    def _close_now(handles: list[Any], quietly: bool = False) -> None:
+        """Close each of them, even after one fails (the first error is raised at the end, unless quietly)."""
+        error: BaseException | None = None
+        for h in handles:
+            try:
+                if isinstance(h, int):
+                    os.close(h)
+                else:
+                    h.close()
+            except Exception as exc:
+                error = error or exc
+        if error is not None and not quietly:
+            raise error
 
     def flush(self) -> None:
         self.commit_entries()
@@ -310,7 +335,7 @@ class Store:
             os.utime(src)
             os.replace(src, dst)
         else:  # a copy: a hard-linked output's other names (a user's file) keep their inode and mode
-            fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="obj-")
+            fd, tmp_name = temp_file(self.tmp, "obj-")
             os.close(fd)
             tmp = Path(tmp_name)
             try:
@@ -376,7 +401,7 @@ class Store:
     def put_bytes(self, data: bytes) -> str:
         h = hash_bytes(data)
         if not (self.object_path(h).exists() and self._object_ok(h) and self._refresh(self.object_path(h), h)):
-            fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="obj-")
+            fd, tmp_name = temp_file(self.tmp, "obj-")
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)

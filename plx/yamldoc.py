@@ -23,11 +23,50 @@ def _parser() -> Any:
     """PyYAML's safe loader class: the C one where PyYAML was built with it (several times faster)."""
     global _yaml, _BaseLoader
     if _BaseLoader is None:
-        import yaml
-
+        yaml = _import_yaml()
         _yaml = yaml
         _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return _BaseLoader
+
+
+# PyYAML's pure-Python Reader compiles, as it is imported, a pattern of every printable character:
+# 3 ms, a third of the import, on the way to a cold run's first node. The C loader plx uses never
+# reads it. So for the import only, `re`'s cache holds a stand-in that compiles it when first used
+# (by the pure-Python loader, where PyYAML has no C one). Where `re` keeps no such cache (another
+# Python), the import compiles it as usual.
+_NON_PRINTABLE = "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+
+
+class _CompiledOnUse:
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._pattern: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._pattern is None:
+            import re
+
+            self._pattern = re.compile(self._source, re.UNICODE)  # the same pattern under another key than the stand-in's
+        return getattr(self._pattern, name)
+
+
+def _import_yaml() -> Any:
+    import re
+
+    key = (str, _NON_PRINTABLE, 0)
+    cache = getattr(re, "_cache", None)
+    if isinstance(cache, dict) and key not in cache:
+        cache[key] = _CompiledOnUse(_NON_PRINTABLE)
+        try:
+            import yaml
+        finally:
+            for name in ("_cache", "_cache2"):  # 3.12 moves an entry found into its second cache
+                held = getattr(re, name, None)
+                if isinstance(held, dict) and isinstance(held.get(key), _CompiledOnUse):
+                    del held[key]
+    import yaml
+
+    return yaml
 
 
 # A document may reuse anchors, but expanding them must stay proportional to the

@@ -97,6 +97,9 @@ class _LazyFile:
             self.fd = None
 
 
+# Warm shells kept ready at most (never more than -j): nodes that end together start together, each
+# on one of them; each unused one at a run's end was a bash started for nothing (~1 ms of CPU).
+WARM_MAX = 4
 _DRAIN_SECONDS = 1.0  # after the group is gone: how long a process that escaped it may hold the pipes open
 
 
@@ -254,8 +257,12 @@ class LocalExecutor:
         # shell would read before it knows its node, SHELLOPTS with xtrace that would show its loader);
         # PLX_WARM_SHELLS=0 turns them off.
         self._warm_ok = os.environ.get("PLX_WARM_SHELLS", "1") != "0" and not warm.alters_bash(self._environ)
-        self._warm: warm.WarmShell | None = None
-        self._warming = False
+        self._warm: list[warm.WarmShell] = []  # ready, all for the same run
+        self._warming = 0  # being started
+        self._warm_target = min(max(1, jobs), WARM_MAX)
+        # Runs whose node the engine's thread started: their warm shells are started when the engine
+        # waits (idle), not between two nodes it starts one after the other.
+        self._rewarm_due: list[str] = []
         # A script that is one `exec` of a program is started without bash where plx can do exactly
         # what bash would (executors/direct.py); PLX_DIRECT_EXEC=0 leaves every one to bash.
         self._direct_ok = os.environ.get("PLX_DIRECT_EXEC", "1") != "0"
@@ -307,16 +314,30 @@ class LocalExecutor:
             self._runs.add(mark[0])
         if new_run and self._reaper is not None:
             self._guard(mark[0])
-        if inline_ok and alone and (job.before is None or getattr(job.before, "quick", False)):
+        if inline_ok and (job.before is None or getattr(job.before, "quick", False)) and (alone or self._warm_for(job)):
             # Started here, at once: handing the start to a pool thread costs a thread wake-up
             # between a node's end and its dependent's start (a chain's every step), which a loaded
             # machine makes long. With other nodes running, the caller's time is worth more to
-            # them than the wake-up (starting a process waits for its exec).
-            started = self._start(job)
+            # them than the wake-up (starting a process waits for its exec), unless a warm shell
+            # starts it: that is one write to a pipe.
+            started = self._start(job, inline=True)
             if started is not None:
                 self._waiters.submit(self._watch, job, *started)
             return
         self._waiters.submit(self._run, job)
+
+    def _warm_for(self, job: Job) -> bool:
+        """Whether a warm shell is ready that would start the job (and nothing else would first)."""
+        if not self._warm or not warm.is_bash_job(job.argv) or (self._direct_ok and job.argv[5].startswith("exec ")):
+            return False
+        run_id = job.env.get("PLX_RUN_ID", "")
+        return any(s.run_id == run_id for s in self._warm) and warm.message(job.argv, job.env, os.path.abspath(job.cwd)) is not None
+
+    def idle(self) -> None:
+        """The engine has nothing to do until its next event: start the warm shells that the nodes
+        it started itself made due."""
+        while self._rewarm_due:
+            self._rewarm(self._rewarm_due.pop())
 
     def _guard(self, run_id: str) -> None:
         """Tell the guardian (started with the first node) which run to stop if plx dies."""
@@ -410,15 +431,15 @@ class LocalExecutor:
     def _from_warm(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int] | None:
         """The warm shell, made the job's process, if there is one for the job's run and the job can
         be one (warm.message); None to start a fresh process."""
-        if self._warm is None:
+        if not self._warm:
             return None
         run_id = job.env.get("PLX_RUN_ID", "")
         data = warm.message(job.argv, job.env, os.path.abspath(job.cwd))
         with self._lock:
-            shell = self._warm
-            if data is None or shell is None or shell.run_id != run_id:
+            shell = next((s for s in self._warm if s.run_id == run_id), None)
+            if data is None or shell is None:
                 return None
-            self._warm = None
+            self._warm.remove(shell)
             # Counted as starting until it is registered: the reaper must not take it for a leftover.
             self._spawning += 1
         sent = False
@@ -428,20 +449,24 @@ class LocalExecutor:
             self._spawned(shell.proc if sent else None, job)
         return (shell.proc, shell.out_r, shell.err_r) if sent else None
 
-    def _rewarm(self, job: Job) -> None:
-        """Start a warm shell for the job's run if none is waiting (after a bash job started: its
-        run is likely to start another, and this one's start overlaps the node running)."""
-        if not self._warm_ok or not warm.is_bash_job(job.argv):
+    def _rewarm(self, run_id: str) -> None:
+        """Start one more warm shell for the run, unless enough are ready or starting (after a bash
+        job started: its run is likely to start another, and this one's start overlaps the node running)."""
+        if not self._warm_ok:
             return
-        run_id = job.env.get("PLX_RUN_ID", "")
         with self._lock:
-            if (self._warm is not None and self._warm.run_id == run_id) or self._warming or self._canceled:
-                return
-            stale, self._warm = self._warm, None  # another run's (a sweep moved on): it would wait unused
-            self._warming = True
-            self._spawning += 1
-        if stale is not None:
-            stale.discard()
+            # Another run's (a sweep moved on) would wait unused.
+            stale = [s for s in self._warm if s.run_id != run_id]
+            if stale:
+                self._warm = [s for s in self._warm if s.run_id == run_id]
+            full = len(self._warm) + self._warming >= self._warm_target or self._canceled
+            if not full:
+                self._warming += 1
+                self._spawning += 1
+        for s in stale:
+            s.discard()
+        if full:
+            return
         shell = None
         try:
             if self._drop and not procs.drop_dac_override():
@@ -452,17 +477,18 @@ class LocalExecutor:
             self._warm_ok = False  # bash cannot start here: every node says so in its own words
         finally:
             with self._lock:
-                self._warming = False
+                self._warming -= 1
                 self._spawning -= 1
-                if shell is not None and not self._canceled:
-                    self._warm, shell = shell, None
+                if shell is not None and not self._canceled and all(s.run_id == run_id for s in self._warm):
+                    self._warm.append(shell)
+                    shell = None
             if shell is not None:
                 shell.discard()
 
     def _drop_warm(self) -> None:
         with self._lock:
-            shell, self._warm = self._warm, None
-        if shell is not None:
+            shells, self._warm = self._warm, []
+        for shell in shells:
             shell.discard()
 
     def _report(self, ev: Finished) -> None:
@@ -475,13 +501,13 @@ class LocalExecutor:
                 self._active.discard(mark)
 
     def _run(self, job: Job) -> None:
-        started = self._start(job)
+        started = self._start(job, inline=False)
         if started is not None:
             self._watch(job, *started)
 
-    def _start(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int, float] | None:
+    def _start(self, job: Job, inline: bool) -> tuple[subprocess.Popen[bytes], int, int, float] | None:
         """Place the job's inputs and start its process (its pipes and start time); None when it
-        could not be started, its Finished reported."""
+        could not be started, its Finished reported. inline: in the engine's thread (see idle)."""
         started = time.time()
 
         def not_run(error: str) -> None:  # reported, never lost: the engine waits for every job's Finished
@@ -507,8 +533,12 @@ class LocalExecutor:
             canceled = self._canceled
         if canceled:  # cancel_all ran while this process was starting: it did not see it
             stop_group(proc.pid)
-        elif bash:  # after a program started without bash, the next one likely is too
-            self._rewarm(job)
+        elif bash and self._warm_ok and warm.is_bash_job(job.argv):  # after a program started without bash, the next one likely is too
+            run_id = job.env.get("PLX_RUN_ID", "")
+            if inline:
+                self._rewarm_due.append(run_id)
+            else:
+                self._rewarm(run_id)
         return proc, out_r, err_r, started
 
     def _watch(self, job: Job, proc: subprocess.Popen[bytes], out_r: int, err_r: int, started: float) -> None:
@@ -552,8 +582,7 @@ class LocalExecutor:
             live = {p.pid for p in self.running.values() if p is not None}
             if self._guardian is not None:
                 live.add(self._guardian.pid)
-            if self._warm is not None:
-                live.add(self._warm.proc.pid)
+            live.update(s.proc.pid for s in self._warm)
             for pid, (state, ppid, pgid, sid, start) in procs.descendants(me).items():
                 if pid in live or sid == mysid:  # a node's leader, or plx's own helpers (git)
                     continue

@@ -52,16 +52,17 @@ def _run(tmp: Path, monkeypatch: pytest.MonkeyPatch, on: bool, script: str, env:
         first = Job("first", ["bash", "-e", "-o", "pipefail", "-c", "true", "first"], {"PLX_RUN_ID": "r1"}, cwd, cwd / "f.out", cwd / "f.err", None)
         ex.submit(first)
         assert results.get(timeout=20).exit_code == 0
-        shell = ex._warm
-        for _ in range(200):  # the warm shell is started right after the first job
-            if shell is not None:
+        ex.idle()  # as the engine does while it waits: the warm shell is started after the first job
+        shell = None
+        for _ in range(200):
+            if ex._warm:
+                shell = ex._warm[0]
                 break
             time.sleep(0.01)
-            shell = ex._warm
         job = Job("probe", ["bash", "-e", "-o", "pipefail", "-c", script, "probe_op"], env, cwd, cwd / "out", cwd / "err", None)
         ex.submit(job)
         done = results.get(timeout=20)
-        used = shell is not None and shell.proc.returncode is not None and ex._warm is not shell
+        used = shell is not None and shell.proc.returncode is not None and shell not in ex._warm
         read = lambda p: p.read_text() if p.exists() else ""  # noqa: E731
         return done, read(cwd / "out").replace(str(cwd), "CWD"), read(cwd / "err"), used
     finally:
@@ -124,15 +125,16 @@ def test_a_killed_warm_shell_is_replaced_by_a_fresh_bash(tmp_path: Path, monkeyp
         job = lambda i: Job(str(i), argv, {"PLX_RUN_ID": "r1", "PARAM_I": str(i)}, tmp_path, tmp_path / f"{i}.out", tmp_path / f"{i}.err", None)  # noqa: E731
         ex.submit(job(1))
         assert results.get(timeout=20).exit_code == 0
-        assert ex._warm is not None
-        ex._warm.proc.kill()
-        ex._warm.proc.wait()
+        ex.idle()
+        assert len(ex._warm) == 1
+        ex._warm[0].proc.kill()
+        ex._warm[0].proc.wait()
         ex.submit(job(2))
         assert results.get(timeout=20).exit_code == 0
         assert (tmp_path / "2.out").read_text() == "2\n"
     finally:
         ex.close()
-    assert ex._warm is None
+    assert ex._warm == []
 
 
 @settings(max_examples=60, deadline=None)
