@@ -100,20 +100,47 @@ class Store:
         self._lock_fd: int | None = None
         self._lease: Any = None  # a file object: closed (the lease released) even if close() is never called
         self._prefixes: set[str] = set()  # objects/xx folders known to exist
+        self._opening: threading.Thread | None = None  # open_ahead's
 
     # ---- index and stat cache (opened lazily: dry runs and logs rarely need both) ----
 
     @property
     def index(self) -> TextTable:
         if self._index is None:
-            self._index = self._open_db("index", "cache misses: the nodes run again once")
+            self._opened_ahead()
+            if self._index is None:
+                self._index = self._open_db("index", "cache misses: the nodes run again once")
         return self._index
 
     @property
     def stats(self) -> TextTable:
         if self._stats is None:
-            self._stats = self._open_db("stats", "files are hashed again once")
+            self._opened_ahead()
+            if self._stats is None:
+                self._stats = self._open_db("stats", "files are hashed again once")
         return self._stats
+
+    def open_ahead(self) -> None:
+        """Open index/ and stats/ in a thread while the caller goes on (SQLite works without the GIL):
+        making a new database takes ~3 ms on the way to a cold run's first node. Their first use waits
+        for the thread; whatever it could not open is opened then, with the usual messages."""
+        if self._opening is None and (self._index is None or self._stats is None):
+            self._opening = threading.Thread(target=self._open_quietly, name="plx-store-open", daemon=True)
+            self._opening.start()
+
+    def _open_quietly(self) -> None:
+        try:
+            for name in ("index", "stats"):
+                if getattr(self, f"_{name}") is None:
+                    ensure_dir(self.root / name)
+                    setattr(self, f"_{name}", TextTable(self.root / name))
+        except Exception:  # damaged, unwritable: the first use says so (_open_db)
+            pass
+
+    def _opened_ahead(self) -> None:
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            opening.join()
 
     def _open_db(self, name: str, what: str) -> TextTable:
         """Open index/ or stats/; a damaged database is set aside and started afresh (misses, not errors)."""
@@ -168,6 +195,7 @@ class Store:
         """Commit what is pending, then close the databases and release the lease. With wait=False the
         closing goes on in a thread, returned to be joined: closing a database checkpoints it, with
         its syncs (~1 ms each), which the end of a run can overlap with its own work."""
+        self._opened_ahead()
         try:
             self.flush()
         except BaseException:

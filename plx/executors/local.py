@@ -277,6 +277,7 @@ class LocalExecutor:
         # the group or session of one of our leaders, that outlive their node are stopped by a
         # reaper thread, and all of them when the executor closes (every way a run ends).
         self._spawning = 0  # processes being started: their pids are not known yet
+        self._reported = False  # whether any job has ended
         self._owner: dict[int, tuple[str, str]] = {}  # every leader pid -> (run id, node)
         self._active: set[tuple[str, str]] = set()  # (run id, node) of jobs not finished
         self._marks: dict[str, tuple[str, str]] = {}  # job id -> (run id, node)
@@ -314,12 +315,14 @@ class LocalExecutor:
             self._runs.add(mark[0])
         if new_run and self._reaper is not None:
             self._guard(mark[0])
-        if inline_ok and (job.before is None or getattr(job.before, "quick", False)) and (alone or self._warm_for(job)):
+        first = not self._reported and len(self.running) <= WARM_MAX
+        if inline_ok and (job.before is None or getattr(job.before, "quick", False)) and (alone or first or self._warm_for(job)):
             # Started here, at once: handing the start to a pool thread costs a thread wake-up
             # between a node's end and its dependent's start (a chain's every step), which a loaded
             # machine makes long. With other nodes running, the caller's time is worth more to
             # them than the wake-up (starting a process waits for its exec), unless a warm shell
-            # starts it: that is one write to a pipe.
+            # starts it (one write to a pipe), or no node has ended yet (the first few nodes of a
+            # run: measured, the second one started 2.5 ms after the first through a new thread).
             started = self._start(job, inline=True)
             if started is not None:
                 self._waiters.submit(self._watch, job, *started)
@@ -494,6 +497,7 @@ class LocalExecutor:
     def _report(self, ev: Finished) -> None:
         # Queued before the job leaves `running`: once `running` is empty, every Finished is queued.
         self.results.put(ev)
+        self._reported = True
         with self._lock:
             self.running.pop(ev.id, None)
             mark = self._marks.pop(ev.id, None)

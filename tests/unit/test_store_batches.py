@@ -88,3 +88,28 @@ def test_lookup_many_takes_a_key_asked_twice_across_its_batches(tmp_path: Path) 
     assert found[keys[0]] == {"out": Artifact(hashes[0], 9, "text", "out.txt")}
     assert all(found[k] is not None for k in keys[1:505])
     s.close()
+
+
+def test_databases_opened_ahead_serve_the_first_use(tmp_path: Path) -> None:
+    """Store.open_ahead: the thread's connections are the ones used (one each), and what is there is read."""
+    s, keys, _ = _filled(tmp_path, 3)
+    s.open_ahead()
+    index = s.index
+    assert s._opening is None and s.index is index and s.stats is s.stats
+    assert s.lookup(keys[0]) is not None
+    closing = s.close(wait=False)
+    assert closing is not None
+    closing.join()
+    assert s._index is None and s._stats is None
+
+
+def test_a_damaged_database_opened_ahead_is_set_aside_at_first_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    s, keys, _ = _filled(tmp_path, 2)
+    s.close()
+    (tmp_path / ".plx/index/cache.db").write_bytes(b"this is not a database" * 100)
+    s = Store(tmp_path / ".plx")
+    s.open_ahead()  # fails in its thread, quietly
+    assert s.lookup(keys[0]) is None  # a miss, not an error: the index started afresh
+    assert "was damaged" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / ".plx").iterdir() if p.name.startswith("index.")], "the damaged index was not set aside"
+    s.close()
