@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -37,8 +38,8 @@ def new_run_id() -> str:
     global _last_id_ms
     ms = max(time.time_ns() // 1_000_000, _last_id_ms + 1)
     _last_id_ms = ms
-    # The random part as secrets.token_hex(2) makes it, without importing secrets (hmac, hashlib).
-    return time.strftime("%Y%m%d-%H%M%S-", time.gmtime(ms // 1000)) + f"{ms % 1000:03d}-" + os.urandom(2).hex()
+    now = datetime.fromtimestamp(ms // 1000, UTC)
+    return now.strftime("%Y%m%d-%H%M%S-") + f"{ms % 1000:03d}-" + os.urandom(2).hex()  # as secrets.token_hex(2), without importing secrets (hmac, hashlib)
 
 
 # json.dumps(obj, default=str) builds an encoder at every call: one, kept (an event per node).
@@ -47,10 +48,7 @@ _encode = json.JSONEncoder(default=str, check_circular=False).encode
 
 
 def now_iso() -> str:
-    """Now, in UTC, as datetime.now(UTC).isoformat(timespec="milliseconds") writes it (without
-    importing datetime, ~1 ms of every run's start)."""
-    sec, ns = divmod(time.time_ns(), 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ns // 1_000_000:03d}+00:00"
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -634,8 +632,6 @@ class History:
 def _stop_leftovers(data: dict[str, Any]) -> None:
     """Stop the processes a dead plx left running for this run (marked with its run id, started
     after the run did: a pid reused by another process is left alone)."""
-    from datetime import datetime
-
     from .procs import kill_leftovers
 
     try:

@@ -103,23 +103,26 @@ class Store:
         self._lease: Any = None  # a file object: closed (the lease released) even if close() is never called
         self._prefixes: set[str] = set()  # objects/xx folders known to exist
         self._opening: threading.Thread | None = None  # open_ahead's
+        self._open_lock = threading.Lock()  # one opening of each database, whichever thread first needs it
 
     # ---- index and stat cache (opened lazily: dry runs and logs rarely need both) ----
 
     @property
     def index(self) -> TextTable:
         if self._index is None:
-            self._opened_ahead()
-            if self._index is None:
-                self._index = self._open_db("index", "cache misses: the nodes run again once")
+            with self._open_lock:
+                self._opened_ahead()
+                if self._index is None:
+                    self._index = self._open_db("index", "cache misses: the nodes run again once")
         return self._index
 
     @property
     def stats(self) -> TextTable:
         if self._stats is None:
-            self._opened_ahead()
-            if self._stats is None:
-                self._stats = self._open_db("stats", "files are hashed again once")
+            with self._open_lock:
+                self._opened_ahead()
+                if self._stats is None:
+                    self._stats = self._open_db("stats", "files are hashed again once")
         return self._stats
 
     def open_ahead(self) -> None:

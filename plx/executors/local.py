@@ -331,7 +331,7 @@ class LocalExecutor:
 
     def _warm_for(self, job: Job) -> bool:
         """Whether a warm shell is ready that would start the job (and nothing else would first)."""
-        if not self._warm or not warm.is_bash_job(job.argv) or (self._direct_ok and job.argv[5].startswith("exec ")):
+        if not self._warm or not warm.is_bash_job(job.argv) or self._direct_candidate(job):
             return False
         run_id = job.env.get("PLX_RUN_ID", "")
         return any(s.run_id == run_id for s in self._warm) and warm.message(job.argv, job.env, os.path.abspath(job.cwd)) is not None
@@ -395,8 +395,12 @@ class LocalExecutor:
             if proc is not None:
                 self._owner[proc.pid] = (job.env.get("PLX_RUN_ID", ""), job.env.get("PLX_NODE", job.id))
 
+    def _direct_candidate(self, job: Job) -> bool:
+        """Whether the job's script is one `exec` of a program, which plx may start without bash."""
+        return self._direct_ok and warm.is_bash_job(job.argv) and job.argv[5].startswith("exec ")
+
     def _direct_plan(self, job: Job) -> direct.Direct | None:
-        if not self._direct_ok or not warm.is_bash_job(job.argv) or not job.argv[5].startswith("exec "):
+        if not self._direct_candidate(job):
             return None
         with self._probed:  # asked once, by the first thread that needs it
             if self._bash_view is None and self._direct_ok:
