@@ -365,28 +365,38 @@ class LocalExecutor:
         taken = self._from_warm(job)
         if taken is not None:
             return (*taken, True)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        with self._lock:
-            self._spawning += 1
-        proc = None
-        try:
+
+        def fresh(out_w: int, err_w: int) -> subprocess.Popen[bytes]:
             if self._drop and not procs.drop_dac_override():  # a thread not made by the one that dropped it
                 raise OSError(errno.EPERM, "cannot start it without CAP_DAC_OVERRIDE (its stored inputs are links); PLX_LINK_INPUTS=0 gives it copies")
             env = {**self._environ, **job.env}
             argv = [_resolve(job.argv[0], env.get("PATH")), *job.argv[1:]]
             # A new session makes the node a process-group leader: killing the group reaches
             # every grandchild it spawns, and a Ctrl-C on plx's terminal does not reach it directly.
-            proc = subprocess.Popen(argv, cwd=job.cwd, env=env, stdout=out_w, stderr=err_w, stdin=self._null, start_new_session=True)
-        except BaseException:
-            for fd in (out_r, err_r):
-                os.close(fd)
-            raise
+            return subprocess.Popen(argv, cwd=job.cwd, env=env, stdout=out_w, stderr=err_w, stdin=self._null, start_new_session=True)
+
+        started = self._with_pipes(job, fresh)
+        assert started is not None  # fresh raises rather than return None
+        return (*started, True)
+
+    def _with_pipes(self, job: Job, start: Callable[[int, int], subprocess.Popen[bytes] | None]) -> tuple[subprocess.Popen[bytes], int, int] | None:
+        """start(stdout's write end, stderr's) with the reaper told a start is under way; the process
+        and the read ends, or None (and nothing left open) when start made none or raised."""
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        with self._lock:
+            self._spawning += 1
+        proc = None
+        try:
+            proc = start(out_w, err_w)
         finally:
             os.close(out_w)
             os.close(err_w)
+            if proc is None:
+                os.close(out_r)
+                os.close(err_r)
             self._spawned(proc, job)
-        return proc, out_r, err_r, True
+        return (proc, out_r, err_r) if proc is not None else None
 
     def _spawned(self, proc: subprocess.Popen[bytes] | None, job: Job) -> None:
         """A start is over (proc None: none was made): the reaper may look again, and knows whose pid it is."""
@@ -413,27 +423,21 @@ class LocalExecutor:
     def _start_direct(self, job: Job, plan: direct.Direct) -> tuple[subprocess.Popen[bytes], int, int] | None:
         """Start the program as bash would exec it; None when it could not be (a redirection that
         cannot be opened, a program that cannot be run): bash then does, and says why as it would."""
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        with self._lock:
-            self._spawning += 1
-        proc = None
-        opened: list[int] = []
-        try:
-            if self._drop and not procs.drop_dac_override():
+
+        def as_bash_would(out_w: int, err_w: int) -> subprocess.Popen[bytes] | None:
+            opened: list[int] = []
+            try:
+                if self._drop and not procs.drop_dac_override():
+                    return None
+                fds, opened = direct.open_all(plan, {0: self._devnull(), 1: out_w, 2: err_w}, as_owner=self._drop)
+                return subprocess.Popen(plan.argv, executable=plan.program, cwd=job.cwd, env=plan.env, stdin=fds[0], stdout=fds[1], stderr=fds[2], start_new_session=True)
+            except OSError:
                 return None
-            fds, opened = direct.open_all(plan, {0: self._devnull(), 1: out_w, 2: err_w}, as_owner=self._drop)
-            proc = subprocess.Popen(plan.argv, executable=plan.program, cwd=job.cwd, env=plan.env, stdin=fds[0], stdout=fds[1], stderr=fds[2], start_new_session=True)
-        except OSError:
-            return None
-        finally:
-            for fd in (*opened, out_w, err_w):
-                os.close(fd)
-            if proc is None:
-                os.close(out_r)
-                os.close(err_r)
-            self._spawned(proc, job)
-        return proc, out_r, err_r
+            finally:
+                for fd in opened:
+                    os.close(fd)
+
+        return self._with_pipes(job, as_bash_would)
 
     def _from_warm(self, job: Job) -> tuple[subprocess.Popen[bytes], int, int] | None:
         """The warm shell, made the job's process, if there is one for the job's run and the job can
