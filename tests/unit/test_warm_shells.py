@@ -103,7 +103,13 @@ def test_a_shell_that_reads_end_of_file_runs_nothing(tmp_path: Path) -> None:
     """plx gone (or closing) while the shell waits, even half-way through a message: nothing runs."""
     null = os.open(os.devnull, os.O_RDONLY)
     try:
-        for data in (b"", f"touch {tmp_path}/ran".encode()):  # nothing, then a message without its NUL
+        whole = warm.message(["bash", "-e", "-o", "pipefail", "-c", f"touch {tmp_path}/ran; true", "op"], {}, str(tmp_path))
+        assert whole is not None and whole.startswith(b"2 ")  # by size: the parts' lengths lead
+        head, body = whole.split(b"\n", 1)
+        a, b = (int(n) for n in head.split()[:2])
+        by_nul = b"D\n" + body[:a] + b"\0" + body[a : a + b] + b"\0" + body[a + b :]
+        cuts = (b"", b"2 2", whole[:-1], by_nul)
+        for data in cuts:  # nothing, half the header, one byte short, a message by NUL without its last NUL
             shell = warm.start("bash", dict(os.environ), "r1", null)
             if data:
                 os.write(shell.trigger, data)
@@ -114,6 +120,18 @@ def test_a_shell_that_reads_end_of_file_runs_nothing(tmp_path: Path) -> None:
         assert not (tmp_path / "ran").exists()
     finally:
         os.close(null)
+
+
+def test_a_script_beyond_ascii_is_sent_by_nul_and_runs_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """read -N counts characters in the shell's locale, the lengths are bytes: such a message goes by NUL."""
+    script = 'echo "héllo wörld ${#PARAM_TEXT}" 日本\necho "$PARAM_TEXT" | wc -c'
+    data = warm.message(["bash", "-e", "-o", "pipefail", "-c", script, "op"], ENV, str(tmp_path))
+    assert data is not None and data.startswith(b"D\n") and data.count(b"\0") == 3
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    fresh = _run(tmp_path, monkeypatch, False, script)
+    warm_ = _run(tmp_path, monkeypatch, True, script)
+    assert warm_[3] and warm_[0].exit_code == fresh[0].exit_code == 0
+    assert warm_[1] == fresh[1] and warm_[1].startswith("héllo wörld 50 日本\n")
 
 
 def test_a_killed_warm_shell_is_replaced_by_a_fresh_bash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
