@@ -11,8 +11,16 @@ Scenarios: cold (a fresh copy of the project), no-op (run again), leaf (one leaf
 Each figure is the median of --repeat runs (3; 1 at 100,000 nodes), the tools taking turns in a rotating
 order, with the peak memory (max RSS of the tool and what it waited for) from wait4. Writes BENCHMARKS.md.
 
+KEPT: every project stays until the suite ends, none is removed between runs. On a filesystem that
+is slow to reuse freed inodes (ext4 without a journal, as on this project's machines: for 1 to 6
+minutes after a delete, every file or folder made scans past the freed ones), removing one run's
+project slowed the next run by what it created, whichever tool deleted and whichever ran next:
+plx's cold chain-200 took 651 ms right after a removal against 613 ms without one, make's 339
+against 337 (medians of 5, 2026-11-27). A suite started right after another is measured in the
+shadow of the first one's final removal: leave a few minutes between them, or pass --keep.
+
 Run: `make bench` (installs doit and Snakemake, pinned, into bench/.venv), or
-     bench/.venv/bin/python bench/suite.py [--only wide,chain] [--repeat 3] [--no-100k] [--out BENCHMARKS.md]
+     bench/.venv/bin/python bench/suite.py [--only wide,chain] [--repeat 3] [--no-100k] [--keep] [--out BENCHMARKS.md]
 Not part of the tests: figures from a shared machine are noisy.
 """
 
@@ -201,8 +209,6 @@ def hop_latency(n: int, repeat: int, work: Path) -> dict[str, tuple[float, float
                 raise SystemExit(f"{tool}: expected {n} stamped steps, found {len(starts)} starts and {len(ends)} ends")
             gaps = [(b - a) / 1000 for a, b in zip(ends[:-1], starts[1:], strict=True)]
             got[tool].append((statistics.median(gaps), statistics.mean(gaps)))
-            shutil.rmtree(root, ignore_errors=True)
-    shutil.rmtree(template, ignore_errors=True)
     return {t: (statistics.median(m for m, _ in v), statistics.median(a for _, a in v)) for t, v in got.items()}
 
 
@@ -429,8 +435,6 @@ def run_workload(make_project: Callable[[Path, int], None], size: int, leaf: Cal
                 result.add(tool, "no-op", *measure(command(tool), root))
                 leaf(root)
                 result.add(tool, "leaf", *measure(command(tool), root))
-            shutil.rmtree(root, ignore_errors=True)
-    shutil.rmtree(template, ignore_errors=True)
     return result
 
 
@@ -444,7 +448,6 @@ def plx_planning(size: int, repeat: int, work: Path) -> dict[str, tuple[float, f
     for label, cmd in (("validate", [plx, "validate", "graphs/g.yaml"]), ("dry-run", [plx, "run", "graphs/g.yaml", "--dry-run"])):
         runs = [measure(cmd, root) for _ in range(repeat)]
         out[label] = (statistics.median(t for t, _ in runs), max(p for _, p in runs))
-    shutil.rmtree(root, ignore_errors=True)
     return out
 
 
@@ -480,6 +483,7 @@ def main() -> None:
     ap.add_argument("--bigfile-mib", type=int, default=1024)
     ap.add_argument("--out", default=str(HERE.parent / "BENCHMARKS.md"))
     ap.add_argument("--work", default=None, help="folder for the projects (default: a temp folder)")
+    ap.add_argument("--keep", action="store_true", help="leave the projects in place (removed otherwise when the suite ends; see KEPT)")
     args = ap.parse_args()
     only = [w for w in args.only.split(",") if w]
     tools = [t for t in args.tools.split(",") if t]
@@ -540,7 +544,10 @@ def main() -> None:
             print("\n".join(lines[-8:]), file=sys.stderr, flush=True)
             Path(args.out).write_text("\n".join(lines))  # what is done so far, should a later workload fail
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"projects kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     Path(args.out).write_text("\n".join(lines))
     print(f"wrote {args.out}", file=sys.stderr)
 
