@@ -127,6 +127,9 @@ class Engine:
         # Nodes done whose cache entries await the next commit: reported `success`, and their
         # dependents started, only once the entry is committed (see _commit).
         self.unconfirmed: list[tuple[str, dict[str, Any]]] = []
+        # Nodes that succeeded whose folders are recycled (workspace.finished) once the loop is about
+        # to wait, not between their end and their dependents' start (~65 µs of every hop of a chain).
+        self._tidy: list[str] = []
         self._committed = time.monotonic()
         self.failed: set[int] = set()  # members with a failed node
         self.interrupted = False
@@ -246,6 +249,7 @@ class Engine:
                 finally:
                     self.gate.close()
                 self._close_executor()
+                self._tidy_up()
                 self.workspace.close([r.id for r in self.records])
             for t, st in self.state.items():
                 if st in (NodeState.PENDING, NodeState.RUNNING):
@@ -338,6 +342,8 @@ class Engine:
                 threading.Thread(target=self.store.make_prefixes, name="plx-prefixes", daemon=True).start()
             if time.monotonic() - self._committed > COMMIT_EVERY or len(self.gate.unlock_after_commit) >= 256:
                 self._commit()
+            if self._tidy and (self.events.empty() or len(self._tidy) >= TIDY_AFTER):
+                self._tidy_up()
             idle = getattr(self._executor, "idle", None)  # optional: work the executor put off while the loop was busy
             if idle is not None and self.events.empty():
                 idle()
@@ -349,6 +355,11 @@ class Engine:
                 git_recorded = self.recorder.record_git(wait=False, when_read=self._git_ready)
             else:
                 self._on_event(event)
+
+    def _tidy_up(self) -> None:
+        """Recycle the folders of the nodes that succeeded since the last time (see _tidy)."""
+        while self._tidy:
+            self.workspace.finished(self._tidy.pop())
 
     def _start_ready(self, sched: Scheduler) -> None:
         """Start (or serve from the store) the tasks that are ready, while there are free slots."""
@@ -617,7 +628,7 @@ class Engine:
                 self._cache(tid, stored, wlog)
         finally:
             self.recorder.worker(tid, lines)
-        self.workspace.finished(tid)
+        self._tidy.append(tid)
         self.results[tid] = {n: Avail(a) for n, a in stored.items()}
         if tid in self.attempts:  # it succeeded after failed attempts
             n = len(self.attempts[tid]) + 1
@@ -833,3 +844,4 @@ COMMIT_EVERY = 0.1
 # A run of at least this many nodes creates the store's 256 objects/xx folders in the background once
 # its first nodes run (Store.make_prefixes) rather than one by one as outputs are stored.
 PREFIXES_FROM = 64
+TIDY_AFTER = 8  # nodes whose folders wait for recycling at most, while events keep coming (their folders are the next nodes')

@@ -263,6 +263,7 @@ class LocalExecutor:
         # Runs whose node the engine's thread started: their warm shells are started when the engine
         # waits (idle), not between two nodes it starts one after the other.
         self._rewarm_due: list[str] = []
+        self._message: tuple[Job, bytes | None] | None = None  # the last job _warm_for looked at, and its message
         # A script that is one `exec` of a program is started without bash where plx can do exactly
         # what bash would (executors/direct.py); PLX_DIRECT_EXEC=0 leaves every one to bash.
         self._direct_ok = os.environ.get("PLX_DIRECT_EXEC", "1") != "0"
@@ -334,7 +335,11 @@ class LocalExecutor:
         if not self._warm or not warm.is_bash_job(job.argv) or self._direct_candidate(job):
             return False
         run_id = job.env.get("PLX_RUN_ID", "")
-        return any(s.run_id == run_id for s in self._warm) and warm.message(job.argv, job.env, os.path.abspath(job.cwd)) is not None
+        if not any(s.run_id == run_id for s in self._warm):
+            return False
+        data = warm.message(job.argv, job.env, os.path.abspath(job.cwd))
+        self._message = (job, data)  # _from_warm's, when it starts this job next (in this thread)
+        return data is not None
 
     def idle(self) -> None:
         """The engine has nothing to do until its next event: start the warm shells that the nodes
@@ -445,7 +450,8 @@ class LocalExecutor:
         if not self._warm:
             return None
         run_id = job.env.get("PLX_RUN_ID", "")
-        data = warm.message(job.argv, job.env, os.path.abspath(job.cwd))
+        known, self._message = self._message, None
+        data = known[1] if known is not None and known[0] is job else warm.message(job.argv, job.env, os.path.abspath(job.cwd))
         with self._lock:
             shell = next((s for s in self._warm if s.run_id == run_id), None)
             if data is None or shell is None:
