@@ -358,6 +358,13 @@ class Engine:
             else:
                 self._on_event(event)
 
+    def _recycle(self, tid: str) -> None:
+        """A succeeded node's folders: for its dependents to start first when the run waits on them (see _tidy)."""
+        if self.sched is not None and self.sched.running == 0:
+            self._tidy.append(tid)
+        else:
+            self.workspace.finished(tid)
+
     def _tidy_up(self) -> None:
         """Recycle the folders of the nodes that succeeded since the last time (see _tidy)."""
         while self._tidy:
@@ -630,10 +637,7 @@ class Engine:
                 self._cache(tid, stored, wlog)
         finally:
             self.recorder.worker(tid, lines)
-        if self.sched is not None and self.sched.running == 0:  # the run waits on this node's dependents: they start first
-            self._tidy.append(tid)
-        else:
-            self.workspace.finished(tid)
+        self._recycle(tid)
         self.results[tid] = {n: Avail(a) for n, a in stored.items()}
         if tid in self.attempts:  # it succeeded after failed attempts
             n = len(self.attempts[tid]) + 1
