@@ -131,6 +131,7 @@ def _build(cls: _C, frozen: bool) -> _C:
 
 
 _code: dict[str, Any] | None = None  # source text -> its code object (the cache file's, then this process's)
+_CODE_TYPE = type(_frozen_setattr.__code__)
 _CACHE_LIMIT = 400  # entries at most in the file (an editable install gathers old classes' sources)
 
 
@@ -167,7 +168,7 @@ def _compiled(source: str) -> Any:
         except Exception:  # missing, unreadable, another Python's, damaged: compiled here instead
             _code = {}
     code = _code.get(source)
-    if code is None:
+    if not isinstance(code, _CODE_TYPE):  # not there, or not code (a file of another making)
         code = _code[source] = compile(source, "<record>", "exec")
         _save()
     return code

@@ -195,6 +195,11 @@ def test_the_code_of_a_record_class_is_kept_and_read_back_without_compiling(tmp_
         again(1).x = 2  # type: ignore[attr-defined]
     monkeypatch.delattr(structs, "compile")
 
+    import marshal
+
+    cache.write_bytes(structs._magic() + marshal.dumps({k: "not code" for k in (structs._code or {})}))  # values of another kind: compiled
+    monkeypatch.setattr(structs, "_code", None)
+    assert _fresh_class("kept_field")(5).x == 5  # type: ignore[attr-defined]
     cache.write_bytes(b"not a cache file")  # damaged: ignored, and written anew
     monkeypatch.setattr(structs, "_code", None)
     assert _fresh_class("other_field")(3).other_field == "d"  # type: ignore[attr-defined]
