@@ -23,6 +23,7 @@ as a script), and every other case: the job goes to bash, which then says what i
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -84,13 +85,39 @@ def _or_nul(value: str | None) -> str:
     return "\0" if value is None else value
 
 
+@functools.lru_cache(maxsize=256)
+def _which(word: str, path: str) -> str | None:
+    # Searched once per process, not per node (8 stats each for `tr` on a usual PATH). A program
+    # found here and gone later fails to start: the job then goes to bash, which searches again.
+    return shutil.which(word, path=path)
+
+
 def _program(word: str, lookup: Callable[[str], str | None], cwd: str) -> str | None:
     if "/" in word:
         return os.path.join(cwd, word)
     path = lookup("PATH")
     if path is None or any(not os.path.isabs(d) for d in path.split(os.pathsep)):
         return None  # bash's own default PATH, or a folder relative to the node's: bash decides
-    return shutil.which(word, path=path)
+    return _which(word, path)
+
+
+def real_path(path: str, known: dict[str, str] | None) -> str:
+    """os.path.realpath of an absolute, normalized path. known: folders' real paths, found once (the
+    folder of a run's node folders): below one of them, only the few components left are checked for
+    links, not every component from / (os.path.realpath stats each one, three times a node)."""
+    if known:
+        head, below = path, []
+        for _ in range(4):  # a node's folder, its inputs' folder and their files sit a few levels down
+            head, tail = os.path.split(head)
+            below.append(tail)
+            base = known.get(head)
+            if base is not None:
+                for part in reversed(below):
+                    head = os.path.join(head, part)
+                    if os.path.islink(head):
+                        return os.path.realpath(path)
+                return os.path.join(base, *reversed(below))
+    return os.path.realpath(path)
 
 
 def probe(bash: str, environ: dict[str, str]) -> dict[str, str] | None:
@@ -108,9 +135,9 @@ def probe(bash: str, environ: dict[str, str]) -> dict[str, str] | None:
     return view
 
 
-def plan(script: str, job_env: dict[str, str], environ: dict[str, str], view: dict[str, str], cwd: str) -> Direct | None:
+def plan(script: str, job_env: dict[str, str], environ: dict[str, str], view: dict[str, str], cwd: str, known: dict[str, str] | None = None) -> Direct | None:
     """How to start `exec SCRIPT` without bash, or None. job_env: the node's variables; environ:
-    plx's environment; view: what bash makes of it (probe)."""
+    plx's environment; view: what bash makes of it (probe); known: as for real_path."""
     if not script.startswith("exec ") or "~" in script or not all(SENT.fullmatch(k) for k in job_env):
         return None
 
@@ -169,16 +196,16 @@ def plan(script: str, job_env: dict[str, str], environ: dict[str, str], view: di
         same = pwd is not None and os.path.isabs(pwd) and os.path.samefile(pwd, cwd)
     except OSError:
         same = False
-    out["PWD"] = pwd if same and pwd is not None else os.path.realpath(cwd)
+    out["PWD"] = pwd if same and pwd is not None else real_path(cwd, known)
     return Direct(argv, program, out, opens, dups)
 
 
-def _check_target(path: str, write: bool, as_owner: bool) -> None:
+def _check_target(path: str, write: bool, as_owner: bool, known: dict[str, str] | None = None) -> None:
     """Raise OSError unless plx may open path for the node (see the module's docstring)."""
     norm = os.path.normpath(path)
     if norm == "/dev/null":
         return
-    if norm.startswith(("/dev/", "/proc/")) or os.path.islink(norm) or os.path.realpath(norm).startswith(("/dev/", "/proc/")):
+    if norm.startswith(("/dev/", "/proc/")) or os.path.islink(norm) or real_path(norm, known).startswith(("/dev/", "/proc/")):
         raise OSError(f"{path}: bash opens it")
     try:
         st = os.stat(norm)
@@ -196,10 +223,10 @@ def _check_target(path: str, write: bool, as_owner: bool) -> None:
         raise OSError(f"{path}: bash opens it")
 
 
-def open_all(d: Direct, base: dict[int, int], as_owner: bool) -> tuple[dict[int, int], list[int]]:
+def open_all(d: Direct, base: dict[int, int], as_owner: bool, known: dict[str, str] | None = None) -> tuple[dict[int, int], list[int]]:
     """The fds 0-2 the program gets (base: plx's own for each, the node's pipes), and the fds
     opened here, for the caller to close after the start. OSError: the job goes to bash. as_owner:
-    plx has CAP_DAC_OVERRIDE and the node would not (root)."""
+    plx has CAP_DAC_OVERRIDE and the node would not (root). known: as for real_path."""
     fds = dict(base)
     opened: list[int] = []
     try:
@@ -210,7 +237,7 @@ def open_all(d: Direct, base: dict[int, int], as_owner: bool) -> tuple[dict[int,
             if i == len(d.opens):
                 break
             fd, path, flags = d.opens[i]
-            _check_target(path, flags != os.O_RDONLY, as_owner)
+            _check_target(path, flags != os.O_RDONLY, as_owner, known)
             new = os.open(path, flags | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
             os.set_blocking(new, True)
             opened.append(new)

@@ -269,6 +269,9 @@ class LocalExecutor:
         self._direct_ok = os.environ.get("PLX_DIRECT_EXEC", "1") != "0"
         self._bash_view: dict[str, str] | None = None  # what bash makes of plx's environment (direct.probe)
         self._probed = threading.Lock()
+        # The real path of each folder that holds node folders (a run's, under .plx/tmp), found once:
+        # taken to stay where it is while the executor lives (direct.real_path).
+        self._real_folders: dict[str, str] = {}
         # Every accepted job until its Finished is queued; None while its process is not started yet.
         self.running: dict[str, subprocess.Popen[bytes] | None] = {}
         self._lock = threading.Lock()
@@ -423,7 +426,11 @@ class LocalExecutor:
                 self._direct_ok = self._bash_view is not None
         if self._bash_view is None:
             return None
-        return direct.plan(job.argv[5], job.env, self._environ, self._bash_view, os.path.abspath(job.cwd))
+        cwd = os.path.abspath(job.cwd)
+        parent = os.path.dirname(cwd)
+        if parent not in self._real_folders:
+            self._real_folders[parent] = os.path.realpath(parent)
+        return direct.plan(job.argv[5], job.env, self._environ, self._bash_view, cwd, self._real_folders)
 
     def _start_direct(self, job: Job, plan: direct.Direct) -> tuple[subprocess.Popen[bytes], int, int] | None:
         """Start the program as bash would exec it; None when it could not be (a redirection that
@@ -434,7 +441,7 @@ class LocalExecutor:
             try:
                 if self._drop and not procs.drop_dac_override():
                     return None
-                fds, opened = direct.open_all(plan, {0: self._devnull(), 1: out_w, 2: err_w}, as_owner=self._drop)
+                fds, opened = direct.open_all(plan, {0: self._devnull(), 1: out_w, 2: err_w}, as_owner=self._drop, known=self._real_folders)
                 return subprocess.Popen(plan.argv, executable=plan.program, cwd=job.cwd, env=plan.env, stdin=fds[0], stdout=fds[1], stderr=fds[2], start_new_session=True)
             except OSError:
                 return None

@@ -208,6 +208,7 @@ def test_python_api_round_trip_and_run(project: Project) -> None:
     project.write("data/seed.txt", "seed\n")
     script = textwrap.dedent("""\
         import json
+        import sys
         import plx
         from plx import Graph, Operation, run
 
@@ -222,7 +223,9 @@ def test_python_api_round_trip_and_run(project: Project) -> None:
         path = g.save("graphs/api.yaml")
         again = plx.load(path)
         assert again == g, (again.to_dict(), g.to_dict())
+        sys.setswitchinterval(0.003)  # the program's own: plx shortens it for a run (engine.run_all), then gives it back
         r = run(g, jobs=2, params={"word": "bye"})
+        assert sys.getswitchinterval() == 0.003, sys.getswitchinterval()
         print(json.dumps({"id": r.id, "status": r.status, "nodes": r.nodes, "final": open(r.outputs["final"]).read()}))
         """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=project.root, capture_output=True, text=True, timeout=120)

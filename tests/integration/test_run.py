@@ -271,6 +271,21 @@ def test_failure_skips_downstream_and_stops_launching(project: Project) -> None:
     assert r.code == 1 and nodes["later"]["state"] in ("success", "cached") and nodes["after"]["state"] == "skipped"
 
 
+def test_a_node_that_exits_0_but_fails_its_checks_stops_the_run_before_the_next_starts(project: Project) -> None:
+    """Its slot is free once its process ended, but no other node starts before its outputs are
+    checked: at -j1 it fails the run (without --keep-going) before the next node can start."""
+    project.write(
+        "operations/quiet.yaml",
+        "kind: operation\nname: quiet\nrunner: command\nparams: [{name: i, type: int}]\noutputs: [{name: out}]\ncmd: echo ran >> \"$PLX_PROJECT_ROOT/ran.txt\"\n",
+    )
+    project.write("graphs/q.yaml", "kind: graph\nname: q\nnodes:\n" + "".join(f"  q{i}: {{operation: quiet, params: {{i: {i}}}}}\n" for i in range(4)))
+    r = project.plx("run", "graphs/q.yaml", "-j", "1")
+    assert r.code == 1, r
+    states = sorted(n["state"] for n in project.last_run()["nodes"].values())
+    assert states.count("failed") == 1 and "success" not in states, states
+    assert (project.root / "ran.txt").read_text() == "ran\n"  # one node ran, the others never started
+
+
 def _pids_alive(pids: list[int]) -> list[int]:
     alive = []
     for pid in pids:

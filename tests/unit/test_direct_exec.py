@@ -27,7 +27,7 @@ def _run(tmp: Path, monkeypatch: pytest.MonkeyPatch, on: bool, script: str, env:
     monkeypatch.setenv("PLX_DIRECT_EXEC", "1" if on else "0")
     monkeypatch.setenv("PLX_WARM_SHELLS", "0")
     cwd = tmp / ("direct" if on else "bash")
-    cwd.mkdir()
+    cwd.mkdir(exist_ok=True)
     (cwd / "in put.txt").write_text("one\ntwo\n")
     (cwd / "script-without-shebang").write_text("echo run by bash as a script\n")
     (cwd / "script-without-shebang").chmod(0o755)
@@ -161,3 +161,36 @@ def test_as_root_a_node_cannot_write_through_plxs_capability(tmp_path: Path, mon
         ex.close()
     assert done.exit_code == 1 and "Permission denied" in (tmp_path / "e").read_text()
     assert locked.read_text() == "keep me\n"
+
+
+def test_real_path_below_a_known_folder_is_os_realpath(tmp_path: Path) -> None:
+    """The shortcut (components below a folder whose real path is known checked for links, not all
+    from /) gives what os.path.realpath gives, links or not, and for files not made yet."""
+    real = tmp_path / "real"
+    run = real / "run"
+    (run / "n.in" / "src").mkdir(parents=True)
+    (run / "n").mkdir()
+    (run / "n.in" / "src" / "a.txt").write_text("a")
+    (run / "n.in" / "linked").symlink_to(run / "n")
+    (run / "n.in" / "src" / "b.txt").symlink_to("a.txt")
+    (run / "n.in" / "fds").symlink_to("/proc/self/fd")
+    (run / "n.in" / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "via").symlink_to(real)  # the run's folder as the executor sees it, through a link
+    seen = str(tmp_path / "via" / "run")
+    known = {seen: os.path.realpath(seen)}
+    for rel in ["n", "n/out", "n.in/src/a.txt", "n.in/src/b.txt", "n.in/linked/out", "n.in/fds/1", "n.in/dangling", "n.in/dangling/x", "n.in/src/new.txt"]:
+        path = os.path.join(seen, rel)
+        assert direct.real_path(path, known) == os.path.realpath(path), rel
+    assert direct.real_path("/dev/stdout", known) == os.path.realpath("/dev/stdout")
+
+
+def test_a_redirection_through_a_link_in_the_nodes_folder_is_left_to_bash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`> fds/1` with fds a link to /proc/self/fd, in the node's own folder (below the folder whose
+    real path plx keeps): the node's stdout, as bash opens it, not plx's."""
+    for on in (True, False):
+        cwd = tmp_path / ("direct" if on else "bash")
+        cwd.mkdir()
+        (cwd / "fds").symlink_to("/proc/self/fd")
+    script = "sh -c 'echo to-the-node' > fds/1"
+    got, want = _run(tmp_path, monkeypatch, True, script), _run(tmp_path, monkeypatch, False, script)
+    assert got == want and "to-the-node" in got[1]
