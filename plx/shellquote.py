@@ -261,6 +261,11 @@ class ShellLexer:
             self.stack.append(SUB)
             self.depth.append(0)
             return 1
+        if c == "$" and nxt == "{" and self.stack[-1] in (ARITH, ARITHB):
+            # bash finds the end of $(( )), $[ ] and name[ ] by counting brackets, blind to ${...}: in
+            # `$[${x:- ]]` the first ] ends the arithmetic. What follows is arithmetic until the
+            # bracket that ends it (a value there must be a number), never a ${ } of its own.
+            return 0
         if c == "$" and nxt == "{":
             self.stack.append(BRACE if self.stack[-1] in (NONE, SUB, BT, BRACE) else DQBRACE)
             return 1

@@ -120,6 +120,19 @@ def test_what_no_escaping_can_keep_inert_is_an_error_with_the_line() -> None:
         r('echo "${x:-{{ param.v }}}"', {"v": "it's"})
 
 
+@pytest.mark.parametrize("template", ["$[${x:- ]]{{ param.v }}", "echo $(( ${x:- 1)) )){{ param.v }}", "a[${x:- 1]}]={{ param.v }}", "echo $[ ${x:-{{ param.v }}} ]"])
+def test_a_brace_inside_arithmetic_does_not_hide_where_it_ends(template: str, tmp_path) -> None:
+    """Found by test_fuzz: bash ends $[ ], $(( )) and name[ ] at the first closing bracket, even one
+    inside a ${...} there: a value after it stands where a newline starts a command, and is quoted."""
+    try:
+        script = r(template, {"v": "\ntouch PWN\n"})
+    except RenderError as exc:  # inside the arithmetic: only a number may stand there
+        assert "must be a number" in str(exc)
+        return
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=10)
+    assert list(tmp_path.iterdir()) == [], script
+
+
 def test_the_template_text_itself_is_never_changed() -> None:
     text = "printf 'a \"b\" $c' \"$d\" <<'X'\n$(e)\nX\n# f\n"
     assert r(text) == text
