@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plx.runners import _exec_form, shell_functions_possible
 
@@ -91,3 +93,19 @@ def test_a_long_script_is_read_in_linear_time() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.stdout.split() == ["cmd", "cmd", "exec"], done
+
+
+TOKENS = ["a", "b.txt", "$X", "${Y}", "'q;q'", '"d|d"', "&>f", ">&2", "2>&1", "> o", "<i", ">>o", ";", "|", "(", ")", "`", "&", "&&", "{", "x=1", "\n", "\\"]
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.lists(st.sampled_from(TOKENS), max_size=8), st.sampled_from([" ", ""]))
+def test_the_quick_refusal_agrees_with_the_pattern(tokens: list[str], sep: str) -> None:
+    """A script refused without the pattern (no quotes, and one of ; | ( ) `) is one the pattern refuses too."""
+    import re
+
+    from plx.runners import _SIMPLE
+
+    script = "tr " + sep.join(tokens)
+    matched = re.fullmatch(_SIMPLE, script) is not None
+    assert (_exec_form(script, {}) != script) == matched, script
