@@ -116,7 +116,7 @@ class CacheGate:
         if self.inflight.get(key) not in (None, tid):
             self.waiting.setdefault(key, []).append(tid)
             return DUPLICATE, None  # settled later, when the first one finishes
-        hit = self.store.lookup(key)
+        hit = None if self.store.surely_missing(key) else self.store.lookup(key)  # a cold run's keys: one query per batch, not per node
         if hit is not None:
             return HIT, hit
         lock = self._lock(self.store, key)

@@ -98,6 +98,7 @@ class Store:
         # Rows read ahead in one query for many keys (prefetch): the index's entries of tasks about to
         # be looked up, the stat cache's hashes of their objects' signatures as they were then.
         self._ahead_entries: dict[str, dict[str, Artifact]] = {}
+        self._ahead_misses: set[str] = set()  # keys prefetch found no entry for (see surely_missing)
         self._ahead_stats: dict[str, str] = {}
         self._lock_fd: int | None = None
         self._lease: Any = None  # a file object: closed (the lease released) even if close() is never called
@@ -559,7 +560,9 @@ class Store:
         objects, in one query each per 500 (a no-op run asks per batch of nodes, not per node).
         lookup() still checks every object then: an lstat each, re-hashed if its signature is not
         the one known (nothing is served on what was read here alone)."""
-        rows = self._many("index", [k for k in keys if k not in self._new_entries and k not in self._ahead_entries])
+        asked = [k for k in keys if k not in self._new_entries and k not in self._ahead_entries]
+        rows = self._many("index", asked)
+        self._ahead_misses.update(k for k in asked if k not in rows)
         sigs = []
         for key, raw in rows.items():
             try:
@@ -628,6 +631,15 @@ class Store:
         if ok:
             self._remember(sig, h)
         return ok
+
+    def surely_missing(self, key: str) -> bool:
+        """Whether prefetch, moments ago, found no entry for key (asked once: the answer is used up).
+        Good for a first look only: another plx may have written it since, so a miss that matters
+        (one about to be computed) is looked up again once its key is locked (CacheGate.look)."""
+        if key in self._ahead_misses:
+            self._ahead_misses.discard(key)
+            return key not in self._new_entries
+        return False
 
     def lookup(self, key: str) -> dict[str, Artifact] | None:
         """The outputs of a cache entry, only if every one of its artifacts is intact."""

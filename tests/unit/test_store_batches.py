@@ -113,3 +113,21 @@ def test_a_damaged_database_opened_ahead_is_set_aside_at_first_use(tmp_path: Pat
     assert "was damaged" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / ".plx").iterdir() if p.name.startswith("index.")], "the damaged index was not set aside"
     s.close()
+
+
+def test_a_prefetched_miss_is_told_once_and_an_entry_written_since_is_still_found(tmp_path: Path) -> None:
+    """surely_missing: what prefetch found no entry for, told once (CacheGate's first look); the
+    entry another plx writes after the prefetch is found by the look made once the key is locked."""
+    s, keys, _hashes = _filled(tmp_path, 2)
+    missing = [hash_bytes(f"absent {i}".encode()) for i in range(3)]
+    s.prefetch([*keys, *missing])
+    assert [s.surely_missing(k) for k in keys] == [False, False]  # entries: looked up as always
+    assert [s.surely_missing(k) for k in missing] == [True, True, True]
+    assert [s.surely_missing(k) for k in missing] == [False, False, False]  # told once
+    other = Store(tmp_path / ".plx")  # another plx writes the second one now
+    h = other.put_bytes(b"late\n")
+    other.record(missing[1], {"out": Artifact(h, 5, "text", "out.txt")}, "run2")
+    other.commit_entries()
+    other.close()
+    assert s.lookup(missing[1]) is not None and s.lookup(missing[0]) is None
+    s.close()
