@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Iterable
+
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable
 
 
 def find_cycle(adjacency: dict[str, list[str]]) -> list[str] | None:

@@ -18,12 +18,17 @@ import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
 
 from .errors import RunError, did_you_mean, is_damaged_db, is_disk_full, is_unwritable_db, warn
-from .records import FINAL_NODE_STATES, NodeState, RunData, RunState, as_run, count_states
+from .records import FINAL_NODE_STATES, NodeState, RunState, as_run, count_states
 from .repair import ensure_dir, set_aside, temp_file
 from .texttable import is_new_file, open_retrying, write_transaction
+
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+if TYPE_CHECKING:
+    from typing import Any, Mapping
+
+    from .records import RunData
 
 WORKER_LOG = "worker.log"
 

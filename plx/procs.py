@@ -37,7 +37,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+if TYPE_CHECKING:
+    from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_READ, PR_CAPBSET_DROP = 23, 24

@@ -7,9 +7,14 @@ import shlex
 import sys
 import threading
 import time
-from typing import IO, Any
 
-from .records import NodeState, RunData, attempts_of, count_states
+from .records import NodeState, attempts_of, count_states
+
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+    from .records import RunData
 
 STATE_ORDER = ["pending", "running", "success", "cached", "failed", "timeout", "skipped", "canceled"]
 COLORS = {"success": "green", "cached": "cyan", "failed": "red", "timeout": "red", "skipped": "yellow", "canceled": "yellow", "running": "blue", "interrupted": "red"}

@@ -11,9 +11,12 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
-from typing import Any
 
 from .errors import Diagnostic, RunError
+
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+if TYPE_CHECKING:
+    from typing import Any
 
 SKIPPED = {"__pycache__", ".git", ".plx"}  # never part of a folder source: caches and plx's own store
 _GLOB = set("*?[")

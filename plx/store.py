@@ -23,13 +23,16 @@ import stat
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Mapping
 
 from .errors import PlxError, is_damaged_db, is_unwritable_db, warn
 from .hashing import canonical, hash_bytes, hash_file
 from .repair import ensure_dir, open_lock_file, set_aside, temp_file
 from .structs import record
 from .texttable import TextTable
+
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Mapping
 
 TREE_TYPE = "directory"
 

@@ -19,7 +19,6 @@ import signal
 import stat
 import threading
 from pathlib import Path
-from typing import Callable
 
 from .errors import disk_full_message, is_disk_full
 from .hashing import hash_bytes, hash_file
@@ -27,6 +26,10 @@ from .planner import Task
 from .sources import place as place_sources
 from .store import TREE_TYPE, Artifact, Store, content_hash
 from .structs import field, record
+
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+if TYPE_CHECKING:
+    from typing import Callable
 
 # Files a runner writes into a node's input folder (runners.prepare): never an input's place.
 _HELPERS = ("values.json", "script.py", "script.sh")

@@ -5,13 +5,17 @@ from __future__ import annotations
 import gc
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .errors import Diagnostic, ValidationError
 from .structs import field, record
 
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
 if TYPE_CHECKING:
+    from typing import Any
+
     import yaml
+
+    Path_ = tuple[Any, ...]
 
 # PyYAML is imported by the first parse (_parser), not with this module: a run whose files all
 # come from the parse cache never needs it (its import is ~9 ms, a twentieth of a no-op run).
@@ -78,8 +82,6 @@ MAX_ALIAS_EXPANSION = 5_000
 POSITIONS_LAZILY_FROM = 64 * 1024
 
 _STR = "tag:yaml.org,2002:str"
-
-Path_ = tuple[Any, ...]
 
 
 @record

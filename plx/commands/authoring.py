@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ..errors import Diagnostic, RunError, UsageError
 from ..loader import Library
 from ..model import Graph, Operation
 from ..project import Project
+
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def validate(project: Project, lib: Library, paths: list[str]) -> tuple[list[Path], list[Diagnostic]]:

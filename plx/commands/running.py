@@ -6,13 +6,16 @@ import gc
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 from ..errors import RunError, UsageError, did_you_mean
 from ..loader import Library
 from ..overrides import Overrides, parse_inputs, parse_params, parse_sweep
 from ..project import Project
 from .common import at_revision, load_graph
+
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def plan_members(

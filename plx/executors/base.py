@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import queue
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
 
 from ..structs import record
+
+TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from .protocol import Executor
 
 NOT_STARTED = "canceled before it started"  # Finished.error of a job canceled before its process started
 
@@ -34,31 +39,21 @@ class Finished:
     error: str | None = None  # the process could not be started (or was not, being canceled first)
 
 
-@runtime_checkable
-class Executor(Protocol):
-    """Where node processes run. Every accepted job's `Finished` is put on the results queue the
-    executor was made with, and is queued before the job leaves `running` (so once `running` is
-    empty, every result is queued)."""
-
-    running: dict[str, Any]  # job id -> the executor's handle, for every job not finished yet
-
-    def submit(self, job: Job) -> None:
-        """Start a job (or queue it); raise if it cannot start at all (the node fails with the reason)."""
-
-    def cancel_all(self, hard: bool = False) -> None:
-        """Stop every running job (TERM, then KILL after a grace period; KILL at once if hard)."""
-
-    def close(self) -> None:
-        """Release everything; nothing the jobs started is left running."""
-
-    def check_resources(self, requests: dict[str, Any]) -> list[str]:
-        """Problems of resource requests that this executor's machines can never meet (empty: fine)."""
-
-
 # name -> factory(run options, results queue). A new executor registers here (register()),
 # from its own module or a plugin: the engine only ever calls make_executor.
-Factory = Callable[[Any, "queue.Queue[Any]"], Executor]
+if TYPE_CHECKING:
+    Factory = Callable[[Any, "queue.Queue[Any]"], Executor]
 _REGISTRY: dict[str, Factory] = {}
+
+
+def __getattr__(name: str) -> Any:
+    # Executor, the protocol an executor follows, lives in .protocol (it needs typing, which a run
+    # never imports): found here too, made on first use (a plugin's isinstance check).
+    if name == "Executor":
+        from .protocol import Executor
+
+        return Executor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register(name: str, factory: Factory) -> None:

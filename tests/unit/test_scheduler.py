@@ -168,6 +168,9 @@ class FakeStore:
         self.lookups += 1
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
+    def surely_missing(self, key: str) -> bool:
+        return False  # nothing read ahead: every look is a lookup
+
 
 class FakeLock:
     """A key lock: held by another process while `other` is set."""
