@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from .records import RunData
 
-TAG_RE = re.compile(r"^\S{1,100}$")
+# Patterns as text, compiled (by re's cache) on first use: a run without tags or `--where` never needs them.
+TAG_RE = r"^\S{1,100}$"
 MAX_NOTE = 10_000
 # A json output may hold a whole array of predictions: only the first numbers (in document order)
 # become metrics, so records and the index stay small and `plx log` stays fast.
@@ -78,7 +79,7 @@ def check_labels(name: str | None, tags: list[str], note: str | None) -> None:
     if name is not None and (not name.strip() or len(name) > 200 or "\n" in name):
         raise UsageError("--name: give one line of at most 200 characters")
     for t in tags:
-        if not TAG_RE.match(t):
+        if not re.match(TAG_RE, t):
             raise UsageError(f"tag {t!r}: a tag is 1 to 100 characters without spaces")
     if note is not None and len(note) > MAX_NOTE:
         raise UsageError(f"a note holds at most {MAX_NOTE} characters")
@@ -136,7 +137,7 @@ GRAMMAR = (
     "OP is one of = != < <= > >= ~ (~: contains); e.g. 'metrics.eval.accuracy>0.9', 'params.lr=0.1', 'tags~base'"
 )
 # A field is anything up to the operator (metric keys come from users' JSON: `metrics.m.per class.0`).
-_EXPR = re.compile(r"^\s*(?P<field>[^=<>!~\s][^=<>!~]*?)\s*(?P<op>!=|<=|>=|=|<|>|~)\s*(?P<value>.*?)\s*$", re.S)
+_EXPR = r"^\s*(?P<field>[^=<>!~\s][^=<>!~]*?)\s*(?P<op>!=|<=|>=|=|<|>|~)\s*(?P<value>.*?)\s*$"
 PLAIN_FIELDS = ("tags", "name", "note", "status", "graph", "id", "started", "finished", "duration")
 
 
@@ -150,7 +151,7 @@ class Where:
     """One `--where FIELD OP VALUE` condition."""
 
     def __init__(self, text: str):
-        m = _EXPR.match(text)
+        m = re.match(_EXPR, text, re.S)
         if not m or (not m["value"] and m["op"] not in ("=", "!=")) or m["value"][:1] in ("=", "<", ">", "!", "~"):
             raise UsageError(f"--where {text!r}: {GRAMMAR}")
         self.text = text
