@@ -40,6 +40,7 @@ from .workspace import LINK_INPUTS, Avail, StoreFailed, Workspace
 
 TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from .executors.protocol import Executor
@@ -208,12 +209,10 @@ class Engine:
         # which the engine's thread, busy with the other nodes, hands over only at its own next
         # system call or after the switch interval (5 ms by default). A shorter one, for the run:
         # wide-1000 took 1.70 against 1.87 s (medians of 6, alternating; 0.5 and 0.1 ms: 1.80 s).
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
         try:
-            return self._run_all()
+            with _short_switch_interval():
+                return self._run_all()
         finally:
-            sys.setswitchinterval(switch)
             self._resume_collector()  # paused by _run_all (until the first task that runs, or the end)
 
     def _run_all(self) -> list[dict[str, Any]]:
@@ -871,6 +870,27 @@ def _last_line(path: Path, limit: int = 160) -> str:
 # node's bookkeeping. A plx killed at any moment loses at most this much of its record.
 COMMIT_EVERY = 0.1
 SWITCH_INTERVAL = 0.0002  # seconds (see run_all)
+_switch_lock = threading.Lock()
+_switch_runs = 0  # runs under way in this process (the Python API may run several, in threads)
+_switch_saved = 0.0  # the interval before the first of them, given back when the last one ends
+
+
+@contextlib.contextmanager
+def _short_switch_interval() -> Iterator[None]:
+    global _switch_runs, _switch_saved
+    with _switch_lock:
+        if _switch_runs == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL))
+        _switch_runs += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_runs -= 1
+            if _switch_runs == 0:
+                sys.setswitchinterval(_switch_saved)
+
 
 # A run of at least this many nodes creates the store's 256 objects/xx folders in the background once
 # its first nodes run (Store.make_prefixes) rather than one by one as outputs are stored.

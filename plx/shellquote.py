@@ -90,6 +90,17 @@ class ShellLexer:
     def context(self) -> str:
         return self.stack[-1]
 
+    @property
+    def value_context(self) -> str:
+        """Where a value written now stands: inside quotes that are inside $(( )), $[ ] or name[ ], still
+        the arithmetic (bash evaluates what the quotes hold as arithmetic: a number only)."""
+        for c in reversed(self.stack):
+            if c in (ARITH, ARITHB):
+                return c
+            if c not in (SQ, DQ, DQBRACE):
+                break
+        return self.stack[-1]
+
     def feed(self, text: str) -> None:  # noqa: C901 - above the threshold when it was set (issue 11)
         i = 0
         while i < len(text):
@@ -160,6 +171,14 @@ class ShellLexer:
                 if c == "\n":
                     self.stack.pop()
                     self._newline()
+            elif top in (ARITH, ARITHB) and c in "'\"\\":
+                # bash honours quotes and backslashes while it looks for the bracket that ends the
+                # arithmetic (a `)` in "...", or in a ${...} inside them, ends nothing); what they hold
+                # is still arithmetic for a value (value_context).
+                if c == "\\":
+                    self.escape = True
+                else:
+                    self.stack.append(SQ if c == "'" else DQ)
             elif top == ARITHB:
                 if c == "[":
                     self.depth[-1] += 1
@@ -393,7 +412,7 @@ def _contextualize(ast: Any) -> Any:
                         delim, strip = lexer.heredoc or ("", False)
                         nxt = node.nodes[k + 1] if k + 1 < len(node.nodes) else None
                         after = nxt.data.split("\n")[0] if isinstance(nxt, nodes.TemplateData) else None
-                        values = (lexer.context, delim, strip, lexer.stack.count(BT), lexer.line, after)
+                        values = (lexer.value_context, delim, strip, lexer.stack.count(BT), lexer.line, after)
                         n = nodes.Filter(n, "_in_context", [nodes.Const(c) for c in values], [], None, None, lineno=n.lineno)
                         if lexer.heredoc is not None:
                             lexer.line_values.append(n)

@@ -14,7 +14,7 @@ the scripts where it can do exactly what bash does, and leaves every other one t
   locale it cannot load say, nothing starts without bash), then PWD is set for the node's folder;
   the node's own variables must be ones plx makes (PARAM_, INPUT_, OUTPUT_, PLX_);
 * redirection targets that are regular files (or /dev/null), not under /dev or /proc (plx's own
-  /dev/stdout is not the node's), not links; as root without CAP_DAC_OVERRIDE (plx keeps it, its
+  /dev/stdout is not the node's), not links, with no `..` in their path; as root without CAP_DAC_OVERRIDE (plx keeps it, its
   nodes do not), a file written must be root's and writable by its owner, a new one made in a
   folder of root's: anything else, bash opens it, as the node.
 A redirection that cannot be opened, a program that cannot be started (ENOEXEC: bash would run it
@@ -205,6 +205,8 @@ def plan(script: str, job_env: dict[str, str], environ: dict[str, str], view: di
 
 def _check_target(path: str, write: bool, as_owner: bool, known: dict[str, str] | None = None) -> None:
     """Raise OSError unless plx may open path for the node (see the module's docstring)."""
+    if ".." in path.split("/"):  # the kernel follows a link before its `..`, normpath drops both: bash's
+        raise OSError(f"{path}: bash opens it")
     norm = os.path.normpath(path)
     if norm == "/dev/null":
         return

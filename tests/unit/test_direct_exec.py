@@ -194,3 +194,17 @@ def test_a_redirection_through_a_link_in_the_nodes_folder_is_left_to_bash(tmp_pa
     script = "sh -c 'echo to-the-node' > fds/1"
     got, want = _run(tmp_path, monkeypatch, True, script), _run(tmp_path, monkeypatch, False, script)
     assert got == want and "to-the-node" in got[1]
+
+
+def test_a_redirection_with_dot_dot_after_a_link_is_left_to_bash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`> d/../fd/1` with d a link to /proc/self/task: the kernel follows d before its `..` (the
+    node's /proc/<pid>/fd/1), where the path's text says ./fd/1 (found in review)."""
+    for on in (True, False):
+        cwd = tmp_path / ("direct" if on else "bash")
+        cwd.mkdir()
+        (cwd / "d").symlink_to("/proc/self/task")
+        (cwd / "fd").mkdir()
+        (cwd / "fd" / "1").write_text("")
+    script = "sh -c 'echo to-the-node' > d/../fd/1"
+    got, want = _run(tmp_path, monkeypatch, True, script), _run(tmp_path, monkeypatch, False, script)
+    assert got == want

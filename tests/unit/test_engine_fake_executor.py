@@ -135,3 +135,21 @@ def test_a_sigterm_while_nodes_are_confirmed_waits_until_the_whole_batch_is(tmp_
         registered().pop("writing")
     assert reporter.sent and len(WritingExecutor.jobs) == 6
     assert {str(s) for s in engine.state.values()} == {"success"}, engine.state
+
+
+def test_runs_that_overlap_give_the_switch_interval_back_when_the_last_one_ends() -> None:
+    """Two runs in one process (the Python API, in threads) that end in the order they started: the
+    interval stays short while either runs, and is the program's own again after both."""
+    import sys
+
+    from plx.engine import SWITCH_INTERVAL, _short_switch_interval
+
+    before = sys.getswitchinterval()
+    first, second = _short_switch_interval(), _short_switch_interval()
+    first.__enter__()
+    second.__enter__()
+    assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
+    first.__exit__(None, None, None)
+    assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)  # the second still runs
+    second.__exit__(None, None, None)
+    assert sys.getswitchinterval() == pytest.approx(before)

@@ -120,12 +120,30 @@ def test_what_no_escaping_can_keep_inert_is_an_error_with_the_line() -> None:
         r('echo "${x:-{{ param.v }}}"', {"v": "it's"})
 
 
-@pytest.mark.parametrize("template", ["$[${x:- ]]{{ param.v }}", "echo $(( ${x:- 1)) )){{ param.v }}", "a[${x:- 1]}]={{ param.v }}", "echo $[ ${x:-{{ param.v }}} ]"])
-def test_a_brace_inside_arithmetic_does_not_hide_where_it_ends(template: str, tmp_path) -> None:
-    """Found by test_fuzz: bash ends $[ ], $(( )) and name[ ] at the first closing bracket, even one
-    inside a ${...} there: a value after it stands where a newline starts a command, and is quoted."""
+ARITHMETIC_EDGES = [
+    "$[${x:- ]]{{ param.v }}",  # found by test_fuzz: a bare ${ there hides no bracket from bash
+    "echo $(( ${x:- 1)) )){{ param.v }}",
+    "a[${x:- 1]}]={{ param.v }}",
+    "echo $[ ${x:-{{ param.v }}} ]",
+    'echo $(( "${x#)}" + 1 )) {{ param.v }}',  # found in review: quotes (and a ${ in them) do hide one
+    'echo $[ "${x#]}" + 1 ] {{ param.v }}',
+    'echo "$(( "${x#)}" + 1 ))" {{ param.v }}',
+    'a["${x#]}"]=2 {{ param.v }}',
+    'echo $(( "1)" )) {{ param.v }}',
+    "echo $(( '1)' )) {{ param.v }}",
+    "echo $(( 1 \\) )) {{ param.v }}",
+    'echo $(( "{{ param.v }}" + 1 ))',  # inside quotes inside the arithmetic: still a number only
+]
+
+
+@pytest.mark.parametrize("template", ARITHMETIC_EDGES)
+@pytest.mark.parametrize("value", ["\ntouch PWN\n", "x; touch PWN", "a[$(touch PWN)]"])
+def test_a_brace_inside_arithmetic_does_not_hide_where_it_ends(template: str, value: str, tmp_path) -> None:
+    """bash ends $[ ], $(( )) and name[ ] at the first closing bracket outside quotes, even one inside
+    a bare ${...} there: a value after it stands where a newline or `;` starts a command, and is
+    quoted; a value still inside (quoted or not) must be a number."""
     try:
-        script = r(template, {"v": "\ntouch PWN\n"})
+        script = r(template, {"v": value})
     except RenderError as exc:  # inside the arithmetic: only a number may stand there
         assert "must be a number" in str(exc)
         return
