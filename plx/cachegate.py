@@ -19,7 +19,7 @@ from .project import Project
 from .store import Artifact, KeyLock, Store
 from .structs import record
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import Any, Callable
 

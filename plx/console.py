@@ -18,7 +18,7 @@ import sys
 from . import procs
 from .errors import PlxError, UsageError, ValidationError
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional, TypeVar
 

@@ -38,7 +38,7 @@ from .store import Artifact, Store
 from .structs import field, record, replace
 from .workspace import LINK_INPUTS, Avail, StoreFailed, Workspace
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any

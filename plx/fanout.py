@@ -17,7 +17,7 @@ from .errors import did_you_mean
 from .model import ParamSpec, check_param_value
 from .structs import field, record
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import Any, Callable
 

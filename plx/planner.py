@@ -15,7 +15,7 @@ from .model import MISSING, Graph, Node, Operation, ParamSpec, binding, check_pa
 from .resources import Request, request_of
 from .structs import field, record
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import Any, Callable, NoReturn
 

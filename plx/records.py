@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from enum import StrEnum
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import Any, Mapping, TypedDict
 

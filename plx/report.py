@@ -10,7 +10,7 @@ import time
 
 from .records import NodeState, attempts_of, count_states
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import IO, Any
 

@@ -10,7 +10,7 @@ from .records import DONE_OK as DONE_OK  # the states whose outputs exist (depen
 from .records import NodeState
 from .resources import Pool, Request
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable
 

@@ -14,7 +14,7 @@ import re
 from .errors import Diagnostic, did_you_mean
 from .yamldoc import Doc
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import Any
 

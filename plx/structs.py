@@ -19,7 +19,7 @@ read once (0.2 ms), written when a class's source is new, never where Python wou
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import Any, Callable, TypeVar, dataclass_transform, overload
 

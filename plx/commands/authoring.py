@@ -9,7 +9,7 @@ from ..loader import Library
 from ..model import Graph, Operation
 from ..project import Project
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import Any
 

@@ -12,7 +12,7 @@ from ..project import Project
 from ..records import FINAL_NODE_STATES, NodeState, RunState, as_run, attempts_of, count_states
 from ..store import Artifact
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import Any, BinaryIO, Iterator
 

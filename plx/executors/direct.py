@@ -33,7 +33,7 @@ import subprocess
 from ..structs import record
 from .warm import SENT, alters_bash
 
-TYPE_CHECKING = False  # typing is never imported at run time (its import is ~2.5 ms of every command)
+TYPE_CHECKING = False  # `plx run` never imports typing (docs/design.md)
 if TYPE_CHECKING:
     from typing import Callable
 
