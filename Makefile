@@ -12,20 +12,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# Python's .pyc files and plx's record code (plx/structs.py) are written once, up front: where
+# PYTHONDONTWRITEBYTECODE is set (some CI images), every plx process would otherwise compile every
+# module it imports (a quarter of tests/integration/test_run.py's time).
+PRECOMPILE = env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m compileall -q plx && \
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -c "import plx.cli, plx.engine, plx.executors.local"
+
 demo: $(BIN)/python
 	$(BIN)/pip install -q -e .
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m compileall -q plx
+	$(PRECOMPILE)
 	$(BIN)/plx run graphs/demo.yaml
 	@echo
 	@echo "Next: . $(BIN)/activate; plx log; plx log last; plx get last metrics -o -"
 
-# Python's .pyc files and plx's record code (plx/structs.py) are written once, up front: where
-# PYTHONDONTWRITEBYTECODE is set (some CI images), every plx process the tests start would otherwise
-# compile every module it imports (a quarter of tests/integration/test_run.py's time).
 test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,dask]'
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m compileall -q plx
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -c "import plx.cli, plx.engine, plx.executors.local"
+	$(PRECOMPILE)
 	$(BIN)/ruff check plx
 	$(BIN)/ruff format --check plx
 	$(BIN)/mypy plx

@@ -89,9 +89,10 @@ def _or_nul(value: str | None) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _which(word: str, path: str) -> str | None:
-    # Searched once per process, not per node (8 stats each for `tr` on a usual PATH). A program
-    # found here and gone later fails to start: the job then goes to bash, which searches again.
+def which(word: str, path: str | None) -> str | None:
+    """shutil.which, searched once per process for a word and a PATH, not per node (8 stats each for
+    `tr` on a usual PATH). A program found here and gone later fails to start: a direct start then
+    goes to bash, which searches again; a fresh one fails as Popen would have."""
     return shutil.which(word, path=path)
 
 
@@ -101,7 +102,7 @@ def _program(word: str, lookup: Callable[[str], str | None], cwd: str) -> str | 
     path = lookup("PATH")
     if path is None or any(not os.path.isabs(d) for d in path.split(os.pathsep)):
         return None  # bash's own default PATH, or a folder relative to the node's: bash decides
-    return _which(word, path)
+    return which(word, path)
 
 
 def real_path(path: str, known: dict[str, str] | None) -> str:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import queue
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,12 +25,11 @@ if TYPE_CHECKING:
 GRACE_SECONDS = float(os.environ.get("PLX_KILL_GRACE", "2"))
 
 
-@functools.lru_cache(maxsize=64)
 def _resolve(program: str, path: str | None) -> str:
-    """The program's full path, found once per run: Popen would try every PATH entry per node."""
+    """The program's full path, found once per process (direct.which): Popen would try every PATH entry per node."""
     if os.sep in program:
         return program
-    found = shutil.which(program, path=path)
+    found = direct.which(program, path)
     # Not found, or found through a relative PATH entry (which depends on the node's cwd): leave it to Popen.
     return found if found and os.path.isabs(found) else program
 
