@@ -127,11 +127,10 @@ def _drop_dac_override() -> bool:
 # ---- /proc ------------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[str, int, int, int, int] | None:
+def proc_stat(pid: int) -> tuple[str, int, int, int, int] | None:
     """(state, ppid, pgid, sid, starttime in clock ticks since boot) of a process, or None."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rpartition(b")")[2].split()
+        fields = _read_small(f"/proc/{pid}/stat").rpartition(b")")[2].split()
     except OSError:
         return None
     try:
@@ -140,7 +139,21 @@ def _stat(pid: int) -> tuple[str, int, int, int, int] | None:
         return None
 
 
-def _pids() -> list[int]:
+def _read_small(path: str) -> bytes:
+    """A small /proc file whole, in three system calls: a sweep reads one per process of the
+    machine, and Python's buffered open() makes nine (fstat twice, ioctl, lseek twice)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        parts = [os.read(fd, 4096)]
+        while len(parts[-1]) == 4096:  # /proc/PID/stat is a few hundred bytes; anything longer is read to its end
+            parts.append(os.read(fd, 4096))
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def all_pids() -> list[int]:
+    """Every process of the machine (empty without a readable /proc)."""
     try:
         return [int(p) for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -150,8 +163,7 @@ def _pids() -> list[int]:
 def environ_marks(pid: int) -> dict[str, str]:
     """PLX_RUN_ID and PLX_NODE of a process, if it carries them (unreadable or a zombie: {})."""
     try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            data = f.read()
+        data = _read_small(f"/proc/{pid}/environ")
     except OSError:
         return {}
     out = {}
@@ -175,7 +187,7 @@ def _boot_time() -> float:
 
 def descendants(root: int) -> dict[int, tuple[str, int, int, int, int]]:
     """Every process below root (children, theirs, ...), with its stat fields."""
-    table = {pid: st for pid in _pids() if (st := _stat(pid)) is not None}
+    table = {pid: st for pid in all_pids() if (st := proc_stat(pid)) is not None}
     below: dict[int, list[int]] = {}
     for pid, st in table.items():
         below.setdefault(st[1], []).append(pid)
@@ -196,7 +208,7 @@ def kill_checked(pids: Iterable[tuple[int, int]], grace: float) -> list[int]:
     todo = [(pid, start) for pid, start in pids]
 
     def same(pid: int, start: int) -> bool:
-        st = _stat(pid)
+        st = proc_stat(pid)
         return st is not None and st[4] == start and st[0] != "Z"
 
     sent = []
@@ -231,7 +243,7 @@ def kill_runs_leftovers(runs: dict[str, float], grace: float = 1.0) -> list[int]
         return []
     me = os.getpid()
     boot, tick = _boot_time(), os.sysconf("SC_CLK_TCK")
-    table = {pid: st for pid in _pids() if pid != me and (st := _stat(pid)) is not None and st[0] != "Z"}
+    table = {pid: st for pid in all_pids() if pid != me and (st := proc_stat(pid)) is not None and st[0] != "Z"}
     recent = {pid for pid, st in table.items() if boot + st[4] / tick >= min(runs.values()) - 1.0}
     marked: set[int] = set()
     for pid in recent:

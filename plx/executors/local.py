@@ -50,21 +50,10 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        pids = os.listdir("/proc")
-    except OSError:
-        return True  # no /proc: trust the kill test
-    for pid in pids:
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
+    found = procs.all_pids()
+    if not found:
+        return True  # no /proc (plx's own process would be there): trust the kill test
+    return any(st[2] == pgid and st[0] != "Z" for pid in found if (st := procs.proc_stat(pid)) is not None)
 
 
 def stop_group(pgid: int, grace: float = GRACE_SECONDS) -> None:

@@ -1,0 +1,49 @@
+"""plx.procs reads /proc directly (three system calls a file): whole files, however long."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from plx import procs
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+
+
+@pytest.fixture
+def sleeper():
+    # An environment far longer than one read (4 KiB), with plx's marks at its very end.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **{f"FILLER_{i:03d}": "x" * 200 for i in range(100)}}
+    env["PLX_RUN_ID"] = "20261127-000000-000-abcd"
+    env["PLX_NODE"] = "train/fold_3"
+    proc = subprocess.Popen(["sleep", "30"], env=env)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_marks_at_the_end_of_a_long_environment_are_found(sleeper):
+    with open(f"/proc/{sleeper.pid}/environ", "rb") as f:
+        assert len(f.read()) > 3 * 4096
+    assert procs.environ_marks(sleeper.pid) == {"PLX_RUN_ID": "20261127-000000-000-abcd", "PLX_NODE": "train/fold_3"}
+
+
+def test_a_processes_stat_fields_and_its_place_below_its_parent(sleeper):
+    state, ppid, pgid, sid, start = procs.proc_stat(sleeper.pid)
+    assert ppid == os.getpid()
+    assert (pgid, sid) == (os.getpgid(sleeper.pid), os.getsid(sleeper.pid))
+    assert state in "RSD" and start > 0
+    assert sleeper.pid in procs.descendants(os.getpid())
+    assert sleeper.pid in procs.all_pids()
+
+
+def test_a_process_that_is_gone_has_no_stat_and_no_marks():
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    pid = int(done.stdout)
+    assert procs.proc_stat(pid) is None
+    assert procs.environ_marks(pid) == {}
