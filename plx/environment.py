@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from .deferred import find_program
 from .errors import RunError
 from .hashing import canonical, hash_bytes
 
@@ -54,7 +54,7 @@ def resolve_python(project: Any, written: str | None) -> str:
     if os.sep in written or written.startswith("~"):
         p = project.path(written)
         return str(p if p.is_absolute() else p.absolute())
-    found = shutil.which(written)
+    found = find_program(written)
     return found or written  # not found: the fingerprint reports it
 
 

@@ -18,7 +18,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import stat
 import sys
 import threading
@@ -62,6 +61,8 @@ def reflink_or_copy(src: Path, dst: Path) -> None:
             return
         except OSError:
             pass
+        import shutil  # here, not at the top: `plx run` never imports it (deferred.py)
+
         shutil.copyfileobj(fin, fout, 1 << 20)
 
 
@@ -525,6 +526,8 @@ class Store:
         p = self.object_path(h)
         try:
             if p.is_dir() and not p.is_symlink():
+                import shutil  # here, not at the top: `plx run` never imports it (deferred.py)
+
                 shutil.rmtree(p)
             else:
                 p.unlink()  # unlinking needs no write permission on the file itself

@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import signal
 import stat
 import threading
@@ -415,7 +414,7 @@ class _Placer:
             if self.sources:
                 place_sources(self.sources, self.hashes, self.work)
         except BaseException as exc:
-            shutil.rmtree(self.indir, ignore_errors=True)  # no partial copy is left behind (a full disk)
+            _rmtree(self.indir)  # no partial copy is left behind (a full disk)
             if self.record is not None:
                 self.record.ready = False
             if is_disk_full(exc):
@@ -445,10 +444,10 @@ def _remove(path: Path) -> None:
     except FileNotFoundError:
         pass
     except IsADirectoryError:
-        shutil.rmtree(path, ignore_errors=True)
+        _rmtree(path)
     except OSError:
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+            _rmtree(path)
 
 
 def _rmdir(path: Path) -> None:
@@ -457,7 +456,7 @@ def _rmdir(path: Path) -> None:
     except FileNotFoundError:
         pass
     except OSError:
-        shutil.rmtree(path, ignore_errors=True)
+        _rmtree(path)
 
 
 def _remove_all(empty: list[Path], trees: list[Path]) -> None:
@@ -532,6 +531,14 @@ def _check_link(store: Store, p: Placement, remove: bool = True) -> bool:
     return False
 
 
+def _rmtree(path: Path) -> None:
+    """shutil.rmtree, errors ignored. shutil is imported here, not at the top: `plx run` imports it
+    only when it removes a tree (deferred.py)."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _remove_empty_tree(top: Path) -> None:
     """Remove top and the folders below it, except those holding files (a failed node's, kept to look at)."""
     for dirpath, _dirs, _files in os.walk(top, topdown=False):
@@ -547,6 +554,8 @@ def _place_input(store: Store, a: Avail, dst: Path, ws: Workspace | None = None)
         store.materialize(a.art, dst)
         return
     if a.path.is_dir():
+        import shutil  # here, not at the top: `plx run` never imports it (deferred.py)
+
         shutil.copytree(a.path, dst, symlinks=False, dirs_exist_ok=True)
         now = content_hash(dst)
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -160,6 +159,8 @@ def open_output(project: Project, run_id: str, spec: str) -> BinaryIO:
 
 def get_output(project: Project, run_id: str, spec: str, dest: str | None, force: bool) -> str:
     """Copy NODE.OUTPUT (or a graph output name) of a run out of the store to a file; returns where it went."""
+    import shutil  # here, not at the top: `plx run` imports this module, and never shutil (deferred.py)
+
     from ..store import Store
 
     shown, art = _artifact(project, run_id, spec)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import shutil
 from pathlib import Path
 
 from ..errors import RunError, UsageError, did_you_mean
@@ -212,6 +211,8 @@ def rerun(
         record = Engine(replay, the_plan, opts, reporter, lib).run()
         return record, notes
     finally:
+        import shutil  # here, not at the top: `plx run` never imports it (deferred.py)
+
         shutil.rmtree(root, ignore_errors=True)
         lease.close()
 

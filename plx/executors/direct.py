@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import functools
 import os
-import re
-import shutil
 import stat
 import subprocess
 
+from ..deferred import find_program, lazy_compile
 from ..structs import record
 from .warm import SENT, alters_bash
 
@@ -39,13 +38,13 @@ if TYPE_CHECKING:
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*+"
 _EXPANSION = rf"\$(?:({_NAME})|\{{({_NAME})\}})"
-_PART = re.compile(rf"""([A-Za-z0-9_./,:@%+=-]++)|'([^']*+)'|"((?:[^"\\$`]++|{_EXPANSION})*+)"|{_EXPANSION}""")
-_INNER = re.compile(_EXPANSION)
-_REDIRECT = re.compile(r"([0-2]?)>&([0-2])(?=[ \t]|$)|([0-2]?)(>>|>|<|&>)[ \t]*+")
-_BLANK = re.compile(r"[ \t]++")
+_PART = lazy_compile(rf"""([A-Za-z0-9_./,:@%+=-]++)|'([^']*+)'|"((?:[^"\\$`]++|{_EXPANSION})*+)"|{_EXPANSION}""")
+_INNER = lazy_compile(_EXPANSION)
+_REDIRECT = lazy_compile(r"([0-2]?)>&([0-2])(?=[ \t]|$)|([0-2]?)(>>|>|<|&>)[ \t]*+")
+_BLANK = lazy_compile(r"[ \t]++")
 # bash's own values of these differ from the ones it exports to a program it execs.
 _OWN = frozenset("SHLVL PWD OLDPWD _".split())
-_RISKY = re.compile(r"[\s*?\[\\]")  # a value with one of these would be split or globbed unquoted
+_RISKY = lazy_compile(r"[\s*?\[\\]")  # a value with one of these would be split or globbed unquoted
 
 
 @record
@@ -90,10 +89,10 @@ def _or_nul(value: str | None) -> str:
 
 @functools.lru_cache(maxsize=256)
 def which(word: str, path: str | None) -> str | None:
-    """shutil.which, searched once per process for a word and a PATH, not per node (8 stats each for
-    `tr` on a usual PATH). A program found here and gone later fails to start: a direct start then
-    goes to bash, which searches again; a fresh one fails as Popen would have."""
-    return shutil.which(word, path=path)
+    """shutil.which (deferred.find_program), searched once per process for a word and a PATH, not per
+    node (8 stats each for `tr` on a usual PATH). A program found here and gone later fails to start:
+    a direct start then goes to bash, which searches again; a fresh one fails as Popen would have."""
+    return find_program(word, path)
 
 
 def _program(word: str, lookup: Callable[[str], str | None], cwd: str) -> str | None:

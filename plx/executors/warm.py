@@ -34,10 +34,10 @@ and `ps` shows the loader.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 
+from ..deferred import lazy_compile
 from ..runners import BASH_OWN, shell_functions_possible
 
 MAX_MESSAGE = 2048  # one write to the pipe (under PIPE_BUF); a `D` message is read a byte at a time
@@ -61,10 +61,10 @@ def loader(fd: int) -> str:
 
 # The variables a warm shell is sent: the ones plx makes. Anything else could be one bash or the
 # dynamic linker reads only at start (PATH, LANG, LD_PRELOAD, EXECIGNORE, GLOBIGNORE, PS1, ...).
-SENT = re.compile(r"(?:(?:PARAM|INPUT|OUTPUT|PLX)_[A-Za-z0-9_]*|CUDA_VISIBLE_DEVICES)")
+SENT = lazy_compile(r"(?:(?:PARAM|INPUT|OUTPUT|PLX)_[A-Za-z0-9_]*|CUDA_VISIBLE_DEVICES)")
 # Names whose value differs under eval, and the options whose output does.
 _SAFE_OPTIONS = "errexit|pipefail|nounset|noclobber|noglob|allexport|errtrace"
-_TELLS = re.compile(
+_TELLS = lazy_compile(
     r"SECONDS|PIPESTATUS|BASH_EXECUTION_STRING|BASH_ARGV0|BASH_COMMAND|xtrace|verbose|\$\{?_\b|\bshopt\b[^\n;|&]*-o"
     rf"|\bset\b[^\n;|&]*(?:\s[-+][A-Za-z]*[xv]|[-+]o[ \t]++(?!(?:{_SAFE_OPTIONS})\b)[\w$]|\s[-+]?\$)"
 )
@@ -73,7 +73,7 @@ _TELLS = re.compile(
 _NAMEREF = r"\$(?:[A-Za-z_][A-Za-z0-9_]*+|\{[^{}\"'`$\\]*+\}|[?#$!@*0-9-])"  # ${...}: no nesting, quote or escape
 _WORD = rf"""(?:[A-Za-z0-9_./,:@%+=~*?\[\]-]++|'[^']*+'|"(?:[^"\\$`]++|{_NAMEREF})*+"|{_NAMEREF})++"""
 _REDIR = rf"(?:[0-9]?(?:>>|>\||>&|<&|>|<)|&>>|&>)[ \t]*+{_WORD}|[0-9]?[<>]&[0-9-]"
-_TOKEN = re.compile(rf"[ \t]*+(?:(?P<redir>{_REDIR})|(?P<op>&&|\|\||\|&|[;|&])|(?P<word>{_WORD})|(?P<comment>#.*+))")
+_TOKEN = lazy_compile(rf"[ \t]*+(?:(?P<redir>{_REDIR})|(?P<op>&&|\|\||\|&|[;|&])|(?P<word>{_WORD})|(?P<comment>#.*+))")
 # Builtins and keywords run in bash's own process either way (not `command`, `builtin`, `eval`,
 # `source`: they may run a program, or a script whose last command counts). Of the words that open or
 # end a compound command only `fi` and `done`: bash -c runs the last command of a `{ ...; }` at the
@@ -153,7 +153,7 @@ def message(argv: list[str], env: dict[str, str], cwd: str) -> bytes | None:
     return data if len(data) <= MAX_MESSAGE else None
 
 
-_PLAIN = re.compile(r"[A-Za-z0-9_./,:@%+=-]+")  # no ~ (an assignment expands it after = or :)
+_PLAIN = lazy_compile(r"[A-Za-z0-9_./,:@%+=-]+")  # no ~ (an assignment expands it after = or :)
 
 
 def quote(value: str) -> str:
