@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Project
+from tests.conftest import PLX, Project
 
 # Every way a node's process can leave its process group, each writing its pid to a file:
 # setsid in a subshell, setsid in the background, a double fork, a process that clears the
@@ -225,6 +225,49 @@ def test_the_guardian_ends_with_its_run(project: Project) -> None:
     while _alive(guardian) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _alive(guardian), "the guardian outlived its run"
+
+
+def _guardians_with(token: str) -> list[int]:
+    """The guardians (plx.procs in their command line) whose environment holds PLX_TEST_TOKEN=token."""
+    found = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                cmd = Path(f"/proc/{p}/cmdline").read_bytes()
+                env = Path(f"/proc/{p}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"plx.procs" in cmd and f"PLX_TEST_TOKEN={token}".encode() in env:
+                found.append(int(p))
+    return found
+
+
+def test_a_run_that_starts_no_node_leaves_no_guardian(project: Project) -> None:
+    """plx starts its guardian while it reads the graph (before its first node); a run that never
+    starts one (a graph that fails to load, a no-op) leaves it to end with plx."""
+    project.write("operations/e.yaml", "kind: operation\nname: e\nrunner: command\noutputs: [{name: out}]\ncmd: echo hi > $OUTPUT_OUT\n")
+    project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n  a: {operation: e}\n")
+    project.write("graphs/bad.yaml", "kind: graph\nname: bad\nnodes:\n  a: {operation: nope}\n")
+    assert project.plx("run", "graphs/g.yaml").code == 0
+    for i, (graph, code) in enumerate([("graphs/bad.yaml", 1), ("graphs/g.yaml", 0)]):
+        token = f"{os.getpid()}-{i}-{time.monotonic_ns()}"
+        r = project.plx("run", graph, env={"PLX_TEST_TOKEN": token})
+        assert r.code == code, r.err
+        deadline = time.monotonic() + 5
+        while _guardians_with(token) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _guardians_with(token) == [], f"a guardian outlived `plx run {graph}`"
+    # The check above can fail: while a node runs, its run's guardian carries the token.
+    token = f"{os.getpid()}-live-{time.monotonic_ns()}"
+    project.write("operations/nap.yaml", "kind: operation\nname: nap\nrunner: command\noutputs: [{name: out}]\ncmd: sleep 2; touch $OUTPUT_OUT\n")
+    project.write("graphs/n.yaml", "kind: graph\nname: n\nnodes:\n  a: {operation: nap}\n")
+    env = {**os.environ, "PLX_TEST_TOKEN": token}
+    proc = subprocess.Popen([PLX, "run", "graphs/n.yaml"], cwd=project.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        project.wait_running(1)
+        assert len(_guardians_with(token)) == 1  # one guardian while the node runs: the one started ahead
+    finally:
+        assert proc.wait(timeout=60) == 0
 
 
 def test_the_next_plx_command_stops_what_a_killed_run_left(project: Project, tmp_path: Path) -> None:
