@@ -144,9 +144,12 @@ def _read_small(path: str) -> bytes:
     machine, and Python's buffered open() makes nine (fstat twice, ioctl, lseek twice)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        parts = [os.read(fd, 4096)]
-        while len(parts[-1]) == 4096:  # /proc/PID/stat is a few hundred bytes; anything longer is read to its end
-            parts.append(os.read(fd, 4096))
+        first = os.read(fd, 4096)
+        if len(first) < 4096:  # /proc/PID/stat is a few hundred bytes: whole in one read
+            return first
+        parts = [first]  # longer (an environment): read to its end, however the kernel cuts the reads
+        while chunk := os.read(fd, 65536):
+            parts.append(chunk)
         return b"".join(parts)
     finally:
         os.close(fd)
@@ -400,7 +403,8 @@ def start_guardian_ahead() -> None:
     beside a run's first nodes, its shell held a CPU while their processes started (on 2 cores, the
     first two nodes of a run started ~3 ms sooner without it, p25 of 32 alternating runs). A run
     that never starts a node (a graph that fails to load, a no-op) leaves it to read end of file
-    when plx exits, and it exits too."""
+    when plx exits, and it exits too. Started before the executor's thread drops CAP_DAC_OVERRIDE,
+    it keeps it, as plx's own process does: it runs no node's code, only plx's stop_runs."""
     if _own_process and not _ahead:
         _ahead.append(_spawn_guardian())
 

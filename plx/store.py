@@ -61,9 +61,9 @@ def reflink_or_copy(src: Path, dst: Path) -> None:
             return
         except OSError:
             pass
-        import shutil  # here, not at the top: `plx run` never imports it (deferred.py)
-
-        shutil.copyfileobj(fin, fout, 1 << 20)
+        # shutil.copyfileobj's loop, without importing shutil on a run's way (deferred.py)
+        while chunk := fin.read(1 << 20):
+            fout.write(chunk)
 
 
 def manifest_hash(manifest: list[dict[str, Any]]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -201,16 +202,32 @@ def test_a_run_imports_none_of_what_it_does_without(project: Project) -> None:
     tokenize with it) and building the classes with it took ~16 ms of every command. Annotations
     need no `typing` at run time (2.6 ms), and the PATH search no `shutil` (~2 ms with the zlib,
     bz2 and lzma it imports; plx.deferred): not for a direct start, a bash one, a warm shell's, nor
-    for an input placed in a node."""
+    for an input placed in a node (as a link, or as a copy)."""
     project.write("operations/e.yaml", "kind: operation\nname: e\nrunner: command\noutputs: [{name: out}]\ncmd: echo hi > $OUTPUT_OUT\n")
     project.write(
         "operations/then.yaml",
         "kind: operation\nname: then\nrunner: command\ninputs: [{name: src}]\noutputs: [{name: out}]\n"
         'cmd: cat "$INPUT_SRC" > "$OUTPUT_OUT" && echo more >> "$OUTPUT_OUT"\n',
     )
+    project.write(  # one command: started without bash, its program found by plx (deferred.find_program)
+        "operations/up.yaml",
+        "kind: operation\nname: up\nrunner: command\ninputs: [{name: src}]\noutputs: [{name: out}]\n"
+        'cmd: tr a-z A-Z < "$INPUT_SRC" > "$OUTPUT_OUT"\n',
+    )
     nodes = "  a: {operation: e}\n  b: {operation: then, inputs: {src: a.out}}\n  c: {operation: then, inputs: {src: b.out}}\n"
+    nodes += "  d: {operation: up, inputs: {src: c.out}}\n"
     project.write("graphs/g.yaml", "kind: graph\nname: g\nnodes:\n" + nodes)
-    run = project.plx("run", "graphs/g.yaml", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    for links in ("1", "0"):  # a stored input reaches a node as a read-only link, or as a copy
+        imported = _imports_of_a_cold_run(project, links)
+        unwanted = {"dataclasses", "inspect", "typing", "shutil", "bz2", "lzma"}
+        assert "plx.structs" in imported and not imported & unwanted, (links, sorted(imported & unwanted))
+    assert project.plx("get", "last", "d.out", "-o", "d.txt").code == 0 and (project.root / "d.txt").read_text() == "HI\nMORE\nMORE\n"
+
+
+def _imports_of_a_cold_run(project: Project, links: str) -> set[str]:
+    """The modules a run imports, not counting site's; each run cold (the store removed first)."""
+    shutil.rmtree(project.root / ".plx", ignore_errors=True)
+    run = project.plx("run", "graphs/g.yaml", env={"PYTHONPROFILEIMPORTTIME": "1", "PLX_LINK_INPUTS": links})
     assert run.code == 0 and "| plx.engine" in run.err, run.err[-2000:]
     # The interpreter prints each import after those it caused, indented one level deeper. What `site`
     # imports is not plx's: under CI's coverage, its start-up hook (a .pth file) imports both.
@@ -223,6 +240,4 @@ def test_a_run_imports_none_of_what_it_does_without(project: Project) -> None:
                 if name.strip() != "site":
                     imported.update(pending)
                 pending = []
-    unwanted = {"dataclasses", "inspect", "typing", "shutil", "bz2", "lzma"}
-    assert "plx.structs" in imported and "plx.executors.warm" in imported and not imported & unwanted, sorted(imported & unwanted)
-    assert project.plx("get", "last", "c.out", "-o", "c.txt").code == 0 and (project.root / "c.txt").read_text() == "hi\nmore\nmore\n"
+    return imported

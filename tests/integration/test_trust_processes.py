@@ -259,14 +259,18 @@ def test_a_run_that_starts_no_node_leaves_no_guardian(project: Project) -> None:
         assert _guardians_with(token) == [], f"a guardian outlived `plx run {graph}`"
     # The check above can fail: while a node runs, its run's guardian carries the token.
     token = f"{os.getpid()}-live-{time.monotonic_ns()}"
-    project.write("operations/nap.yaml", "kind: operation\nname: nap\nrunner: command\noutputs: [{name: out}]\ncmd: sleep 2; touch $OUTPUT_OUT\n")
-    project.write("graphs/n.yaml", "kind: graph\nname: n\nnodes:\n  a: {operation: nap}\n")
+    go = project.root / "go"
+    hold = f"while [ ! -e {go} ]; do sleep 0.02; done; touch $OUTPUT_OUT"
+    project.write("operations/hold.yaml", f"kind: operation\nname: hold\nrunner: command\noutputs: [{{name: out}}]\ncmd: {hold}\n")
+    project.write("graphs/n.yaml", "kind: graph\nname: n\nnodes:\n  a: {operation: hold}\n")
+    before = {p.name for p in (project.root / ".plx/runs").iterdir()}
     env = {**os.environ, "PLX_TEST_TOKEN": token}
     proc = subprocess.Popen([PLX, "run", "graphs/n.yaml"], cwd=project.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        project.wait_running(1)
+        project.wait_started(1, skip=before)  # the node waits for `go`: its run's guardian is there until then
         assert len(_guardians_with(token)) == 1  # one guardian while the node runs: the one started ahead
     finally:
+        go.touch()
         assert proc.wait(timeout=60) == 0
 
 
