@@ -46,3 +46,30 @@ def test_a_process_that_is_not_there_has_no_stat_and_no_marks():
         pid = int(f.read()) + 1  # above any pid the kernel gives
     assert procs.proc_stat(pid) is None
     assert procs.environ_marks(pid) == {}
+
+
+
+def test_prctl_without_the_ctypes_package_answers_as_ctypes_does():
+    """procs calls prctl(2) through `_ctypes` (the ctypes package's import was 1-2 ms of a run's start):
+    on this Python that path is taken, and it answers and acts as the public ctypes does."""
+    import ctypes
+
+    procs._prctl.cache_clear()
+    fast = procs._prctl()
+    assert type(fast).__name__ == "Function"  # the path through _ctypes, not the package's
+    libc = ctypes.CDLL(None, use_errno=True)
+    read = (procs.PR_CAPBSET_READ, procs.CAP_DAC_OVERRIDE, 0, 0, 0)
+    assert fast(*read) == libc.prctl(*read) in (0, 1)  # type: ignore[operator]
+    assert fast(99999, 0, 0, 0, 0) == libc.prctl(99999, 0, 0, 0, 0) == -1  # type: ignore[operator]  # no such option
+
+    def subreaper() -> int:
+        flag = ctypes.c_int(-1)
+        assert libc.prctl(37, ctypes.byref(flag), 0, 0, 0) == 0  # PR_GET_CHILD_SUBREAPER
+        return flag.value
+
+    before = subreaper()
+    try:
+        assert procs.set_child_subreaper(True) and subreaper() == 1
+        assert procs.set_child_subreaper(False) and subreaper() == 0
+    finally:
+        libc.prctl(procs.PR_SET_CHILD_SUBREAPER, before, 0, 0, 0)
