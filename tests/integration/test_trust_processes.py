@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,18 +71,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _marked(run_id: str) -> list[int]:
-    """Every process on the machine still carrying this run's marker."""
-    out = []
+def _processes(*files: str) -> Iterator[tuple[int, list[bytes]]]:
+    """Every process on the machine whose /proc files (stat, cmdline, environ, ...) could be read, with them."""
     for p in os.listdir("/proc"):
         if p.isdigit():
             try:
-                env = Path(f"/proc/{p}/environ").read_bytes()
+                yield int(p), [Path(f"/proc/{p}/{name}").read_bytes() for name in files]
             except OSError:
                 continue
-            if f"PLX_RUN_ID={run_id}\0".encode() in env and _alive(int(p)):
-                out.append(int(p))
-    return out
+
+
+def _marked(run_id: str) -> list[int]:
+    """Every process on the machine still carrying this run's marker."""
+    return [pid for pid, (env,) in _processes("environ") if f"PLX_RUN_ID={run_id}\0".encode() in env and _alive(pid)]
 
 
 def _survivors(pids: dict[str, int], run_id: str, wait: float = 5.0) -> list[int]:
@@ -178,15 +180,9 @@ def test_a_first_failure_leaves_nothing_running(project: Project, tmp_path: Path
 
 def _guardian_of(pid: int) -> int:
     """The guardian plx started (a child of plx running plx.procs.guard)."""
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                stat = Path(f"/proc/{p}/stat").read_bytes().rpartition(b")")[2].split()
-                cmd = Path(f"/proc/{p}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat[1]) == pid and b"plx.procs" in cmd:
-                return int(p)
+    for p, (stat, cmd) in _processes("stat", "cmdline"):
+        if int(stat.rpartition(b")")[2].split()[1]) == pid and b"plx.procs" in cmd:
+            return p
     raise AssertionError("plx started no guardian")
 
 
@@ -229,17 +225,8 @@ def test_the_guardian_ends_with_its_run(project: Project) -> None:
 
 def _guardians_with(token: str) -> list[int]:
     """The guardians (plx.procs in their command line) whose environment holds PLX_TEST_TOKEN=token."""
-    found = []
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                cmd = Path(f"/proc/{p}/cmdline").read_bytes()
-                env = Path(f"/proc/{p}/environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"plx.procs" in cmd and f"PLX_TEST_TOKEN={token}".encode() in env:
-                found.append(int(p))
-    return found
+    mark = f"PLX_TEST_TOKEN={token}".encode()
+    return [p for p, (cmd, env) in _processes("cmdline", "environ") if b"plx.procs" in cmd and mark in env.split(b"\0")]
 
 
 def test_a_run_that_starts_no_node_leaves_no_guardian(project: Project) -> None:
